@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Both build the virtual
+# environment from requirements.lock on first use, so a fresh machine needs only Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck unit histories bench clean
+
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/python cli.py run
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# Re-record the Temporal histories that the replay test checks (see tests/README.md).
+histories: $(STAMP)
+	$(BIN)/python -m tests.record_histories
+
+bench: $(STAMP)
+	$(BIN)/python bench/journeys.py
+
+clean:
+	rm -rf $(VENV)

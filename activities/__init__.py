@@ -1,0 +1,5 @@
+"""Temporal activities: every side effect a journey has (sends, webhooks, bookkeeping)."""
+
+from activities.journeys import JourneyActivities
+
+__all__ = ["JourneyActivities"]

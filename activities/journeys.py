@@ -1,0 +1,139 @@
+"""The activities journeys call. Each is idempotent through the delivery ledger, because
+Temporal runs an activity at least once: a retry after a crash must not send twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from flowline.channels import webhook
+from flowline.journey import (
+    DELIVER_WEBHOOK,
+    RECORD_JOURNEY_END,
+    SEND_IN_APP,
+    JourneyEnd,
+    JourneyRef,
+    SendInAppRequest,
+    StepResult,
+    TemplateScope,
+    WebhookRequest,
+)
+from flowline.store import deliveries, journeys, profiles, workspaces
+from flowline.store.database import Store
+from flowline.templates import render, render_value
+
+
+class JourneyActivities:
+    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+        self.store = store
+        self.http = http
+
+    def all(self) -> Sequence[Callable[..., Any]]:
+        return [self.send_in_app, self.deliver_webhook, self.record_journey_end]
+
+    async def _template_context(self, ref: JourneyRef, scope: TemplateScope) -> dict[str, Any]:
+        async with self.store.connect() as conn:
+            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        attributes = dict(profile["attributes"]) if profile else {}
+        return {
+            "profile": {**attributes, "id": ref.profile_id},
+            "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
+            "vars": scope.vars,
+            "flow": scope.flow,
+            "journey": {"id": ref.journey_id},
+        }
+
+    @activity.defn(name=SEND_IN_APP)
+    async def send_in_app(self, request: SendInAppRequest) -> StepResult:
+        ref = request.journey
+        key = deliveries.delivery_key(ref.journey_id, request.step_id, request.iteration, ref.profile_id)
+        context = await self._template_context(ref, request.scope)
+        title = render(request.title, context)
+        body = render(request.body, context)
+        data = render_value(request.data, context)
+        # Ledger row and inbox message commit together: a retry finds the row and sends nothing.
+        async with self.store.begin() as conn:
+            row, created = await deliveries.open_delivery(
+                self.store,
+                conn,
+                workspace_id=ref.workspace_id,
+                key=key,
+                journey_id=ref.journey_id,
+                step_id=request.step_id,
+                iteration=request.iteration,
+                recipient_id=ref.profile_id,
+                channel="in_app",
+            )
+            if created:
+                await deliveries.add_inbox_message(
+                    conn,
+                    workspace_id=ref.workspace_id,
+                    profile_id=ref.profile_id,
+                    delivery_id=row["id"],
+                    title=title,
+                    body=body,
+                    data=data,
+                )
+                await deliveries.close_delivery(conn, row["id"], "sent")
+        return StepResult(branch="sent", delivery_id=row["id"])
+
+    @activity.defn(name=DELIVER_WEBHOOK)
+    async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
+        ref = request.journey
+        key = deliveries.delivery_key(ref.journey_id, request.step_id, request.iteration, ref.profile_id)
+        async with self.store.begin() as conn:
+            row, _ = await deliveries.open_delivery(
+                self.store,
+                conn,
+                workspace_id=ref.workspace_id,
+                key=key,
+                journey_id=ref.journey_id,
+                step_id=request.step_id,
+                iteration=request.iteration,
+                recipient_id=ref.profile_id,
+                channel="webhook",
+            )
+            secret = await workspaces.webhook_secret(conn, ref.workspace_id)
+        if row["status"] == "sent":
+            return StepResult(branch="sent", delivery_id=row["id"])
+
+        context = await self._template_context(ref, request.scope)
+        payload = {
+            "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
+            "step": {"id": request.step_id, "iteration": request.iteration},
+            "journey": {"id": ref.journey_id},
+            "profile": context["profile"],
+            "event": request.scope.event or None,
+            "data": render_value(request.data, context),
+        }
+        body = webhook.encode(payload)
+        headers = {
+            "Content-Type": "application/json",
+            webhook.SIGNATURE_HEADER: webhook.sign(secret, body),
+            # The same key on every retry: receivers can drop a duplicate after a lost response.
+            webhook.IDEMPOTENCY_HEADER: row["id"],
+        }
+        try:
+            response = await self.http.post(request.url, content=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise ApplicationError(f"webhook to {request.url} failed: {error!r}") from error
+        if response.status_code >= 400:
+            message = f"webhook to {request.url} answered {response.status_code}"
+            # 4xx other than 408/429 will not get better with retries.
+            retryable = response.status_code >= 500 or response.status_code in (408, 429)
+            if not retryable:
+                async with self.store.begin() as conn:
+                    await deliveries.close_delivery(conn, row["id"], "failed", message)
+            raise ApplicationError(message, non_retryable=not retryable)
+        async with self.store.begin() as conn:
+            await deliveries.close_delivery(conn, row["id"], "sent")
+        return StepResult(branch="sent", delivery_id=row["id"])
+
+    @activity.defn(name=RECORD_JOURNEY_END)
+    async def record_journey_end(self, end: JourneyEnd) -> None:
+        async with self.store.begin() as conn:
+            await journeys.record_end(conn, end)

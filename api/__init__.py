@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): flows, profiles, events, journeys, inbox."""

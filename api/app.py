@@ -1,0 +1,73 @@
+"""The FastAPI application. ``uvicorn --factory api.app:create_app`` serves it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import errors
+from api.deps import Services
+from api.routes import events, flows, health, journeys, profiles
+from flowline.flow.model import FlowDocument
+from flowline.settings import Settings, get_settings
+from flowline.store.database import Store
+from workflows.client import connect
+from workflows.routing import JourneyLauncher
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, temporal: Client | None = None
+) -> FastAPI:
+    """Tests pass their own store and Temporal client; otherwise both come from ``settings``."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        active_store = store or Store(settings.database_url)
+        client = temporal or await connect(settings)
+        app.state.services = Services(
+            settings=settings,
+            store=active_store,
+            temporal=client,
+            launcher=JourneyLauncher(active_store, client, settings.task_queue),
+        )
+        try:
+            yield
+        finally:
+            if own_store:
+                await active_store.dispose()
+
+    app = FastAPI(
+        title="Flowline",
+        version="0.1.0",
+        description="Automated customer journeys on Temporal. "
+        "Authenticate with `Authorization: Bearer <API key>`.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (flows, events, profiles, journeys, health):
+        app.include_router(module.router)
+
+    # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            flow_schema = FlowDocument.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(flow_schema.pop("$defs", {}))
+            components["FlowDocument"] = flow_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

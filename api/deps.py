@@ -1,0 +1,49 @@
+"""Request dependencies: the shared services and the caller's workspace (from its API key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from api.errors import ApiError
+from flowline.settings import Settings
+from flowline.store.database import Store
+from flowline.store.workspaces import workspace_for_key
+from workflows.routing import JourneyLauncher
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    temporal: Client
+    launcher: JourneyLauncher
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+_bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Authorization: Bearer fl_...`")
+
+
+async def workspace(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'")
+    store = services(request).store
+    async with store.connect() as conn:
+        found = await workspace_for_key(conn, credentials.credentials)
+    if found is None:
+        raise ApiError(401, "unknown or revoked API key")
+    return found
+
+
+Workspace = Annotated[str, Depends(workspace)]
+Svc = Annotated[Services, Depends(services)]

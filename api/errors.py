@@ -1,0 +1,66 @@
+"""Every error is JSON with a message; documents add the path of each fault. Never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from flowline.flow.validation import FlowInvalid
+
+log = logging.getLogger("flowline.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def loc_path(loc: Sequence[int | str]) -> str:
+    """``("body", "events", 0, "name")`` -> ``$.events[0].name``; query and path parameters by name."""
+    if not loc:
+        return "$"
+    where, rest = loc[0], loc[1:]
+    path = "$" if where == "body" else str(where)
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"message": exc.message, **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(FlowInvalid)
+    async def flow_invalid(_request: Request, exc: FlowInvalid) -> JSONResponse:
+        return JSONResponse(
+            {"message": "the flow document is invalid", "faults": [f.as_dict() for f in exc.faults]},
+            status_code=422,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        faults = [
+            {"path": loc_path(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()
+        ]
+        return JSONResponse({"message": "the request is invalid", "faults": faults}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", incident, request.method, request.url.path)
+        return JSONResponse({"message": "internal error", "incident": incident}, status_code=500)

@@ -1,0 +1,121 @@
+"""Flows: drafts (YAML or JSON), validation, publishing, versions, and API-started journeys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api.deps import Svc, Workspace
+from api.errors import ApiError
+from api.schemas import StartJourneyIn
+from flowline.flow.model import FlowDocument
+from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
+from flowline.store import flows, profiles
+
+router = APIRouter(prefix="/v1/flows", tags=["flows"])
+
+_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A flow document (SPEC §3) as JSON or YAML (`Content-Type: application/yaml`).",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/FlowDocument"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _document(request: Request, flow_id: str, max_steps: int) -> FlowDocument:
+    raw = await request.body()
+    document = load_document(raw)
+    if isinstance(document, dict):
+        document.setdefault("id", flow_id)
+        if document["id"] != flow_id:
+            raise FlowInvalid(
+                [FlowFault("$.id", f"the document's id {document['id']!r} is not the URL's {flow_id!r}")]
+            )
+    return parse_flow(document, max_steps=max_steps)
+
+
+def _flow_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "status": row["status"],
+        "current_version": row["current_version"],
+        "draft": row["draft"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+@router.put("/{flow_id}", openapi_extra=_DOCUMENT_BODY, summary="Create or replace the draft of a flow")
+async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    flow = await _document(request, flow_id, svc.settings.max_steps)
+    async with svc.store.begin() as conn:
+        row = await flows.save_draft(svc.store, conn, workspace, flow)
+    return _flow_out(row)
+
+
+@router.post(
+    "/{flow_id}/validate", openapi_extra=_DOCUMENT_BODY, summary="Validate a document without saving it"
+)
+async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    flow = await _document(request, flow_id, svc.settings.max_steps)
+    return {"valid": True, "flow": flow.dump()}
+
+
+@router.get("", summary="List flows")
+async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    async with svc.store.connect() as conn:
+        rows = await flows.list_flows(conn, workspace)
+    return {"flows": [_flow_out(r) for r in rows]}
+
+
+@router.get("/{flow_id}", summary="A flow: its draft, status and current version")
+async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    async with svc.store.connect() as conn:
+        row = await flows.get_flow(conn, workspace, flow_id)
+    if row is None:
+        raise ApiError(404, f"no flow {flow_id!r}")
+    return _flow_out(row)
+
+
+@router.get("/{flow_id}/versions", summary="Published versions of a flow")
+async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    async with svc.store.connect() as conn:
+        if await flows.get_flow(conn, workspace, flow_id) is None:
+            raise ApiError(404, f"no flow {flow_id!r}")
+        versions = await flows.list_versions(conn, workspace, flow_id)
+    return {"versions": versions}
+
+
+@router.post("/{flow_id}/publish", summary="Publish the draft as a new immutable version")
+async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    async with svc.store.begin() as conn:
+        row = await flows.get_flow(conn, workspace, flow_id)
+        if row is None:
+            raise ApiError(404, f"no flow {flow_id!r}")
+        # The draft was valid when saved; validate again in case the rules grew stricter since.
+        document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
+        version = await flows.publish(conn, workspace, flow_id, document)
+    return {"id": flow_id, "status": "running", "version": version}
+
+
+@router.post("/{flow_id}/journeys", status_code=201, summary="Start a journey for one profile")
+async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    async with svc.store.begin() as conn:
+        published = await flows.current_version(conn, workspace, flow_id)
+        if published is None:
+            raise ApiError(409, f"flow {flow_id!r} is not running")
+        await profiles.ensure_profiles(svc.store, conn, workspace, [body.profile_id])
+    entry = f"api:{body.entry_id or uuid.uuid4().hex}"
+    journey_id = await svc.launcher.start(
+        workspace, published, body.profile_id, entry=entry, variables=body.variables
+    )
+    if journey_id is None:
+        raise ApiError(409, f"the re-entry rule of flow {flow_id!r} keeps profile {body.profile_id!r} out")
+    return {"journey_id": journey_id, "flow_id": flow_id, "version": published.version}

@@ -1,0 +1,38 @@
+"""Profiles and their in-app inbox."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from api.deps import Svc, Workspace
+from api.errors import ApiError
+from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut
+from flowline.store import deliveries, journeys, profiles
+
+router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+
+
+@router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
+async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+    async with svc.store.begin() as conn:
+        row, _created = await profiles.upsert_profile(svc.store, conn, workspace, profile_id, body.attributes)
+    return ProfileOut.model_validate(row)
+
+
+@router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")
+async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+    async with svc.store.connect() as conn:
+        row = await profiles.get_profile(conn, workspace, profile_id)
+        if row is None:
+            raise ApiError(404, f"no profile {profile_id!r}")
+        rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
+    return ProfileOut.model_validate(row | {"journeys": [JourneySummary.model_validate(j) for j in rows]})
+
+
+@router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")
+async def get_inbox(
+    profile_id: str, workspace: Workspace, svc: Svc, limit: int = Query(100, ge=1, le=500)
+) -> dict[str, list[InboxMessage]]:
+    async with svc.store.connect() as conn:
+        rows = await deliveries.list_inbox(conn, workspace, profile_id, limit)
+    return {"messages": [InboxMessage.model_validate(r) for r in rows]}

@@ -1,0 +1,119 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flowline.journey import JourneyState
+
+MAX_EVENTS_PER_CALL = 1000
+
+
+class EventIn(BaseModel):
+    """One event. ``id`` makes ingestion idempotent: the same id twice is stored and routed once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    profile_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    timestamp: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Fault(BaseModel):
+    path: str
+    message: str
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    id: str | None = None
+    faults: list[Fault]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="valid events stored now")
+    duplicates: int = Field(description="valid events whose id was stored before (not routed again)")
+    rejected: list[RejectedEvent]
+    journeys: list[str] = Field(description="journeys these events started")
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attributes: dict[str, Any] = Field(default_factory=dict, description="merged; null erases an attribute")
+
+
+class JourneySummary(BaseModel):
+    id: str
+    flow_id: str
+    version: int
+    profile_id: str
+    status: str
+    last_step: str | None = None
+    exit_reason: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class JourneyDetail(JourneySummary):
+    current_step: str | None = None
+    waiting_for: str | None = None
+    path: list[dict[str, Any]] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    live: bool = Field(description="true when current_step and path come from the running workflow")
+
+    @classmethod
+    def build(cls, row: dict[str, Any], state: JourneyState | None) -> JourneyDetail:
+        summary = JourneySummary.model_validate(row).model_dump()
+        if state is None:
+            return cls(**summary, current_step=row.get("last_step"), live=False)
+        return cls(
+            **summary,
+            current_step=state.current_step,
+            waiting_for=state.waiting_for,
+            path=[p.model_dump(mode="json") for p in state.path],
+            variables=state.variables,
+            live=True,
+        )
+
+
+class ProfileOut(BaseModel):
+    id: str
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    journeys: list[JourneySummary] = Field(default_factory=list)
+
+
+class InboxMessage(BaseModel):
+    id: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None = None
+    consumed_at: datetime | None = None
+
+
+class StartJourneyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile_id: str = Field(min_length=1, max_length=200)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    entry_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="makes the call idempotent: the same entry_id starts one journey",
+    )

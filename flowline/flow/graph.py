@@ -1,0 +1,47 @@
+"""The step graph of a flow: where each branch of each step leads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendNext, SendStep, Step, WebhookStep
+
+# The branch a step takes when it has only one way out.
+CONTINUE = "next"
+
+
+def branch_targets(step: Step) -> dict[str, str | None]:
+    """Each branch of ``step`` and the step id it names (None: fall through to the next listed step)."""
+    match step:
+        case SendStep(next=SendNext() as nxt):
+            return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
+        case SendStep(next=str() | None as nxt):
+            return {"sent": nxt, "skipped": nxt, "failed": nxt}
+        case PauseStep(next=nxt) | WebhookStep(next=nxt):
+            return {CONTINUE: nxt}
+        case ExitStep():
+            return {}
+    raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
+
+
+def following(flow: FlowDocument, step_id: str) -> str | None:
+    """The step listed after ``step_id``, or None for the last step (which exits)."""
+    ids = [s.id for s in flow.steps]
+    index = ids.index(step_id)
+    return ids[index + 1] if index + 1 < len(ids) else None
+
+
+def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
+    """Where a journey goes after ``step`` took ``branch``; None ends the journey."""
+    if isinstance(step, ExitStep):
+        return None
+    target = branch_targets(step).get(branch)
+    return target if target is not None else following(flow, step.id)
+
+
+def edges(flow: FlowDocument) -> Iterator[tuple[str, str]]:
+    for step in flow.steps:
+        for branch in branch_targets(step):
+            target = next_step(flow, step, branch)
+            if target is not None:
+                yield step.id, target

@@ -1,0 +1,131 @@
+"""The flow document as pydantic models: one discriminated union for steps, one for triggers.
+
+Every model forbids unknown fields, so a typo in a flow is a fault with a path, not a
+silently ignored setting. Adding a step type means adding it to ``Step``; the interpreter's
+dispatch (workflows/journey.py) is exhaustive over that union and fails type checking
+until the new case is handled.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from flowline.conditions import PropertyFilter
+from flowline.durations import Duration
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+StepId = Identifier
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# ---------------------------------------------------------------- triggers
+
+
+class EventTrigger(_Strict):
+    """A journey starts when the profile sends this event and every ``where`` filter holds."""
+
+    type: Literal["event"]
+    event: str = Field(min_length=1, max_length=200)
+    where: list[PropertyFilter] = Field(default_factory=list)
+
+
+class FlowTrigger(_Strict):
+    """No automatic entry: journeys start from another flow's ``add_to_flow`` or the API."""
+
+    type: Literal["flow"]
+
+
+Trigger = Annotated[EventTrigger | FlowTrigger, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- settings
+
+
+class FlowSettings(_Strict):
+    # never: a profile enters once; after_exit: again once its journey ended;
+    # concurrent: several journeys at once, one per entry key.
+    reentry: Literal["never", "after_exit", "concurrent"] = "after_exit"
+    # With reentry=concurrent: the trigger event property that tells entries apart
+    # (default: every triggering event is an entry of its own).
+    entry_key: str | None = None
+
+
+# ---------------------------------------------------------------- steps
+
+
+class _StepBase(_Strict):
+    id: StepId
+    name: str | None = Field(default=None, max_length=200)
+
+
+class PauseStep(_StepBase):
+    type: Literal["pause"]
+    for_: Duration = Field(alias="for")
+    next: StepId | None = None
+
+
+class SendNext(_Strict):
+    sent: StepId | None = None
+    skipped: StepId | None = None
+    failed: StepId | None = None
+
+
+class InAppContent(_Strict):
+    title: str = Field(default="", max_length=10_000)
+    body: str = Field(max_length=100_000)
+    # Custom data and actions for the app (values may be Liquid templates).
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendStep(_StepBase):
+    type: Literal["send"]
+    channel: Literal["in_app"]
+    content: InAppContent
+    next: StepId | SendNext | None = None
+
+
+class WebhookStep(_StepBase):
+    """POSTs the flow, step, journey and profile with ``data`` (Liquid templates) to ``url``."""
+
+    type: Literal["webhook"]
+    url: AnyHttpUrl
+    data: dict[str, Any] = Field(default_factory=dict)
+    next: StepId | None = None
+
+
+class ExitStep(_StepBase):
+    type: Literal["exit"]
+
+
+Step = Annotated[PauseStep | SendStep | WebhookStep | ExitStep, Field(discriminator="type")]
+
+STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, SendStep, WebhookStep, ExitStep)
+# Steps that make a journey wait for time to pass: a loop must contain one of these.
+WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep,)
+
+
+# ---------------------------------------------------------------- the document
+
+
+class FlowDocument(_Strict):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    trigger: Trigger
+    settings: FlowSettings = Field(default_factory=FlowSettings)
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def dump(self) -> dict[str, Any]:
+        """The canonical JSON form (aliases such as ``for``, durations as ``7d``)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=False)

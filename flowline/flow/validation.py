@@ -1,0 +1,190 @@
+"""Turn a flow document (parsed YAML/JSON) into a ``FlowDocument`` or a list of faults with paths.
+
+Faults use JSON paths into the document as the user wrote it (``$.steps[2].next``), both for
+schema errors reported by pydantic and for the graph rules checked here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from flowline.flow.graph import branch_targets, edges
+from flowline.flow.model import WAITING_STEP_TYPES, FlowDocument
+
+DEFAULT_MAX_STEPS = 100
+
+
+@dataclass(frozen=True)
+class FlowFault:
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class FlowInvalid(ValueError):
+    def __init__(self, faults: Sequence[FlowFault]) -> None:
+        super().__init__("; ".join(f"{f.path}: {f.message}" for f in faults))
+        self.faults = list(faults)
+
+
+def load_document(text: str | bytes) -> Any:
+    """Parse YAML or JSON text (JSON is YAML); a syntax error is a fault at ``$``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FlowInvalid([FlowFault("$", f"not valid YAML or JSON: {exc}")]) from exc
+
+
+def json_path(document: Any, loc: Sequence[int | str]) -> str:
+    """Render a pydantic error location as a JSON path into ``document``.
+
+    Pydantic puts union tags (a step's ``type``) and union member names (``str``,
+    ``SendNext``) into locations; they are not in the document, so they are skipped.
+    """
+    path, node, tag_pending = "$", document, isinstance(document, dict)
+    for part in loc:
+        if tag_pending and isinstance(node, dict) and part == node.get("type"):
+            tag_pending = False
+            continue
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            path, node = f"{path}[{part}]", node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and part in node:
+            path, node = f"{path}.{part}", node[part]
+        elif isinstance(part, str) and (
+            part[:1].isupper()
+            or part in _UNION_MEMBER_NAMES
+            or "[" in part
+            or part.startswith("constrained-")
+        ):
+            continue
+        else:
+            # A missing or unknown field: named in the path, with nothing below it.
+            path, node = f"{path}.{part}", None
+        tag_pending = isinstance(node, dict)
+    return path
+
+
+_UNION_MEMBER_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
+    faults = []
+    for item in error.errors(include_url=False):
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "union_tag_invalid":
+            message = (
+                f"unknown type {item.get('input', {}).get('type')!r}"
+                if isinstance(item.get("input"), dict)
+                else message
+            )
+        faults.append(FlowFault(json_path(document, item["loc"]), message))
+    # A union such as ``next: step-id | {sent, skipped, failed}`` reports a fault per member;
+    # when the input is a mapping, the "not a string" fault of the other member is noise.
+    paths = {f.path for f in faults}
+    faults = [
+        f
+        for f in faults
+        if not (
+            f.message == "Input should be a valid string" and any(p.startswith(f.path + ".") for p in paths)
+        )
+    ]
+    return list(dict.fromkeys(faults))
+
+
+def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
+    faults: list[FlowFault] = []
+    if len(flow.steps) > max_steps:
+        faults.append(FlowFault("$.steps", f"{len(flow.steps)} steps; a flow may have at most {max_steps}"))
+
+    positions: dict[str, list[int]] = defaultdict(list)
+    for index, step in enumerate(flow.steps):
+        positions[step.id].append(index)
+    for step_id, where in positions.items():
+        for index in where[1:]:
+            faults.append(FlowFault(f"$.steps[{index}].id", f"duplicate step id {step_id!r}"))
+
+    for index, step in enumerate(flow.steps):
+        for branch, target in branch_targets(step).items():
+            if target is not None and target not in positions:
+                suffix = (
+                    "" if branch == "next" or isinstance(getattr(step, "next", None), str) else f".{branch}"
+                )
+                faults.append(FlowFault(f"$.steps[{index}].next{suffix}", f"no step has the id {target!r}"))
+    if faults:
+        return faults
+
+    graph: dict[str, set[str]] = defaultdict(set)
+    for source, target in edges(flow):
+        graph[source].add(target)
+
+    reachable, frontier = {flow.steps[0].id}, [flow.steps[0].id]
+    while frontier:
+        for target in graph[frontier.pop()]:
+            if target not in reachable:
+                reachable.add(target)
+                frontier.append(target)
+    for index, step in enumerate(flow.steps):
+        if step.id not in reachable:
+            faults.append(FlowFault(f"$.steps[{index}]", f"step {step.id!r} can never be reached"))
+
+    faults.extend(_spinning_loops(flow, graph))
+    return faults
+
+
+def _spinning_loops(flow: FlowDocument, graph: dict[str, set[str]]) -> list[FlowFault]:
+    """A cycle through steps none of which waits would spin forever without yielding."""
+    waiting = {s.id for s in flow.steps if isinstance(s, WAITING_STEP_TYPES)}
+    quick = {s.id: {t for t in graph[s.id] if t not in waiting} for s in flow.steps if s.id not in waiting}
+    index_of = {s.id: i for i, s in enumerate(flow.steps)}
+    reported: set[str] = set()
+    faults = []
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(quick.get(node, ())):
+            if state.get(target) == 1:
+                cycle = stack[stack.index(target) :]
+                first = min(cycle, key=index_of.__getitem__)
+                if first not in reported:
+                    reported.add(first)
+                    faults.append(
+                        FlowFault(
+                            f"$.steps[{index_of[first]}]",
+                            "loop without a wait: " + " -> ".join([*cycle, target]),
+                        )
+                    )
+            elif target not in state:
+                visit(target, stack)
+        stack.pop()
+        state[node] = 2
+
+    for step in flow.steps:
+        if step.id in quick and step.id not in state:
+            visit(step.id, [])
+    return faults
+
+
+def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocument:
+    """Validate a parsed document; raise ``FlowInvalid`` listing every fault with its path."""
+    if not isinstance(document, dict):
+        raise FlowInvalid([FlowFault("$", "a flow document is a mapping (object)")])
+    try:
+        flow = FlowDocument.model_validate(document)
+    except ValidationError as error:
+        raise FlowInvalid(_schema_faults(document, error)) from None
+    faults = _graph_faults(flow, max_steps)
+    if faults:
+        raise FlowInvalid(faults)
+    return flow

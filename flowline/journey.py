@@ -1,0 +1,141 @@
+"""What a journey is to the rest of the system: its id, its input, its visible state, and the
+contracts of the activities it calls. Shared by the API, the worker and the workflow sandbox."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowline.flow.model import FlowDocument
+
+# Temporal search attributes that find a journey in the UI. Ids only, never personal data:
+# values of search attributes are not encrypted by payload codecs.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "WorkspaceId": "Keyword",
+    "FlowId": "Keyword",
+    "FlowVersion": "Int",
+    "ProfileId": "Keyword",
+    "StepId": "Keyword",
+}
+
+# Activity names (the workflow calls them by name so that its sandbox imports no I/O code).
+SEND_IN_APP = "send_in_app"
+DELIVER_WEBHOOK = "deliver_webhook"
+RECORD_JOURNEY_END = "record_journey_end"
+
+
+def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
+    """Deterministic: the same entry (say, the same triggering event) always names the same journey.
+
+    It is also the Temporal workflow id, so a retried start finds the journey already there.
+    A hash keeps it short and free of whatever characters profile and event ids contain.
+    """
+    raw = "\x1f".join((workspace_id, flow_id, profile_id, entry)).encode()
+    digest = base64.b32encode(hashlib.sha256(raw).digest()).decode().lower().rstrip("=")
+    return f"j-{flow_id}-{digest[:20]}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TriggerEvent(_Model):
+    id: str
+    name: str
+    timestamp: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class JourneyInput(_Model):
+    """Everything a journey needs to run; the flow version is frozen into it."""
+
+    journey_id: str
+    workspace_id: str
+    flow: FlowDocument
+    version: int
+    profile_id: str
+    event: TriggerEvent | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class PathEntry(_Model):
+    step: str
+    type: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    branch: str | None = None
+    error: str | None = None
+
+
+JourneyStatus = Literal["running", "completed", "stopped", "failed"]
+
+
+class JourneyState(_Model):
+    """What ``GET /v1/journeys/{id}`` shows of a journey in flight (a workflow query)."""
+
+    status: JourneyStatus = "running"
+    current_step: str | None = None
+    waiting_for: str | None = None
+    path: list[PathEntry] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    exit_reason: str | None = None
+
+
+# ---------------------------------------------------------------- activity contracts
+
+
+class JourneyRef(_Model):
+    """Who is in which flow: enough for an activity to load the rest from the store."""
+
+    journey_id: str
+    workspace_id: str
+    flow_id: str
+    version: int
+    profile_id: str
+
+
+class TemplateScope(_Model):
+    """The data Liquid templates see besides the profile (which activities load themselves)."""
+
+    event: dict[str, Any] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    flow: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendInAppRequest(_Model):
+    journey: JourneyRef
+    step_id: str
+    iteration: int
+    title: str
+    body: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    scope: TemplateScope
+
+
+class WebhookRequest(_Model):
+    journey: JourneyRef
+    step_id: str
+    iteration: int
+    url: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    scope: TemplateScope
+
+
+class StepResult(_Model):
+    """The branch a step's activity took, and why when it is not the happy one."""
+
+    branch: str
+    delivery_id: str | None = None
+    error: str | None = None
+
+
+class JourneyEnd(_Model):
+    journey: JourneyRef
+    status: JourneyStatus
+    last_step: str | None
+    exit_reason: str
+    ended_at: datetime

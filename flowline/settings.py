@@ -1,0 +1,32 @@
+"""Configuration from the environment (``FLOWLINE_*``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWLINE_", env_file=".env", extra="ignore")
+
+    # SQLite under .data/ by default; e.g. postgresql+psycopg://user@host:5432/flowline in production.
+    database_url: str = "sqlite+aiosqlite:///.data/flowline.db"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "flowline-journeys"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    data_dir: Path = Path(".data")
+    # Only `make run`'s embedded dev server uses these.
+    temporal_ui_port: int = 8233
+    # Flow language limits.
+    max_steps: int = 100
+    # Outbound HTTP (webhooks).
+    webhook_timeout_seconds: float = 10.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

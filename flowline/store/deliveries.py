@@ -1,0 +1,105 @@
+"""The delivery ledger (one row per message per recipient per step visit) and the in-app inbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.store.database import Store, utcnow
+from flowline.store.tables import deliveries, inbox_messages
+
+
+def delivery_key(journey_id: str, step_id: str, iteration: int, recipient_id: str) -> str:
+    return f"{journey_id}/{step_id}/{iteration}/{recipient_id}"
+
+
+async def find_delivery(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(deliveries).where(deliveries.c.idempotency_key == key))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def open_delivery(
+    store: Store,
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    key: str,
+    journey_id: str,
+    step_id: str,
+    iteration: int,
+    recipient_id: str,
+    channel: str,
+) -> tuple[dict[str, Any], bool]:
+    """The ledger row for ``key``, created 'pending' if absent; returns (row, created)."""
+    statement = (
+        store.insert(deliveries)
+        .values(
+            id=uuid.uuid4().hex,
+            workspace_id=workspace_id,
+            idempotency_key=key,
+            journey_id=journey_id,
+            step_id=step_id,
+            iteration=iteration,
+            recipient_id=recipient_id,
+            channel=channel,
+            status="pending",
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+        .returning(deliveries.c.id)
+    )
+    created = (await conn.execute(statement)).first() is not None
+    row = await find_delivery(conn, key)
+    assert row is not None
+    return row, created
+
+
+async def close_delivery(
+    conn: AsyncConnection, delivery_id: str, status: str, detail: str | None = None
+) -> None:
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id)
+        .values(status=status, detail=detail, sent_at=utcnow() if status == "sent" else None)
+    )
+
+
+async def add_inbox_message(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    profile_id: str,
+    delivery_id: str,
+    title: str,
+    body: str,
+    data: dict[str, Any],
+) -> str:
+    message_id = uuid.uuid4().hex
+    await conn.execute(
+        inbox_messages.insert().values(
+            id=message_id,
+            workspace_id=workspace_id,
+            profile_id=profile_id,
+            delivery_id=delivery_id,
+            title=title,
+            body=body,
+            data=data,
+            created_at=utcnow(),
+        )
+    )
+    return message_id
+
+
+async def list_inbox(
+    conn: AsyncConnection, workspace_id: str, profile_id: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(inbox_messages)
+        .where(inbox_messages.c.workspace_id == workspace_id, inbox_messages.c.profile_id == profile_id)
+        .order_by(inbox_messages.c.created_at.desc(), inbox_messages.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]

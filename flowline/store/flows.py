@@ -1,0 +1,137 @@
+"""Flows: a mutable draft plus immutable published versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.flow.model import EventTrigger, FlowDocument
+from flowline.store.database import Store, utcnow
+from flowline.store.tables import flow_versions, flows
+
+
+@dataclass(frozen=True)
+class PublishedFlow:
+    flow_id: str
+    version: int
+    document: FlowDocument
+
+
+async def save_draft(
+    store: Store, conn: AsyncConnection, workspace_id: str, flow: FlowDocument
+) -> dict[str, Any]:
+    now = utcnow()
+    statement = store.insert(flows).values(
+        workspace_id=workspace_id,
+        id=flow.id,
+        name=flow.name,
+        status="draft",
+        draft=flow.dump(),
+        created_at=now,
+        updated_at=now,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[flows.c.workspace_id, flows.c.id],
+        set_={"name": flow.name, "draft": flow.dump(), "updated_at": now},
+    )
+    await conn.execute(statement)
+    row = await get_flow(conn, workspace_id, flow.id)
+    assert row is not None
+    return row
+
+
+async def get_flow(conn: AsyncConnection, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(flows).where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id))
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def list_flows(conn: AsyncConnection, workspace_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(flows).where(flows.c.workspace_id == workspace_id).order_by(flows.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: FlowDocument) -> int:
+    """Freeze ``flow`` as the next version and make it the one new journeys use."""
+    # Lock the flow row so that two concurrent publishes cannot take the same number.
+    await conn.execute(
+        flows.update()
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+        .values(updated_at=utcnow())
+    )
+    latest = await conn.scalar(
+        select(func.max(flow_versions.c.version)).where(
+            flow_versions.c.workspace_id == workspace_id, flow_versions.c.flow_id == flow_id
+        )
+    )
+    version = (latest or 0) + 1
+    trigger = flow.trigger
+    await conn.execute(
+        flow_versions.insert().values(
+            workspace_id=workspace_id,
+            flow_id=flow_id,
+            version=version,
+            document=flow.dump(),
+            trigger_type=trigger.type,
+            trigger_event=trigger.event if isinstance(trigger, EventTrigger) else None,
+            published_at=utcnow(),
+        )
+    )
+    await conn.execute(
+        flows.update()
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+        .values(status="running", current_version=version)
+    )
+    return version
+
+
+async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(flow_versions.c.version, flow_versions.c.published_at, flow_versions.c.trigger_type)
+        .where(flow_versions.c.workspace_id == workspace_id, flow_versions.c.flow_id == flow_id)
+        .order_by(flow_versions.c.version)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str) -> PublishedFlow | None:
+    row = (
+        await conn.execute(
+            select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document)
+            .join(
+                flows,
+                (flows.c.workspace_id == flow_versions.c.workspace_id)
+                & (flows.c.id == flow_versions.c.flow_id)
+                & (flows.c.current_version == flow_versions.c.version),
+            )
+            .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id, flows.c.status == "running")
+        )
+    ).first()
+    if row is None:
+        return None
+    return PublishedFlow(row.flow_id, row.version, FlowDocument.model_validate(row.document))
+
+
+async def flows_triggered_by(
+    conn: AsyncConnection, workspace_id: str, event_names: set[str]
+) -> list[PublishedFlow]:
+    """The running flows (their current versions) whose event trigger names one of ``event_names``."""
+    rows = await conn.execute(
+        select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document)
+        .join(
+            flows,
+            (flows.c.workspace_id == flow_versions.c.workspace_id)
+            & (flows.c.id == flow_versions.c.flow_id)
+            & (flows.c.current_version == flow_versions.c.version),
+        )
+        .where(
+            flow_versions.c.workspace_id == workspace_id,
+            flow_versions.c.trigger_event.in_(sorted(event_names)),
+            flows.c.status == "running",
+        )
+    )
+    return [PublishedFlow(r.flow_id, r.version, FlowDocument.model_validate(r.document)) for r in rows]

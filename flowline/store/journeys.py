@@ -1,0 +1,109 @@
+"""Journey records: who entered which flow version, and how it ended.
+
+The workflow is the source of truth for a journey in flight (its step, path, variables);
+this table answers listing questions and enforces re-entry rules with a unique key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.journey import JourneyEnd
+from flowline.store.database import Store
+from flowline.store.tables import journeys
+
+Reentry = Literal["never", "after_exit", "concurrent"]
+ONCE = "once"
+
+
+def entry_lock(reentry: Reentry, entry_key: str) -> str:
+    """The value of the unique ``entry_lock`` column that enforces a flow's re-entry rule."""
+    if reentry == "never":
+        return ONCE
+    if reentry == "after_exit":
+        return "active"
+    return f"entry:{entry_key}"[:250]
+
+
+async def claim_entry(
+    store: Store,
+    conn: AsyncConnection,
+    *,
+    journey_id: str,
+    workspace_id: str,
+    flow_id: str,
+    version: int,
+    profile_id: str,
+    lock: str,
+    trigger_event_id: str | None,
+    started_at: datetime,
+) -> bool:
+    """Record a new journey unless its id exists or the re-entry rule forbids it; True if recorded."""
+    statement = (
+        store.insert(journeys)
+        .values(
+            id=journey_id,
+            workspace_id=workspace_id,
+            flow_id=flow_id,
+            version=version,
+            profile_id=profile_id,
+            status="running",
+            entry_lock=lock,
+            trigger_event_id=trigger_event_id,
+            started_at=started_at,
+        )
+        .on_conflict_do_nothing()
+        .returning(journeys.c.id)
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
+    """Close the record and release its re-entry lock (except a 'never' lock, which is for good)."""
+    row = (
+        await conn.execute(select(journeys.c.entry_lock).where(journeys.c.id == end.journey.journey_id))
+    ).first()
+    if row is None:
+        return
+    await conn.execute(
+        journeys.update()
+        .where(journeys.c.id == end.journey.journey_id)
+        .values(
+            status=end.status,
+            last_step=end.last_step,
+            exit_reason=end.exit_reason,
+            ended_at=end.ended_at,
+            entry_lock=row.entry_lock if row.entry_lock == ONCE else None,
+        )
+    )
+
+
+async def get_journey(conn: AsyncConnection, workspace_id: str, journey_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(journeys).where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def list_journeys(
+    conn: AsyncConnection,
+    workspace_id: str,
+    *,
+    flow_id: str | None = None,
+    profile_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = select(journeys).where(journeys.c.workspace_id == workspace_id)
+    if flow_id is not None:
+        query = query.where(journeys.c.flow_id == flow_id)
+    if profile_id is not None:
+        query = query.where(journeys.c.profile_id == profile_id)
+    query = query.order_by(journeys.c.started_at.desc(), journeys.c.id).limit(limit).offset(offset)
+    return [dict(r._mapping) for r in await conn.execute(query)]

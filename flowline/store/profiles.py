@@ -1,0 +1,89 @@
+"""Profiles: the people journeys are about."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.store.database import Store, utcnow
+from flowline.store.tables import profiles
+
+
+def merge_attributes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge upsert: given attributes replace, ``null`` erases, the rest stay."""
+    merged = dict(current)
+    for name, value in changes.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(profiles).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def upsert_profile(
+    store: Store, conn: AsyncConnection, workspace_id: str, profile_id: str, changes: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Merge ``changes`` into the profile, creating it if needed; returns (row, created)."""
+    now = utcnow()
+    created = await ensure_profiles(store, conn, workspace_id, [profile_id], now=now)
+    # Lock the row (PostgreSQL) so that two concurrent merges do not lose each other's changes.
+    query = select(profiles.c.attributes).where(
+        profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id
+    )
+    if store.dialect == "postgresql":
+        query = query.with_for_update()
+    current = (await conn.execute(query)).scalar_one()
+    merged = merge_attributes(current, changes)
+    await conn.execute(
+        profiles.update()
+        .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
+        .values(attributes=merged, updated_at=now)
+    )
+    row = await get_profile(conn, workspace_id, profile_id)
+    assert row is not None
+    return row, bool(created)
+
+
+async def ensure_profiles(
+    store: Store,
+    conn: AsyncConnection,
+    workspace_id: str,
+    profile_ids: Iterable[str],
+    now: datetime | None = None,
+) -> set[str]:
+    """Create empty profiles for ids not seen before (events may name new people); returns the new ids."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return set()
+    now = now or utcnow()
+    statement = (
+        store.insert(profiles)
+        .values(
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "id": i,
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in ids
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(profiles.c.id)
+    )
+    return {str(r) for r in (await conn.execute(statement)).scalars()}

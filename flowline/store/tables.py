@@ -1,0 +1,192 @@
+"""The schema. Every row belongs to a workspace; Alembic migrations (migrations/) create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 200  # longest id a customer may give (profiles, events, flows)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # Signs outgoing webhooks (HMAC-SHA256).
+    Column("webhook_secret", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    # SHA-256 of the key: keys are long random strings, so a fast hash is enough.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("attributes", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("profile_id", String(ID), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    Column("properties", Json, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    # Set once the event has reached every flow and journey it concerns.
+    Column("routed_at", UTCDateTime()),
+    Index(None, "workspace_id", "profile_id", "name", "timestamp"),
+)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # draft | running | draining | stopped | finished
+    Column("status", String(16), nullable=False),
+    Column("draft", Json, nullable=False),
+    Column("current_version", Integer),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+flow_versions = Table(
+    "flow_versions",
+    metadata,
+    Column("workspace_id", String(64), primary_key=True),
+    Column("flow_id", String(ID), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", Json, nullable=False),
+    Column("trigger_type", String(32), nullable=False),
+    # The event name of an event trigger: routing looks flows up by it.
+    Column("trigger_event", String(200)),
+    Column("published_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(["workspace_id", "flow_id"], ["flows.workspace_id", "flows.id"], ondelete="CASCADE"),
+    Index(None, "workspace_id", "trigger_event"),
+)
+
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("flow_id", String(ID), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("profile_id", String(ID), nullable=False),
+    Column("status", String(16), nullable=False),
+    # Re-entry as a unique key: 'once' forever (never), 'active' while running (after_exit),
+    # 'entry:<key>' while running (concurrent); NULL once released. NULLs never collide.
+    Column("entry_lock", String(250)),
+    Column("trigger_event_id", String(ID)),
+    Column("last_step", String(64)),
+    Column("exit_reason", String(200)),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime()),
+    UniqueConstraint("workspace_id", "flow_id", "profile_id", "entry_lock"),
+    Index(None, "workspace_id", "profile_id"),
+    Index(None, "workspace_id", "flow_id", "status"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    # journey/step/iteration/recipient: the ledger entry that makes a send happen once.
+    Column("idempotency_key", String(500), nullable=False, unique=True),
+    Column("journey_id", String(128), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("iteration", Integer, nullable=False),
+    Column("recipient_id", String(ID), nullable=False),
+    Column("channel", String(16), nullable=False),
+    # pending | sent | failed | skipped
+    Column("status", String(16), nullable=False),
+    Column("detail", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Index(None, "workspace_id", "journey_id"),
+)
+
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("profile_id", String(ID), nullable=False),
+    Column("delivery_id", String(40), ForeignKey("deliveries.id", ondelete="CASCADE"), unique=True),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("data", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("read_at", UTCDateTime()),
+    Column("consumed_at", UTCDateTime()),
+    Index(None, "workspace_id", "profile_id", "created_at"),
+)

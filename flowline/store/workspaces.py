@@ -1,0 +1,63 @@
+"""Workspaces (tenants) and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.store.database import utcnow
+from flowline.store.tables import api_keys, workspaces
+
+KEY_PREFIX = "fl_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_workspace(conn: AsyncConnection, workspace_id: str, name: str) -> None:
+    await conn.execute(
+        workspaces.insert().values(
+            id=workspace_id, name=name, webhook_secret=secrets.token_urlsafe(32), created_at=utcnow()
+        )
+    )
+
+
+async def workspace_exists(conn: AsyncConnection, workspace_id: str) -> bool:
+    found = await conn.scalar(select(workspaces.c.id).where(workspaces.c.id == workspace_id))
+    return found is not None
+
+
+async def webhook_secret(conn: AsyncConnection, workspace_id: str) -> str:
+    secret = await conn.scalar(select(workspaces.c.webhook_secret).where(workspaces.c.id == workspace_id))
+    if secret is None:
+        raise LookupError(f"no workspace {workspace_id!r}")
+    return str(secret)
+
+
+async def create_api_key(conn: AsyncConnection, workspace_id: str, label: str = "") -> str:
+    """Create a key and return it in clear: this is the only time it is ever seen."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(
+        api_keys.insert().values(
+            id=secrets.token_hex(8),
+            workspace_id=workspace_id,
+            key_hash=hash_key(key),
+            label=label,
+            created_at=utcnow(),
+        )
+    )
+    return key
+
+
+async def workspace_for_key(conn: AsyncConnection, key: str) -> str | None:
+    row = await conn.execute(
+        select(api_keys.c.workspace_id).where(
+            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+        )
+    )
+    found = row.scalar_one_or_none()
+    return None if found is None else str(found)

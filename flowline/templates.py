@@ -1,0 +1,32 @@
+"""Liquid templates (python-liquid): sandboxed by design, no access to Python objects."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from liquid import Environment
+
+_ENV = Environment()
+
+
+@lru_cache(maxsize=1024)
+def _compile(source: str) -> Any:
+    return _ENV.from_string(source)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    if "{" not in source:
+        return source
+    return str(_compile(source).render(**context))
+
+
+def render_value(value: Any, context: dict[str, Any]) -> Any:
+    """Render every string inside a JSON-like value, keeping its structure."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    return value

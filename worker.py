@@ -1,0 +1,64 @@
+"""The Flowline worker: runs journey workflows and their activities.
+
+python worker.py            # settings from FLOWLINE_* environment variables
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import JourneyActivities
+from flowline.settings import Settings, get_settings
+from flowline.store.database import Store
+from workflows.client import connect
+from workflows.journey import JourneyWorkflow
+
+WORKFLOWS = [JourneyWorkflow]
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client, store: Store, task_queue: str, *, webhook_timeout: float = 10.0
+) -> AsyncIterator[Worker]:
+    """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
+    async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
+        activities = JourneyActivities(store, http)
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=WORKFLOWS,
+            activities=activities.all(),
+            max_concurrent_activities=100,
+        )
+        async with worker:
+            yield worker
+
+
+async def serve(settings: Settings) -> None:
+    client = await connect(settings)
+    store = Store(settings.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_worker(
+            client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
+        ):
+            logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+            await stop.wait()
+    finally:
+        await store.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    asyncio.run(serve(get_settings()))

@@ -1,0 +1,1 @@
+"""Temporal workflows: the deterministic journey interpreter, and the client side that starts them."""

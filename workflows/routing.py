@@ -1,0 +1,134 @@
+"""Starting journeys: an event (or an API call) becomes journeys of the flows it triggers.
+
+Re-entry rules are enforced by the journeys table's unique ``entry_lock`` in the same
+transaction that starts the workflow, so concurrent duplicates cannot both get in; the
+journey id derives from the entry (the triggering event's id), so a retried event finds its
+journey already started instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from flowline.conditions import matches_all
+from flowline.flow.model import EventTrigger
+from flowline.journey import JourneyInput, TriggerEvent, journey_id
+from flowline.store import journeys
+from flowline.store.database import Store, utcnow
+from flowline.store.events import mark_routed
+from flowline.store.flows import PublishedFlow, flows_triggered_by
+from workflows import search_attributes as sa
+from workflows.journey import JourneyWorkflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoutingResult:
+    journeys: list[str] = field(default_factory=list)
+    # (event id, flow id) pairs the re-entry rule kept out.
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+class JourneyLauncher:
+    def __init__(self, store: Store, client: Client, task_queue: str) -> None:
+        self.store = store
+        self.client = client
+        self.task_queue = task_queue
+
+    async def start(
+        self,
+        workspace_id: str,
+        flow: PublishedFlow,
+        profile_id: str,
+        *,
+        entry: str,
+        event: TriggerEvent | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Start one journey; None when the flow's re-entry rule refuses it."""
+        document = flow.document
+        settings = document.settings
+        entry_key = entry
+        if settings.entry_key and event is not None and settings.entry_key in event.properties:
+            entry_key = str(event.properties[settings.entry_key])
+        jid = journey_id(workspace_id, flow.flow_id, profile_id, entry)
+        async with self.store.begin() as conn:
+            claimed = await journeys.claim_entry(
+                self.store,
+                conn,
+                journey_id=jid,
+                workspace_id=workspace_id,
+                flow_id=flow.flow_id,
+                version=flow.version,
+                profile_id=profile_id,
+                lock=journeys.entry_lock(settings.reentry, entry_key),
+                trigger_event_id=event.id if event else None,
+                started_at=utcnow(),
+            )
+            if not claimed:
+                return None
+            journey = JourneyInput(
+                journey_id=jid,
+                workspace_id=workspace_id,
+                flow=document,
+                version=flow.version,
+                profile_id=profile_id,
+                event=event,
+                variables=variables or {},
+            )
+            try:
+                await self.client.start_workflow(
+                    JourneyWorkflow.run,
+                    journey,
+                    id=jid,
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(sa.WORKSPACE_ID, workspace_id),
+                            SearchAttributePair(sa.FLOW_ID, flow.flow_id),
+                            SearchAttributePair(sa.FLOW_VERSION, flow.version),
+                            SearchAttributePair(sa.PROFILE_ID, profile_id),
+                            SearchAttributePair(sa.STEP_ID, document.steps[0].id),
+                        ]
+                    ),
+                )
+            except WorkflowAlreadyStartedError:
+                # An earlier attempt started it and then lost its transaction: same journey.
+                log.info("journey %s was already started", jid)
+        return jid
+
+    async def route_events(
+        self, workspace_id: str, events: list[TriggerEvent], profile_ids: list[str]
+    ) -> RoutingResult:
+        """Start the journeys that ``events`` trigger (``profile_ids[i]`` is whose event i is)."""
+        result = RoutingResult()
+        if not events:
+            return result
+        async with self.store.connect() as conn:
+            flows = await flows_triggered_by(conn, workspace_id, {e.name for e in events})
+        for event, profile_id in zip(events, profile_ids, strict=True):
+            for flow in flows:
+                trigger = flow.document.trigger
+                if not isinstance(trigger, EventTrigger) or trigger.event != event.name:
+                    continue
+                if not matches_all(trigger.where, event.properties):
+                    continue
+                started = await self.start(
+                    workspace_id, flow, profile_id, entry=f"event:{event.id}", event=event
+                )
+                if started is None:
+                    result.refused.append((event.id, flow.flow_id))
+                else:
+                    result.journeys.append(started)
+        async with self.store.begin() as conn:
+            await mark_routed(conn, workspace_id, [e.id for e in events], datetime.now(UTC))
+        return result
