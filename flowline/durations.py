@@ -27,9 +27,9 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The largest unit that divides the duration exactly, so ``format(parse(x)) == x`` for canonical x."""
+    """The largest unit up to days that divides the duration exactly (weeks read as days: ``2w`` -> ``14d``)."""
     seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         size = _UNITS[unit]
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

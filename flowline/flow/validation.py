@@ -184,7 +184,7 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         flow = FlowDocument.model_validate(document)
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
-    faults = _graph_faults(flow, max_steps)
+    faults = list(dict.fromkeys(_graph_faults(flow, max_steps)))
     if faults:
         raise FlowInvalid(faults)
     return flow

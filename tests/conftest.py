@@ -1,0 +1,133 @@
+"""Servers start once per session; tests are isolated by workspace and by task queue."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from flowline.journey import JourneyState
+from flowline.settings import Settings
+from flowline.store import workspaces
+from flowline.store.database import Store
+from flowline.store.tables import journeys
+from tests.databases import postgres_database, postgres_unavailable, sqlite_database
+from tests.servers import HttpSink, http_sink, start_time_skipping
+from worker import running_worker
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str | None]]:
+    """Migrated databases, created on first use and kept for the session."""
+    with sqlite_database(tmp_path_factory.mktemp("sqlite")) as sqlite_url:
+        reason = postgres_unavailable()
+        if reason is not None:
+            yield {"sqlite": sqlite_url, "postgresql": None, "postgresql_reason": reason}
+            return
+        with postgres_database() as postgres_url:
+            yield {"sqlite": sqlite_url, "postgresql": postgres_url, "postgresql_reason": None}
+
+
+@pytest_asyncio.fixture(scope="session", params=DATABASES)
+async def store(request: pytest.FixtureRequest, database_urls: dict[str, str | None]) -> AsyncIterator[Store]:
+    url = database_urls[request.param]
+    if url is None:
+        pytest.skip(str(database_urls["postgresql_reason"]))
+    active = Store(url)
+    yield active
+    await active.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: a pause of a year completes in milliseconds."""
+    env = await start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture
+async def worker(temporal: WorkflowEnvironment, store: Store, task_queue: str) -> AsyncIterator[None]:
+    async with running_worker(temporal.client, store, task_queue, webhook_timeout=5):
+        yield
+    await _terminate_leftovers(temporal, store)
+
+
+async def _terminate_leftovers(temporal: WorkflowEnvironment, store: Store) -> None:
+    """End journeys a test left running: once their worker is gone, their timers would fire into
+    task queues nobody polls, and the test server stops skipping time while tasks are outstanding."""
+    async with store.begin() as conn:
+        running = (
+            (await conn.execute(select(journeys.c.id).where(journeys.c.status == "running"))).scalars().all()
+        )
+        for journey_id in running:
+            with contextlib.suppress(RPCError):
+                await temporal.client.get_workflow_handle(journey_id).terminate("test finished")
+        if running:
+            await conn.execute(journeys.update().where(journeys.c.id.in_(running)).values(status="stopped"))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    key: str
+
+
+async def new_tenant(store: Store) -> Tenant:
+    workspace_id = f"ws-{uuid.uuid4().hex[:10]}"
+    async with store.begin() as conn:
+        await workspaces.create_workspace(conn, workspace_id, workspace_id)
+        key = await workspaces.create_api_key(conn, workspace_id)
+    return Tenant(workspace_id, key)
+
+
+@pytest_asyncio.fixture
+async def tenant(store: Store) -> Tenant:
+    return await new_tenant(store)
+
+
+@pytest_asyncio.fixture
+async def api(
+    store: Store, temporal: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in-process, authenticated as ``tenant``, starting journeys on ``task_queue``."""
+    settings = Settings(database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path)
+    app = create_app(settings, store=store, temporal=temporal.client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        headers = {"Authorization": f"Bearer {tenant.key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://flowline", headers=headers
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+def sink() -> Iterator[HttpSink]:
+    with http_sink() as server:
+        yield server
+
+
+async def finish(temporal: WorkflowEnvironment, journey_id: str) -> JourneyState:
+    """Wait for a journey to end, letting the test server skip over its timers."""
+    handle = temporal.client.get_workflow_handle(journey_id, result_type=JourneyState)
+    # Handles from get_workflow_handle do not unlock time skipping by themselves.
+    async with temporal.time_skipping_unlocked():  # type: ignore[attr-defined]
+        return await handle.result()

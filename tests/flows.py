@@ -1,0 +1,39 @@
+"""Flow documents the tests and the history recorder share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit") -> dict[str, Any]:
+    """The README's example: event -> pause -> in-app message -> webhook -> exit."""
+    return {
+        "id": "welcome",
+        "name": "Welcome",
+        "trigger": {
+            "type": "event",
+            "event": "signed_up",
+            "where": [{"property": "plan", "op": "is", "value": "pro"}],
+        },
+        "settings": {"reentry": reentry},
+        "steps": [
+            {"id": "wait", "type": "pause", "for": pause},
+            {
+                "id": "hello",
+                "type": "send",
+                "channel": "in_app",
+                "content": {
+                    "title": "Welcome",
+                    "body": "Hi {{ profile.first_name | default: 'there' }}, enjoy {{ event.plan }}",
+                    "data": {"cta": "open:{{ event.plan }}"},
+                },
+            },
+            {
+                "id": "notify",
+                "type": "webhook",
+                "url": f"{hook_url}/hook",
+                "data": {"who": "{{ profile.id }}"},
+            },
+            {"id": "done", "type": "exit"},
+        ],
+    }

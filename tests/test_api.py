@@ -1,0 +1,140 @@
+"""The HTTP API: authentication, bad input, isolation between workspaces."""
+
+from __future__ import annotations
+
+import httpx
+import yaml
+
+from flowline.store.database import Store
+from tests.conftest import new_tenant
+from tests.flows import welcome_flow
+
+
+async def test_missing_and_unknown_keys_get_401(api: httpx.AsyncClient) -> None:
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer fl_nope"},
+        {"Authorization": "Basic abc"},
+    ):
+        response = await api.get("/v1/flows", headers=headers)
+        assert response.status_code == 401
+        assert "message" in response.json()
+
+
+async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
+
+
+async def test_openapi_publishes_the_flow_schema(api: httpx.AsyncClient) -> None:
+    schema = (await api.get("/openapi.json")).json()
+    assert "FlowDocument" in schema["components"]["schemas"]
+    assert "/v1/events" in schema["paths"]
+
+
+async def test_flow_as_yaml_then_json_round_trip(api: httpx.AsyncClient) -> None:
+    doc = welcome_flow("http://127.0.0.1:1")
+    put = await api.put(
+        "/v1/flows/welcome", content=yaml.safe_dump(doc), headers={"Content-Type": "application/yaml"}
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["status"] == "draft"
+    got = (await api.get("/v1/flows/welcome")).json()
+    assert got["draft"]["steps"][0] == {"id": "wait", "type": "pause", "for": "2d"}
+    assert (await api.put("/v1/flows/welcome", json=got["draft"])).status_code == 200
+    assert [f["id"] for f in (await api.get("/v1/flows")).json()["flows"]] == ["welcome"]
+
+
+async def test_invalid_flow_gets_422_with_every_fault_and_nothing_is_written(api: httpx.AsyncClient) -> None:
+    doc = welcome_flow("http://127.0.0.1:1")
+    doc["steps"][0]["for"] = "soon"
+    doc["steps"][1]["next"] = "missing"
+    response = await api.put("/v1/flows/welcome", json=doc)
+    assert response.status_code == 422
+    paths = {f["path"] for f in response.json()["faults"]}
+    assert paths == {"$.steps[0].for"}  # schema faults come first; graph rules run on a valid schema
+    doc["steps"][0]["for"] = "1d"
+    response = await api.put("/v1/flows/welcome", json=doc)
+    assert response.status_code == 422
+    assert response.json()["faults"] == [
+        {"path": "$.steps[1].next", "message": "no step has the id 'missing'"}
+    ]
+    assert (await api.get("/v1/flows/welcome")).status_code == 404
+
+
+async def test_document_id_must_match_the_url(api: httpx.AsyncClient) -> None:
+    response = await api.put("/v1/flows/other", json=welcome_flow("http://127.0.0.1:1"))
+    assert response.status_code == 422
+    assert response.json()["faults"][0]["path"] == "$.id"
+
+
+async def test_validate_does_not_save(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/flows/welcome/validate", json=welcome_flow("http://127.0.0.1:1"))
+    assert response.status_code == 200 and response.json()["valid"] is True
+    assert (await api.get("/v1/flows/welcome")).status_code == 404
+
+
+async def test_publish_unknown_flow_is_404(api: httpx.AsyncClient) -> None:
+    assert (await api.post("/v1/flows/nope/publish")).status_code == 404
+
+
+async def test_event_batch_keeps_valid_events_and_reports_each_invalid_one(api: httpx.AsyncClient) -> None:
+    batch = [
+        {"id": "e1", "profile_id": "p1", "name": "viewed"},
+        {"id": "e2", "name": "viewed"},
+        {"id": "e3", "profile_id": "p1", "name": "viewed", "timestamp": "yesterday"},
+        "not an event",
+        {"id": "e4", "profile_id": "p2", "name": "viewed", "properties": {"x": 1}, "extra": True},
+        {"id": "e5", "profile_id": "p2", "name": "viewed", "timestamp": "2026-01-01T10:00:00"},
+    ]
+    response = await api.post("/v1/events", json={"events": batch})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 2 and body["duplicates"] == 0
+    rejected = {r["index"]: r for r in body["rejected"]}
+    assert set(rejected) == {1, 2, 3, 4}
+    assert rejected[1]["faults"] == [{"path": "$.profile_id", "message": "Field required"}]
+    assert rejected[2]["faults"][0]["path"] == "$.timestamp"
+    assert rejected[4]["faults"][0]["path"] == "$.extra"
+    again = (await api.post("/v1/events", json=batch[0])).json()
+    assert again["accepted"] == 0 and again["duplicates"] == 1
+    # Events name people we had not seen: they now exist.
+    assert (await api.get("/v1/profiles/p2")).status_code == 200
+
+
+async def test_all_invalid_events_get_422(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/events", json=[{"id": "x"}])
+    assert response.status_code == 422
+    assert response.json()["rejected"][0]["index"] == 0
+
+
+async def test_too_many_events_in_one_call(api: httpx.AsyncClient) -> None:
+    batch = [{"id": f"e{i}", "profile_id": "p", "name": "n"} for i in range(1001)]
+    response = await api.post("/v1/events", json=batch)
+    assert response.status_code == 413
+    assert (await api.get("/v1/profiles/p")).status_code == 404, "nothing of a refused batch is written"
+
+
+async def test_profile_merge_upsert(api: httpx.AsyncClient) -> None:
+    await api.put("/v1/profiles/ada", json={"attributes": {"first_name": "Ada", "plan": "free"}})
+    response = await api.put("/v1/profiles/ada", json={"attributes": {"plan": "pro", "first_name": None}})
+    assert response.status_code == 200
+    assert response.json()["attributes"] == {"plan": "pro"}
+    bad = await api.put("/v1/profiles/ada", json={"attributes": [1]})
+    assert bad.status_code == 422 and bad.json()["faults"][0]["path"] == "$.attributes"
+
+
+async def test_workspaces_do_not_see_each_other(api: httpx.AsyncClient, store: Store) -> None:
+    await api.put("/v1/profiles/secret", json={"attributes": {"email": "a@example.test"}})
+    await api.put("/v1/flows/welcome", json=welcome_flow("http://127.0.0.1:1"))
+    other = await new_tenant(store)
+    headers = {"Authorization": f"Bearer {other.key}"}
+    assert (await api.get("/v1/profiles/secret", headers=headers)).status_code == 404
+    assert (await api.get("/v1/flows/welcome", headers=headers)).status_code == 404
+    assert (await api.get("/v1/flows", headers=headers)).json() == {"flows": []}
+
+
+async def test_unknown_journey_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v1/journeys/j-nope")
+    assert response.status_code == 404 and response.json() == {"message": "no journey 'j-nope'"}

@@ -1,0 +1,200 @@
+"""Journeys end to end: API -> Temporal (time-skipping server) -> worker -> inbox and webhook."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from flowline.channels import webhook
+from flowline.store import workspaces
+from flowline.store.database import Store
+from tests.conftest import Tenant, finish
+from tests.flows import welcome_flow
+from tests.servers import HttpSink
+from workflows import search_attributes as sa
+
+
+async def publish(api: httpx.AsyncClient, doc: dict[str, Any]) -> None:
+    assert (await api.put(f"/v1/flows/{doc['id']}", json=doc)).status_code == 200
+    published = await api.post(f"/v1/flows/{doc['id']}/publish")
+    assert published.status_code == 200, published.text
+
+
+async def signed_up(
+    api: httpx.AsyncClient, event_id: str, profile: str = "ada", plan: str = "pro"
+) -> list[str]:
+    response = await api.post(
+        "/v1/events",
+        json={"id": event_id, "profile_id": profile, "name": "signed_up", "properties": {"plan": plan}},
+    )
+    assert response.status_code == 202, response.text
+    journeys: list[str] = response.json()["journeys"]
+    return journeys
+
+
+async def test_event_starts_a_journey_that_pauses_then_sends_in_app_and_webhook(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    sink: HttpSink,
+    store: Store,
+    tenant: Tenant,
+) -> None:
+    await publish(api, welcome_flow(sink.url, pause="2d"))
+    await api.put("/v1/profiles/ada", json={"attributes": {"first_name": "Ada"}})
+    [journey_id] = await signed_up(api, "evt-1")
+
+    handle = temporal.client.get_workflow_handle(journey_id)
+    before = await handle.describe()
+    start_time = before.start_time
+    await finish(temporal, journey_id)  # the time-skipping server jumps over the two-day pause
+    assert (await temporal.get_current_time()) - start_time >= timedelta(days=2)
+
+    inbox = (await api.get("/v1/profiles/ada/inbox")).json()["messages"]
+    assert [(m["title"], m["body"], m["data"]) for m in inbox] == [
+        ("Welcome", "Hi Ada, enjoy pro", {"cta": "open:pro"})
+    ]
+
+    [hook] = sink.on("/hook")
+    payload = hook.json()
+    assert payload["journey"]["id"] == journey_id
+    assert payload["flow"] == {"id": "welcome", "version": 1, "name": "Welcome"}
+    assert payload["step"] == {"id": "notify", "iteration": 1}
+    assert payload["profile"] == {"id": "ada", "first_name": "Ada"}
+    assert payload["data"] == {"who": "ada"}
+    async with store.connect() as conn:
+        secret = await workspaces.webhook_secret(conn, tenant.id)
+    assert webhook.verify(secret, hook.body, hook.headers[webhook.SIGNATURE_HEADER])
+    assert hook.headers[webhook.IDEMPOTENCY_HEADER]
+
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    assert detail["status"] == "completed" and detail["exit_reason"] == "exit_step"
+    assert [(p["step"], p["branch"]) for p in detail["path"]] == [
+        ("wait", "next"),
+        ("hello", "sent"),
+        ("notify", "sent"),
+        ("done", "exit"),
+    ]
+    listed = (await api.get("/v1/journeys", params={"flow": "welcome", "profile": "ada"})).json()["journeys"]
+    assert [j["id"] for j in listed] == [journey_id]
+    profile = (await api.get("/v1/profiles/ada")).json()
+    assert [j["id"] for j in profile["journeys"]] == [journey_id]
+
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.COMPLETED
+    attributes = described.typed_search_attributes
+    assert attributes.get(sa.WORKSPACE_ID) == tenant.id
+    assert attributes.get(sa.FLOW_ID) == "welcome"
+    assert attributes.get(sa.FLOW_VERSION) == 1
+    assert attributes.get(sa.PROFILE_ID) == "ada"
+    assert attributes.get(sa.STEP_ID) == "done"
+
+
+async def test_journey_in_flight_shows_its_current_step(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    await publish(api, welcome_flow(sink.url, pause="365d"))
+    [journey_id] = await signed_up(api, "evt-1")
+    # Query waits for the first workflow task, so the journey is inside its pause by then.
+    handle = temporal.client.get_workflow_handle(journey_id)
+    await handle.query("state")
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    assert detail["live"] is True and detail["status"] == "running"
+    assert detail["current_step"] == "wait" and detail["waiting_for"] == "pause: 365d"
+    assert sink.received == []
+    await finish(temporal, journey_id)  # a year goes by in the test server's clock
+    assert len(sink.on("/hook")) == 1
+
+
+async def test_where_filter_and_other_events_start_nothing(
+    api: httpx.AsyncClient, worker: None, sink: HttpSink
+) -> None:
+    await publish(api, welcome_flow(sink.url))
+    assert await signed_up(api, "evt-free", plan="free") == []
+    response = await api.post("/v1/events", json={"id": "evt-x", "profile_id": "ada", "name": "logged_in"})
+    assert response.json()["journeys"] == []
+    assert (await api.get("/v1/journeys")).json()["journeys"] == []
+
+
+async def test_the_same_event_twice_starts_one_journey(
+    api: httpx.AsyncClient, worker: None, sink: HttpSink
+) -> None:
+    await publish(api, welcome_flow(sink.url))
+    first = await signed_up(api, "evt-1")
+    assert len(first) == 1
+    assert await signed_up(api, "evt-1") == []
+    assert len((await api.get("/v1/journeys")).json()["journeys"]) == 1
+
+
+async def test_reentry_after_exit_waits_for_the_journey_to_end(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    await publish(api, welcome_flow(sink.url))
+    [first] = await signed_up(api, "evt-1")
+    assert await signed_up(api, "evt-2") == [], "refused while the first journey runs"
+    await finish(temporal, first)
+    [second] = await signed_up(api, "evt-3")
+    assert second != first
+    await finish(temporal, second)
+    assert len(sink.on("/hook")) == 2
+
+
+async def test_reentry_never(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    await publish(api, welcome_flow(sink.url, reentry="never"))
+    [first] = await signed_up(api, "evt-1")
+    await finish(temporal, first)
+    assert await signed_up(api, "evt-2") == []
+    assert await signed_up(api, "evt-3", profile="grace") != []
+
+
+async def test_webhook_failure_is_recorded_and_the_journey_goes_on(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    sink.status = 410  # a client error: retrying will not help
+    await publish(api, welcome_flow(sink.url))
+    [journey_id] = await signed_up(api, "evt-1")
+    await finish(temporal, journey_id)
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    notify = next(p for p in detail["path"] if p["step"] == "notify")
+    assert "answered 410" in notify["error"]
+    assert detail["path"][-1]["step"] == "done"
+    assert len(sink.on("/hook")) == 1
+
+
+async def test_webhook_server_errors_are_retried_until_delivered(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    sink.status = 503
+    await publish(api, welcome_flow(sink.url, pause="1m"))
+    [journey_id] = await signed_up(api, "evt-1")
+    # Let a few attempts fail, then heal the receiver.
+    while len(sink.on("/hook")) < 2:
+        await temporal.sleep(timedelta(seconds=5))
+    sink.status = 200
+    await finish(temporal, journey_id)
+    attempts = sink.on("/hook")
+    assert len(attempts) >= 3
+    keys = {a.headers[webhook.IDEMPOTENCY_HEADER] for a in attempts}
+    assert len(keys) == 1, "every retry carries the same idempotency key"
+
+
+async def test_api_starts_a_journey_for_a_profile_idempotently(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    doc = welcome_flow(sink.url, reentry="concurrent")
+    doc["trigger"] = {"type": "flow"}
+    await publish(api, doc)
+    body = {"profile_id": "ada", "entry_id": "req-1", "variables": {"coupon": "X"}}
+    first = await api.post("/v1/flows/welcome/journeys", json=body)
+    assert first.status_code == 201, first.text
+    again = await api.post("/v1/flows/welcome/journeys", json=body)
+    assert again.status_code == 409
+    state = await finish(temporal, first.json()["journey_id"])
+    assert state.variables == {"coupon": "X"}
+    assert (await api.post("/v1/flows/nope/journeys", json=body)).status_code == 409
