@@ -27,7 +27,7 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The largest unit up to days that divides the duration exactly (weeks read as days: ``2w`` -> ``14d``)."""
+    """The largest unit up to days that divides it exactly (weeks read as days: ``2w`` -> ``14d``)."""
     seconds = int(value.total_seconds())
     for unit in ("d", "h", "m"):
         size = _UNITS[unit]

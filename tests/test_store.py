@@ -62,7 +62,7 @@ async def test_events_are_stored_once_per_id(store: Store, tenant: Tenant) -> No
     ]
     async with store.begin() as conn:
         assert await events.insert_events(store, conn, tenant.id, batch) == {"e0", "e1", "e2"}
-        assert await events.insert_events(store, conn, tenant.id, batch[1:] + [{**batch[0], "id": "e3"}]) == {
+        assert await events.insert_events(store, conn, tenant.id, [*batch[1:], {**batch[0], "id": "e3"}]) == {
             "e3"
         }
     other = await new_tenant(store)

@@ -1,0 +1,89 @@
+"""Record Temporal histories of real journeys for the replay test.
+
+    make histories        # or: .venv/bin/python -m tests.record_histories
+
+Each scenario runs a real journey (time-skipping server, real worker, SQLite, local HTTP
+receiver) and writes its history to tests/histories/<scenario>.json. Record new scenarios
+when you add a workflow path; never re-record an existing file to make a replay pass —
+a failing replay means the change needs ``workflow.patched``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from flowline.flow.validation import parse_flow
+from flowline.store import workspaces
+from flowline.store.database import Store
+from flowline.store.flows import PublishedFlow
+from tests.databases import sqlite_database
+from tests.flows import welcome_flow
+from tests.servers import HttpSink, http_sink, start_time_skipping
+from worker import running_worker
+from workflows.routing import JourneyLauncher
+
+HISTORIES = Path(__file__).parent / "histories"
+QUEUE = "record-histories"
+
+
+def _branching_send(hook_url: str) -> dict[str, Any]:
+    flow = welcome_flow(hook_url, pause="1h")
+    flow["id"] = "branching"
+    flow["steps"][1]["next"] = {"sent": "notify", "failed": "done"}
+    return flow
+
+
+SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
+    # name: (flow document for the receiver's URL, HTTP status the receiver answers)
+    "welcome_pause_send_webhook_exit": (lambda url: welcome_flow(url, pause="2d"), 200),
+    "webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
+    "send_with_branches": (_branching_send, 200),
+}
+
+
+async def record(scenario: str, launcher: JourneyLauncher, sink: HttpSink, finish: Callable[[str], Awaitable[None]]) -> str:
+    make_flow, status = SCENARIOS[scenario]
+    sink.status = status
+    document = parse_flow(make_flow(sink.url))
+    journey_id = await launcher.start("recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario)
+    assert journey_id is not None
+    await finish(journey_id)
+    history = await launcher.client.get_workflow_handle(journey_id).fetch_history()
+    return history.to_json()
+
+
+async def main(names: list[str]) -> None:
+    env = await start_time_skipping()
+    HISTORIES.mkdir(exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as directory, sqlite_database(Path(directory)) as url, http_sink() as sink:
+            store = Store(url)
+            async with store.begin() as conn:
+                await workspaces.create_workspace(conn, "recording", "recording")
+            launcher = JourneyLauncher(store, env.client, QUEUE)
+
+            async def finish(journey_id: str) -> None:
+                async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
+                    await env.client.get_workflow_handle(journey_id).result()
+
+            async with running_worker(env.client, store, QUEUE):
+                for name in names or list(SCENARIOS):
+                    text = await record(name, launcher, sink, finish)
+                    (HISTORIES / f"{name}.json").write_text(text)
+                    print(f"recorded {name}")
+            await store.dispose()
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
+    sys.stdout.flush()
+    # Skip interpreter teardown: the SDK's native threads can abort it after all work is done.
+    os._exit(0)
