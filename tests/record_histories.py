@@ -47,11 +47,15 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
 }
 
 
-async def record(scenario: str, launcher: JourneyLauncher, sink: HttpSink, finish: Callable[[str], Awaitable[None]]) -> str:
+async def record(
+    scenario: str, launcher: JourneyLauncher, sink: HttpSink, finish: Callable[[str], Awaitable[None]]
+) -> str:
     make_flow, status = SCENARIOS[scenario]
     sink.status = status
     document = parse_flow(make_flow(sink.url))
-    journey_id = await launcher.start("recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario)
+    journey_id = await launcher.start(
+        "recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario
+    )
     assert journey_id is not None
     await finish(journey_id)
     history = await launcher.client.get_workflow_handle(journey_id).fetch_history()
@@ -62,7 +66,11 @@ async def main(names: list[str]) -> None:
     env = await start_time_skipping()
     HISTORIES.mkdir(exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory() as directory, sqlite_database(Path(directory)) as url, http_sink() as sink:
+        with (
+            tempfile.TemporaryDirectory() as directory,
+            sqlite_database(Path(directory)) as url,
+            http_sink() as sink,
+        ):
             store = Store(url)
             async with store.begin() as conn:
                 await workspaces.create_workspace(conn, "recording", "recording")

@@ -106,3 +106,11 @@ def test_not_a_mapping_and_not_yaml() -> None:
 
 def test_webhook_url_must_be_http() -> None:
     assert "$.steps[0].url" in faults(flow({"id": "a", "type": "webhook", "url": "ftp://example.test/x"}))
+
+
+def test_the_readme_example_flow_is_valid() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "welcome.yaml").read_text()
+    parsed = parse_flow(load_document(text))
+    assert [s.type for s in parsed.steps] == ["pause", "send", "webhook", "exit"]

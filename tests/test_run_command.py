@@ -71,7 +71,12 @@ def test_run_brings_up_the_stack_runs_a_journey_and_keeps_data_across_restarts(t
         "trigger": {"type": "event", "event": "signed_up"},
         "steps": [
             {"id": "wait", "type": "pause", "for": "1s"},
-            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "Hi {{ profile.first_name }}"}},
+            {
+                "id": "hi",
+                "type": "send",
+                "channel": "in_app",
+                "content": {"body": "Hi {{ profile.first_name }}"},
+            },
             {"id": "hook", "type": "webhook", "url": "", "data": {}},
         ],
     }
