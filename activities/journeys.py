@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -35,9 +36,11 @@ class JourneyActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.send_in_app, self.deliver_webhook, self.record_journey_end]
 
-    async def _template_context(self, ref: JourneyRef, scope: TemplateScope) -> dict[str, Any]:
-        async with self.store.connect() as conn:
-            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+    @staticmethod
+    async def _template_context(
+        conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope
+    ) -> dict[str, Any]:
+        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
         attributes = dict(profile["attributes"]) if profile else {}
         return {
             "profile": {**attributes, "id": ref.profile_id},
@@ -50,36 +53,26 @@ class JourneyActivities:
     @activity.defn(name=SEND_IN_APP)
     async def send_in_app(self, request: SendInAppRequest) -> StepResult:
         ref = request.journey
-        key = deliveries.delivery_key(ref.journey_id, request.step_id, request.iteration, ref.profile_id)
-        context = await self._template_context(ref, request.scope)
-        title = render(request.title, context)
-        body = render(request.body, context)
-        data = render_value(request.data, context)
-        # Ledger row and inbox message commit together: a retry finds the row and sends nothing.
+        # One transaction: the profile is read, and the ledger row and the inbox message are
+        # written together, so a retry finds the row and delivers nothing more.
         async with self.store.begin() as conn:
-            row, created = await deliveries.open_delivery(
+            context = await self._template_context(conn, ref, request.scope)
+            delivery_id, _delivered = await deliveries.deliver_in_app(
                 self.store,
                 conn,
                 workspace_id=ref.workspace_id,
-                key=key,
+                key=deliveries.delivery_key(
+                    ref.journey_id, request.step_id, request.iteration, ref.profile_id
+                ),
                 journey_id=ref.journey_id,
                 step_id=request.step_id,
                 iteration=request.iteration,
-                recipient_id=ref.profile_id,
-                channel="in_app",
+                profile_id=ref.profile_id,
+                title=render(request.title, context),
+                body=render(request.body, context),
+                data=render_value(request.data, context),
             )
-            if created:
-                await deliveries.add_inbox_message(
-                    conn,
-                    workspace_id=ref.workspace_id,
-                    profile_id=ref.profile_id,
-                    delivery_id=row["id"],
-                    title=title,
-                    body=body,
-                    data=data,
-                )
-                await deliveries.close_delivery(conn, row["id"], "sent")
-        return StepResult(branch="sent", delivery_id=row["id"])
+        return StepResult(branch="sent", delivery_id=delivery_id)
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
@@ -98,10 +91,10 @@ class JourneyActivities:
                 channel="webhook",
             )
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
+            context = await self._template_context(conn, ref, request.scope)
         if row["status"] == "sent":
             return StepResult(branch="sent", delivery_id=row["id"])
 
-        context = await self._template_context(ref, request.scope)
         payload = {
             "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
             "step": {"id": request.step_id, "iteration": request.iteration},

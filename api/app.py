@@ -14,6 +14,7 @@ from api.routes import events, flows, health, journeys, profiles
 from flowline.flow.model import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
+from flowline.ttl_cache import TtlCache
 from workflows.client import connect
 from workflows.routing import JourneyLauncher
 
@@ -33,7 +34,10 @@ def create_app(
             settings=settings,
             store=active_store,
             temporal=client,
-            launcher=JourneyLauncher(active_store, client, settings.task_queue),
+            launcher=JourneyLauncher(
+                active_store, client, settings.task_queue, flow_cache_seconds=settings.flow_cache_seconds
+            ),
+            api_keys=TtlCache(settings.api_key_cache_seconds),
         )
         try:
             yield

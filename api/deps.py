@@ -12,7 +12,8 @@ from temporalio.client import Client
 from api.errors import ApiError
 from flowline.settings import Settings
 from flowline.store.database import Store
-from flowline.store.workspaces import workspace_for_key
+from flowline.store.workspaces import hash_key, workspace_for_key
+from flowline.ttl_cache import TtlCache
 from workflows.routing import JourneyLauncher
 
 
@@ -22,6 +23,8 @@ class Services:
     store: Store
     temporal: Client
     launcher: JourneyLauncher
+    # API key hash -> workspace id
+    api_keys: TtlCache[str, str]
 
 
 def services(request: Request) -> Services:
@@ -37,11 +40,15 @@ async def workspace(
 ) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'")
-    store = services(request).store
-    async with store.connect() as conn:
-        found = await workspace_for_key(conn, credentials.credentials)
+    svc = services(request)
+    digest = hash_key(credentials.credentials)
+    found = svc.api_keys.get(digest)
     if found is None:
-        raise ApiError(401, "unknown or revoked API key")
+        async with svc.store.connect() as conn:
+            found = await workspace_for_key(conn, credentials.credentials)
+        if found is None:
+            raise ApiError(401, "unknown or revoked API key")
+        svc.api_keys.put(digest, found)
     return found
 
 

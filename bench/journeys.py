@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import statistics
@@ -29,11 +28,8 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from temporalio import activity, workflow
 
 if __name__ == "__main__":
     # Run as a script: make the repo root importable. (Not at import: the workflow sandbox
@@ -62,24 +58,6 @@ FLOW = {
         {"id": "done", "type": "exit"},
     ],
 }
-
-
-# ---------------------------------------------------------------- the baseline workflow
-
-
-@activity.defn(name="bench_noop")
-async def noop(value: str) -> str:
-    return value
-
-
-@workflow.defn(name="BenchBaseline")
-class BaselineWorkflow:
-    @workflow.run
-    async def run(self, value: str) -> str:
-        result: str = await workflow.execute_activity(
-            noop, value, start_to_close_timeout=timedelta(seconds=60)
-        )
-        return result
 
 
 # ---------------------------------------------------------------- measuring
@@ -162,10 +140,8 @@ async def drive(
 async def bench_baseline(client: Any, n: int, concurrency: int, warmup: int) -> Run:
     from temporalio.worker import Worker
 
-    # The sandbox re-imports a workflow's module by name, and "__main__" cannot be: use this
-    # file under its importable name (bench is a namespace package; the repo root is on sys.path).
-    module = importlib.import_module("bench.journeys")
-    baseline, noop_activity = module.BaselineWorkflow, module.noop
+    from bench.baseline_workflow import BaselineWorkflow as baseline
+    from bench.baseline_workflow import noop as noop_activity
 
     tag = uuid.uuid4().hex[:8]
 

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     # Flow language limits.
     max_steps: int = 100
+    # How long a process trusts what it looked up: an API key, and the running flows an event can
+    # trigger (publishing through the same process refreshes the latter at once). 0 turns caching off.
+    api_key_cache_seconds: float = 30.0
+    flow_cache_seconds: float = 5.0
     # Outbound HTTP (webhooks).
     webhook_timeout_seconds: float = 10.0
 

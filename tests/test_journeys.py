@@ -198,3 +198,21 @@ async def test_api_starts_a_journey_for_a_profile_idempotently(
     state = await finish(temporal, first.json()["journey_id"])
     assert state.variables == {"coupon": "X"}
     assert (await api.post("/v1/flows/nope/journeys", json=body)).status_code == 409
+
+
+async def test_a_new_version_routes_events_at_once_despite_the_flow_cache(
+    api: httpx.AsyncClient, worker: None, sink: HttpSink
+) -> None:
+    doc = welcome_flow(sink.url)
+    await publish(api, doc)
+    assert len(await signed_up(api, "evt-1", profile="a")) == 1  # fills the cache
+    doc["trigger"]["event"] = "registered"
+    await publish(api, doc)
+    assert await signed_up(api, "evt-2", profile="b") == [], "the old trigger is gone"
+    response = await api.post(
+        "/v1/events",
+        json={"id": "evt-3", "profile_id": "c", "name": "registered", "properties": {"plan": "pro"}},
+    )
+    [journey] = response.json()["journeys"]
+    detail = (await api.get(f"/v1/journeys/{journey}")).json()
+    assert detail["version"] == 2

@@ -1,158 +1,27 @@
-"""The journey workflow: one profile walking through one flow version, step by step.
+"""The journey workflow: one profile in one flow version (see workflows/interpreter.py).
 
-This is a deterministic interpreter. Time comes from ``workflow.now()``, waiting from
-durable timers, and every side effect from an activity. Any change here that would make a
-recorded history produce other commands must sit behind ``workflow.patched`` (the replay
-test in tests/test_replay.py checks every recorded history on each run).
+Kept this small on purpose: the sandbox re-imports this module for every new journey, while
+the interpreter it wraps is passed through and loaded once per worker.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import timedelta
-from typing import assert_never
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from flowline.durations import format_duration
-    from flowline.flow.graph import CONTINUE, next_step
-    from flowline.flow.model import ExitStep, PauseStep, SendStep, Step, WebhookStep
-    from flowline.journey import (
-        DELIVER_WEBHOOK,
-        RECORD_JOURNEY_END,
-        SEND_IN_APP,
-        JourneyEnd,
-        JourneyInput,
-        JourneyRef,
-        JourneyState,
-        PathEntry,
-        SendInAppRequest,
-        StepResult,
-        TemplateScope,
-        WebhookRequest,
-    )
-    from workflows.search_attributes import STEP_ID
-
-# Sends are retried for a day: a provider outage delays a message, it does not drop it.
-SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-SEND_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "schedule_to_close_timeout": timedelta(days=1),
-    "retry_policy": SEND_RETRY,
-}
+    from flowline.journey import JourneyInput, JourneyState
+    from workflows.interpreter import JourneyInterpreter
 
 
 @workflow.defn(name="Journey")
 class JourneyWorkflow:
     def __init__(self) -> None:
-        self._state = JourneyState()
-        self._visits: Counter[str] = Counter()
+        self._journey = JourneyInterpreter()
 
     @workflow.query(name="state")
     def state(self) -> JourneyState:
-        return self._state
+        return self._journey.state
 
     @workflow.run
     async def run(self, journey: JourneyInput) -> JourneyState:
-        flow = journey.flow
-        self._state.variables = dict(journey.variables)
-        ref = JourneyRef(
-            journey_id=journey.journey_id,
-            workspace_id=journey.workspace_id,
-            flow_id=flow.id,
-            version=journey.version,
-            profile_id=journey.profile_id,
-        )
-        scope = TemplateScope(
-            event=journey.event.model_dump(mode="json") if journey.event else {},
-            vars=self._state.variables,
-            flow={"id": flow.id, "name": flow.name, "version": journey.version},
-        )
-        step: Step | None = flow.steps[0]
-        exit_reason = "completed"
-        while step is not None:
-            entry = self._enter(step)
-            result = await self._run_step(step, ref, scope)
-            entry.left_at = workflow.now()
-            entry.branch = result.branch
-            entry.error = result.error
-            if isinstance(step, ExitStep):
-                exit_reason = "exit_step"
-                break
-            target = next_step(flow, step, result.branch)
-            step = flow.step(target) if target is not None else None
-
-        self._state.status = "completed"
-        self._state.exit_reason = exit_reason
-        self._state.waiting_for = None
-        await workflow.execute_local_activity(
-            RECORD_JOURNEY_END,
-            JourneyEnd(
-                journey=ref,
-                status="completed",
-                last_step=self._state.current_step,
-                exit_reason=exit_reason,
-                ended_at=workflow.now(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        return self._state
-
-    def _enter(self, step: Step) -> PathEntry:
-        self._visits[step.id] += 1
-        self._state.current_step = step.id
-        entry = PathEntry(step=step.id, type=step.type, entered_at=workflow.now())
-        self._state.path.append(entry)
-        workflow.upsert_search_attributes([STEP_ID.value_set(step.id)])
-        return entry
-
-    async def _run_step(self, step: Step, ref: JourneyRef, scope: TemplateScope) -> StepResult:
-        """One step; returns the branch taken. Exhaustive over ``Step`` (mypy checks assert_never)."""
-        iteration = self._visits[step.id]
-        match step:
-            case PauseStep():
-                self._state.waiting_for = f"pause: {format_duration(step.for_)}"
-                await workflow.sleep(step.for_)
-                self._state.waiting_for = None
-                return StepResult(branch=CONTINUE)
-            case SendStep():
-                request = SendInAppRequest(
-                    journey=ref,
-                    step_id=step.id,
-                    iteration=iteration,
-                    title=step.content.title,
-                    body=step.content.body,
-                    data=step.content.data,
-                    scope=scope,
-                )
-                return await self._activity(SEND_IN_APP, request, failed_branch="failed")
-            case WebhookStep():
-                hook = WebhookRequest(
-                    journey=ref,
-                    step_id=step.id,
-                    iteration=iteration,
-                    url=str(step.url),
-                    data=step.data,
-                    scope=scope,
-                )
-                return await self._activity(DELIVER_WEBHOOK, hook, failed_branch=CONTINUE)
-            case ExitStep():
-                return StepResult(branch="exit")
-            case _:
-                assert_never(step)
-
-    async def _activity(
-        self, name: str, request: SendInAppRequest | WebhookRequest, *, failed_branch: str
-    ) -> StepResult:
-        """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
-        try:
-            result: StepResult = await workflow.execute_activity(  # type: ignore[call-overload]
-                name, request, result_type=StepResult, **SEND_OPTIONS
-            )
-            return result
-        except ActivityError as error:
-            cause = error.cause if error.cause is not None else error
-            return StepResult(branch=failed_branch, error=str(cause))
+        return await self._journey.run(journey)

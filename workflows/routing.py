@@ -23,7 +23,8 @@ from flowline.journey import JourneyInput, TriggerEvent, journey_id
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
 from flowline.store.events import mark_routed
-from flowline.store.flows import PublishedFlow, flows_triggered_by
+from flowline.store.flows import PublishedFlow, event_triggered_flows
+from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
 from workflows.journey import JourneyWorkflow
 
@@ -38,10 +39,25 @@ class RoutingResult:
 
 
 class JourneyLauncher:
-    def __init__(self, store: Store, client: Client, task_queue: str) -> None:
+    def __init__(
+        self, store: Store, client: Client, task_queue: str, *, flow_cache_seconds: float = 5.0
+    ) -> None:
         self.store = store
         self.client = client
         self.task_queue = task_queue
+        self._flows: TtlCache[str, list[PublishedFlow]] = TtlCache(flow_cache_seconds)
+
+    async def triggerable_flows(self, workspace_id: str) -> list[PublishedFlow]:
+        cached = self._flows.get(workspace_id)
+        if cached is None:
+            async with self.store.connect() as conn:
+                cached = await event_triggered_flows(conn, workspace_id)
+            self._flows.put(workspace_id, cached)
+        return cached
+
+    def flows_changed(self, workspace_id: str) -> None:
+        """Call after publishing (or stopping) a flow, so this process routes by it at once."""
+        self._flows.invalidate(workspace_id)
 
     async def start(
         self,
@@ -113,8 +129,7 @@ class JourneyLauncher:
         result = RoutingResult()
         if not events:
             return result
-        async with self.store.connect() as conn:
-            flows = await flows_triggered_by(conn, workspace_id, {e.name for e in events})
+        flows = await self.triggerable_flows(workspace_id)
         for event, profile_id in zip(events, profile_ids, strict=True):
             for flow in flows:
                 trigger = flow.document.trigger

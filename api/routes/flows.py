@@ -102,6 +102,7 @@ async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
         version = await flows.publish(conn, workspace, flow_id, document)
+    svc.launcher.flows_changed(workspace)
     return {"id": flow_id, "status": "running", "version": version}
 
 

@@ -35,9 +35,10 @@ class Store:
         self.url = make_url(url)
         if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        options: dict[str, Any] = {}
         if self.url.get_backend_name() == "postgresql":
-            options.update(pool_size=10, max_overflow=20)
+            # A server can drop idle connections; a SQLite file cannot.
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         options.update(engine_options)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -57,6 +58,62 @@ async def open_delivery(
     return row, created
 
 
+async def deliver_in_app(
+    store: Store,
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    key: str,
+    journey_id: str,
+    step_id: str,
+    iteration: int,
+    profile_id: str,
+    title: str,
+    body: str,
+    data: dict[str, Any],
+) -> tuple[str, bool]:
+    """Ledger row and inbox message in one go; a second call with ``key`` adds nothing.
+
+    Returns (delivery id, whether this call delivered). Call it inside one transaction, so the
+    message exists exactly when its ledger row does.
+    """
+    now = utcnow()
+    inserted = (
+        await conn.execute(
+            store.insert(deliveries)
+            .values(
+                id=uuid.uuid4().hex,
+                workspace_id=workspace_id,
+                idempotency_key=key,
+                journey_id=journey_id,
+                step_id=step_id,
+                iteration=iteration,
+                recipient_id=profile_id,
+                channel="in_app",
+                status="sent",
+                created_at=now,
+                sent_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(deliveries.c.id)
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        existing = await conn.scalar(select(deliveries.c.id).where(deliveries.c.idempotency_key == key))
+        return str(existing), False
+    await add_inbox_message(
+        conn,
+        workspace_id=workspace_id,
+        profile_id=profile_id,
+        delivery_id=inserted,
+        title=title,
+        body=body,
+        data=data,
+        created_at=now,
+    )
+    return str(inserted), True
+
+
 async def close_delivery(
     conn: AsyncConnection, delivery_id: str, status: str, detail: str | None = None
 ) -> None:
@@ -76,6 +133,7 @@ async def add_inbox_message(
     title: str,
     body: str,
     data: dict[str, Any],
+    created_at: datetime | None = None,
 ) -> str:
     message_id = uuid.uuid4().hex
     await conn.execute(
@@ -87,7 +145,7 @@ async def add_inbox_message(
             title=title,
             body=body,
             data=data,
-            created_at=utcnow(),
+            created_at=created_at or utcnow(),
         )
     )
     return message_id

@@ -116,10 +116,8 @@ async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str
     return PublishedFlow(row.flow_id, row.version, FlowDocument.model_validate(row.document))
 
 
-async def flows_triggered_by(
-    conn: AsyncConnection, workspace_id: str, event_names: set[str]
-) -> list[PublishedFlow]:
-    """The running flows (their current versions) whose event trigger names one of ``event_names``."""
+async def event_triggered_flows(conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
+    """The running flows of a workspace (their current versions) that an event can start."""
     rows = await conn.execute(
         select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document)
         .join(
@@ -130,8 +128,9 @@ async def flows_triggered_by(
         )
         .where(
             flow_versions.c.workspace_id == workspace_id,
-            flow_versions.c.trigger_event.in_(sorted(event_names)),
+            flow_versions.c.trigger_event.is_not(None),
             flows.c.status == "running",
         )
+        .order_by(flow_versions.c.flow_id)
     )
     return [PublishedFlow(r.flow_id, r.version, FlowDocument.model_validate(r.document)) for r in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd
@@ -77,7 +77,7 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
             last_step=end.last_step,
             exit_reason=end.exit_reason,
             ended_at=end.ended_at,
-            entry_lock=row.entry_lock if row.entry_lock == ONCE else None,
+            entry_lock=case((journeys.c.entry_lock == ONCE, ONCE), else_=None),
         )
     )
 

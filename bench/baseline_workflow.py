@@ -1,0 +1,26 @@
+"""The baseline of bench/journeys.py: a bare workflow that runs one no-op activity.
+
+In a module of its own and small, like a real workflow module: the sandbox re-imports a
+workflow's module for every new workflow, so a big module would slow the baseline down.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+
+@activity.defn(name="bench_noop")
+async def noop(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="BenchBaseline")
+class BaselineWorkflow:
+    @workflow.run
+    async def run(self, value: str) -> str:
+        result: str = await workflow.execute_activity(
+            noop, value, start_to_close_timeout=timedelta(seconds=60)
+        )
+        return result

@@ -1,0 +1,56 @@
+"""The interpreter is passed through the sandbox (for speed), so the sandbox no longer stops it
+from reading the clock or doing I/O: this test does, by reading its source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import workflows.interpreter
+
+ALLOWED_IMPORTS = {
+    "__future__",
+    "collections",
+    "datetime",
+    "typing",
+    "temporalio",
+    "temporalio.common",
+    "temporalio.exceptions",
+    "flowline.durations",
+    "flowline.flow.graph",
+    "flowline.flow.model",
+    "flowline.journey",
+    "workflows.search_attributes",
+}
+FORBIDDEN_CALLS = {"now", "utcnow", "today", "time", "monotonic", "random", "uuid4", "open", "sleep"}
+
+
+def _tree() -> ast.Module:
+    return ast.parse(Path(workflows.interpreter.__file__).read_text())
+
+
+def test_interpreter_imports_only_deterministic_modules() -> None:
+    imported = set()
+    for node in ast.walk(_tree()):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS
+    assert "flowline.journey" in imported  # the scan sees the real imports
+
+
+def test_interpreter_reads_time_and_waits_only_through_temporal() -> None:
+    offenders = []
+    for node in ast.walk(_tree()):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in FORBIDDEN_CALLS
+        ):
+            owner = node.func.value
+            if not (isinstance(owner, ast.Name) and owner.id == "workflow"):
+                offenders.append(f"line {node.lineno}: {ast.unparse(node.func)}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+            offenders.append(f"line {node.lineno}: {node.func.id}()")
+    assert offenders == []
