@@ -24,7 +24,7 @@ from flowline.journey import (
     WebhookRequest,
 )
 from flowline.store import deliveries, journeys, profiles, workspaces
-from flowline.store.database import Store
+from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value
 
 
@@ -72,7 +72,16 @@ class JourneyActivities:
                 body=render(request.body, context),
                 data=render_value(request.data, context),
             )
-        return StepResult(branch="sent", delivery_id=delivery_id)
+            ended = await self._record_end_if_asked(conn, request.ends_journey)
+        return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
+
+    @staticmethod
+    async def _record_end_if_asked(conn: AsyncConnection, end: JourneyEnd | None) -> bool:
+        """Record the journey's end in the step's own transaction (idempotent, like the step)."""
+        if end is None:
+            return False
+        await journeys.record_end(conn, end.model_copy(update={"ended_at": utcnow()}))
+        return True
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
@@ -93,7 +102,9 @@ class JourneyActivities:
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
             context = await self._template_context(conn, ref, request.scope)
         if row["status"] == "sent":
-            return StepResult(branch="sent", delivery_id=row["id"])
+            async with self.store.begin() as conn:
+                ended = await self._record_end_if_asked(conn, request.ends_journey)
+            return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
         payload = {
             "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
@@ -124,7 +135,8 @@ class JourneyActivities:
             raise ApplicationError(message, non_retryable=not retryable)
         async with self.store.begin() as conn:
             await deliveries.close_delivery(conn, row["id"], "sent")
-        return StepResult(branch="sent", delivery_id=row["id"])
+            ended = await self._record_end_if_asked(conn, request.ends_journey)
+        return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
     @activity.defn(name=RECORD_JOURNEY_END)
     async def record_journey_end(self, end: JourneyEnd) -> None:

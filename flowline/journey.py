@@ -98,6 +98,14 @@ class JourneyRef(_Model):
     profile_id: str
 
 
+class JourneyEnd(_Model):
+    journey: JourneyRef
+    status: JourneyStatus
+    last_step: str | None
+    exit_reason: str
+    ended_at: datetime
+
+
 class TemplateScope(_Model):
     """The data Liquid templates see besides the profile (which activities load themselves)."""
 
@@ -114,6 +122,9 @@ class SendInAppRequest(_Model):
     body: str
     data: dict[str, Any] = Field(default_factory=dict)
     scope: TemplateScope
+    # Set when nothing but the end follows this step: the activity records the end with its own
+    # write, which spares the journey a local activity (see JourneyInterpreter).
+    ends_journey: JourneyEnd | None = None
 
 
 class WebhookRequest(_Model):
@@ -123,6 +134,7 @@ class WebhookRequest(_Model):
     url: str
     data: dict[str, Any] = Field(default_factory=dict)
     scope: TemplateScope
+    ends_journey: JourneyEnd | None = None
 
 
 class StepResult(_Model):
@@ -131,11 +143,5 @@ class StepResult(_Model):
     branch: str
     delivery_id: str | None = None
     error: str | None = None
-
-
-class JourneyEnd(_Model):
-    journey: JourneyRef
-    status: JourneyStatus
-    last_step: str | None
-    exit_reason: str
-    ended_at: datetime
+    # The activity also recorded the journey's end (it was asked to, and it succeeded).
+    journey_ended: bool = False

@@ -5,7 +5,7 @@
 Each scenario runs a real journey (time-skipping server, real worker, SQLite, local HTTP
 receiver) and writes its history to tests/histories/<scenario>.json. Record new scenarios
 when you add a workflow path; never re-record an existing file to make a replay pass —
-a failing replay means the change needs ``workflow.patched``.
+a failing replay means the change needs ``workflow.patched``. Existing files are kept.
 """
 
 from __future__ import annotations
@@ -39,11 +39,27 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     return flow
 
 
+def _send_then_exit(_url: str) -> dict[str, Any]:
+    return {
+        "id": "short",
+        "name": "Short",
+        "trigger": {"type": "event", "event": "go"},
+        "steps": [
+            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
+            {"id": "bye", "type": "exit"},
+        ],
+    }
+
+
+# Histories recorded earlier stay as they are, and keep proving that journeys in flight from
+# before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
+# send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
 SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     # name: (flow document for the receiver's URL, HTTP status the receiver answers)
-    "welcome_pause_send_webhook_exit": (lambda url: welcome_flow(url, pause="2d"), 200),
-    "webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
-    "send_with_branches": (_branching_send, 200),
+    "lean_welcome_pause_send_webhook_exit": (lambda url: welcome_flow(url, pause="2d"), 200),
+    "lean_webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
+    "lean_send_with_branches": (_branching_send, 200),
+    "lean_send_then_exit": (_send_then_exit, 200),
 }
 
 
@@ -82,8 +98,11 @@ async def main(names: list[str]) -> None:
 
             async with running_worker(env.client, store, QUEUE):
                 for name in names or list(SCENARIOS):
-                    text = await record(name, launcher, sink, finish)
-                    (HISTORIES / f"{name}.json").write_text(text)
+                    target = HISTORIES / f"{name}.json"
+                    if target.exists():
+                        print(f"kept {name} (recorded before; delete the file to record it again)")
+                        continue
+                    target.write_text(await record(name, launcher, sink, finish))
                     print(f"recorded {name}")
             await store.dispose()
     finally:

@@ -114,3 +114,22 @@ def test_the_readme_example_flow_is_valid() -> None:
     text = (Path(__file__).resolve().parent.parent / "examples" / "welcome.yaml").read_text()
     parsed = parse_flow(load_document(text))
     assert [s.type for s in parsed.steps] == ["pause", "send", "webhook", "exit"]
+
+
+def test_ending_after_tells_when_only_the_end_follows() -> None:
+    from flowline.flow.graph import ending_after
+
+    parsed = parse_flow(
+        flow(
+            {"id": "a", **SEND, "next": {"sent": "b", "failed": "x"}},
+            {"id": "b", **SEND},
+            {"id": "c", "type": "pause", "for": "1h", "next": "x"},
+            {"id": "x", "type": "exit"},
+        )
+    )
+    a, b, c, _x = parsed.steps
+    assert ending_after(parsed, a) is None  # 'sent' goes on to b
+    assert ending_after(parsed, b) is None  # falls through to c
+    assert ending_after(parsed, c) == ("x", "exit_step")
+    last = parse_flow(flow({"id": "p", "type": "pause", "for": "1h"}, {"id": "s", **SEND}))
+    assert ending_after(last, last.steps[1]) == ("s", "completed")

@@ -6,12 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.channels import webhook
 from flowline.store import workspaces
 from flowline.store.database import Store
+from flowline.store.tables import events
 from tests.conftest import Tenant, finish
 from tests.flows import welcome_flow
 from tests.servers import HttpSink
@@ -91,7 +93,8 @@ async def test_event_starts_a_journey_that_pauses_then_sends_in_app_and_webhook(
     assert attributes.get(sa.FLOW_ID) == "welcome"
     assert attributes.get(sa.FLOW_VERSION) == 1
     assert attributes.get(sa.PROFILE_ID) == "ada"
-    assert attributes.get(sa.STEP_ID) == "done"
+    # The exit step is not shown: the attribute keeps the last step that did something.
+    assert attributes.get(sa.STEP_ID) == "notify"
 
 
 async def test_journey_in_flight_shows_its_current_step(
@@ -216,3 +219,73 @@ async def test_a_new_version_routes_events_at_once_despite_the_flow_cache(
     [journey] = response.json()["journeys"]
     detail = (await api.get(f"/v1/journeys/{journey}")).json()
     assert detail["version"] == 2
+
+
+async def test_every_stored_event_ends_up_routed(
+    api: httpx.AsyncClient, worker: None, sink: HttpSink, store: Store, tenant: Tenant
+) -> None:
+    await publish(api, welcome_flow(sink.url))
+    await signed_up(api, "evt-start")  # starts a journey
+    await signed_up(api, "evt-filtered", profile="b", plan="free")  # trigger name, filter fails
+    await api.post("/v1/events", json={"id": "evt-other", "profile_id": "c", "name": "page_viewed"})
+    async with store.connect() as conn:
+        rows = await conn.execute(
+            select(events.c.id, events.c.routed_at).where(events.c.workspace_id == tenant.id)
+        )
+        routed = {row.id: row.routed_at is not None for row in rows}
+    assert routed == {"evt-start": True, "evt-filtered": True, "evt-other": True}
+
+
+async def test_the_last_activity_records_the_end_without_a_local_activity(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store
+) -> None:
+    doc = {
+        "id": "short",
+        "name": "Short",
+        "trigger": {"type": "event", "event": "signed_up"},
+        "steps": [
+            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
+            {"id": "bye", "type": "exit"},
+        ],
+    }
+    await publish(api, doc)
+    [journey_id] = await signed_up(api, "evt-1")
+    await finish(temporal, journey_id)
+    history = await temporal.client.get_workflow_handle(journey_id).fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert markers == ["core_patch"], "no local-activity marker, only the patch"
+    upserted = [
+        name
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        for name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ]
+    assert upserted == ["TemporalChangeVersion"], "the SDK's own patch attribute, no StepId upsert"
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    assert (detail["status"], detail["last_step"], detail["exit_reason"]) == ("completed", "bye", "exit_step")
+    assert detail["ended_at"] is not None
+
+
+async def test_a_failed_last_activity_still_records_the_end(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    sink.status = 400
+    doc = {
+        "id": "hook-only",
+        "name": "Hook",
+        "trigger": {"type": "event", "event": "signed_up"},
+        "steps": [{"id": "hook", "type": "webhook", "url": f"{sink.url}/hook"}],
+    }
+    await publish(api, doc)
+    [journey_id] = await signed_up(api, "evt-1")
+    await finish(temporal, journey_id)
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    assert (detail["status"], detail["last_step"], detail["exit_reason"]) == (
+        "completed",
+        "hook",
+        "completed",
+    )

@@ -16,7 +16,13 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_histories_are_recorded() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"welcome_pause_send_webhook_exit", "webhook_client_error_goes_on", "send_with_branches"} <= names
+    before_lean_bookkeeping = {
+        "welcome_pause_send_webhook_exit",
+        "webhook_client_error_goes_on",
+        "send_with_branches",
+    }
+    assert before_lean_bookkeeping <= names
+    assert {f"lean_{name}" for name in before_lean_bookkeeping} | {"lean_send_then_exit"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
@@ -20,9 +19,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from flowline.conditions import matches_all
 from flowline.flow.model import EventTrigger
 from flowline.journey import JourneyInput, TriggerEvent, journey_id
+from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
-from flowline.store.events import mark_routed
 from flowline.store.flows import PublishedFlow, event_triggered_flows
 from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
@@ -68,8 +67,13 @@ class JourneyLauncher:
         entry: str,
         event: TriggerEvent | None = None,
         variables: dict[str, Any] | None = None,
+        mark_routed: bool = False,
     ) -> str | None:
-        """Start one journey; None when the flow's re-entry rule refuses it."""
+        """Start one journey; None when the flow's re-entry rule refuses it.
+
+        ``mark_routed``: this is the event's last journey to start, so its routing is done when
+        this transaction commits (saves a transaction per event).
+        """
         document = flow.document
         settings = document.settings
         entry_key = entry
@@ -89,6 +93,8 @@ class JourneyLauncher:
                 trigger_event_id=event.id if event else None,
                 started_at=utcnow(),
             )
+            if mark_routed and event is not None:
+                await events_store.mark_routed(conn, workspace_id, [event.id], utcnow())
             if not claimed:
                 return None
             journey = JourneyInput(
@@ -122,6 +128,20 @@ class JourneyLauncher:
                 log.info("journey %s was already started", jid)
         return jid
 
+    @staticmethod
+    def targets(flows: list[PublishedFlow], event: TriggerEvent) -> list[PublishedFlow]:
+        """The flows whose trigger ``event`` satisfies."""
+        found = []
+        for flow in flows:
+            trigger = flow.document.trigger
+            if (
+                isinstance(trigger, EventTrigger)
+                and trigger.event == event.name
+                and matches_all(trigger.where, event.properties)
+            ):
+                found.append(flow)
+        return found
+
     async def route_events(
         self, workspace_id: str, events: list[TriggerEvent], profile_ids: list[str]
     ) -> RoutingResult:
@@ -130,20 +150,25 @@ class JourneyLauncher:
         if not events:
             return result
         flows = await self.triggerable_flows(workspace_id)
+        unmatched: list[str] = []
         for event, profile_id in zip(events, profile_ids, strict=True):
-            for flow in flows:
-                trigger = flow.document.trigger
-                if not isinstance(trigger, EventTrigger) or trigger.event != event.name:
-                    continue
-                if not matches_all(trigger.where, event.properties):
-                    continue
+            targets = self.targets(flows, event)
+            if not targets:
+                unmatched.append(event.id)
+            for index, flow in enumerate(targets):
                 started = await self.start(
-                    workspace_id, flow, profile_id, entry=f"event:{event.id}", event=event
+                    workspace_id,
+                    flow,
+                    profile_id,
+                    entry=f"event:{event.id}",
+                    event=event,
+                    mark_routed=index == len(targets) - 1,
                 )
                 if started is None:
                     result.refused.append((event.id, flow.flow_id))
                 else:
                     result.journeys.append(started)
-        async with self.store.begin() as conn:
-            await mark_routed(conn, workspace_id, [e.id for e in events], datetime.now(UTC))
+        if unmatched:
+            async with self.store.begin() as conn:
+                await events_store.mark_routed(conn, workspace_id, unmatched, utcnow())
         return result

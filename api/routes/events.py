@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from api.deps import Svc, Workspace
 from api.errors import ApiError, loc_path
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
+from flowline.flow.model import EventTrigger
 from flowline.journey import TriggerEvent
 from flowline.store.database import utcnow
 from flowline.store.events import insert_events
@@ -60,11 +61,19 @@ async def post_events(body: Annotated[Any, Body()], workspace: Workspace, svc: S
 
     now = utcnow()
     rows = [e.model_dump() | {"timestamp": e.timestamp or now} for e in valid]
+    # Events no running flow listens for are routed as they are stored (journeys that wait for
+    # events will widen this set).
+    listened = {
+        f.document.trigger.event
+        for f in await svc.launcher.triggerable_flows(workspace)
+        if isinstance(f.document.trigger, EventTrigger)
+    }
+    settled = {r["id"] for r in rows if r["name"] not in listened}
     async with svc.store.begin() as conn:
         await ensure_profiles(svc.store, conn, workspace, {e.profile_id for e in valid})
-        new_ids = await insert_events(svc.store, conn, workspace, rows)
+        new_ids = await insert_events(svc.store, conn, workspace, rows, routed=settled)
 
-    fresh = [r for r in rows if r["id"] in new_ids]
+    fresh = [r for r in rows if r["id"] in new_ids and r["id"] not in settled]
     routed = await svc.launcher.route_events(
         workspace,
         [

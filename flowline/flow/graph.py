@@ -45,3 +45,18 @@ def edges(flow: FlowDocument) -> Iterator[tuple[str, str]]:
             target = next_step(flow, step, branch)
             if target is not None:
                 yield step.id, target
+
+
+def ending_after(flow: FlowDocument, step: Step) -> tuple[str, str] | None:
+    """If every branch of ``step`` ends the journey at once (an exit step or the end of the list),
+    the (last step, exit reason) it ends with; otherwise None."""
+    endings = set()
+    for branch in branch_targets(step):
+        target = next_step(flow, step, branch)
+        if target is None:
+            endings.add((step.id, "completed"))
+        elif isinstance(flow.step(target), ExitStep):
+            endings.add((target, "exit_step"))
+        else:
+            return None
+    return endings.pop() if len(endings) == 1 else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +14,17 @@ from flowline.store.tables import events
 
 
 async def insert_events(
-    store: Store, conn: AsyncConnection, workspace_id: str, batch: Sequence[dict[str, Any]]
+    store: Store,
+    conn: AsyncConnection,
+    workspace_id: str,
+    batch: Sequence[dict[str, Any]],
+    *,
+    routed: Container[str] = (),
 ) -> set[str]:
-    """Insert events that are not stored yet; returns the ids that were new."""
+    """Insert events that are not stored yet; returns the ids that were new.
+
+    Events in ``routed`` concern no flow or journey: they are stored as routed already.
+    """
     if not batch:
         return set()
     now = utcnow()
@@ -29,11 +37,13 @@ async def insert_events(
             "timestamp": e["timestamp"],
             "properties": e.get("properties") or {},
             "received_at": now,
+            "routed_at": now if e["id"] in routed else None,
         }
         for e in batch
     ]
-    statement = store.insert(events).values(rows).on_conflict_do_nothing().returning(events.c.id)
-    return {str(r) for r in (await conn.execute(statement)).scalars()}
+    # Statement and parameters apart: the compiled statement is cached, the rows go as executemany.
+    statement = store.insert(events).on_conflict_do_nothing().returning(events.c.id)
+    return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
 
 
 async def mark_routed(

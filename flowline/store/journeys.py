@@ -43,23 +43,19 @@ async def claim_entry(
     started_at: datetime,
 ) -> bool:
     """Record a new journey unless its id exists or the re-entry rule forbids it; True if recorded."""
-    statement = (
-        store.insert(journeys)
-        .values(
-            id=journey_id,
-            workspace_id=workspace_id,
-            flow_id=flow_id,
-            version=version,
-            profile_id=profile_id,
-            status="running",
-            entry_lock=lock,
-            trigger_event_id=trigger_event_id,
-            started_at=started_at,
-        )
-        .on_conflict_do_nothing()
-        .returning(journeys.c.id)
-    )
-    return (await conn.execute(statement)).first() is not None
+    statement = store.insert(journeys).on_conflict_do_nothing().returning(journeys.c.id)
+    row = {
+        "id": journey_id,
+        "workspace_id": workspace_id,
+        "flow_id": flow_id,
+        "version": version,
+        "profile_id": profile_id,
+        "status": "running",
+        "entry_lock": lock,
+        "trigger_event_id": trigger_event_id,
+        "started_at": started_at,
+    }
+    return (await conn.execute(statement, row)).first() is not None
 
 
 async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
