@@ -25,7 +25,7 @@ from flowline.journey import (
 )
 from flowline.store import deliveries, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
-from flowline.templates import render, render_value
+from flowline.templates import render, render_value, uses_profile_attributes
 
 
 class JourneyActivities:
@@ -38,10 +38,12 @@ class JourneyActivities:
 
     @staticmethod
     async def _template_context(
-        conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope
+        conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
     ) -> dict[str, Any]:
-        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        attributes = dict(profile["attributes"]) if profile else {}
+        attributes: dict[str, Any] = {}
+        if load_profile:
+            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+            attributes = dict(profile["attributes"]) if profile else {}
         return {
             "profile": {**attributes, "id": ref.profile_id},
             "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
@@ -56,7 +58,10 @@ class JourneyActivities:
         # One transaction: the profile is read, and the ledger row and the inbox message are
         # written together, so a retry finds the row and delivers nothing more.
         async with self.store.begin() as conn:
-            context = await self._template_context(conn, ref, request.scope)
+            templates = [request.title, request.body, request.data]
+            context = await self._template_context(
+                conn, ref, request.scope, load_profile=uses_profile_attributes(templates)
+            )
             delivery_id, _delivered = await deliveries.deliver_in_app(
                 self.store,
                 conn,

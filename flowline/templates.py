@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -30,3 +31,17 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [render_value(v, context) for v in value]
     return value
+
+
+_PROFILE_ATTRIBUTE = re.compile(r"\bprofile\b(?!\.id\b)")
+
+
+def uses_profile_attributes(value: Any) -> bool:
+    """Whether templates in ``value`` read the profile beyond its id (which callers know already)."""
+    if isinstance(value, str):
+        return "{" in value and _PROFILE_ATTRIBUTE.search(value) is not None
+    if isinstance(value, dict):
+        return any(uses_profile_attributes(v) for v in value.values())
+    if isinstance(value, list):
+        return any(uses_profile_attributes(v) for v in value)
+    return False

@@ -117,6 +117,7 @@ async def api(
             transport=transport, base_url="http://flowline", headers=headers
         ) as client:
             yield client
+    await _terminate_leftovers(temporal, store)
 
 
 @pytest.fixture

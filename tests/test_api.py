@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import httpx
 import yaml
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
 from flowline.store.database import Store
-from tests.conftest import new_tenant
+from flowline.store.tables import events, journeys
+from tests.conftest import Tenant, new_tenant
 from tests.flows import welcome_flow
 
 
@@ -138,3 +143,36 @@ async def test_workspaces_do_not_see_each_other(api: httpx.AsyncClient, store: S
 async def test_unknown_journey_is_404(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/journeys/j-nope")
     assert response.status_code == 404 and response.json() == {"message": "no journey 'j-nope'"}
+
+
+async def test_events_are_not_stored_when_journeys_cannot_start(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    await api.put("/v1/flows/welcome", json=welcome_flow("http://127.0.0.1:1"))
+    assert (await api.post("/v1/flows/welcome/publish")).status_code == 200
+    # Point the app at a Temporal server that is not there: every start fails.
+    services = api._transport.app.state.services  # type: ignore[attr-defined]
+    working = services.launcher.client
+    services.launcher.client = await Client.connect(
+        "127.0.0.1:1",
+        lazy=True,
+        retry_config=RetryConfig(max_retries=0),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        batch = [
+            {"id": "e1", "profile_id": "ada", "name": "signed_up", "properties": {"plan": "pro"}},
+            {"id": "e2", "profile_id": "bob", "name": "page_viewed"},
+        ]
+        response = await api.post("/v1/events", json=batch)
+    finally:
+        services.launcher.client = working
+    assert response.status_code == 503
+    assert "nothing was stored" in response.json()["message"]
+    async with store.connect() as conn:
+        stored = (await conn.execute(select(events.c.id).where(events.c.workspace_id == tenant.id))).all()
+        started = (
+            await conn.execute(select(journeys.c.id).where(journeys.c.workspace_id == tenant.id))
+        ).all()
+    assert (stored, started) == ([], [])
+    assert (await api.get("/v1/profiles/ada")).status_code == 404

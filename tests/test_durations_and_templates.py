@@ -46,3 +46,14 @@ def test_webhook_signature_verifies_and_rejects_tampering_and_replays() -> None:
     assert not webhook.verify("other", body, header, now=1_000_010)
     assert not webhook.verify("secret", body, header, now=1_000_000 + 301)
     assert not webhook.verify("secret", body, "garbage", now=1_000_000)
+
+
+def test_templates_that_read_profile_attributes_are_recognised() -> None:
+    from flowline.templates import uses_profile_attributes
+
+    assert uses_profile_attributes("Hi {{ profile.first_name }}")
+    assert uses_profile_attributes({"a": ["{{ profile['email'] }}"]})
+    assert uses_profile_attributes("{% if profile %}x{% endif %}")
+    assert not uses_profile_attributes("Hi {{ profile.id }} from {{ event.plan }}")
+    assert not uses_profile_attributes("profile.first_name without braces")
+    assert not uses_profile_attributes({"n": 1})

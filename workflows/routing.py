@@ -8,13 +8,16 @@ journey already started instead of starting a second one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from flowline.conditions import matches_all
 from flowline.flow.model import EventTrigger
@@ -23,6 +26,7 @@ from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
 from flowline.store.flows import PublishedFlow, event_triggered_flows
+from flowline.store.profiles import ensure_profiles
 from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
 from workflows.journey import JourneyWorkflow
@@ -30,8 +34,14 @@ from workflows.journey import JourneyWorkflow
 log = logging.getLogger(__name__)
 
 
+class JourneyStartFailed(RuntimeError):
+    """Temporal did not take a journey (unreachable, refusing): the transaction was rolled back."""
+
+
 @dataclass
-class RoutingResult:
+class IngestResult:
+    # Ids of the events stored now (the others were stored before).
+    stored: set[str] = field(default_factory=set)
     journeys: list[str] = field(default_factory=list)
     # (event id, flow id) pairs the re-entry rule kept out.
     refused: list[tuple[str, str]] = field(default_factory=list)
@@ -65,68 +75,51 @@ class JourneyLauncher:
         profile_id: str,
         *,
         entry: str,
-        event: TriggerEvent | None = None,
         variables: dict[str, Any] | None = None,
-        mark_routed: bool = False,
     ) -> str | None:
-        """Start one journey; None when the flow's re-entry rule refuses it.
-
-        ``mark_routed``: this is the event's last journey to start, so its routing is done when
-        this transaction commits (saves a transaction per event).
-        """
-        document = flow.document
-        settings = document.settings
-        entry_key = entry
-        if settings.entry_key and event is not None and settings.entry_key in event.properties:
-            entry_key = str(event.properties[settings.entry_key])
-        jid = journey_id(workspace_id, flow.flow_id, profile_id, entry)
+        """Start one journey (an API call); None when the flow's re-entry rule refuses it."""
         async with self.store.begin() as conn:
-            claimed = await journeys.claim_entry(
-                self.store,
-                conn,
-                journey_id=jid,
-                workspace_id=workspace_id,
-                flow_id=flow.flow_id,
-                version=flow.version,
-                profile_id=profile_id,
-                lock=journeys.entry_lock(settings.reentry, entry_key),
-                trigger_event_id=event.id if event else None,
-                started_at=utcnow(),
-            )
-            if mark_routed and event is not None:
-                await events_store.mark_routed(conn, workspace_id, [event.id], utcnow())
-            if not claimed:
+            claim = await self._claim(conn, workspace_id, flow, profile_id, entry=entry, variables=variables)
+            if claim is None:
                 return None
-            journey = JourneyInput(
-                journey_id=jid,
-                workspace_id=workspace_id,
-                flow=document,
-                version=flow.version,
-                profile_id=profile_id,
-                event=event,
-                variables=variables or {},
+            await self._start_workflow(claim)
+        return claim.journey_id
+
+    async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
+        """Store events and start the journeys they trigger, all in one transaction.
+
+        Either everything is stored and every journey started, or nothing is stored and the caller
+        gets the error: a retry then stores the events and starts the journeys. A journey whose
+        workflow started before a failed commit is found again (its id derives from the event).
+        Only events stored for the first time trigger flows.
+        """
+        result = IngestResult()
+        if not rows:
+            return result
+        flows = await self.triggerable_flows(workspace_id)
+        async with self.store.begin() as conn:
+            await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
+            result.stored = await events_store.insert_events(
+                self.store, conn, workspace_id, rows, routed_at=utcnow()
             )
-            try:
-                await self.client.start_workflow(
-                    JourneyWorkflow.run,
-                    journey,
-                    id=jid,
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(sa.WORKSPACE_ID, workspace_id),
-                            SearchAttributePair(sa.FLOW_ID, flow.flow_id),
-                            SearchAttributePair(sa.FLOW_VERSION, flow.version),
-                            SearchAttributePair(sa.PROFILE_ID, profile_id),
-                            SearchAttributePair(sa.STEP_ID, document.steps[0].id),
-                        ]
-                    ),
+            claims = []
+            for row in rows:
+                if row["id"] not in result.stored:
+                    continue
+                event = TriggerEvent(
+                    id=row["id"], name=row["name"], timestamp=row["timestamp"], properties=row["properties"]
                 )
-            except WorkflowAlreadyStartedError:
-                # An earlier attempt started it and then lost its transaction: same journey.
-                log.info("journey %s was already started", jid)
-        return jid
+                for flow in self.targets(flows, event):
+                    claim = await self._claim(
+                        conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
+                    )
+                    if claim is None:
+                        result.refused.append((event.id, flow.flow_id))
+                    else:
+                        claims.append(claim)
+            await asyncio.gather(*(self._start_workflow(c) for c in claims))
+        result.journeys = [c.journey_id for c in claims]
+        return result
 
     @staticmethod
     def targets(flows: list[PublishedFlow], event: TriggerEvent) -> list[PublishedFlow]:
@@ -142,33 +135,70 @@ class JourneyLauncher:
                 found.append(flow)
         return found
 
-    async def route_events(
-        self, workspace_id: str, events: list[TriggerEvent], profile_ids: list[str]
-    ) -> RoutingResult:
-        """Start the journeys that ``events`` trigger (``profile_ids[i]`` is whose event i is)."""
-        result = RoutingResult()
-        if not events:
-            return result
-        flows = await self.triggerable_flows(workspace_id)
-        unmatched: list[str] = []
-        for event, profile_id in zip(events, profile_ids, strict=True):
-            targets = self.targets(flows, event)
-            if not targets:
-                unmatched.append(event.id)
-            for index, flow in enumerate(targets):
-                started = await self.start(
-                    workspace_id,
-                    flow,
-                    profile_id,
-                    entry=f"event:{event.id}",
-                    event=event,
-                    mark_routed=index == len(targets) - 1,
-                )
-                if started is None:
-                    result.refused.append((event.id, flow.flow_id))
-                else:
-                    result.journeys.append(started)
-        if unmatched:
-            async with self.store.begin() as conn:
-                await events_store.mark_routed(conn, workspace_id, unmatched, utcnow())
-        return result
+    async def _claim(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        flow: PublishedFlow,
+        profile_id: str,
+        *,
+        entry: str,
+        event: TriggerEvent | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> JourneyInput | None:
+        """Record the journey unless it exists or the re-entry rule refuses it."""
+        document = flow.document
+        settings = document.settings
+        entry_key = entry
+        if settings.entry_key and event is not None and settings.entry_key in event.properties:
+            entry_key = str(event.properties[settings.entry_key])
+        jid = journey_id(workspace_id, flow.flow_id, profile_id, entry)
+        claimed = await journeys.claim_entry(
+            self.store,
+            conn,
+            journey_id=jid,
+            workspace_id=workspace_id,
+            flow_id=flow.flow_id,
+            version=flow.version,
+            profile_id=profile_id,
+            lock=journeys.entry_lock(settings.reentry, entry_key),
+            trigger_event_id=event.id if event else None,
+            started_at=utcnow(),
+        )
+        if not claimed:
+            return None
+        return JourneyInput(
+            journey_id=jid,
+            workspace_id=workspace_id,
+            flow=document,
+            version=flow.version,
+            profile_id=profile_id,
+            event=event,
+            variables=variables or {},
+        )
+
+    async def _start_workflow(self, journey: JourneyInput) -> None:
+        try:
+            await self.client.start_workflow(
+                JourneyWorkflow.run,
+                journey,
+                id=journey.journey_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.WORKSPACE_ID, journey.workspace_id),
+                        SearchAttributePair(sa.FLOW_ID, journey.flow.id),
+                        SearchAttributePair(sa.FLOW_VERSION, journey.version),
+                        SearchAttributePair(sa.PROFILE_ID, journey.profile_id),
+                        SearchAttributePair(sa.STEP_ID, journey.flow.steps[0].id),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            # An earlier attempt started it and then lost its transaction: same journey.
+            log.info("journey %s was already started", journey.journey_id)
+        except (RPCError, RuntimeError) as error:  # the SDK raises RuntimeError when it cannot connect
+            raise JourneyStartFailed(
+                f"Temporal did not start journey {journey.journey_id}: {error}"
+            ) from error

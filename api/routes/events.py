@@ -11,11 +11,8 @@ from pydantic import ValidationError
 from api.deps import Svc, Workspace
 from api.errors import ApiError, loc_path
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
-from flowline.flow.model import EventTrigger
-from flowline.journey import TriggerEvent
 from flowline.store.database import utcnow
-from flowline.store.events import insert_events
-from flowline.store.profiles import ensure_profiles
+from workflows.routing import JourneyStartFailed
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -61,32 +58,16 @@ async def post_events(body: Annotated[Any, Body()], workspace: Workspace, svc: S
 
     now = utcnow()
     rows = [e.model_dump() | {"timestamp": e.timestamp or now} for e in valid]
-    # Events no running flow listens for are routed as they are stored (journeys that wait for
-    # events will widen this set).
-    listened = {
-        f.document.trigger.event
-        for f in await svc.launcher.triggerable_flows(workspace)
-        if isinstance(f.document.trigger, EventTrigger)
-    }
-    settled = {r["id"] for r in rows if r["name"] not in listened}
-    async with svc.store.begin() as conn:
-        await ensure_profiles(svc.store, conn, workspace, {e.profile_id for e in valid})
-        new_ids = await insert_events(svc.store, conn, workspace, rows, routed=settled)
-
-    fresh = [r for r in rows if r["id"] in new_ids and r["id"] not in settled]
-    routed = await svc.launcher.route_events(
-        workspace,
-        [
-            TriggerEvent(id=r["id"], name=r["name"], timestamp=r["timestamp"], properties=r["properties"])
-            for r in fresh
-        ],
-        [r["profile_id"] for r in fresh],
-    )
+    try:
+        ingested = await svc.launcher.ingest(workspace, rows)
+    except JourneyStartFailed as error:
+        # Nothing was stored: the client can send the same batch again.
+        raise ApiError(503, f"{error}; nothing was stored, send the events again") from error
     result = EventsAccepted(
-        accepted=len(new_ids),
-        duplicates=len(valid) - len(new_ids),
+        accepted=len(ingested.stored),
+        duplicates=len(valid) - len(ingested.stored),
         rejected=rejected,
-        journeys=routed.journeys,
+        journeys=ingested.journeys,
     )
     status = 202 if valid or not rejected else 422
     return JSONResponse(result.model_dump(mode="json"), status_code=status)

@@ -13,6 +13,7 @@ from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.store import flows, profiles
+from workflows.routing import JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
@@ -114,9 +115,12 @@ async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace
             raise ApiError(409, f"flow {flow_id!r} is not running")
         await profiles.ensure_profiles(svc.store, conn, workspace, [body.profile_id])
     entry = f"api:{body.entry_id or uuid.uuid4().hex}"
-    journey_id = await svc.launcher.start(
-        workspace, published, body.profile_id, entry=entry, variables=body.variables
-    )
+    try:
+        journey_id = await svc.launcher.start(
+            workspace, published, body.profile_id, entry=entry, variables=body.variables
+        )
+    except JourneyStartFailed as error:
+        raise ApiError(503, f"the journey could not be started ({error}); send again") from error
     if journey_id is None:
         raise ApiError(409, f"the re-entry rule of flow {flow_id!r} keeps profile {body.profile_id!r} out")
     return {"journey_id": journey_id, "flow_id": flow_id, "version": published.version}
