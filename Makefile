@@ -33,7 +33,8 @@ histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
 
 bench: $(STAMP)
-	$(BIN)/python bench/journeys.py
+	$(BIN)/python bench/journeys.py --database sqlite
+	$(BIN)/python bench/journeys.py --database postgres
 
 clean:
 	rm -rf $(VENV)

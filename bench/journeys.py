@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import statistics
@@ -236,9 +237,16 @@ async def main(args: argparse.Namespace) -> int:
     concurrencies = [args.concurrency, *[c for c in args.extra_concurrency if c != args.concurrency]]
     runs: list[Run] = []
 
-    with tempfile.TemporaryDirectory(prefix="flowline-bench-") as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'flowline.db'}"
-        upgrade(url)
+    with tempfile.TemporaryDirectory(prefix="flowline-bench-") as tmp, contextlib.ExitStack() as stack:
+        if args.database == "postgres":
+            from tests.databases import postgres_database
+
+            # A schema of its own in the `test` database (FLOWLINE_TEST_POSTGRES), dropped at the end.
+            url = stack.enter_context(postgres_database())
+        else:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'flowline.db'}"
+            upgrade(url)
+        console.print(f"[bold]database[/] {args.database}")
         store = Store(url)
         async with store.begin() as conn:
             await create_workspace(conn, "bench", "Benchmark")
@@ -350,6 +358,13 @@ def parse_args() -> argparse.Namespace:
         "--temporal",
         default=str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "temporal"),
         help="the Temporal CLI that runs the dev server (default .venv/bin/temporal)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="the store: a fresh SQLite file (default, the embedded setup) or a fresh schema in "
+        "PostgreSQL at FLOWLINE_TEST_POSTGRES (default 'host=127.0.0.1 port=5432 dbname=test')",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args()
