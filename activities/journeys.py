@@ -65,20 +65,25 @@ class JourneyActivities:
             delivery_id, _delivered = await deliveries.deliver_in_app(
                 self.store,
                 conn,
-                workspace_id=ref.workspace_id,
-                key=deliveries.delivery_key(
-                    ref.journey_id, request.step_id, request.iteration, ref.profile_id
-                ),
-                journey_id=ref.journey_id,
-                step_id=request.step_id,
-                iteration=request.iteration,
-                profile_id=ref.profile_id,
+                self._delivery(request, "in_app"),
                 title=render(request.title, context),
                 body=render(request.body, context),
                 data=render_value(request.data, context),
             )
             ended = await self._record_end_if_asked(conn, request.ends_journey)
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
+
+    @staticmethod
+    def _delivery(request: SendInAppRequest | WebhookRequest, channel: str) -> deliveries.Delivery:
+        ref = request.journey
+        return deliveries.Delivery(
+            workspace_id=ref.workspace_id,
+            journey_id=ref.journey_id,
+            step_id=request.step_id,
+            iteration=request.iteration,
+            recipient_id=ref.profile_id,
+            channel=channel,
+        )
 
     @staticmethod
     async def _record_end_if_asked(conn: AsyncConnection, end: JourneyEnd | None) -> bool:
@@ -91,19 +96,8 @@ class JourneyActivities:
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
         ref = request.journey
-        key = deliveries.delivery_key(ref.journey_id, request.step_id, request.iteration, ref.profile_id)
         async with self.store.begin() as conn:
-            row, _ = await deliveries.open_delivery(
-                self.store,
-                conn,
-                workspace_id=ref.workspace_id,
-                key=key,
-                journey_id=ref.journey_id,
-                step_id=request.step_id,
-                iteration=request.iteration,
-                recipient_id=ref.profile_id,
-                channel="webhook",
-            )
+            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
             context = await self._template_context(conn, ref, request.scope)
         if row["status"] == "sent":

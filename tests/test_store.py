@@ -148,28 +148,35 @@ async def test_concurrent_claims_let_exactly_one_in(store: Store, tenant: Tenant
 
 
 async def test_delivery_ledger_opens_once_per_key(store: Store, tenant: Tenant) -> None:
-    key = deliveries.delivery_key("j", "s", 1, "p")
+    delivery = deliveries.Delivery(
+        workspace_id=tenant.id, journey_id="j", step_id="s", iteration=1, recipient_id="p", channel="webhook"
+    )
     opened = []
     for _ in range(2):
         async with store.begin() as conn:
-            opened.append(
-                await deliveries.open_delivery(
-                    store,
-                    conn,
-                    workspace_id=tenant.id,
-                    key=key,
-                    journey_id="j",
-                    step_id="s",
-                    iteration=1,
-                    recipient_id="p",
-                    channel="in_app",
-                )
-            )
+            opened.append(await deliveries.open_delivery(store, conn, delivery))
     (first, created_first), (second, created_second) = opened
     assert created_first and not created_second
-    assert first["id"] == second["id"]
+    assert first["id"] == second["id"] and first["status"] == "pending"
     async with store.begin() as conn:
         await deliveries.close_delivery(conn, first["id"], "sent")
-        row = await deliveries.find_delivery(conn, key)
+        row = await deliveries.find_delivery(conn, delivery.key)
     assert row is not None and row["status"] == "sent"
     assert row["sent_at"] - row["created_at"] < timedelta(minutes=1)
+
+
+async def test_in_app_delivery_writes_one_message_per_delivery(store: Store, tenant: Tenant) -> None:
+    delivery = deliveries.Delivery(
+        workspace_id=tenant.id, journey_id="j2", step_id="s", iteration=1, recipient_id="p", channel="in_app"
+    )
+    results = []
+    for _ in range(2):
+        async with store.begin() as conn:
+            results.append(
+                await deliveries.deliver_in_app(store, conn, delivery, title="t", body="b", data={})
+            )
+    assert [delivered for _, delivered in results] == [True, False]
+    assert results[0][0] == results[1][0]
+    async with store.connect() as conn:
+        inbox = await deliveries.list_inbox(conn, tenant.id, "p")
+    assert [(m["title"], m["body"], m["delivery_id"]) for m in inbox] == [("t", "b", results[0][0])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,101 +18,80 @@ def delivery_key(journey_id: str, step_id: str, iteration: int, recipient_id: st
     return f"{journey_id}/{step_id}/{iteration}/{recipient_id}"
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One message to one recipient from one visit of a step: the unit the ledger counts once."""
+
+    workspace_id: str
+    journey_id: str
+    step_id: str
+    iteration: int
+    recipient_id: str
+    channel: str
+
+    @property
+    def key(self) -> str:
+        return delivery_key(self.journey_id, self.step_id, self.iteration, self.recipient_id)
+
+
 async def find_delivery(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(deliveries).where(deliveries.c.idempotency_key == key))).first()
     return None if row is None else dict(row._mapping)
 
 
+async def _insert(
+    store: Store, conn: AsyncConnection, delivery: Delivery, status: str, now: datetime
+) -> str | None:
+    """Insert the ledger row; its new id, or None when the key was there already."""
+    row = {
+        "id": uuid.uuid4().hex,
+        "idempotency_key": delivery.key,
+        "status": status,
+        "created_at": now,
+        "sent_at": now if status == "sent" else None,
+        **asdict(delivery),
+    }
+    statement = store.insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id)
+    inserted = (await conn.execute(statement, row)).scalar_one_or_none()
+    return None if inserted is None else str(inserted)
+
+
 async def open_delivery(
-    store: Store,
-    conn: AsyncConnection,
-    *,
-    workspace_id: str,
-    key: str,
-    journey_id: str,
-    step_id: str,
-    iteration: int,
-    recipient_id: str,
-    channel: str,
+    store: Store, conn: AsyncConnection, delivery: Delivery
 ) -> tuple[dict[str, Any], bool]:
-    """The ledger row for ``key``, created 'pending' if absent; returns (row, created)."""
-    statement = (
-        store.insert(deliveries)
-        .values(
-            id=uuid.uuid4().hex,
-            workspace_id=workspace_id,
-            idempotency_key=key,
-            journey_id=journey_id,
-            step_id=step_id,
-            iteration=iteration,
-            recipient_id=recipient_id,
-            channel=channel,
-            status="pending",
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing()
-        .returning(deliveries.c.id)
-    )
-    created = (await conn.execute(statement)).first() is not None
-    row = await find_delivery(conn, key)
+    """The ledger row of ``delivery``, created 'pending' if absent; returns (row, created)."""
+    created = await _insert(store, conn, delivery, "pending", utcnow()) is not None
+    row = await find_delivery(conn, delivery.key)
     assert row is not None
     return row, created
 
 
 async def deliver_in_app(
-    store: Store,
-    conn: AsyncConnection,
-    *,
-    workspace_id: str,
-    key: str,
-    journey_id: str,
-    step_id: str,
-    iteration: int,
-    profile_id: str,
-    title: str,
-    body: str,
-    data: dict[str, Any],
+    store: Store, conn: AsyncConnection, delivery: Delivery, *, title: str, body: str, data: dict[str, Any]
 ) -> tuple[str, bool]:
-    """Ledger row and inbox message in one go; a second call with ``key`` adds nothing.
+    """Ledger row and inbox message in one go; a second call for ``delivery`` adds nothing.
 
     Returns (delivery id, whether this call delivered). Call it inside one transaction, so the
     message exists exactly when its ledger row does.
     """
     now = utcnow()
-    inserted = (
-        await conn.execute(
-            store.insert(deliveries)
-            .values(
-                id=uuid.uuid4().hex,
-                workspace_id=workspace_id,
-                idempotency_key=key,
-                journey_id=journey_id,
-                step_id=step_id,
-                iteration=iteration,
-                recipient_id=profile_id,
-                channel="in_app",
-                status="sent",
-                created_at=now,
-                sent_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(deliveries.c.id)
-        )
-    ).scalar_one_or_none()
+    inserted = await _insert(store, conn, delivery, "sent", now)
     if inserted is None:
-        existing = await conn.scalar(select(deliveries.c.id).where(deliveries.c.idempotency_key == key))
+        existing = await conn.scalar(
+            select(deliveries.c.id).where(deliveries.c.idempotency_key == delivery.key)
+        )
         return str(existing), False
     await add_inbox_message(
         conn,
-        workspace_id=workspace_id,
-        profile_id=profile_id,
+        workspace_id=delivery.workspace_id,
+        profile_id=delivery.recipient_id,
         delivery_id=inserted,
         title=title,
         body=body,
         data=data,
         created_at=now,
     )
-    return str(inserted), True
+    return inserted, True
 
 
 async def close_delivery(
