@@ -37,3 +37,16 @@ def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit
             {"id": "done", "type": "exit"},
         ],
     }
+
+
+def send_then_exit_flow(event: str = "signed_up") -> dict[str, Any]:
+    """The shortest useful journey: one in-app message, then the exit."""
+    return {
+        "id": "short",
+        "name": "Short",
+        "trigger": {"type": "event", "event": event},
+        "steps": [
+            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
+            {"id": "bye", "type": "exit"},
+        ],
+    }

@@ -23,7 +23,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
-from tests.flows import welcome_flow
+from tests.flows import send_then_exit_flow, welcome_flow
 from tests.servers import HttpSink, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
@@ -39,18 +39,6 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     return flow
 
 
-def _send_then_exit(_url: str) -> dict[str, Any]:
-    return {
-        "id": "short",
-        "name": "Short",
-        "trigger": {"type": "event", "event": "go"},
-        "steps": [
-            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
-            {"id": "bye", "type": "exit"},
-        ],
-    }
-
-
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -59,7 +47,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "lean_welcome_pause_send_webhook_exit": (lambda url: welcome_flow(url, pause="2d"), 200),
     "lean_webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
     "lean_send_with_branches": (_branching_send, 200),
-    "lean_send_then_exit": (_send_then_exit, 200),
+    "lean_send_then_exit": (lambda _url: send_then_exit_flow("go"), 200),
 }
 
 

@@ -15,7 +15,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.tables import events
 from tests.conftest import Tenant, finish
-from tests.flows import welcome_flow
+from tests.flows import send_then_exit_flow, welcome_flow
 from tests.servers import HttpSink
 from workflows import search_attributes as sa
 
@@ -239,16 +239,7 @@ async def test_every_stored_event_ends_up_routed(
 async def test_the_last_activity_records_the_end_without_a_local_activity(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store
 ) -> None:
-    doc = {
-        "id": "short",
-        "name": "Short",
-        "trigger": {"type": "event", "event": "signed_up"},
-        "steps": [
-            {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
-            {"id": "bye", "type": "exit"},
-        ],
-    }
-    await publish(api, doc)
+    await publish(api, send_then_exit_flow())
     [journey_id] = await signed_up(api, "evt-1")
     await finish(temporal, journey_id)
     history = await temporal.client.get_workflow_handle(journey_id).fetch_history()
