@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from flowline.channels import webhook
 from flowline.journey import (
     DELIVER_WEBHOOK,
+    PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
     JourneyEnd,
@@ -34,7 +35,7 @@ class JourneyActivities:
         self.http = http
 
     def all(self) -> Sequence[Callable[..., Any]]:
-        return [self.send_in_app, self.deliver_webhook, self.record_journey_end]
+        return [self.send_in_app, self.deliver_webhook, self.record_journey_end, self.profile_time_zone]
 
     @staticmethod
     async def _template_context(
@@ -141,3 +142,12 @@ class JourneyActivities:
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
             await journeys.record_end(conn, end)
+
+    @activity.defn(name=PROFILE_TIME_ZONE)
+    async def profile_time_zone(self, ref: JourneyRef) -> str:
+        """The profile's ``timezone`` attribute (an IANA name; "" if none), for pauses that read a
+        wall clock."""
+        async with self.store.connect() as conn:
+            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        value = profile["attributes"].get("timezone") if profile else None
+        return value if isinstance(value, str) else ""

@@ -26,6 +26,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 SEND_IN_APP = "send_in_app"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
+PROFILE_TIME_ZONE = "profile_time_zone"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:

@@ -39,6 +39,12 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     return flow
 
 
+def _pause_until_time_of_day(_url: str) -> dict[str, Any]:
+    flow = send_then_exit_flow("go")
+    flow["steps"].insert(0, {"id": "wait", "type": "pause", "for": "1d", "until_time": "09:00"})
+    return flow
+
+
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -48,6 +54,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "lean_webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
     "lean_send_with_branches": (_branching_send, 200),
     "lean_send_then_exit": (lambda _url: send_then_exit_flow("go"), 200),
+    "pause_for_then_until_time_of_day": (_pause_until_time_of_day, 200),
 }
 
 

@@ -39,7 +39,33 @@ def test_unknown_field_in_step_and_settings() -> None:
 
 
 def test_missing_field_names_its_path() -> None:
-    assert "$.steps[0].for" in faults(flow({"id": "a", "type": "pause"}))
+    assert "$.steps[0].content" in faults(flow({"id": "a", "type": "send", "channel": "in_app"}))
+    assert faults(flow({"id": "a", "type": "pause"})) == {
+        "$.steps[0]": "a pause takes either 'for' or 'until'"
+    }
+
+
+def test_pause_forms() -> None:
+    ok = [
+        {"for": "1d", "until_time": "09:00"},
+        {"until": {"weekday": "monday", "time": "13:00"}, "timezone": "Europe/Berlin"},
+        {"until": "2026-11-30T13:00:00"},
+        {"until": "2026-11-30T13:00:00+01:00"},
+    ]
+    for fields in ok:
+        parse_flow(flow({"id": "a", "type": "pause", **fields}))
+    assert faults(flow({"id": "a", "type": "pause", "until_time": "09:00"})) == {
+        "$.steps[0]": "a pause takes either 'for' or 'until'"
+    }
+    assert faults(flow({"id": "a", "type": "pause", "for": "1h", "timezone": "Mars/Base"})) == {
+        "$.steps[0]": "unknown time zone 'Mars/Base'"
+    }
+    assert "$.steps[0].until_time" in faults(
+        flow({"id": "a", "type": "pause", "for": "1h", "until_time": "25:00"})
+    )
+    assert "$.steps[0].until.weekday" in faults(
+        flow({"id": "a", "type": "pause", "until": {"weekday": "someday", "time": "10:00"}})
+    )
 
 
 def test_bad_duration() -> None:

@@ -16,11 +16,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.graph import CONTINUE, ending_after, next_step
 from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendStep, Step, WebhookStep
+from flowline.flow.timing import pause_end
 from flowline.journey import (
     DELIVER_WEBHOOK,
+    PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
     JourneyEnd,
@@ -145,9 +148,25 @@ class JourneyInterpreter:
         """One step; returns the branch taken. Exhaustive over ``Step`` (mypy checks assert_never)."""
         iteration = self._visits[step.id]
         match step:
+            case PauseStep(for_=timedelta() as duration, until_time=None):
+                self._state.waiting_for = f"pause: {format_duration(duration)}"
+                await workflow.sleep(duration)
+                self._state.waiting_for = None
+                return StepResult(branch=CONTINUE)
             case PauseStep():
-                self._state.waiting_for = f"pause: {format_duration(step.for_)}"
-                await workflow.sleep(step.for_)
+                # Pauses that read a wall clock need the person's zone (read each time: it may change).
+                zone_name = step.timezone
+                if zone_name is None and step.needs_zone:
+                    zone_name = await workflow.execute_local_activity(
+                        PROFILE_TIME_ZONE,
+                        ref,
+                        result_type=str,
+                        start_to_close_timeout=timedelta(seconds=30),
+                    )
+                end = pause_end(step, workflow.now(), zone(zone_name))
+                self._state.waiting_for = f"pause until {end.isoformat()}"
+                if end > workflow.now():
+                    await workflow.sleep(end - workflow.now())
                 self._state.waiting_for = None
                 return StepResult(branch=CONTINUE)
             case SendStep():

@@ -8,9 +8,11 @@ until the new case is handled.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
@@ -63,10 +65,47 @@ class _StepBase(_Strict):
     name: str | None = Field(default=None, max_length=200)
 
 
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
+
+
+class WeekdayTime(_Strict):
+    weekday: Weekday
+    time: TimeOfDay
+
+
 class PauseStep(_StepBase):
+    """``for`` a duration (then, with ``until_time``, until that time of day), ``until`` a weekday
+    and time, or ``until`` an exact date-time. Times are in ``timezone``, else the profile's
+    ``timezone`` attribute, else UTC; an exact date-time with an offset is taken as it is."""
+
     type: Literal["pause"]
-    for_: Duration = Field(alias="for")
+    for_: Duration | None = Field(default=None, alias="for")
+    until_time: TimeOfDay | None = None
+    until: WeekdayTime | datetime | None = None
+    timezone: str | None = None
     next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PauseStep:
+        if (self.for_ is None) == (self.until is None):
+            raise ValueError("a pause takes either 'for' or 'until'")
+        if self.until_time is not None and self.for_ is None:
+            raise ValueError("'until_time' goes with 'for'")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+    @property
+    def needs_zone(self) -> bool:
+        """Whether the pause reads a wall clock (and so a time zone)."""
+        if self.until_time is not None or isinstance(self.until, WeekdayTime):
+            return True
+        return isinstance(self.until, datetime) and self.until.tzinfo is None
 
 
 class SendNext(_Strict):

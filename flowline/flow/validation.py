@@ -78,7 +78,7 @@ _UNION_MEMBER_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
 def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
     faults = []
     for item in error.errors(include_url=False):
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
         elif item["type"] == "union_tag_invalid":

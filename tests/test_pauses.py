@@ -1,0 +1,82 @@
+"""Pauses that read a wall clock, on the time-skipping server, in the person's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import finish
+from tests.flows import send_then_exit_flow
+from tests.test_journeys import publish, signed_up
+
+
+def paused(pause: dict[str, Any]) -> dict[str, Any]:
+    flow = send_then_exit_flow()
+    flow["steps"].insert(0, {"id": "wait", "type": "pause", **pause})
+    return flow
+
+
+async def waited(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, profile: str
+) -> tuple[datetime, datetime]:
+    [journey_id] = await signed_up(api, f"evt-{profile}", profile=profile)
+    await finish(temporal, journey_id)
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    wait = detail["path"][0]
+    assert wait["step"] == "wait" and detail["status"] == "completed"
+    left = datetime.fromisoformat(wait["left_at"])
+    return datetime.fromisoformat(wait["entered_at"]), left.replace(microsecond=0)
+
+
+async def test_for_then_until_a_time_of_day_in_the_profiles_zone(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    await publish(api, paused({"for": "1d", "until_time": "09:00"}))
+    await api.put("/v1/profiles/ada", json={"attributes": {"timezone": "Asia/Tokyo"}})
+    entered, left = await waited(api, temporal, "ada")
+    assert left.astimezone(ZoneInfo("Asia/Tokyo")).time() == time(9, 0)
+    assert timedelta(days=1) <= left - entered < timedelta(days=2)
+
+
+async def test_without_a_zone_utc_is_used(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    await publish(api, paused({"for": "1h", "until_time": "07:30"}))
+    _entered, left = await waited(api, temporal, "nozone")
+    assert left.astimezone(ZoneInfo("UTC")).time() == time(7, 30)
+
+
+async def test_until_a_weekday_and_time_in_a_given_zone(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    await publish(
+        api, paused({"until": {"weekday": "monday", "time": "13:00"}, "timezone": "America/New_York"})
+    )
+    await api.put(
+        "/v1/profiles/grace", json={"attributes": {"timezone": "Asia/Tokyo"}}
+    )  # the step's zone wins
+    entered, left = await waited(api, temporal, "grace")
+    local = left.astimezone(ZoneInfo("America/New_York"))
+    assert (local.weekday(), local.time()) == (0, time(13, 0))
+    assert left - entered <= timedelta(days=7, hours=1)
+
+
+async def test_until_an_exact_date_time(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    target = (await temporal.get_current_time()) + timedelta(days=40)
+    await publish(api, paused({"until": target.replace(microsecond=0).isoformat()}))
+    _entered, left = await waited(api, temporal, "exact")
+    assert abs(left - target.replace(microsecond=0)) < timedelta(seconds=1)
+
+
+async def test_an_exact_date_time_in_the_past_does_not_wait(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    await publish(api, paused({"until": "2020-01-01T00:00:00+00:00"}))
+    entered, left = await waited(api, temporal, "past")
+    assert left - entered < timedelta(seconds=1)
