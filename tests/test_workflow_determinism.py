@@ -19,6 +19,7 @@ ALLOWED_IMPORTS = {
     "flowline.clock",
     "flowline.durations",
     "flowline.flow.timing",
+    "flowline.flow.experiments",
     "flowline.flow.graph",
     "flowline.flow.model",
     "flowline.journey",

@@ -18,8 +18,9 @@ from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
 from flowline.durations import format_duration
-from flowline.flow.graph import CONTINUE, ending_after, next_step
-from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendStep, Step, WebhookStep
+from flowline.flow.experiments import assign
+from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
+from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendStep, SplitStep, Step, WebhookStep
 from flowline.flow.timing import pause_end
 from flowline.journey import (
     DELIVER_WEBHOOK,
@@ -100,6 +101,8 @@ class JourneyInterpreter:
                 exit_reason = "exit_step"
                 break
             target = next_step(flow, step, result.branch)
+            if target is None and isinstance(step, SplitStep) and result.branch == CONTROL:
+                exit_reason = "control_group"
             step = flow.step(target) if target is not None else None
 
         self._state.status = "completed"
@@ -192,6 +195,11 @@ class JourneyInterpreter:
                     ends_journey=self._ending(flow, step, ref),
                 )
                 return await self._activity(DELIVER_WEBHOOK, hook, failed_branch=CONTINUE)
+            case SplitStep():
+                branch = assign(
+                    step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
+                )
+                return StepResult(branch=branch)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendNext, SendStep, Step, WebhookStep
+from flowline.flow.model import (
+    ExitStep,
+    FlowDocument,
+    PauseStep,
+    SendNext,
+    SendStep,
+    SplitStep,
+    Step,
+    WebhookStep,
+)
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
+# The branch of a split's control group: without a ``next`` of its own it ends the journey.
+CONTROL = "control"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -19,6 +30,11 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
         case PauseStep(next=nxt) | WebhookStep(next=nxt):
             return {CONTINUE: nxt}
+        case SplitStep():
+            targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
+            if step.control is not None:
+                targets[CONTROL] = step.control.next
+            return targets
         case ExitStep():
             return {}
     raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
@@ -34,6 +50,13 @@ def following(flow: FlowDocument, step_id: str) -> str | None:
 def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
     """Where a journey goes after ``step`` took ``branch``; None ends the journey."""
     if isinstance(step, ExitStep):
+        return None
+    if (
+        isinstance(step, SplitStep)
+        and branch == CONTROL
+        and step.control is not None
+        and step.control.next is None
+    ):
         return None
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)

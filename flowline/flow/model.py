@@ -137,13 +137,51 @@ class WebhookStep(_StepBase):
     next: StepId | None = None
 
 
+class SplitVariant(_Strict):
+    name: Identifier
+    weight: float = Field(gt=0, le=1_000_000)
+    # Where this variant goes; None: the step listed after the split.
+    next: StepId | None = None
+
+
+class SplitControl(_Strict):
+    """A hold-out group: it gets none of the variants' messages and leaves (unless ``next``)."""
+
+    weight: float = Field(gt=0, le=1_000_000)
+    next: StepId | None = None
+
+
+class SplitStep(_StepBase):
+    """A/B test: each person takes one variant (or the control group), by weight, and always the
+    same one for the same flow and step, also when re-entering or on a newer version."""
+
+    type: Literal["split"]
+    variants: list[SplitVariant] = Field(min_length=1, max_length=26)
+    control: SplitControl | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SplitStep:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be distinct")
+        if "control" in names:
+            raise ValueError("'control' is the control group's branch; name the variant otherwise")
+        if len(self.variants) < 2 and self.control is None:
+            raise ValueError("a split needs two variants, or one and a control group")
+        return self
+
+    def weighted_branches(self) -> list[tuple[str, float]]:
+        branches = [(v.name, v.weight) for v in self.variants]
+        return [*branches, ("control", self.control.weight)] if self.control else branches
+
+
 class ExitStep(_StepBase):
     type: Literal["exit"]
 
 
-Step = Annotated[PauseStep | SendStep | WebhookStep | ExitStep, Field(discriminator="type")]
+Step = Annotated[PauseStep | SendStep | WebhookStep | SplitStep | ExitStep, Field(discriminator="type")]
 
-STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, SendStep, WebhookStep, ExitStep)
+STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, SendStep, WebhookStep, SplitStep, ExitStep)
 # Steps that make a journey wait for time to pass: a loop must contain one of these.
 WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep,)
 
