@@ -11,12 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from flowline import expressions
 from flowline.channels import webhook
 from flowline.journey import (
     DELIVER_WEBHOOK,
+    EVALUATE_EXPRESSIONS,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    ExpressionsRequest,
+    ExpressionsResult,
     JourneyEnd,
     JourneyRef,
     SendInAppRequest,
@@ -35,7 +39,13 @@ class JourneyActivities:
         self.http = http
 
     def all(self) -> Sequence[Callable[..., Any]]:
-        return [self.send_in_app, self.deliver_webhook, self.record_journey_end, self.profile_time_zone]
+        return [
+            self.send_in_app,
+            self.deliver_webhook,
+            self.record_journey_end,
+            self.profile_time_zone,
+            self.evaluate_expressions,
+        ]
 
     @staticmethod
     async def _template_context(
@@ -151,3 +161,20 @@ class JourneyActivities:
             profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
         value = profile["attributes"].get("timezone") if profile else None
         return value if isinstance(value, str) else ""
+
+    @activity.defn(name=EVALUATE_EXPRESSIONS)
+    async def evaluate_expressions(self, request: ExpressionsRequest) -> ExpressionsResult:
+        """Values of expressions; one that fails is reported, the others still count."""
+        needs_profile = any("profile" in text for text in request.expressions.values())
+        async with self.store.connect() as conn:
+            context = await self._template_context(
+                conn, request.journey, request.scope, load_profile=needs_profile
+            )
+        context["event"] = request.scope.event
+        result = ExpressionsResult()
+        for name, text in request.expressions.items():
+            try:
+                result.values[name] = expressions.evaluate(text, context)
+            except expressions.ExpressionError as error:
+                result.errors[name] = str(error)
+        return result

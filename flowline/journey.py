@@ -27,6 +27,7 @@ SEND_IN_APP = "send_in_app"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
+EVALUATE_EXPRESSIONS = "evaluate_expressions"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -136,6 +137,18 @@ class WebhookRequest(_Model):
     data: dict[str, Any] = Field(default_factory=dict)
     scope: TemplateScope
     ends_journey: JourneyEnd | None = None
+
+
+class ExpressionsRequest(_Model):
+    journey: JourneyRef
+    expressions: dict[str, str]
+    scope: TemplateScope
+
+
+class ExpressionsResult(_Model):
+    values: dict[str, Any] = Field(default_factory=dict)
+    # name -> why it could not be computed (the variable keeps its value)
+    errors: dict[str, str] = Field(default_factory=dict)
 
 
 class StepResult(_Model):

@@ -52,6 +52,12 @@ def _split(_url: str) -> dict[str, Any]:
     return flow
 
 
+def _update_variable(_url: str) -> dict[str, Any]:
+    flow = send_then_exit_flow("go")
+    flow["steps"].insert(0, {"id": "compute", "type": "update_variable", "set": {"n": "size(flow.name) * 2"}})
+    return flow
+
+
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -63,6 +69,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "lean_send_then_exit": (lambda _url: send_then_exit_flow("go"), 200),
     "pause_for_then_until_time_of_day": (_pause_until_time_of_day, 200),
     "split_then_send": (_split, 200),
+    "update_variable_then_send": (_update_variable, 200),
 }
 
 

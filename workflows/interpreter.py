@@ -20,13 +20,25 @@ from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.experiments import assign
 from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
-from flowline.flow.model import ExitStep, FlowDocument, PauseStep, SendStep, SplitStep, Step, WebhookStep
+from flowline.flow.model import (
+    ExitStep,
+    FlowDocument,
+    PauseStep,
+    SendStep,
+    SplitStep,
+    Step,
+    UpdateVariableStep,
+    WebhookStep,
+)
 from flowline.flow.timing import pause_end
 from flowline.journey import (
     DELIVER_WEBHOOK,
+    EVALUATE_EXPRESSIONS,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    ExpressionsRequest,
+    ExpressionsResult,
     JourneyEnd,
     JourneyInput,
     JourneyRef,
@@ -200,6 +212,17 @@ class JourneyInterpreter:
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
                 )
                 return StepResult(branch=branch)
+            case UpdateVariableStep():
+                evaluated: ExpressionsResult = await workflow.execute_local_activity(
+                    EVALUATE_EXPRESSIONS,
+                    ExpressionsRequest(journey=ref, expressions=step.set, scope=scope),
+                    result_type=ExpressionsResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+                self._state.variables.update(evaluated.values)
+                scope.vars = dict(self._state.variables)
+                errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
+                return StepResult(branch=CONTINUE, error=errors or None)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:

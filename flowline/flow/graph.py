@@ -12,6 +12,7 @@ from flowline.flow.model import (
     SendStep,
     SplitStep,
     Step,
+    UpdateVariableStep,
     WebhookStep,
 )
 
@@ -28,7 +29,7 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
-        case PauseStep(next=nxt) | WebhookStep(next=nxt):
+        case PauseStep(next=nxt) | WebhookStep(next=nxt) | UpdateVariableStep(next=nxt):
             return {CONTINUE: nxt}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}

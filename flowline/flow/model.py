@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
+from flowline.expressions import ExpressionError, check
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 StepId = Identifier
@@ -175,13 +176,34 @@ class SplitStep(_StepBase):
         return [*branches, ("control", self.control.weight)] if self.control else branches
 
 
+def _expression(text: str) -> str:
+    try:
+        return check(text)
+    except ExpressionError as error:
+        raise ValueError(str(error)) from None
+
+
+Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
+VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class UpdateVariableStep(_StepBase):
+    """Sets flow variables to the values of CEL expressions over profile, event, vars and flow."""
+
+    type: Literal["update_variable"]
+    set: dict[VariableName, Expression] = Field(min_length=1, max_length=50)
+    next: StepId | None = None
+
+
 class ExitStep(_StepBase):
     type: Literal["exit"]
 
 
-Step = Annotated[PauseStep | SendStep | WebhookStep | SplitStep | ExitStep, Field(discriminator="type")]
+Step = Annotated[
+    PauseStep | SendStep | WebhookStep | SplitStep | UpdateVariableStep | ExitStep,
+    Field(discriminator="type"),
+]
 
-STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, SendStep, WebhookStep, SplitStep, ExitStep)
 # Steps that make a journey wait for time to pass: a loop must contain one of these.
 WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep,)
 
