@@ -16,6 +16,7 @@ from flowline.channels import webhook
 from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
+    PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
@@ -23,6 +24,8 @@ from flowline.journey import (
     ExpressionsResult,
     JourneyEnd,
     JourneyRef,
+    ProfileAttributes,
+    ProfileAttributesRequest,
     SendInAppRequest,
     StepResult,
     TemplateScope,
@@ -45,6 +48,7 @@ class JourneyActivities:
             self.record_journey_end,
             self.profile_time_zone,
             self.evaluate_expressions,
+            self.profile_attributes,
         ]
 
     @staticmethod
@@ -178,3 +182,14 @@ class JourneyActivities:
             except expressions.ExpressionError as error:
                 result.errors[name] = str(error)
         return result
+
+    @activity.defn(name=PROFILE_ATTRIBUTES)
+    async def profile_attributes(self, request: ProfileAttributesRequest) -> ProfileAttributes:
+        """The asked-for attributes of the journey's profile, at this moment (for date waits)."""
+        ref = request.journey
+        async with self.store.connect() as conn:
+            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        attributes = profile["attributes"] if profile else {}
+        return ProfileAttributes(
+            values={name: attributes[name] for name in request.names if name in attributes}
+        )

@@ -28,6 +28,7 @@ DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
+PROFILE_ATTRIBUTES = "profile_attributes"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -149,6 +150,16 @@ class ExpressionsResult(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
     # name -> why it could not be computed (the variable keeps its value)
     errors: dict[str, str] = Field(default_factory=dict)
+
+
+class ProfileAttributesRequest(_Model):
+    journey: JourneyRef
+    names: list[str]
+
+
+class ProfileAttributes(_Model):
+    # Only the names asked for that the profile has.
+    values: dict[str, Any] = Field(default_factory=dict)
 
 
 class StepResult(_Model):

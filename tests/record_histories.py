@@ -58,6 +58,13 @@ def _update_variable(_url: str) -> dict[str, Any]:
     return flow
 
 
+def _wait_for_date(_url: str) -> dict[str, Any]:
+    # The recording profile has no such attribute: the wait records why and goes on.
+    flow = send_then_exit_flow("go")
+    flow["steps"].insert(0, {"id": "wait", "type": "wait_for_date", "attribute": "renewal", "was": "1d"})
+    return flow
+
+
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -70,6 +77,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "pause_for_then_until_time_of_day": (_pause_until_time_of_day, 200),
     "split_then_send": (_split, 200),
     "update_variable_then_send": (_update_variable, 200),
+    "wait_for_date_missing_then_send": (_wait_for_date, 200),
 }
 
 

@@ -23,7 +23,8 @@ def test_histories_are_recorded() -> None:
     }
     assert before_lean_bookkeeping <= names
     assert {f"lean_{name}" for name in before_lean_bookkeeping} | {"lean_send_then_exit"} <= names
-    assert {"pause_for_then_until_time_of_day", "split_then_send", "update_variable_then_send"} <= names
+    newer = {"pause_for_then_until_time_of_day", "split_then_send", "update_variable_then_send"}
+    assert newer | {"wait_for_date_missing_then_send"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -28,12 +28,14 @@ from flowline.flow.model import (
     SplitStep,
     Step,
     UpdateVariableStep,
+    WaitForDateStep,
     WebhookStep,
 )
-from flowline.flow.timing import pause_end
+from flowline.flow.timing import date_wait_end, pause_end
 from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
+    PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
@@ -44,6 +46,8 @@ from flowline.journey import (
     JourneyRef,
     JourneyState,
     PathEntry,
+    ProfileAttributes,
+    ProfileAttributesRequest,
     SendInAppRequest,
     StepResult,
     TemplateScope,
@@ -223,6 +227,28 @@ class JourneyInterpreter:
                 scope.vars = dict(self._state.variables)
                 errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
                 return StepResult(branch=CONTINUE, error=errors or None)
+            case WaitForDateStep():
+                found: ProfileAttributes = await workflow.execute_local_activity(
+                    PROFILE_ATTRIBUTES,
+                    ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
+                    result_type=ProfileAttributes,
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+                raw, profile_zone = found.values.get(step.attribute), found.values.get("timezone")
+                try:
+                    if not isinstance(raw, str):
+                        raise ValueError("no date")
+                    zone_name = profile_zone if isinstance(profile_zone, str) else None
+                    end = date_wait_end(step, raw, workflow.now(), zone(step.timezone, zone_name))
+                except ValueError:
+                    return StepResult(
+                        branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date"
+                    )
+                self._state.waiting_for = f"date: {step.attribute} ({end.isoformat()})"
+                if end > workflow.now():
+                    await workflow.sleep(end - workflow.now())
+                self._state.waiting_for = None
+                return StepResult(branch=CONTINUE)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:

@@ -13,6 +13,7 @@ from flowline.flow.model import (
     SplitStep,
     Step,
     UpdateVariableStep,
+    WaitForDateStep,
     WebhookStep,
 )
 
@@ -29,8 +30,8 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
-        case PauseStep(next=nxt) | WebhookStep(next=nxt) | UpdateVariableStep(next=nxt):
-            return {CONTINUE: nxt}
+        case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
+            return {CONTINUE: step.next}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:

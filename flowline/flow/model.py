@@ -176,6 +176,44 @@ class SplitStep(_StepBase):
         return [*branches, ("control", self.control.weight)] if self.control else branches
 
 
+class WaitForDateStep(_StepBase):
+    """Waits for a date in a profile attribute (an ISO date or date-time): ``is_in`` a duration
+    before it, ``was`` a duration after it, ``is_today``, ``is_tomorrow`` (the day before) or
+    ``was_yesterday`` (the day after); ``every_year`` ignores the year. A date without a time
+    counts from ``at`` (default 00:00) in the step's ``timezone``, else the profile's, else UTC.
+    A moment already past lets the journey go on at once."""
+
+    type: Literal["wait_for_date"]
+    attribute: str = Field(min_length=1, max_length=200)
+    is_in: Duration | None = None
+    was: Duration | None = None
+    is_today: bool = False
+    is_tomorrow: bool = False
+    was_yesterday: bool = False
+    every_year: bool = False
+    at: TimeOfDay | None = None
+    timezone: str | None = None
+    next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> WaitForDateStep:
+        chosen = [
+            self.is_in is not None,
+            self.was is not None,
+            self.is_today,
+            self.is_tomorrow,
+            self.was_yesterday,
+        ]
+        if sum(chosen) != 1:
+            raise ValueError("give exactly one of is_in, was, is_today, is_tomorrow, was_yesterday")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+
 def _expression(text: str) -> str:
     try:
         return check(text)
@@ -200,12 +238,12 @@ class ExitStep(_StepBase):
 
 
 Step = Annotated[
-    PauseStep | SendStep | WebhookStep | SplitStep | UpdateVariableStep | ExitStep,
+    PauseStep | SendStep | WebhookStep | SplitStep | UpdateVariableStep | WaitForDateStep | ExitStep,
     Field(discriminator="type"),
 ]
 
 # Steps that make a journey wait for time to pass: a loop must contain one of these.
-WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep,)
+WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, WaitForDateStep)
 
 
 # ---------------------------------------------------------------- the document

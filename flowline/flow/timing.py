@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flowline.clock import next_time_of_day, next_weekday_time
-from flowline.flow.model import WEEKDAYS, PauseStep, WeekdayTime
+from flowline.clock import anniversary, local_instant, next_time_of_day, next_weekday_time
+from flowline.flow.model import WEEKDAYS, PauseStep, WaitForDateStep, WeekdayTime
 
 
 def _wall(text: str) -> time:
@@ -25,3 +25,43 @@ def pause_end(step: PauseStep, now: datetime, tz: ZoneInfo) -> datetime:
         exact = step.until if step.until.tzinfo is not None else step.until.replace(tzinfo=tz)
         return max(exact, now)
     raise ValueError("a pause takes either 'for' or 'until'")  # the model already refuses this
+
+
+def _moment(value: str, wall: time, tz: ZoneInfo, year: int | None) -> datetime:
+    """The instant a date attribute names (in ``year`` when given: every-year dates)."""
+    text = value.strip()
+    if len(text) == 10:  # a date: at ``wall`` on that day
+        day = date.fromisoformat(text)
+        return local_instant(anniversary(day, year) if year else day, wall, tz)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        day = anniversary(moment.date(), year) if year else moment.date()
+        return local_instant(day, moment.time(), tz)
+    if year:
+        local = moment.astimezone(tz)
+        return local_instant(anniversary(local.date(), year), local.time().replace(tzinfo=None), tz)
+    return moment
+
+
+def date_wait_end(step: WaitForDateStep, value: str, now: datetime, tz: ZoneInfo) -> datetime:
+    """When a wait_for_date step is over for the date ``value`` (ValueError if it is no date)."""
+    wall = _wall(step.at) if step.at else time(0, 0)
+
+    def target(year: int | None) -> datetime:
+        moment = _moment(value, wall, tz, year)
+        if step.is_in is not None:
+            return moment - step.is_in
+        if step.was is not None:
+            return moment + step.was
+        days = -1 if step.is_tomorrow else 1 if step.was_yesterday else 0
+        local = moment.astimezone(tz)
+        return local_instant(local.date() + timedelta(days=days), local.time().replace(tzinfo=None), tz)
+
+    if not step.every_year:
+        return max(target(None), now)
+    year = now.astimezone(tz).year
+    for candidate in (year - 1, year, year + 1, year + 2):
+        end = target(candidate)
+        if end >= now:
+            return end
+    raise AssertionError("unreachable: an every-year date recurs within a year")  # pragma: no cover
