@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowline.flow.validation import parse_flow
-from flowline.store import workspaces
+from flowline.store import profiles, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
@@ -65,6 +65,13 @@ def _wait_for_date(_url: str) -> dict[str, Any]:
     return flow
 
 
+def _wait_for_anniversary(_url: str) -> dict[str, Any]:
+    flow = send_then_exit_flow("go")
+    wait = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
+    flow["steps"].insert(0, {"id": "wait", "type": "wait_for_date", **wait})
+    return flow
+
+
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -78,6 +85,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "split_then_send": (_split, 200),
     "update_variable_then_send": (_update_variable, 200),
     "wait_for_date_missing_then_send": (_wait_for_date, 200),
+    "wait_for_date_every_year_then_send": (_wait_for_anniversary, 200),
 }
 
 
@@ -108,6 +116,8 @@ async def main(names: list[str]) -> None:
             store = Store(url)
             async with store.begin() as conn:
                 await workspaces.create_workspace(conn, "recording", "recording")
+                changes = {"anniversary": "2000-06-15", "timezone": "Europe/Berlin"}
+                await profiles.upsert_profile(store, conn, "recording", "p-1", changes)
             launcher = JourneyLauncher(store, env.client, QUEUE)
 
             async def finish(journey_id: str) -> None:
