@@ -105,7 +105,7 @@ class JourneyActivities:
         """Record the journey's end in the step's own transaction (idempotent, like the step)."""
         if end is None:
             return False
-        await journeys.record_end(conn, end.model_copy(update={"ended_at": utcnow()}))
+        await _record_end(conn, end.model_copy(update={"ended_at": utcnow()}))
         return True
 
     @activity.defn(name=DELIVER_WEBHOOK)
@@ -149,13 +149,15 @@ class JourneyActivities:
             raise ApplicationError(message, non_retryable=not retryable)
         async with self.store.begin() as conn:
             await deliveries.close_delivery(conn, row["id"], "sent")
+        # Apart from the ledger: if the end must be retried, the webhook must not be sent again.
+        async with self.store.begin() as conn:
             ended = await self._record_end_if_asked(conn, request.ends_journey)
         return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
     @activity.defn(name=RECORD_JOURNEY_END)
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
-            await journeys.record_end(conn, end)
+            await _record_end(conn, end)
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
@@ -192,4 +194,12 @@ class JourneyActivities:
         attributes = profile["attributes"] if profile else {}
         return ProfileAttributes(
             values={name: attributes[name] for name in request.names if name in attributes}
+        )
+
+
+async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
+    if not await journeys.record_end(conn, end):
+        # Its record commits with the transaction that started the journey: retry until it shows.
+        raise ApplicationError(
+            f"journey {end.journey.journey_id} is not recorded yet", type="JourneyNotRecordedYet"
         )

@@ -58,14 +58,13 @@ async def claim_entry(
     return (await conn.execute(statement, row)).first() is not None
 
 
-async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
-    """Close the record and release its re-entry lock (except a 'never' lock, which is for good)."""
-    row = (
-        await conn.execute(select(journeys.c.entry_lock).where(journeys.c.id == end.journey.journey_id))
-    ).first()
-    if row is None:
-        return
-    await conn.execute(
+async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
+    """Close the record and release its re-entry lock (except a 'never' lock, which is for good).
+
+    False when the record is not visible: the transaction that creates it also starts the
+    workflow, so a quick journey can end before that transaction commits. Callers retry.
+    """
+    result = await conn.execute(
         journeys.update()
         .where(journeys.c.id == end.journey.journey_id)
         .values(
@@ -76,6 +75,7 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
             entry_lock=case((journeys.c.entry_lock == ONCE, ONCE), else_=None),
         )
     )
+    return bool(result.rowcount)
 
 
 async def get_journey(conn: AsyncConnection, workspace_id: str, journey_id: str) -> dict[str, Any] | None:
