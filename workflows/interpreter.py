@@ -9,7 +9,7 @@ history on each run). workflows/journey.py is the thin workflow definition aroun
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import assert_never
 
 from temporalio import workflow
@@ -183,10 +183,7 @@ class JourneyInterpreter:
                         start_to_close_timeout=timedelta(seconds=30),
                     )
                 end = pause_end(step, workflow.now(), zone(zone_name))
-                self._state.waiting_for = f"pause until {end.isoformat()}"
-                if end > workflow.now():
-                    await workflow.sleep(end - workflow.now())
-                self._state.waiting_for = None
+                await self._sleep_until(end, f"pause until {end.isoformat()}")
                 return StepResult(branch=CONTINUE)
             case SendStep():
                 request = SendInAppRequest(
@@ -244,15 +241,19 @@ class JourneyInterpreter:
                     return StepResult(
                         branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date"
                     )
-                self._state.waiting_for = f"date: {step.attribute} ({end.isoformat()})"
-                if end > workflow.now():
-                    await workflow.sleep(end - workflow.now())
-                self._state.waiting_for = None
+                await self._sleep_until(end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:
                 assert_never(step)
+
+    async def _sleep_until(self, end: datetime, waiting_for: str) -> None:
+        """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for."""
+        self._state.waiting_for = waiting_for
+        if end > workflow.now():
+            await workflow.sleep(end - workflow.now())
+        self._state.waiting_for = None
 
     async def _activity(
         self, name: str, request: SendInAppRequest | WebhookRequest, *, failed_branch: str

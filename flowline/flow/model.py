@@ -71,6 +71,14 @@ Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "satur
 WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
 
 
+def _check_zone(name: str | None) -> None:
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
+
+
 class WeekdayTime(_Strict):
     weekday: Weekday
     time: TimeOfDay
@@ -94,11 +102,7 @@ class PauseStep(_StepBase):
             raise ValueError("a pause takes either 'for' or 'until'")
         if self.until_time is not None and self.for_ is None:
             raise ValueError("'until_time' goes with 'for'")
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        _check_zone(self.timezone)
         return self
 
     @property
@@ -206,11 +210,7 @@ class WaitForDateStep(_StepBase):
         ]
         if sum(chosen) != 1:
             raise ValueError("give exactly one of is_in, was, is_today, is_tomorrow, was_yesterday")
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        _check_zone(self.timezone)
         return self
 
 
