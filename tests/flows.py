@@ -39,9 +39,9 @@ def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit
     }
 
 
-def send_then_exit_flow(event: str = "signed_up") -> dict[str, Any]:
-    """The shortest useful journey: one in-app message, then the exit."""
-    return {
+def send_then_exit_flow(event: str = "signed_up", *, first: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shortest useful journey: one in-app message, then the exit; ``first``, a step before them."""
+    flow: dict[str, Any] = {
         "id": "short",
         "name": "Short",
         "trigger": {"type": "event", "event": event},
@@ -50,3 +50,6 @@ def send_then_exit_flow(event: str = "signed_up") -> dict[str, Any]:
             {"id": "bye", "type": "exit"},
         ],
     }
+    if first is not None:
+        flow["steps"].insert(0, first)
+    return flow

@@ -39,37 +39,15 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     return flow
 
 
-def _pause_until_time_of_day(_url: str) -> dict[str, Any]:
-    flow = send_then_exit_flow("go")
-    flow["steps"].insert(0, {"id": "wait", "type": "pause", "for": "1d", "until_time": "09:00"})
-    return flow
+def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """A scenario whose flow runs ``step``, then an in-app message, then the exit."""
+    return lambda _url: send_then_exit_flow("go", first=step)
 
 
-def _split(_url: str) -> dict[str, Any]:
-    flow = send_then_exit_flow("go")
-    variants = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "next": "hi"}]
-    flow["steps"].insert(0, {"id": "ab", "type": "split", "variants": variants, "control": {"weight": 1}})
-    return flow
-
-
-def _update_variable(_url: str) -> dict[str, Any]:
-    flow = send_then_exit_flow("go")
-    flow["steps"].insert(0, {"id": "compute", "type": "update_variable", "set": {"n": "size(flow.name) * 2"}})
-    return flow
-
-
-def _wait_for_date(_url: str) -> dict[str, Any]:
-    # The recording profile has no such attribute: the wait records why and goes on.
-    flow = send_then_exit_flow("go")
-    flow["steps"].insert(0, {"id": "wait", "type": "wait_for_date", "attribute": "renewal", "was": "1d"})
-    return flow
-
-
-def _wait_for_anniversary(_url: str) -> dict[str, Any]:
-    flow = send_then_exit_flow("go")
-    wait = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
-    flow["steps"].insert(0, {"id": "wait", "type": "wait_for_date", **wait})
-    return flow
+_AB = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "next": "hi"}]
+_CONTROL = {"weight": 1}
+_PAUSE = {"for": "1d", "until_time": "09:00"}
+_YEARLY = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
 
 
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
@@ -81,11 +59,27 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     "lean_webhook_client_error_goes_on": (lambda url: welcome_flow(url, pause="30s"), 410),
     "lean_send_with_branches": (_branching_send, 200),
     "lean_send_then_exit": (lambda _url: send_then_exit_flow("go"), 200),
-    "pause_for_then_until_time_of_day": (_pause_until_time_of_day, 200),
-    "split_then_send": (_split, 200),
-    "update_variable_then_send": (_update_variable, 200),
-    "wait_for_date_missing_then_send": (_wait_for_date, 200),
-    "wait_for_date_every_year_then_send": (_wait_for_anniversary, 200),
+    "pause_for_then_until_time_of_day": (
+        _first({"id": "wait", "type": "pause", "for": "1d", "until_time": "09:00"}),
+        200,
+    ),
+    "split_then_send": (
+        _first({"id": "ab", "type": "split", "variants": _AB, "control": {"weight": 1}}),
+        200,
+    ),
+    "update_variable_then_send": (
+        _first({"id": "compute", "type": "update_variable", "set": {"n": "size(flow.name) * 2"}}),
+        200,
+    ),
+    # The recording profile has no 'renewal' attribute: the wait records why and goes on.
+    "wait_for_date_missing_then_send": (
+        _first({"id": "wait", "type": "wait_for_date", "attribute": "renewal", "was": "1d"}),
+        200,
+    ),
+    "wait_for_date_every_year_then_send": (
+        _first({"id": "wait", "type": "wait_for_date", **_YEARLY}),
+        200,
+    ),
 }
 
 

@@ -15,9 +15,7 @@ from tests.test_journeys import publish, signed_up
 
 
 def paused(pause: dict[str, Any]) -> dict[str, Any]:
-    flow = send_then_exit_flow()
-    flow["steps"].insert(0, {"id": "wait", "type": "pause", **pause})
-    return flow
+    return send_then_exit_flow(first={"id": "wait", "type": "pause", **pause})
 
 
 async def waited(

@@ -93,9 +93,7 @@ def test_exactly_one_condition() -> None:
 
 
 def dated(**fields: Any) -> dict[str, Any]:
-    flow = send_then_exit_flow()
-    flow["steps"].insert(0, {"id": "wait", "type": "wait_for_date", **fields})
-    return flow
+    return send_then_exit_flow(first={"id": "wait", "type": "wait_for_date", **fields})
 
 
 async def test_a_birthday_every_year_in_the_profiles_zone(
