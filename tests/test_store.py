@@ -24,6 +24,18 @@ async def test_migrations_create_every_table_of_the_schema(store: Store) -> None
     assert "alembic_version" in names
 
 
+async def test_migrations_create_every_column_of_the_schema(store: Store) -> None:
+    """The models and the Alembic chain describe the same columns (a forgotten migration fails)."""
+
+    def columns(sync: object) -> dict[str, set[str]]:
+        inspector = inspect(sync)
+        return {t: {c["name"] for c in inspector.get_columns(t)} for t in metadata.tables}
+
+    async with store.connect() as conn:
+        found = await conn.run_sync(columns)
+    assert found == {name: {c.name for c in table.columns} for name, table in metadata.tables.items()}
+
+
 async def test_api_keys_are_stored_hashed_and_map_to_their_workspace(store: Store) -> None:
     tenant = await new_tenant(store)
     async with store.connect() as conn:

@@ -77,6 +77,8 @@ async def ensure_profiles(
                     "workspace_id": workspace_id,
                     "id": i,
                     "attributes": {},
+                    "tags": [],
+                    "do_not_contact": [],
                     "created_at": now,
                     "updated_at": now,
                 }

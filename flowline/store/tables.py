@@ -85,8 +85,23 @@ profiles = Table(
     Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
     Column("id", String(ID), primary_key=True),
     Column("attributes", Json, nullable=False),
+    # Tags (a sorted list of strings) and do-not-contact entries ([{channel, sender}], where
+    # channel "all" and sender null mean every channel / every sender).
+    Column("tags", Json, nullable=False, default=list),
+    Column("do_not_contact", Json, nullable=False, default=list),
+    # The person who referred this one (a profile id of the same workspace).
+    Column("referrer_id", String(ID)),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+profile_friends = Table(
+    "profile_friends",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("profile_id", String(ID), primary_key=True),
+    Column("friend_id", String(ID), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 events = Table(
@@ -189,4 +204,23 @@ inbox_messages = Table(
     Column("read_at", UTCDateTime()),
     Column("consumed_at", UTCDateTime()),
     Index(None, "workspace_id", "profile_id", "created_at"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("profile_id", String(ID), nullable=False),
+    # The journey and step that handed the person over (unique: a retried step opens one).
+    Column("journey_id", String(128)),
+    Column("step_id", String(64)),
+    Column("iteration", Integer),
+    Column("tag", String(200)),
+    Column("note", Text),
+    # open | closed
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("journey_id", "step_id", "iteration"),
+    Index(None, "workspace_id", "profile_id"),
 )
