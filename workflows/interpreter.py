@@ -19,8 +19,9 @@ from temporalio.exceptions import ActivityError
 from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.experiments import assign
-from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
 from flowline.flow.model import (
+    AddToFlowStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -33,12 +34,14 @@ from flowline.flow.model import (
 )
 from flowline.flow.timing import date_wait_end, pause_end
 from flowline.journey import (
+    ADD_TO_FLOW,
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    AddToFlowRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
@@ -113,12 +116,15 @@ class JourneyInterpreter:
             entry.left_at = workflow.now()
             entry.branch = result.branch
             entry.error = result.error
+            entry.started_journey = result.started_journey
             if isinstance(step, ExitStep):
                 exit_reason = "exit_step"
                 break
             target = next_step(flow, step, result.branch)
             if target is None and isinstance(step, SplitStep) and result.branch == CONTROL:
                 exit_reason = "control_group"
+            if isinstance(step, AddToFlowStep) and step.then == "exit" and result.branch == ADDED:
+                exit_reason = "added_to_flow"  # moved on to the other flow
             step = flow.step(target) if target is not None else None
 
         self._state.status = "completed"
@@ -243,6 +249,17 @@ class JourneyInterpreter:
                     )
                 await self._sleep_until(end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
+            case AddToFlowStep():
+                add = AddToFlowRequest(
+                    journey=ref,
+                    step_id=step.id,
+                    iteration=iteration,
+                    flow=step.flow,
+                    variables=step.variables,
+                    participant=None if step.participant == "self" else step.participant,
+                    scope=scope,
+                )
+                return await self._activity(ADD_TO_FLOW, add, failed_branch=FAILED)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:
@@ -256,7 +273,11 @@ class JourneyInterpreter:
         self._state.waiting_for = None
 
     async def _activity(
-        self, name: str, request: SendInAppRequest | WebhookRequest, *, failed_branch: str
+        self,
+        name: str,
+        request: SendInAppRequest | WebhookRequest | AddToFlowRequest,
+        *,
+        failed_branch: str,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:

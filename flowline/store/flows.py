@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.flow.model import EventTrigger, FlowDocument
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import flow_versions, flows
+
+FlowStatus = Literal["draft", "running", "draining", "stopped", "finished"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,16 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
         .values(status="running", current_version=version)
     )
     return version
+
+
+async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, status: FlowStatus) -> bool:
+    """Move a flow to ``status`` (no checks of the lifecycle here); False if there is no such flow."""
+    result = await conn.execute(
+        flows.update()
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+        .values(status=status, updated_at=utcnow())
+    )
+    return bool(result.rowcount)
 
 
 async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[dict[str, Any]]:
