@@ -10,32 +10,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AfterValidator,
-    AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    model_validator,
-)
+from pydantic import AfterValidator, AnyHttpUrl, Discriminator, Field, Tag, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
 from flowline.expressions import ExpressionError, check
+from flowline.flow.base import Identifier, StepId, TimeOfDay, Weekday
+from flowline.flow.base import StepBase as _StepBase
+from flowline.flow.base import Strict as _Strict
+from flowline.flow.base import check_zone as _check_zone
 from flowline.templates import TemplateError
 from flowline.templates import check as check_template
-
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-StepId = Identifier
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
 
 # ---------------------------------------------------------------- triggers
 
@@ -70,24 +56,6 @@ class FlowSettings(_Strict):
 
 
 # ---------------------------------------------------------------- steps
-
-
-class _StepBase(_Strict):
-    id: StepId
-    name: str | None = Field(default=None, max_length=200)
-
-
-TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
-Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
-
-
-def _check_zone(name: str | None) -> None:
-    if name is not None:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r}") from None
 
 
 class WeekdayTime(_Strict):
