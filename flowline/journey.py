@@ -98,8 +98,10 @@ class JourneyLimits(_Model):
     """When a run continues as new (Temporal refuses the 10,001st signal of a run, and histories
     slow down long before their hard limits): tests lower these to drive journeys past them."""
 
-    signals_per_run: int = Field(default=5_000, ge=1, le=9_000)
-    history_events: int = Field(default=8_000, ge=50, le=40_000)
+    # Low enough that replaying a whole run (after a cache eviction) stays well within a workflow
+    # task's deadlock timeout on a busy 2-core machine.
+    signals_per_run: int = Field(default=1_000, ge=1, le=9_000)
+    history_events: int = Field(default=4_000, ge=50, le=40_000)
     path_entries_kept: int = Field(default=200, ge=1)
 
 

@@ -38,6 +38,7 @@ from flowline.flow.model import (
 )
 from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import (
+    MAX_COUNT,
     PROFILE_CHANGED,
     WaitForChangeStep,
     WaitForEventStep,
@@ -83,8 +84,8 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
-# A wait keeps at most this many heard events (the newest): counts above it are not meaningful.
-MAX_HEARD = 1_000
+# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
+MAX_HEARD = MAX_COUNT
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),

@@ -43,9 +43,13 @@ class EventMatch(Strict):
         return name == self.event and matches_all(self.where, properties)
 
 
+# A wait remembers at most this many events (the newest), so counts go up to it.
+MAX_COUNT = 1_000
+
+
 class EventCount(Strict):
     op: Literal["=", ">=", "<="] = ">="
-    value: int = Field(ge=1, le=1_000_000)
+    value: int = Field(ge=1, le=MAX_COUNT)
 
     def holds(self, count: int) -> bool:
         if self.op == "=":
