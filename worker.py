@@ -15,7 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import JourneyActivities
+from activities import CallApiActivities, JourneyActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -30,12 +30,12 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
-        activities = JourneyActivities(store, http)
+        activities = [*JourneyActivities(store, http).all(), *CallApiActivities(store, http).all()]
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=activities.all(),
+            activities=activities,
             max_concurrent_activities=100,
         )
         async with worker:

@@ -21,6 +21,7 @@ from flowline.durations import format_duration
 from flowline.flow.experiments import assign
 from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
 from flowline.flow.model import (
+    CallApiStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -31,14 +32,20 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
-from flowline.flow.timing import date_wait_end, pause_end
+from flowline.flow.timing import date_wait_end, pause_end, window_opens
 from flowline.journey import (
+    CALL_API,
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
+    RESERVE_CALL_SLOT,
     SEND_IN_APP,
+    CallApiRequest,
+    CallApiResult,
+    CallSlot,
+    CallSlotRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
@@ -62,6 +69,9 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # when only the exit follows it, and skip upserts that change nothing (the exit step, or the
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
+
+# A call_api step retries a 5xx or a missing answer twice (1s, then 2s later); a 4xx never.
+CALL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2, maximum_attempts=3)
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -243,10 +253,65 @@ class JourneyInterpreter:
                     )
                 await self._sleep_until(end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
+            case CallApiStep():
+                return await self._call_api(step, ref, scope, iteration)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:
                 assert_never(step)
+
+    async def _call_api(
+        self, step: CallApiStep, ref: JourneyRef, scope: TemplateScope, iteration: int
+    ) -> StepResult:
+        """Waits for the step's window and a slot of its rate (both durable timers), then calls."""
+        window, rate = step.window, step.rate
+        tz = None
+        if window is not None:
+            profile_zone = await workflow.execute_local_activity(
+                PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
+            )
+            tz = zone(profile_zone, window.timezone)
+        while True:
+            if window is not None and tz is not None:
+                opens = window_opens(window, workflow.now(), tz)
+                await self._sleep_until(opens, f"call window opens {opens.isoformat()}")
+            if rate is None:
+                break
+            slot: CallSlot = await workflow.execute_local_activity(
+                RESERVE_CALL_SLOT,
+                CallSlotRequest(
+                    journey=ref,
+                    step_id=step.id,
+                    period_seconds=rate.period_seconds,
+                    limit=rate.max,
+                    at=workflow.now(),
+                ),
+                result_type=CallSlot,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            await self._sleep_until(slot.at, f"call rate: a slot at {slot.at.isoformat()}")
+            # A window that closed meanwhile: wait for it to open again, and for a new slot.
+            if window is None or tz is None or window_opens(window, workflow.now(), tz) == workflow.now():
+                break
+        request = CallApiRequest(
+            journey=ref, step=step, iteration=iteration, attempts=CALL_RETRY.maximum_attempts, scope=scope
+        )
+        try:
+            result: CallApiResult = await workflow.execute_activity(
+                CALL_API,
+                request,
+                result_type=CallApiResult,
+                start_to_close_timeout=step.timeout + timedelta(seconds=30),
+                retry_policy=CALL_RETRY,
+            )
+        except ActivityError as error:
+            cause = error.cause if error.cause is not None else error
+            variables = dict.fromkeys(step.saved_variables)
+            result = CallApiResult(branch="error", error=str(cause), variables=variables)
+        if result.variables:
+            self._state.variables.update(result.variables)
+            scope.vars = dict(self._state.variables)
+        return StepResult(branch=result.branch, error=result.error)
 
     async def _sleep_until(self, end: datetime, waiting_for: str) -> None:
         """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for."""

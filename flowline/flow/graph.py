@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flowline.flow.model import (
+    CallApiStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -16,6 +17,7 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.steps_http import CALL_BRANCHES, CallApiNext
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
@@ -32,6 +34,16 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
             return {CONTINUE: step.next}
+        case CallApiStep(next=CallApiNext() as nxt):
+            # A 4xx or 5xx without a branch of its own goes where ``error`` goes.
+            return {
+                "success": nxt.success,
+                "client_error": nxt.client_error or nxt.error,
+                "server_error": nxt.server_error or nxt.error,
+                "error": nxt.error,
+            }
+        case CallApiStep(next=str() | None as nxt):
+            return dict.fromkeys(CALL_BRANCHES, nxt)
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:

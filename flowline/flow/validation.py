@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from flowline.flow.graph import branch_targets, edges
 from flowline.flow.model import WAITING_STEP_TYPES, FlowDocument
@@ -116,6 +116,9 @@ def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
     for index, step in enumerate(flow.steps):
         for branch, target in branch_targets(step).items():
             if target is not None and target not in positions:
+                written = getattr(step, "next", None)
+                if isinstance(written, BaseModel) and getattr(written, branch, target) != target:
+                    continue  # a fallback to another branch (call_api): reported where it is written
                 suffix = (
                     "" if branch == "next" or isinstance(getattr(step, "next", None), str) else f".{branch}"
                 )
