@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from flowline import jsonpath
 from flowline.flow.graph import branch_targets, edges
-from flowline.flow.model import WAITING_STEP_TYPES, FlowDocument
+from flowline.flow.model import WAITING_STEP_TYPES, CallApiStep, FlowDocument
 
 DEFAULT_MAX_STEPS = 100
 
@@ -179,6 +180,18 @@ def _spinning_loops(flow: FlowDocument, graph: dict[str, set[str]]) -> list[Flow
     return faults
 
 
+def _jsonpath_faults(flow: FlowDocument) -> list[FlowFault]:
+    faults = []
+    for index, step in enumerate(flow.steps):
+        if isinstance(step, CallApiStep):
+            for name, path in step.save.items():
+                try:
+                    jsonpath.check(path)
+                except jsonpath.PathError as error:
+                    faults.append(FlowFault(f"$.steps[{index}].save.{name}", str(error)))
+    return faults
+
+
 def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocument:
     """Validate a parsed document; raise ``FlowInvalid`` listing every fault with its path."""
     if not isinstance(document, dict):
@@ -187,7 +200,7 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         flow = FlowDocument.model_validate(document)
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
-    faults = list(dict.fromkeys(_graph_faults(flow, max_steps)))
+    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps)]))
     if faults:
         raise FlowInvalid(faults)
     return flow
