@@ -56,9 +56,8 @@ def _timeout(value: timedelta) -> timedelta:
     return value
 
 
-HeaderName = Annotated[
-    str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"), AfterValidator(_header_name)
-]
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
+RequestHeaderName = Annotated[HeaderName, AfterValidator(_header_name)]
 # Parsed by flow validation (validation.py), not here: the workflow sandbox decodes flows too, and
 # jsonpath-ng's parser generator cannot run inside it.
 JsonPathText = Annotated[str, Field(min_length=1, max_length=1000)]
@@ -129,7 +128,7 @@ class CallApiStep(StepBase):
     type: Literal["call_api"]
     method: HttpMethod
     url: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_url)]
-    headers: dict[HeaderName, Annotated[str, Field(max_length=10_000)]] = Field(
+    headers: dict[RequestHeaderName, Annotated[str, Field(max_length=10_000)]] = Field(
         default_factory=dict, max_length=50
     )
     body: CallApiBody | None = None
