@@ -15,11 +15,12 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import CallApiActivities, JourneyActivities
+from activities import CallApiActivities, FlowActivities, JourneyActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
 from workflows.journey import JourneyWorkflow
+from workflows.routing import JourneyLauncher
 
 WORKFLOWS = [JourneyWorkflow]
 
@@ -30,12 +31,15 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
-        activities = [*JourneyActivities(store, http).all(), *CallApiActivities(store, http).all()]
+        activities = JourneyActivities(store, http)
+        # add_to_flow starts journeys, on this worker's task queue.
+        flow_activities = FlowActivities(store, JourneyLauncher(store, client, task_queue))
+        call_activities = CallApiActivities(store, http)
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=activities,
+            activities=[*activities.all(), *flow_activities.all(), *call_activities.all()],
             max_concurrent_activities=100,
         )
         async with worker:

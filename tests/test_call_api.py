@@ -14,7 +14,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.channels.webhook import IDEMPOTENCY_HEADER
-from flowline.flow.wall_time import WEEKDAYS
+from flowline.flow.base import WEEKDAYS
 from flowline.journey import JourneyState, PathEntry
 from tests.conftest import finish
 from tests.servers import HttpSink, Reply, closed_port_url

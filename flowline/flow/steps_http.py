@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from flowline import templates
 from flowline.durations import Duration
-from flowline.flow.base import StepBase, StepId, Strict, VariableName
-from flowline.flow.wall_time import TimeOfDay, Weekday, check_zone
+from flowline.flow.base import StepBase, StepId, Strict, TimeOfDay, VariableName, Weekday, check_zone
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 CALL_BRANCHES = ("success", "client_error", "server_error", "error")
@@ -32,8 +32,28 @@ _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"
 _LITERAL_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
+def _template(text: str) -> str:
+    try:
+        return templates.check(text)
+    except templates.TemplateError as error:
+        raise ValueError(str(error)) from None
+
+
+def _templates(value: JsonValue) -> JsonValue:
+    """Every string inside a JSON body must parse as Liquid."""
+    if isinstance(value, str):
+        _template(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _templates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _templates(item)
+    return value
+
+
 def _url(text: str) -> str:
-    text = text.strip()
+    text = _template(text).strip()
     if not text.lower().startswith(("http://", "https://")):
         raise ValueError("the URL starts with http:// or https:// (templates may follow)")
     if "{" not in text:
@@ -62,7 +82,8 @@ RequestHeaderName = Annotated[HeaderName, AfterValidator(_header_name)]
 # jsonpath-ng's parser generator cannot run inside it.
 JsonPathText = Annotated[str, Field(min_length=1, max_length=1000)]
 CallTimeout = Annotated[Duration, AfterValidator(_timeout)]
-FormValue = str | int | float | bool
+Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
+FormValue = Annotated[str | int | float | bool, AfterValidator(_templates)]
 _EVERY_DAY: tuple[Weekday, ...] = get_args(Weekday)
 
 
@@ -78,7 +99,7 @@ class CallApiBody(Strict):
     is exactly ``{{ path }}`` keeps the JSON type of what it names) or ``form`` (a flat mapping,
     sent URL-encoded, values rendered as text)."""
 
-    json_: JsonValue = Field(default=None, alias="json")
+    json_: Annotated[JsonValue, AfterValidator(_templates)] = Field(default=None, alias="json")
     form: dict[str, FormValue] | None = None
 
     @model_validator(mode="after")
@@ -128,9 +149,7 @@ class CallApiStep(StepBase):
     type: Literal["call_api"]
     method: HttpMethod
     url: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_url)]
-    headers: dict[RequestHeaderName, Annotated[str, Field(max_length=10_000)]] = Field(
-        default_factory=dict, max_length=50
-    )
+    headers: dict[RequestHeaderName, Template] = Field(default_factory=dict, max_length=50)
     body: CallApiBody | None = None
     # False: go on down ``success`` as soon as the request is sent; the answer is not awaited.
     wait_for_response: bool = True

@@ -6,9 +6,9 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flowline.clock import anniversary, local_instant, next_time_of_day, next_weekday_time
+from flowline.flow.base import WEEKDAYS
 from flowline.flow.model import PauseStep, WaitForDateStep, WeekdayTime
 from flowline.flow.steps_http import CallWindow
-from flowline.flow.wall_time import WEEKDAYS
 
 
 def _wall(text: str) -> time:
