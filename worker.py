@@ -15,7 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import FlowActivities, JourneyActivities
+from activities import CallApiActivities, FlowActivities, JourneyActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -34,11 +34,12 @@ async def running_worker(
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys, on this worker's task queue.
         flow_activities = FlowActivities(store, JourneyLauncher(store, client, task_queue))
+        call_activities = CallApiActivities(store, http)
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[*activities.all(), *flow_activities.all()],
+            activities=[*activities.all(), *flow_activities.all(), *call_activities.all()],
             max_concurrent_activities=100,
         )
         async with worker:

@@ -1,6 +1,7 @@
-"""Temporal activities: every side effect a journey has (sends, webhooks, bookkeeping)."""
+"""Temporal activities: every side effect a journey has (sends, webhooks, calls, bookkeeping)."""
 
 from activities.add_to_flow import FlowActivities
+from activities.call_api import CallApiActivities
 from activities.journeys import JourneyActivities
 
-__all__ = ["FlowActivities", "JourneyActivities"]
+__all__ = ["CallApiActivities", "FlowActivities", "JourneyActivities"]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowline.flow.model import FlowDocument, OtherParticipant, PassedValue
+from flowline.flow.model import CallApiStep, FlowDocument, OtherParticipant, PassedValue
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -36,6 +36,8 @@ EVENTS_SINCE = "events_since"
 EVENT_SIGNAL = "event"
 STOP_SIGNAL = "stop"
 ADD_TO_FLOW = "add_to_flow"
+CALL_API = "call_api"
+RESERVE_CALL_SLOT = "reserve_call_slot"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -246,3 +248,35 @@ class StepResult(_Model):
 
 class StopRequest(_Model):
     reason: str = Field(min_length=1, max_length=200)
+
+
+class CallApiRequest(_Model):
+    journey: JourneyRef
+    step: CallApiStep
+    iteration: int
+    # The retry policy's maximum attempts: the last attempt reports a 5xx or a failure as its
+    # branch instead of raising for another retry.
+    attempts: int
+    scope: TemplateScope
+
+
+class CallApiResult(_Model):
+    branch: str
+    status_code: int | None = None
+    error: str | None = None
+    # Every variable the step saves: the value found, or null.
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallSlotRequest(_Model):
+    """A call from a rate-limited step asks for a slot at ``at`` (the workflow's time)."""
+
+    journey: JourneyRef
+    step_id: str
+    period_seconds: int
+    limit: int
+    at: datetime
+
+
+class CallSlot(_Model):
+    at: datetime

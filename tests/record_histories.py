@@ -24,7 +24,7 @@ from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
 from tests.flows import send_then_exit_flow, target_flow, welcome_flow
-from tests.servers import HttpSink, http_sink, start_time_skipping
+from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
 
@@ -48,6 +48,22 @@ _AB = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "nex
 _CONTROL = {"weight": 1}
 _PAUSE = {"for": "1d", "until_time": "09:00"}
 _YEARLY = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
+
+
+def _call(path: str, **fields: Any) -> Callable[[str], dict[str, Any]]:
+    """A call_api step to the receiver's ``path`` before the in-app message (on every branch)."""
+    step = {"id": "call", "type": "call_api", "method": "POST", "url": "", **fields}
+    return lambda url: send_then_exit_flow("go", first=step | {"url": f"{url}{path}"})
+
+
+_SAVES = {"save": {"order": "$.order.id", "both": "$.items[*]"}, "save_headers": {"request": "X-Request-Id"}}
+# What the receiver answers on a path, for scenarios whose step reads the answer.
+REPLIES: dict[str, dict[str, Reply]] = {
+    "call_api_success_saves_then_send": {
+        "/orders": Reply(200, {"order": {"id": "A-1"}, "items": [1, 2]}, headers={"X-Request-Id": "r-1"})
+    },
+    "call_api_client_error_then_send": {"/orders": Reply(422, {"error": "invalid"})},
+}
 
 
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
@@ -80,6 +96,11 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _first({"id": "wait", "type": "wait_for_date", **_YEARLY}),
         200,
     ),
+    "call_api_success_saves_then_send": (
+        _call("/orders", body={"json": {"who": "{{ profile.id }}"}}, **_SAVES),
+        200,
+    ),
+    "call_api_client_error_then_send": (_call("/orders", save={"order": "$.order.id"}), 200),
     # Adds the person to the published flow "target" (see main), with a variable.
     "add_to_flow_then_send": (
         _first(
@@ -95,6 +116,7 @@ async def record(
 ) -> str:
     make_flow, status = SCENARIOS[scenario]
     sink.status = status
+    sink.replies = REPLIES.get(scenario, {})
     document = parse_flow(make_flow(sink.url))
     journey_id = await launcher.start(
         "recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario

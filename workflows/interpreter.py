@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import assert_never
 
@@ -26,6 +26,7 @@ from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
 from flowline.flow.model import (
     AddToFlowStep,
+    CallApiStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -74,6 +75,7 @@ from flowline.journey import (
     TriggerEvent,
     WebhookRequest,
 )
+from workflows.calls import call_api
 from workflows.search_attributes import STEP_ID
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
@@ -431,6 +433,19 @@ class JourneyInterpreter:
                 return await self._wait_for_event(step, ref, scope)
             case WaitForChangeStep():
                 return await self._wait_for_change(step)
+            case CallApiStep():
+                resume = self._take_resume(step)
+
+                def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
+                    return self._sleep_until(step, end, waiting_for)
+
+                called = await call_api(
+                    step, ref, scope, iteration, sleep_until, resume.until if resume else None
+                )
+                if called.variables:
+                    self._state.variables.update(called.variables)
+                    scope.vars = dict(self._state.variables)
+                return StepResult(branch=called.branch, error=called.error)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from flowline.flow.model import (
     AddToFlowNext,
     AddToFlowStep,
+    CallApiStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -18,6 +19,7 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.steps_http import CALL_BRANCHES, CallApiNext
 from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, WaitForEventStep
 
 # The branch a step takes when it has only one way out.
@@ -42,6 +44,16 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {ADDED: to, FAILED: to}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
             return {CONTINUE: step.next}
+        case CallApiStep(next=CallApiNext() as nxt):
+            # A 4xx or 5xx without a branch of its own goes where ``error`` goes.
+            return {
+                "success": nxt.success,
+                "client_error": nxt.client_error or nxt.error,
+                "server_error": nxt.server_error or nxt.error,
+                "error": nxt.error,
+            }
+        case CallApiStep(next=str() | None as nxt):
+            return dict.fromkeys(CALL_BRANCHES, nxt)
         case WaitForEventStep(next=HappenedNext() as waited):
             return {"happened": waited.happened, "timeout": waited.timeout}
         case WaitForEventStep(next=str() | None as nxt):

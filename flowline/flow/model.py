@@ -24,10 +24,11 @@ from pydantic import (
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
 from flowline.expressions import ExpressionError, check
-from flowline.flow.base import Identifier, StepId, TimeOfDay, Weekday
+from flowline.flow.base import Identifier, StepId, TimeOfDay, VariableName, Weekday
 from flowline.flow.base import StepBase as _StepBase
 from flowline.flow.base import Strict as _Strict
 from flowline.flow.base import check_zone as _check_zone
+from flowline.flow.steps_http import CallApiStep as CallApiStep
 from flowline.flow.waiting import (
     PROFILE_CHANGED,
     EventMatch,
@@ -62,7 +63,6 @@ Trigger = Annotated[EventTrigger | FlowTrigger, Field(discriminator="type")]
 # ---------------------------------------------------------------- settings
 
 
-VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
 
 
@@ -389,6 +389,7 @@ Step = Annotated[
     | WaitForEventStep
     | WaitForChangeStep
     | AddToFlowStep
+    | CallApiStep
     | ExitStep,
     Field(discriminator="type"),
 ]
