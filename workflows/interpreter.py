@@ -19,8 +19,9 @@ from temporalio.exceptions import ActivityError
 from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.experiments import assign
-from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
+from flowline.flow.graph import CONTINUE, CONTROL, ELSE, ending_after, next_step
 from flowline.flow.model import (
+    BranchStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -34,17 +35,21 @@ from flowline.flow.model import (
 from flowline.flow.timing import date_wait_end, pause_end
 from flowline.journey import (
     DELIVER_WEBHOOK,
+    EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    ConditionsRequest,
+    ConditionsResult,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
     JourneyInput,
     JourneyRef,
     JourneyState,
+    NamedCondition,
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
@@ -213,6 +218,8 @@ class JourneyInterpreter:
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
                 )
                 return StepResult(branch=branch)
+            case BranchStep():
+                return await self._branch(step, ref)
             case UpdateVariableStep():
                 evaluated: ExpressionsResult = await workflow.execute_local_activity(
                     EVALUATE_EXPRESSIONS,
@@ -247,6 +254,25 @@ class JourneyInterpreter:
                 return StepResult(branch="exit")
             case _:
                 assert_never(step)
+
+    async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
+        """The first branch whose condition holds now; a failed evaluation takes "else"."""
+        request = ConditionsRequest(
+            journey=ref,
+            conditions=[NamedCondition(name=b.name, when=b.when) for b in step.branches],
+            now=workflow.now(),
+        )
+        try:
+            chosen: ConditionsResult = await workflow.execute_local_activity(
+                EVALUATE_CONDITIONS,
+                request,
+                result_type=ConditionsResult,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        except ActivityError as error:
+            cause = error.cause if error.cause is not None else error
+            return StepResult(branch=ELSE, error=str(cause))
+        return StepResult(branch=chosen.branch, error=chosen.error)
 
     async def _sleep_until(self, end: datetime, waiting_for: str) -> None:
         """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for."""

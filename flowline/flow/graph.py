@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flowline.flow.model import (
+    BranchStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -21,6 +22,8 @@ from flowline.flow.model import (
 CONTINUE = "next"
 # The branch of a split's control group: without a ``next`` of its own it ends the journey.
 CONTROL = "control"
+# The branch a branch step takes when no condition holds.
+ELSE = "else"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -37,9 +40,22 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             if step.control is not None:
                 targets[CONTROL] = step.control.next
             return targets
+        case BranchStep():
+            return {**{b.name: b.next for b in step.branches}, ELSE: step.else_}
         case ExitStep():
             return {}
     raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
+
+
+def target_field(step: Step, branch: str) -> str:
+    """Where, inside ``step``, the target of ``branch`` is written (for fault paths)."""
+    if isinstance(step, SplitStep):
+        names = [v.name for v in step.variants]
+        return f"variants[{names.index(branch)}].next" if branch in names else "control.next"
+    if isinstance(step, BranchStep):
+        names = [b.name for b in step.branches]
+        return f"branches[{names.index(branch)}].next" if branch in names else ELSE
+    return "next" if branch == CONTINUE or isinstance(getattr(step, "next", None), str) else f"next.{branch}"
 
 
 def following(flow: FlowDocument, step_id: str) -> str | None:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from flowline.conditions import PropertyFilter
+from flowline.conditions.rules import MAX_DEPTH, Condition, depth
 from flowline.durations import Duration
 from flowline.expressions import ExpressionError, check
 
@@ -233,12 +234,50 @@ class UpdateVariableStep(_StepBase):
     next: StepId | None = None
 
 
+class BranchRule(_Strict):
+    name: Identifier
+    when: Condition
+    # Where this branch goes; None: the step listed after the branch step.
+    next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _shallow(self) -> BranchRule:
+        if depth(self.when) > MAX_DEPTH:
+            raise ValueError(f"conditions nest at most {MAX_DEPTH} levels deep")
+        return self
+
+
+class BranchStep(_StepBase):
+    """Takes the first branch whose condition holds for the person now, else ``else`` (None: the
+    step listed after the branch step). Conditions: SPEC §4, flowline/conditions/rules.py."""
+
+    type: Literal["branch"]
+    branches: list[BranchRule] = Field(min_length=1, max_length=50)
+    else_: StepId | None = Field(default=None, alias="else")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BranchStep:
+        names = [b.name for b in self.branches]
+        if len(set(names)) != len(names):
+            raise ValueError("branch names must be distinct")
+        if "else" in names:
+            raise ValueError("'else' is the branch taken when no condition holds; name the branch otherwise")
+        return self
+
+
 class ExitStep(_StepBase):
     type: Literal["exit"]
 
 
 Step = Annotated[
-    PauseStep | SendStep | WebhookStep | SplitStep | UpdateVariableStep | WaitForDateStep | ExitStep,
+    PauseStep
+    | SendStep
+    | WebhookStep
+    | SplitStep
+    | BranchStep
+    | UpdateVariableStep
+    | WaitForDateStep
+    | ExitStep,
     Field(discriminator="type"),
 ]
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from flowline.flow.graph import branch_targets, edges
+from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import WAITING_STEP_TYPES, FlowDocument
 
 DEFAULT_MAX_STEPS = 100
@@ -116,10 +116,8 @@ def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
     for index, step in enumerate(flow.steps):
         for branch, target in branch_targets(step).items():
             if target is not None and target not in positions:
-                suffix = (
-                    "" if branch == "next" or isinstance(getattr(step, "next", None), str) else f".{branch}"
-                )
-                faults.append(FlowFault(f"$.steps[{index}].next{suffix}", f"no step has the id {target!r}"))
+                path = f"$.steps[{index}].{target_field(step, branch)}"
+                faults.append(FlowFault(path, f"no step has the id {target!r}"))
     if faults:
         return faults
 
