@@ -37,5 +37,6 @@ class ConditionActivities:
                 if evaluate(condition.when, facts, request.now):
                     return ConditionsResult(branch=condition.name)
             except Exception as error:
-                return ConditionsResult(branch=ELSE, error=f"{condition.name}: {error!r}")
+                why = f"{condition.name}: {type(error).__name__}: {error}"
+                return ConditionsResult(branch=ELSE, error=why)
         return ConditionsResult(branch=ELSE)

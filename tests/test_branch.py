@@ -3,17 +3,18 @@ wins, else ``else``. Journeys run on the time-skipping server against SQLite and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities import ConditionActivities
 from flowline.flow.graph import next_step
 from flowline.flow.model import BranchStep
 from flowline.flow.validation import FlowInvalid, parse_flow
-from flowline.journey import JourneyState
+from flowline.journey import ConditionsRequest, JourneyRef, JourneyState, NamedCondition
 from flowline.store.database import Store
 from flowline.store.tables import profiles
 from tests.conftest import Tenant, finish
@@ -203,3 +204,19 @@ def test_every_target_is_reachable_and_a_branch_loop_needs_a_wait() -> None:
     with pytest.raises(FlowInvalid) as caught:
         parse_flow(looping)
     assert any(f.message.startswith("loop without a wait") for f in caught.value.faults)
+
+
+async def test_an_evaluation_error_takes_else_with_the_reason(store: Store, tenant: Tenant) -> None:
+    ref = JourneyRef(journey_id="j", workspace_id=tenant.id, flow_id="f", version=1, profile_id="p")
+    rules = [
+        NamedCondition.model_validate({"name": "never", "when": {"tag": "x"}}),
+        NamedCondition.model_validate({"name": "always", "when": {"tag": "x", "op": "has_not"}}),
+    ]
+    activities = ConditionActivities(store)
+    good = ConditionsRequest(journey=ref, conditions=rules, now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert (await activities.evaluate_conditions(good)).branch == "always"
+    # A clock without a zone cannot place "now": the step records why and takes "else".
+    bad = good.model_copy(update={"now": datetime(2026, 1, 1)})
+    result = await activities.evaluate_conditions(bad)
+    assert result.branch == "else"
+    assert result.error is not None and result.error.startswith("never: ValueError: naive datetime")
