@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowline.conditions.rules import Condition
-from flowline.flow.model import FlowDocument
+from flowline.flow.model import FlowDocument, OtherParticipant, PassedValue
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -31,6 +31,13 @@ PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
 EVALUATE_CONDITIONS = "evaluate_conditions"
+EVENTS_SINCE = "events_since"
+
+# Signals a journey takes: an event of its profile (routed to it because its flow listens to
+# the event's name), and a stop (from the API or the flow's lifecycle).
+EVENT_SIGNAL = "event"
+STOP_SIGNAL = "stop"
+ADD_TO_FLOW = "add_to_flow"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -55,6 +62,49 @@ class TriggerEvent(_Model):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class PathEntry(_Model):
+    step: str
+    type: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    branch: str | None = None
+    error: str | None = None
+    # The journey an add_to_flow step started (or found started by an earlier attempt).
+    started_journey: str | None = None
+
+
+class HeardEvent(_Model):
+    """An event a waiting journey counts, with the moment it heard it (its windows' clock)."""
+
+    event: TriggerEvent
+    heard_at: datetime
+
+
+class Resume(_Model):
+    """Where a journey that continued as new picks up: its step, its bookkeeping, and, when it was
+    waiting, the moment its timer ends and the events its wait counted so far."""
+
+    step_id: str
+    entered_at: datetime
+    visits: dict[str, int] = Field(default_factory=dict)
+    path: list[PathEntry] = Field(default_factory=list)
+    path_dropped: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict)
+    converted_at: datetime | None = None
+    until: datetime | None = None
+    heard: list[HeardEvent] = Field(default_factory=list)
+    runs: int = 1
+
+
+class JourneyLimits(_Model):
+    """When a run continues as new (Temporal refuses the 10,001st signal of a run, and histories
+    slow down long before their hard limits): tests lower these to drive journeys past them."""
+
+    signals_per_run: int = Field(default=5_000, ge=1, le=9_000)
+    history_events: int = Field(default=8_000, ge=50, le=40_000)
+    path_entries_kept: int = Field(default=200, ge=1)
+
+
 class JourneyInput(_Model):
     """Everything a journey needs to run; the flow version is frozen into it."""
 
@@ -65,15 +115,8 @@ class JourneyInput(_Model):
     profile_id: str
     event: TriggerEvent | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-
-
-class PathEntry(_Model):
-    step: str
-    type: str
-    entered_at: datetime
-    left_at: datetime | None = None
-    branch: str | None = None
-    error: str | None = None
+    limits: JourneyLimits = Field(default_factory=JourneyLimits)
+    resume: Resume | None = None
 
 
 JourneyStatus = Literal["running", "completed", "stopped", "failed"]
@@ -88,6 +131,11 @@ class JourneyState(_Model):
     path: list[PathEntry] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
     exit_reason: str | None = None
+    entered_at: datetime | None = None
+    converted_at: datetime | None = None
+    # Entries dropped from the front of ``path`` when the journey continued as new.
+    path_dropped: int = 0
+    runs: int = 1
 
 
 # ---------------------------------------------------------------- activity contracts
@@ -185,11 +233,37 @@ class ConditionsResult(_Model):
     error: str | None = None
 
 
+class EventsRequest(_Model):
+    journey: JourneyRef
+    names: list[str]
+    since: datetime
+
+
+class EventsFound(_Model):
+    events: list[TriggerEvent] = Field(default_factory=list)
+
+
+class AddToFlowRequest(_Model):
+    journey: JourneyRef
+    step_id: str
+    iteration: int
+    flow: str
+    variables: dict[str, PassedValue] = Field(default_factory=dict)
+    # None: the journey's own profile.
+    participant: OtherParticipant | None = None
+    scope: TemplateScope
+
+
 class StepResult(_Model):
     """The branch a step's activity took, and why when it is not the happy one."""
 
     branch: str
     delivery_id: str | None = None
     error: str | None = None
+    started_journey: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
+
+
+class StopRequest(_Model):
+    reason: str = Field(min_length=1, max_length=200)

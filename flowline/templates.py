@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from liquid import Environment
+from liquid.exceptions import LiquidError
 
 _ENV = Environment()
 
@@ -14,6 +15,21 @@ _ENV = Environment()
 @lru_cache(maxsize=1024)
 def _compile(source: str) -> Any:
     return _ENV.from_string(source)
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def check(source: str) -> str:
+    """``source`` if it parses as Liquid; otherwise TemplateError with the first line of the reason."""
+    if "{" in source:
+        try:
+            _compile(source)
+        except LiquidError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise TemplateError(f"not a valid template: {reason}") from None
+    return source
 
 
 def render(source: str, context: dict[str, Any]) -> str:

@@ -53,3 +53,21 @@ def send_then_exit_flow(event: str = "signed_up", *, first: dict[str, Any] | Non
     if first is not None:
         flow["steps"].insert(0, first)
     return flow
+
+
+def target_flow(flow_id: str = "target", *, reentry: str = "after_exit") -> dict[str, Any]:
+    """A flow only other flows enter: its message shows the variables it was given."""
+    return {
+        "id": flow_id,
+        "name": "Target",
+        "trigger": {"type": "flow"},
+        "settings": {"reentry": reentry},
+        "steps": [
+            {
+                "id": "tell",
+                "type": "send",
+                "channel": "in_app",
+                "content": {"body": "{{ vars.coupon | default: 'none' }} for {{ profile.id }}"},
+            }
+        ],
+    }

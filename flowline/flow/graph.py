@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from flowline.flow.branching import BranchStep
 from flowline.flow.model import (
-    BranchStep,
+    AddToFlowNext,
+    AddToFlowStep,
     ExitStep,
     FlowDocument,
     PauseStep,
@@ -17,6 +19,7 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, WaitForEventStep
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
@@ -24,6 +27,9 @@ CONTINUE = "next"
 CONTROL = "control"
 # The branch a branch step takes when no condition holds.
 ELSE = "else"
+# The branches of add_to_flow; with ``then: exit``, ADDED ends the journey.
+ADDED = "added"
+FAILED = "failed"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -33,8 +39,20 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
+        case AddToFlowStep(next=AddToFlowNext() as to):
+            return {ADDED: to.added, FAILED: to.failed}
+        case AddToFlowStep(next=str() | None as to):
+            return {ADDED: to, FAILED: to}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
             return {CONTINUE: step.next}
+        case WaitForEventStep(next=HappenedNext() as waited):
+            return {"happened": waited.happened, "timeout": waited.timeout}
+        case WaitForEventStep(next=str() | None as nxt):
+            return {"happened": nxt, "timeout": nxt}
+        case WaitForChangeStep(next=ChangedNext() as changed):
+            return {"changed": changed.changed, "timeout": changed.timeout}
+        case WaitForChangeStep(next=str() | None as nxt):
+            return {"changed": nxt, "timeout": nxt}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:
@@ -75,6 +93,8 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         and step.control is not None
         and step.control.next is None
     ):
+        return None
+    if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)
