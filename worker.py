@@ -15,7 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import CallApiActivities, FlowActivities, JourneyActivities
+from activities import CallApiActivities, ConditionActivities, FlowActivities, JourneyActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -39,7 +39,12 @@ async def running_worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[*activities.all(), *flow_activities.all(), *call_activities.all()],
+            activities=[
+                *activities.all(),
+                *flow_activities.all(),
+                *call_activities.all(),
+                *ConditionActivities(store).all(),
+            ],
             max_concurrent_activities=100,
         )
         async with worker:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowline.conditions.rules import Condition
 from flowline.flow.model import CallApiStep, FlowDocument, OtherParticipant, PassedValue
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
@@ -29,6 +30,7 @@ RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
+EVALUATE_CONDITIONS = "evaluate_conditions"
 EVENTS_SINCE = "events_since"
 
 # Signals a journey takes: an event of its profile (routed to it because its flow listens to
@@ -212,6 +214,27 @@ class ProfileAttributesRequest(_Model):
 class ProfileAttributes(_Model):
     # Only the names asked for that the profile has.
     values: dict[str, Any] = Field(default_factory=dict)
+
+
+class NamedCondition(_Model):
+    name: str
+    when: Condition
+
+
+class ConditionsRequest(_Model):
+    """Which of ``conditions`` (in order) holds first for the journey's profile at ``now``."""
+
+    journey: JourneyRef
+    conditions: list[NamedCondition]
+    # The journey's clock (workflow.now()), so that windows such as "within 7d" read the same
+    # time as the journey's timers.
+    now: datetime
+
+
+class ConditionsResult(_Model):
+    # The name of the first condition that holds, or "else".
+    branch: str
+    error: str | None = None
 
 
 class EventsRequest(_Model):

@@ -48,6 +48,17 @@ _AB = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "nex
 _CONTROL = {"weight": 1}
 _PAUSE = {"for": "1d", "until_time": "09:00"}
 _YEARLY = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
+# The recording profile lives in Berlin with an anniversary in 2000: the first branch holds.
+_BERLIN = {
+    "all": [
+        {"attribute": "timezone", "op": "is", "value": "Europe/Berlin"},
+        {"attribute": "anniversary", "type": "date", "op": "before", "value": "2001-01-01"},
+    ]
+}
+_BRANCHES = [
+    {"name": "berlin", "when": _BERLIN, "next": "hi"},
+    {"name": "buyer", "when": {"event": "purchase", "within": "7d"}, "next": "hi"},
+]
 
 
 def _call(path: str, **fields: Any) -> Callable[[str], dict[str, Any]]:
@@ -101,6 +112,10 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         200,
     ),
     "call_api_client_error_then_send": (_call("/orders", save={"order": "$.order.id"}), 200),
+    "branch_on_attribute_then_send": (
+        _first({"id": "check", "type": "branch", "branches": _BRANCHES, "else": "bye"}),
+        200,
+    ),
     # Adds the person to the published flow "target" (see main), with a variable.
     "add_to_flow_then_send": (
         _first(

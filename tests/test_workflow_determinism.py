@@ -32,6 +32,7 @@ ALLOWED_IMPORTS = {
     "flowline.flow.experiments",
     "flowline.flow.event_waits",
     "flowline.flow.waiting",
+    "flowline.flow.branching",
     "flowline.flow.graph",
     "flowline.flow.model",
     "flowline.journey",

@@ -21,9 +21,10 @@ from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
 from flowline.durations import format_duration
+from flowline.flow.branching import BranchStep
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.experiments import assign
-from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
 from flowline.flow.model import (
     AddToFlowStep,
     CallApiStep,
@@ -48,6 +49,7 @@ from flowline.flow.waiting import (
 from flowline.journey import (
     ADD_TO_FLOW,
     DELIVER_WEBHOOK,
+    EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
     EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
@@ -55,6 +57,8 @@ from flowline.journey import (
     RECORD_JOURNEY_END,
     SEND_IN_APP,
     AddToFlowRequest,
+    ConditionsRequest,
+    ConditionsResult,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
@@ -65,6 +69,7 @@ from flowline.journey import (
     JourneyRef,
     JourneyState,
     JourneyStatus,
+    NamedCondition,
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
@@ -384,6 +389,8 @@ class JourneyInterpreter:
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
                 )
                 return StepResult(branch=branch)
+            case BranchStep():
+                return await self._branch(step, ref)
             case UpdateVariableStep():
                 evaluated: ExpressionsResult = await workflow.execute_local_activity(
                     EVALUATE_EXPRESSIONS,
@@ -450,6 +457,25 @@ class JourneyInterpreter:
                 return StepResult(branch="exit")
             case _:
                 assert_never(step)
+
+    async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
+        """The first branch whose condition holds now; a failed evaluation takes "else"."""
+        request = ConditionsRequest(
+            journey=ref,
+            conditions=[NamedCondition(name=b.name, when=b.when) for b in step.branches],
+            now=workflow.now(),
+        )
+        try:
+            chosen: ConditionsResult = await workflow.execute_local_activity(
+                EVALUATE_CONDITIONS,
+                request,
+                result_type=ConditionsResult,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        except ActivityError as error:
+            cause = error.cause if error.cause is not None else error
+            return StepResult(branch=ELSE, error=str(cause))
+        return StepResult(branch=chosen.branch, error=chosen.error)
 
     async def _sleep_until(self, step: Step, end: datetime, waiting_for: str) -> None:
         """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from flowline.flow.branching import BranchStep
 from flowline.flow.model import (
     AddToFlowNext,
     AddToFlowStep,
@@ -26,6 +27,8 @@ from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, 
 CONTINUE = "next"
 # The branch of a split's control group: without a ``next`` of its own it ends the journey.
 CONTROL = "control"
+# The branch a branch step takes when no condition holds.
+ELSE = "else"
 # The branches of add_to_flow; with ``then: exit``, ADDED ends the journey.
 ADDED = "added"
 FAILED = "failed"
@@ -67,9 +70,22 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             if step.control is not None:
                 targets[CONTROL] = step.control.next
             return targets
+        case BranchStep():
+            return {**{b.name: b.next for b in step.branches}, ELSE: step.else_}
         case ExitStep():
             return {}
     raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
+
+
+def target_field(step: Step, branch: str) -> str:
+    """Where, inside ``step``, the target of ``branch`` is written (for fault paths)."""
+    if isinstance(step, SplitStep):
+        names = [v.name for v in step.variants]
+        return f"variants[{names.index(branch)}].next" if branch in names else "control.next"
+    if isinstance(step, BranchStep):
+        names = [b.name for b in step.branches]
+        return f"branches[{names.index(branch)}].next" if branch in names else ELSE
+    return "next" if branch == CONTINUE or isinstance(getattr(step, "next", None), str) else f"next.{branch}"
 
 
 def following(flow: FlowDocument, step_id: str) -> str | None:

@@ -28,6 +28,7 @@ from flowline.flow.base import Identifier, StepId, TimeOfDay, VariableName, Week
 from flowline.flow.base import StepBase as _StepBase
 from flowline.flow.base import Strict as _Strict
 from flowline.flow.base import check_zone as _check_zone
+from flowline.flow.branching import BranchStep
 from flowline.flow.steps_http import CallApiStep as CallApiStep
 from flowline.flow.waiting import (
     PROFILE_CHANGED,
@@ -384,6 +385,7 @@ Step = Annotated[
     | SendStep
     | WebhookStep
     | SplitStep
+    | BranchStep
     | UpdateVariableStep
     | WaitForDateStep
     | WaitForEventStep

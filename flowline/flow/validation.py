@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
-from flowline.flow.graph import branch_targets, edges
+from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import WAITING_STEP_TYPES, CallApiStep, FlowDocument
 
 DEFAULT_MAX_STEPS = 100
@@ -120,10 +120,8 @@ def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
                 written = getattr(step, "next", None)
                 if isinstance(written, BaseModel) and getattr(written, branch, target) != target:
                     continue  # a fallback to another branch (call_api): reported where it is written
-                suffix = (
-                    "" if branch == "next" or isinstance(getattr(step, "next", None), str) else f".{branch}"
-                )
-                faults.append(FlowFault(f"$.steps[{index}].next{suffix}", f"no step has the id {target!r}"))
+                path = f"$.steps[{index}].{target_field(step, branch)}"
+                faults.append(FlowFault(path, f"no step has the id {target!r}"))
     if faults:
         return faults
 
