@@ -15,7 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import JourneyActivities
+from activities import JourneyActivities, ProfileStepActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -35,7 +35,7 @@ async def running_worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=activities.all(),
+            activities=[*activities.all(), *ProfileStepActivities(store).all()],
             max_concurrent_activities=100,
         )
         async with worker:

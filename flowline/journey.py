@@ -6,11 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowline.flow.model import FlowDocument
+from flowline.flow.model import (
+    DoNotContactStep,
+    FlowDocument,
+    StartConversationStep,
+    TagStep,
+    UpdateProfileStep,
+)
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -29,6 +35,7 @@ RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
+PROFILE_STEP = "profile_step"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -160,6 +167,18 @@ class ProfileAttributesRequest(_Model):
 class ProfileAttributes(_Model):
     # Only the names asked for that the profile has.
     values: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProfileStepRequest(_Model):
+    """A step that changes the person: update_profile, tag, do_not_contact, start_conversation."""
+
+    journey: JourneyRef
+    step: Annotated[
+        UpdateProfileStep | TagStep | DoNotContactStep | StartConversationStep, Field(discriminator="type")
+    ]
+    iteration: int
+    scope: TemplateScope
+    ends_journey: JourneyEnd | None = None
 
 
 class StepResult(_Model):

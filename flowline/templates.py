@@ -7,8 +7,17 @@ from functools import lru_cache
 from typing import Any
 
 from liquid import Environment
+from liquid.exceptions import LiquidError
 
 _ENV = Environment()
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def _reason(error: LiquidError) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 @lru_cache(maxsize=1024)
@@ -20,6 +29,23 @@ def render(source: str, context: dict[str, Any]) -> str:
     if "{" not in source:
         return source
     return str(_compile(source).render(**context))
+
+
+def check(source: str) -> str:
+    """``source`` if it parses as Liquid; otherwise TemplateError saying why."""
+    try:
+        _compile(source)
+    except LiquidError as error:
+        raise TemplateError(f"not a valid template: {_reason(error)}") from None
+    return source
+
+
+def render_checked(source: str, context: dict[str, Any]) -> str:
+    """Like ``render``, but any Liquid failure (say, an unknown filter) is a TemplateError."""
+    try:
+        return render(source, context)
+    except LiquidError as error:
+        raise TemplateError(_reason(error)) from None
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

@@ -21,12 +21,16 @@ from flowline.durations import format_duration
 from flowline.flow.experiments import assign
 from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
 from flowline.flow.model import (
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
@@ -36,6 +40,7 @@ from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
     PROFILE_ATTRIBUTES,
+    PROFILE_STEP,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
@@ -48,6 +53,7 @@ from flowline.journey import (
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
+    ProfileStepRequest,
     SendInAppRequest,
     StepResult,
     TemplateScope,
@@ -243,6 +249,16 @@ class JourneyInterpreter:
                     )
                 await self._sleep_until(end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
+            case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
+                change = ProfileStepRequest(
+                    journey=ref,
+                    step=step,
+                    iteration=iteration,
+                    scope=scope,
+                    ends_journey=self._ending(flow, step, ref),
+                )
+                # A change that fails for good is recorded on the path; the journey goes on.
+                return await self._activity(PROFILE_STEP, change, failed_branch=CONTINUE)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:
@@ -256,7 +272,11 @@ class JourneyInterpreter:
         self._state.waiting_for = None
 
     async def _activity(
-        self, name: str, request: SendInAppRequest | WebhookRequest, *, failed_branch: str
+        self,
+        name: str,
+        request: SendInAppRequest | WebhookRequest | ProfileStepRequest,
+        *,
+        failed_branch: str,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flowline.flow.model import (
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendNext,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
@@ -31,6 +35,8 @@ def branch_targets(step: Step) -> dict[str, str | None]:
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
+            return {CONTINUE: step.next}
+        case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
             return {CONTINUE: step.next}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}

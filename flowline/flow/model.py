@@ -12,19 +12,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, Field, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
-from flowline.expressions import ExpressionError, check
+from flowline.flow.base import Expression, Identifier, StepId, VariableName
+from flowline.flow.base import StepBase as _StepBase
+from flowline.flow.base import Strict as _Strict
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-StepId = Identifier
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
+# Step models kept in modules of their own, re-exported here with the rest of the union.
+from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
+from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
+from flowline.flow.steps_profile import TagStep as TagStep
+from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
 
 # ---------------------------------------------------------------- triggers
 
@@ -59,11 +59,6 @@ class FlowSettings(_Strict):
 
 
 # ---------------------------------------------------------------- steps
-
-
-class _StepBase(_Strict):
-    id: StepId
-    name: str | None = Field(default=None, max_length=200)
 
 
 TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
@@ -214,17 +209,6 @@ class WaitForDateStep(_StepBase):
         return self
 
 
-def _expression(text: str) -> str:
-    try:
-        return check(text)
-    except ExpressionError as error:
-        raise ValueError(str(error)) from None
-
-
-Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
-VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
-
-
 class UpdateVariableStep(_StepBase):
     """Sets flow variables to the values of CEL expressions over profile, event, vars and flow."""
 
@@ -238,7 +222,17 @@ class ExitStep(_StepBase):
 
 
 Step = Annotated[
-    PauseStep | SendStep | WebhookStep | SplitStep | UpdateVariableStep | WaitForDateStep | ExitStep,
+    PauseStep
+    | SendStep
+    | WebhookStep
+    | SplitStep
+    | UpdateVariableStep
+    | WaitForDateStep
+    | UpdateProfileStep
+    | TagStep
+    | DoNotContactStep
+    | StartConversationStep
+    | ExitStep,
     Field(discriminator="type"),
 ]
 
