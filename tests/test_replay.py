@@ -25,6 +25,7 @@ def test_histories_are_recorded() -> None:
     assert {f"lean_{name}" for name in before_lean_bookkeeping} | {"lean_send_then_exit"} <= names
     newer = {"pause_for_then_until_time_of_day", "split_then_send", "update_variable_then_send"}
     assert newer | {"wait_for_date_missing_then_send", "wait_for_date_every_year_then_send"} <= names
+    assert "update_profile_tag_then_send" in names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
