@@ -214,6 +214,12 @@ async def test_a_failing_value_is_recorded_and_the_other_attributes_change(
     assert entry.branch == "next" and entry.error is not None
     assert entry.error.startswith("bad: ") and "; worse: unknown filter 'no_such_filter'" in entry.error
     assert (await profile(store, tenant, "ada"))["attributes"] == {"ok": "yes", "sum": 3}
+    # Only the end followed the step: its activity recorded the end, no local activity did.
+    [journey] = (await api.get("/v1/journeys?flow=f")).json()["journeys"]
+    assert journey["status"] == "completed"
+    history = await temporal.client.get_workflow_handle(journey["id"]).fetch_history()
+    markers = [e.marker_recorded_event_attributes.marker_name for e in history.events]
+    assert "core_local_activity" not in markers
 
 
 async def test_a_retried_activity_changes_and_stores_nothing_twice(store: Store, tenant: Tenant) -> None:
