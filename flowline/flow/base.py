@@ -1,8 +1,10 @@
-"""Building blocks every step model shares (model.py and the step modules beside it use them)."""
+"""Building blocks every part of the flow document uses: strict models, ids, times of day,
+expressions (model.py and the step modules beside it share them)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -13,12 +15,27 @@ StepId = Identifier
 
 
 class Strict(BaseModel):
+    """Unknown fields are faults: a typo in a flow is reported with its path, not ignored."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class StepBase(Strict):
     id: StepId
     name: str | None = Field(default=None, max_length=200)
+
+
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
+
+
+def check_zone(name: str | None) -> None:
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
 
 
 def _expression(text: str) -> str:

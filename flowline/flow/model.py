@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
-from flowline.flow.base import Expression, Identifier, StepId, VariableName
+from flowline.flow.base import Expression, Identifier, StepId, TimeOfDay, VariableName, Weekday
 from flowline.flow.base import StepBase as _StepBase
 from flowline.flow.base import Strict as _Strict
+from flowline.flow.base import check_zone as _check_zone
 
 # Step models kept in modules of their own, re-exported here with the rest of the union.
 from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
@@ -59,19 +59,6 @@ class FlowSettings(_Strict):
 
 
 # ---------------------------------------------------------------- steps
-
-
-TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
-Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
-
-
-def _check_zone(name: str | None) -> None:
-    if name is not None:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r}") from None
 
 
 class WeekdayTime(_Strict):

@@ -6,7 +6,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flowline.clock import anniversary, local_instant, next_time_of_day, next_weekday_time
-from flowline.flow.model import WEEKDAYS, PauseStep, WaitForDateStep, WeekdayTime
+from flowline.flow.base import WEEKDAYS
+from flowline.flow.model import PauseStep, WaitForDateStep, WeekdayTime
 
 
 def _wall(text: str) -> time:
