@@ -20,6 +20,7 @@ from flowline.flow.model import (
 )
 from flowline.flow.steps_profile import ExpressionValue, TemplateValue
 from flowline.journey import PROFILE_STEP, ProfileStepRequest, StepResult
+from flowline.store import conversations
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from flowline.templates import TemplateError, render_checked, uses_profile_attributes
@@ -78,7 +79,7 @@ class ProfileStepActivities:
                         except TemplateError as failed:
                             # The hand-over matters more than its note: keep the note's source.
                             error = f"note: {failed}"
-                    await changes.start_conversation(
+                    await conversations.start_conversation(
                         self.store, conn, ws, person, origin, tag=step.tag, note=note or None
                     )
                 case _:

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from flowline.store import conversations, profiles
 from flowline.store import profile_changes as changes
-from flowline.store import profiles
 from flowline.store.database import Store
 from flowline.store.tables import events
 from tests.conftest import Tenant
@@ -149,11 +149,15 @@ async def test_referrer_and_friends_resolve_as_targets(store: Store, tenant: Ten
 async def test_a_conversation_opens_once_per_step_visit(store: Store, tenant: Tenant) -> None:
     origin = step_origin("handover")
     async with store.begin() as conn:
-        first = await changes.start_conversation(store, conn, tenant.id, "ada", origin, tag="vip", note="n")
+        first = await conversations.start_conversation(
+            store, conn, tenant.id, "ada", origin, tag="vip", note="n"
+        )
     async with store.begin() as conn:
-        again = await changes.start_conversation(store, conn, tenant.id, "ada", origin, tag="vip", note="n")
-        [row] = await changes.list_conversations(conn, tenant.id, "ada")
+        again = await conversations.start_conversation(
+            store, conn, tenant.id, "ada", origin, tag="vip", note="n"
+        )
+        [row] = await conversations.list_conversations(conn, tenant.id, "ada")
     assert first[1] and not again[1] and first[0] == again[0] == row["id"]
     assert (row["tag"], row["note"], row["status"], row["step_id"]) == ("vip", "n", "open", "handover")
-    [event] = await system_events(store, tenant, changes.CONVERSATION_STARTED)
+    [event] = await system_events(store, tenant, conversations.CONVERSATION_STARTED)
     assert event["properties"]["conversation_id"] == row["id"] and event["routed_at"] is None

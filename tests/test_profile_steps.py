@@ -12,8 +12,8 @@ from activities import ProfileStepActivities
 from flowline.flow.model import StartConversationStep, UpdateProfileStep
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import JourneyRef, JourneyState, ProfileStepRequest, TemplateScope
+from flowline.store import conversations, profiles
 from flowline.store import profile_changes as changes
-from flowline.store import profiles
 from flowline.store.database import Store
 from tests.conftest import Tenant, finish
 from tests.flows import profile_steps_flow
@@ -113,7 +113,7 @@ async def test_each_step_changes_the_person_and_tells_with_an_event(
     assert ada["tags"] == ["beta", "vip"]
     assert ada["do_not_contact"] == [{"channel": "email", "sender": "promo"}]
     async with store.connect() as conn:
-        [conversation] = await changes.list_conversations(conn, tenant.id, "ada")
+        [conversation] = await conversations.list_conversations(conn, tenant.id, "ada")
     assert (conversation["tag"], conversation["note"]) == ("vip", "Hi Ada wants help with pro")
     inbox = (await api.get("/v1/profiles/ada/inbox")).json()["messages"]
     assert [m["body"] for m in inbox] == ["Hi Ada, visit 5"]
@@ -123,7 +123,7 @@ async def test_each_step_changes_the_person_and_tells_with_an_event(
         changes.PROFILE_CHANGED,
         changes.TAGS_CHANGED,
         changes.DO_NOT_CONTACT_CHANGED,
-        changes.CONVERSATION_STARTED,
+        conversations.CONVERSATION_STARTED,
     ]
     assert written[0]["properties"]["changed"] == {
         "plan": {"from": None, "to": "pro"},
@@ -240,8 +240,8 @@ async def test_a_retried_activity_changes_and_stores_nothing_twice(store: Store,
     assert (await profile(store, tenant, "ada"))["attributes"] == {"n": 2}
     assert [e["name"] for e in await system_events(store, tenant)] == [
         changes.PROFILE_CHANGED,
-        changes.CONVERSATION_STARTED,
+        conversations.CONVERSATION_STARTED,
     ]
     async with store.connect() as conn:
-        [conversation] = await changes.list_conversations(conn, tenant.id, "ada")
+        [conversation] = await conversations.list_conversations(conn, tenant.id, "ada")
     assert conversation["note"] == "n=2"

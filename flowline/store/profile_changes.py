@@ -1,5 +1,5 @@
-"""Changes to a person (attributes, tags, do-not-contact, referrer, friends, conversations), each
-with the system event that tells about it, written in the caller's transaction.
+"""Changes to a person (attributes, tags, do-not-contact, referrer, friends), each with the
+system event that tells about it, written in the caller's transaction.
 
 A flow step's change is exactly-once: its event id is derived from journey, step, iteration and
 profile, and a change whose event is already stored was made by an earlier attempt of the same
@@ -24,14 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
 from flowline.store.profiles import ensure_profiles, merge_attributes
-from flowline.store.tables import conversations, events, profile_friends, profiles
+from flowline.store.tables import events, profile_friends, profiles
 
 PROFILE_CHANGED = "profile_changed"
 TAGS_CHANGED = "tags_changed"
 DO_NOT_CONTACT_CHANGED = "do_not_contact_changed"
 REFERRER_CHANGED = "referrer_changed"
 FRIENDS_CHANGED = "friends_changed"
-CONVERSATION_STARTED = "conversation_started"
 
 # Every channel / every sender in a do-not-contact entry.
 ALL_CHANNELS = "all"
@@ -87,7 +86,7 @@ async def already_made(
     return bool(await conn.scalar(query))
 
 
-async def _write_event(
+async def write_event(
     store: Store,
     conn: AsyncConnection,
     workspace_id: str,
@@ -153,7 +152,7 @@ async def change_attributes(
         return {}
     merged = merge_attributes(current, {name: change["to"] for name, change in altered.items()})
     await _update_profile(conn, workspace_id, profile_id, attributes=merged)
-    await _write_event(store, conn, workspace_id, profile_id, origin, PROFILE_CHANGED, {"changed": altered})
+    await write_event(store, conn, workspace_id, profile_id, origin, PROFILE_CHANGED, {"changed": altered})
     return altered
 
 
@@ -183,7 +182,7 @@ async def change_tags(
     tags = sorted((current | set(added)) - set(removed))
     await _update_profile(conn, workspace_id, profile_id, tags=tags)
     change = {"added": added, "removed": removed, "tags": tags}
-    await _write_event(store, conn, workspace_id, profile_id, origin, TAGS_CHANGED, change)
+    await write_event(store, conn, workspace_id, profile_id, origin, TAGS_CHANGED, change)
     return {"added": added, "removed": removed}
 
 
@@ -241,7 +240,7 @@ async def change_do_not_contact(
     entries = sorted(({"channel": c, "sender": s or None} for c, s in map(_entry_key, kept)), key=_entry_key)
     await _update_profile(conn, workspace_id, profile_id, do_not_contact=entries)
     change = {"added": added, "removed": removed, "entries": entries}
-    await _write_event(store, conn, workspace_id, profile_id, origin, DO_NOT_CONTACT_CHANGED, change)
+    await write_event(store, conn, workspace_id, profile_id, origin, DO_NOT_CONTACT_CHANGED, change)
     return {"added": added, "removed": removed}
 
 
@@ -268,7 +267,7 @@ async def set_referrer(
         await ensure_profiles(store, conn, workspace_id, [referrer_id])
     await _update_profile(conn, workspace_id, profile_id, referrer_id=referrer_id)
     change = {"from": row["referrer_id"], "to": referrer_id}
-    await _write_event(store, conn, workspace_id, profile_id, origin, REFERRER_CHANGED, change)
+    await write_event(store, conn, workspace_id, profile_id, origin, REFERRER_CHANGED, change)
     return True
 
 
@@ -311,7 +310,7 @@ async def change_friends(
                 )
             )
     change = {"added": added, "removed": removed}
-    await _write_event(store, conn, workspace_id, profile_id, origin, FRIENDS_CHANGED, change)
+    await write_event(store, conn, workspace_id, profile_id, origin, FRIENDS_CHANGED, change)
     return change
 
 
@@ -340,58 +339,3 @@ async def resolve_targets(
     if target == "friends":
         return await friends_of(conn, workspace_id, profile_id)
     raise ValueError(f"unknown target {target!r}")
-
-
-# ---------------------------------------------------------------- conversations
-
-
-async def start_conversation(
-    store: Store,
-    conn: AsyncConnection,
-    workspace_id: str,
-    profile_id: str,
-    origin: Origin,
-    *,
-    tag: str | None,
-    note: str | None,
-) -> tuple[str, bool]:
-    """Open a conversation for a human agent, with its ``conversation_started`` event. One per
-    journey visit of a step: a second call returns the first's id. Returns (id, created)."""
-    await ensure_profiles(store, conn, workspace_id, [profile_id])
-    row = {
-        "id": uuid.uuid4().hex,
-        "workspace_id": workspace_id,
-        "profile_id": profile_id,
-        "journey_id": origin.journey_id,
-        "step_id": origin.step_id,
-        "iteration": origin.iteration,
-        "tag": tag,
-        "note": note,
-        "status": "open",
-        "created_at": utcnow(),
-    }
-    statement = store.insert(conversations).on_conflict_do_nothing().returning(conversations.c.id)
-    created = (await conn.execute(statement, row)).scalar_one_or_none()
-    if created is None:
-        existing = await conn.scalar(
-            select(conversations.c.id).where(
-                conversations.c.journey_id == origin.journey_id,
-                conversations.c.step_id == origin.step_id,
-                conversations.c.iteration == origin.iteration,
-            )
-        )
-        return str(existing), False
-    change = {"conversation_id": str(created), "tag": tag, "note": note}
-    await _write_event(store, conn, workspace_id, profile_id, origin, CONVERSATION_STARTED, change)
-    return str(created), True
-
-
-async def list_conversations(
-    conn: AsyncConnection, workspace_id: str, profile_id: str
-) -> list[dict[str, Any]]:
-    query = (
-        select(conversations)
-        .where(conversations.c.workspace_id == workspace_id, conversations.c.profile_id == profile_id)
-        .order_by(conversations.c.created_at, conversations.c.id)
-    )
-    return [dict(r._mapping) for r in await conn.execute(query)]
