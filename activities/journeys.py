@@ -16,10 +16,13 @@ from flowline.channels import webhook
 from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
+    EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    EventsFound,
+    EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
@@ -29,9 +32,10 @@ from flowline.journey import (
     SendInAppRequest,
     StepResult,
     TemplateScope,
+    TriggerEvent,
     WebhookRequest,
 )
-from flowline.store import deliveries, journeys, profiles, workspaces
+from flowline.store import deliveries, events, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value, uses_profile_attributes
 
@@ -49,6 +53,7 @@ class JourneyActivities:
             self.profile_time_zone,
             self.evaluate_expressions,
             self.profile_attributes,
+            self.events_since,
         ]
 
     @staticmethod
@@ -195,6 +200,17 @@ class JourneyActivities:
         return ProfileAttributes(
             values={name: attributes[name] for name in request.names if name in attributes}
         )
+
+    @activity.defn(name=EVENTS_SINCE)
+    async def events_since(self, request: EventsRequest) -> EventsFound:
+        """The profile's events of these names since ``since`` (a wait that includes the events
+        from the journey's entry on)."""
+        ref = request.journey
+        async with self.store.connect() as conn:
+            rows = await events.events_since(
+                conn, ref.workspace_id, ref.profile_id, request.names, request.since
+            )
+        return EventsFound(events=[TriggerEvent.model_validate(r) for r in rows])
 
 
 async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:

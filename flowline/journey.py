@@ -36,6 +36,12 @@ PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
 PROFILE_STEP = "profile_step"
+EVENTS_SINCE = "events_since"
+
+# Signals a journey takes: an event of its profile (routed to it because its flow listens to
+# the event's name), and a stop (from the API or the flow's lifecycle).
+EVENT_SIGNAL = "event"
+STOP_SIGNAL = "stop"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -60,6 +66,47 @@ class TriggerEvent(_Model):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class PathEntry(_Model):
+    step: str
+    type: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    branch: str | None = None
+    error: str | None = None
+
+
+class HeardEvent(_Model):
+    """An event a waiting journey counts, with the moment it heard it (its windows' clock)."""
+
+    event: TriggerEvent
+    heard_at: datetime
+
+
+class Resume(_Model):
+    """Where a journey that continued as new picks up: its step, its bookkeeping, and, when it was
+    waiting, the moment its timer ends and the events its wait counted so far."""
+
+    step_id: str
+    entered_at: datetime
+    visits: dict[str, int] = Field(default_factory=dict)
+    path: list[PathEntry] = Field(default_factory=list)
+    path_dropped: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict)
+    converted_at: datetime | None = None
+    until: datetime | None = None
+    heard: list[HeardEvent] = Field(default_factory=list)
+    runs: int = 1
+
+
+class JourneyLimits(_Model):
+    """When a run continues as new (Temporal refuses the 10,001st signal of a run, and histories
+    slow down long before their hard limits): tests lower these to drive journeys past them."""
+
+    signals_per_run: int = Field(default=5_000, ge=1, le=9_000)
+    history_events: int = Field(default=8_000, ge=50, le=40_000)
+    path_entries_kept: int = Field(default=200, ge=1)
+
+
 class JourneyInput(_Model):
     """Everything a journey needs to run; the flow version is frozen into it."""
 
@@ -70,15 +117,8 @@ class JourneyInput(_Model):
     profile_id: str
     event: TriggerEvent | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-
-
-class PathEntry(_Model):
-    step: str
-    type: str
-    entered_at: datetime
-    left_at: datetime | None = None
-    branch: str | None = None
-    error: str | None = None
+    limits: JourneyLimits = Field(default_factory=JourneyLimits)
+    resume: Resume | None = None
 
 
 JourneyStatus = Literal["running", "completed", "stopped", "failed"]
@@ -93,6 +133,11 @@ class JourneyState(_Model):
     path: list[PathEntry] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
     exit_reason: str | None = None
+    entered_at: datetime | None = None
+    converted_at: datetime | None = None
+    # Entries dropped from the front of ``path`` when the journey continued as new.
+    path_dropped: int = 0
+    runs: int = 1
 
 
 # ---------------------------------------------------------------- activity contracts
@@ -169,6 +214,16 @@ class ProfileAttributes(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class EventsRequest(_Model):
+    journey: JourneyRef
+    names: list[str]
+    since: datetime
+
+
+class EventsFound(_Model):
+    events: list[TriggerEvent] = Field(default_factory=list)
+
+
 class ProfileStepRequest(_Model):
     """A step that changes the person: update_profile, tag, do_not_contact, start_conversation."""
 
@@ -189,3 +244,7 @@ class StepResult(_Model):
     error: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
+
+
+class StopRequest(_Model):
+    reason: str = Field(min_length=1, max_length=200)

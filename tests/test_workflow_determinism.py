@@ -10,6 +10,9 @@ import workflows.interpreter
 
 ALLOWED_IMPORTS = {
     "__future__",
+    "asyncio",
+    "contextlib",
+    "collections.abc",
     "collections",
     "datetime",
     "typing",
@@ -20,6 +23,8 @@ ALLOWED_IMPORTS = {
     "flowline.durations",
     "flowline.flow.timing",
     "flowline.flow.experiments",
+    "flowline.flow.event_waits",
+    "flowline.flow.waiting",
     "flowline.flow.graph",
     "flowline.flow.model",
     "flowline.journey",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, Query
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut
 from flowline.store import deliveries, journeys, profiles
+from workflows.routing import JourneyStartFailed
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
@@ -15,8 +18,16 @@ router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 @router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
 async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.begin() as conn:
-        row, _created = await profiles.upsert_profile(svc.store, conn, workspace, profile_id, body.attributes)
-    return ProfileOut.model_validate(row)
+        merge = await profiles.merge_profile(
+            svc.store, conn, workspace, profile_id, body.attributes, change_event_id=f"pc-{uuid.uuid4().hex}"
+        )
+        if merge.change_event is not None:
+            # Journeys waiting for a change (wait_for_change) hear it; a refusal rolls all back.
+            try:
+                await svc.launcher.route_to_journeys(conn, workspace, [merge.change_event])
+            except JourneyStartFailed as error:
+                raise ApiError(503, f"{error}; nothing was changed, send the change again") from error
+    return ProfileOut.model_validate(merge.row)
 
 
 @router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")

@@ -20,6 +20,7 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, WaitForEventStep
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
@@ -38,6 +39,14 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {CONTINUE: step.next}
         case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
             return {CONTINUE: step.next}
+        case WaitForEventStep(next=HappenedNext() as waited):
+            return {"happened": waited.happened, "timeout": waited.timeout}
+        case WaitForEventStep(next=str() | None as nxt):
+            return {"happened": nxt, "timeout": nxt}
+        case WaitForChangeStep(next=ChangedNext() as changed):
+            return {"changed": changed.changed, "timeout": changed.timeout}
+        case WaitForChangeStep(next=str() | None as nxt):
+            return {"changed": nxt, "timeout": nxt}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:

@@ -9,9 +9,9 @@ until the new case is handled.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, assert_never
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, AwareDatetime, Field, model_validator
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
@@ -25,6 +25,14 @@ from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
 from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
 from flowline.flow.steps_profile import TagStep as TagStep
 from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
+from flowline.flow.waiting import (
+    PROFILE_CHANGED,
+    EventMatch,
+    Goal,
+    WaitDuration,
+    WaitForChangeStep,
+    WaitForEventStep,
+)
 
 # ---------------------------------------------------------------- triggers
 
@@ -49,6 +57,46 @@ Trigger = Annotated[EventTrigger | FlowTrigger, Field(discriminator="type")]
 # ---------------------------------------------------------------- settings
 
 
+VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
+
+
+def variable_fits(kind: VariableType, value: Any) -> bool:
+    """Whether ``value`` (JSON) is a ``kind``; null fits every type (an unset variable)."""
+    if value is None:
+        return True
+    match kind:
+        case "text":
+            return isinstance(value, str)
+        case "number":
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        case "boolean":
+            return isinstance(value, bool)
+        case "date":
+            if not isinstance(value, str):
+                return False
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return False
+            return True
+        case "list":
+            return isinstance(value, list)
+        case "object":
+            return isinstance(value, dict)
+    assert_never(kind)
+
+
+class VariableDeclaration(_Strict):
+    type: VariableType
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> VariableDeclaration:
+        if not variable_fits(self.type, self.default):
+            raise ValueError(f"the default is not a {self.type}")
+        return self
+
+
 class FlowSettings(_Strict):
     # never: a profile enters once; after_exit: again once its journey ended;
     # concurrent: several journeys at once, one per entry key.
@@ -56,6 +104,22 @@ class FlowSettings(_Strict):
     # With reentry=concurrent: the trigger event property that tells entries apart
     # (default: every triggering event is an entry of its own).
     entry_key: str | None = None
+    # Any of these events ends a journey at once, from any step (also mid-pause or mid-wait).
+    stop_when: list[EventMatch] = Field(default_factory=list, max_length=20)
+    goal: Goal | None = None
+    # Entries are taken from start_at until end_at (default: a year after the version's publication).
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    # A journey's waits end by this long after its entry; the journey then leaves (max_duration).
+    max_duration: WaitDuration | None = None
+    # Declared flow variables: values given at entry are checked against them; defaults fill gaps.
+    variables: dict[VariableName, VariableDeclaration] = Field(default_factory=dict, max_length=100)
+
+    @model_validator(mode="after")
+    def _window(self) -> FlowSettings:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("end_at must come after start_at")
+        return self
 
 
 # ---------------------------------------------------------------- steps
@@ -219,12 +283,19 @@ Step = Annotated[
     | TagStep
     | DoNotContactStep
     | StartConversationStep
+    | WaitForEventStep
+    | WaitForChangeStep
     | ExitStep,
     Field(discriminator="type"),
 ]
 
 # Steps that make a journey wait for time to pass: a loop must contain one of these.
-WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (PauseStep, WaitForDateStep)
+WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (
+    PauseStep,
+    WaitForDateStep,
+    WaitForEventStep,
+    WaitForChangeStep,
+)
 
 
 # ---------------------------------------------------------------- the document
@@ -243,6 +314,19 @@ class FlowDocument(_Strict):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    def listened_events(self) -> frozenset[str]:
+        """The event names a journey of this flow may use while in flight (stop, goal, waits):
+        the router signals a journey only the events its flow listens to."""
+        names = {match.event for match in self.settings.stop_when}
+        if self.settings.goal is not None:
+            names.add(self.settings.goal.event)
+        for step in self.steps:
+            if isinstance(step, WaitForEventStep):
+                names.update(condition.event for condition in step.conditions)
+            elif isinstance(step, WaitForChangeStep):
+                names.add(PROFILE_CHANGED)
+        return frozenset(names)
 
     def dump(self) -> dict[str, Any]:
         """The canonical JSON form (aliases such as ``for``, durations as ``7d``)."""

@@ -23,7 +23,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
-from flowline.store.profiles import ensure_profiles, merge_attributes
+from flowline.store.profiles import changed_attributes, ensure_profiles, merge_attributes
 from flowline.store.tables import events, profile_friends, profiles
 
 PROFILE_CHANGED = "profile_changed"
@@ -121,19 +121,6 @@ async def _update_profile(conn: AsyncConnection, workspace_id: str, profile_id: 
 # ---------------------------------------------------------------- attributes
 
 
-def attribute_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """What merging ``changes`` (null erases) alters: {name: {"from": old, "to": new}}."""
-    altered = {}
-    for name, value in changes.items():
-        if value is None:
-            if name in current:
-                altered[name] = {"from": current[name], "to": None}
-        # JSON tells 1 from true, Python's == does not.
-        elif name not in current or current[name] != value or type(current[name]) is not type(value):
-            altered[name] = {"from": current.get(name), "to": value}
-    return altered
-
-
 async def change_attributes(
     store: Store,
     conn: AsyncConnection,
@@ -147,10 +134,10 @@ async def change_attributes(
     if await already_made(conn, workspace_id, origin, PROFILE_CHANGED, profile_id):
         return {}
     current: dict[str, Any] = row["attributes"]
-    altered = attribute_changes(current, changes)
+    merged = merge_attributes(current, changes)
+    altered = changed_attributes(current, merged)
     if not altered:
         return {}
-    merged = merge_attributes(current, {name: change["to"] for name, change in altered.items()})
     await _update_profile(conn, workspace_id, profile_id, attributes=merged)
     await write_event(store, conn, workspace_id, profile_id, origin, PROFILE_CHANGED, {"changed": altered})
     return altered

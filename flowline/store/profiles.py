@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.store.database import Store, utcnow
+from flowline.store.events import insert_events
 from flowline.store.tables import profiles
 
 
@@ -24,6 +27,16 @@ def merge_attributes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     return merged
 
 
+def changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{attribute: {"from": old, "to": new}} for every attribute whose value differs (None: absent)."""
+    return {
+        name: {"from": before.get(name), "to": after.get(name)}
+        for name in sorted(set(before) | set(after))
+        # JSON tells 1 from true; Python's == does not.
+        if before.get(name) != after.get(name) or type(before.get(name)) is not type(after.get(name))
+    }
+
+
 async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
     row = (
         await conn.execute(
@@ -33,10 +46,35 @@ async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str)
     return None if row is None else dict(row._mapping)
 
 
+@dataclass(frozen=True)
+class ProfileMerge:
+    row: dict[str, Any]
+    created: bool
+    # The ``profile_changed`` event written for the change (None when nothing changed).
+    change_event: dict[str, Any] | None
+
+
 async def upsert_profile(
     store: Store, conn: AsyncConnection, workspace_id: str, profile_id: str, changes: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
     """Merge ``changes`` into the profile, creating it if needed; returns (row, created)."""
+    merge = await merge_profile(store, conn, workspace_id, profile_id, changes)
+    return merge.row, merge.created
+
+
+async def merge_profile(
+    store: Store,
+    conn: AsyncConnection,
+    workspace_id: str,
+    profile_id: str,
+    changes: dict[str, Any],
+    *,
+    change_event_id: str | None = None,
+    source: str = "api",
+) -> ProfileMerge:
+    """Merge ``changes`` into the profile, creating it if needed. With ``change_event_id``, a
+    change also writes a ``profile_changed`` event (properties: changed {attribute: {from, to}},
+    source) in the same transaction; the caller routes it."""
     now = utcnow()
     created = await ensure_profiles(store, conn, workspace_id, [profile_id], now=now)
     # Lock the row (PostgreSQL) so that two concurrent merges do not lose each other's changes.
@@ -47,6 +85,7 @@ async def upsert_profile(
         query = query.with_for_update()
     current = (await conn.execute(query)).scalar_one()
     merged = merge_attributes(current, changes)
+    changed = changed_attributes(current, merged)
     await conn.execute(
         profiles.update()
         .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
@@ -54,7 +93,17 @@ async def upsert_profile(
     )
     row = await get_profile(conn, workspace_id, profile_id)
     assert row is not None
-    return row, bool(created)
+    event = None
+    if changed and change_event_id is not None:
+        event = {
+            "id": change_event_id,
+            "profile_id": profile_id,
+            "name": PROFILE_CHANGED,
+            "timestamp": now,
+            "properties": {"changed": changed, "source": source},
+        }
+        await insert_events(store, conn, workspace_id, [event], routed_at=now)
+    return ProfileMerge(row, bool(created), event)
 
 
 async def ensure_profiles(

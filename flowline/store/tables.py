@@ -165,6 +165,9 @@ journeys = Table(
     Column("exit_reason", String(200)),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("ended_at", UTCDateTime()),
+    # The flow's goal: the first matching event within the goal's window (also after the end).
+    Column("converted_at", UTCDateTime()),
+    Column("goal_event_id", String(ID)),
     UniqueConstraint("workspace_id", "flow_id", "profile_id", "entry_lock"),
     Index(None, "workspace_id", "profile_id"),
     Index(None, "workspace_id", "flow_id", "status"),
