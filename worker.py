@@ -15,11 +15,12 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import JourneyActivities, ProfileStepActivities
+from activities import FlowActivities, JourneyActivities, ProfileStepActivities
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
 from workflows.journey import JourneyWorkflow
+from workflows.routing import JourneyLauncher
 
 WORKFLOWS = [JourneyWorkflow]
 
@@ -31,11 +32,13 @@ async def running_worker(
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
         activities = JourneyActivities(store, http)
+        # add_to_flow starts journeys, on this worker's task queue.
+        flow_activities = FlowActivities(store, JourneyLauncher(store, client, task_queue))
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[*activities.all(), *ProfileStepActivities(store).all()],
+            activities=[*activities.all(), *flow_activities.all(), *ProfileStepActivities(store).all()],
             max_concurrent_activities=100,
         )
         async with worker:

@@ -40,6 +40,23 @@ from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value, uses_profile_attributes
 
 
+async def template_context(
+    conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
+) -> dict[str, Any]:
+    """What templates see: the profile (loaded unless not needed), event, variables, flow, journey."""
+    attributes: dict[str, Any] = {}
+    if load_profile:
+        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        attributes = dict(profile["attributes"]) if profile else {}
+    return {
+        "profile": {**attributes, "id": ref.profile_id},
+        "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
+        "vars": scope.vars,
+        "flow": scope.flow,
+        "journey": {"id": ref.journey_id},
+    }
+
+
 class JourneyActivities:
     def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
         self.store = store
@@ -56,21 +73,7 @@ class JourneyActivities:
             self.events_since,
         ]
 
-    @staticmethod
-    async def _template_context(
-        conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
-    ) -> dict[str, Any]:
-        attributes: dict[str, Any] = {}
-        if load_profile:
-            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-            attributes = dict(profile["attributes"]) if profile else {}
-        return {
-            "profile": {**attributes, "id": ref.profile_id},
-            "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
-            "vars": scope.vars,
-            "flow": scope.flow,
-            "journey": {"id": ref.journey_id},
-        }
+    _template_context = staticmethod(template_context)
 
     @activity.defn(name=SEND_IN_APP)
     async def send_in_app(self, request: SendInAppRequest) -> StepResult:

@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.journeys import JourneyActivities
 from flowline import expressions
+from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import CONTINUE
 from flowline.flow.model import (
     DoNotContactStep,
@@ -18,7 +19,7 @@ from flowline.flow.model import (
     TagStep,
     UpdateProfileStep,
 )
-from flowline.flow.steps_profile import ExpressionValue, TemplateValue
+from flowline.flow.steps_profile import TemplateValue
 from flowline.journey import PROFILE_STEP, ProfileStepRequest, StepResult
 from flowline.store import conversations
 from flowline.store import profile_changes as changes

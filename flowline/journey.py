@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowline.flow.model import (
     DoNotContactStep,
     FlowDocument,
+    OtherParticipant,
+    PassedValue,
     StartConversationStep,
     TagStep,
     UpdateProfileStep,
@@ -42,6 +44,7 @@ EVENTS_SINCE = "events_since"
 # the event's name), and a stop (from the API or the flow's lifecycle).
 EVENT_SIGNAL = "event"
 STOP_SIGNAL = "stop"
+ADD_TO_FLOW = "add_to_flow"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -73,6 +76,8 @@ class PathEntry(_Model):
     left_at: datetime | None = None
     branch: str | None = None
     error: str | None = None
+    # The journey an add_to_flow step started (or found started by an earlier attempt).
+    started_journey: str | None = None
 
 
 class HeardEvent(_Model):
@@ -224,6 +229,17 @@ class EventsFound(_Model):
     events: list[TriggerEvent] = Field(default_factory=list)
 
 
+class AddToFlowRequest(_Model):
+    journey: JourneyRef
+    step_id: str
+    iteration: int
+    flow: str
+    variables: dict[str, PassedValue] = Field(default_factory=dict)
+    # None: the journey's own profile.
+    participant: OtherParticipant | None = None
+    scope: TemplateScope
+
+
 class ProfileStepRequest(_Model):
     """A step that changes the person: update_profile, tag, do_not_contact, start_conversation."""
 
@@ -242,6 +258,7 @@ class StepResult(_Model):
     branch: str
     delivery_id: str | None = None
     error: str | None = None
+    started_journey: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
 

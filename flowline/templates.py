@@ -12,10 +12,6 @@ from liquid.exceptions import LiquidError
 _ENV = Environment()
 
 
-class TemplateError(ValueError):
-    pass
-
-
 def _reason(error: LiquidError) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
@@ -25,19 +21,24 @@ def _compile(source: str) -> Any:
     return _ENV.from_string(source)
 
 
+class TemplateError(ValueError):
+    pass
+
+
+def check(source: str) -> str:
+    """``source`` if it parses as Liquid; otherwise TemplateError with the first line of the reason."""
+    if "{" in source:
+        try:
+            _compile(source)
+        except LiquidError as error:
+            raise TemplateError(f"not a valid template: {_reason(error)}") from None
+    return source
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     if "{" not in source:
         return source
     return str(_compile(source).render(**context))
-
-
-def check(source: str) -> str:
-    """``source`` if it parses as Liquid; otherwise TemplateError saying why."""
-    try:
-        _compile(source)
-    except LiquidError as error:
-        raise TemplateError(f"not a valid template: {_reason(error)}") from None
-    return source
 
 
 def render_checked(source: str, context: dict[str, Any]) -> str:

@@ -55,6 +55,24 @@ def send_then_exit_flow(event: str = "signed_up", *, first: dict[str, Any] | Non
     return flow
 
 
+def target_flow(flow_id: str = "target", *, reentry: str = "after_exit") -> dict[str, Any]:
+    """A flow only other flows enter: its message shows the variables it was given."""
+    return {
+        "id": flow_id,
+        "name": "Target",
+        "trigger": {"type": "flow"},
+        "settings": {"reentry": reentry},
+        "steps": [
+            {
+                "id": "tell",
+                "type": "send",
+                "channel": "in_app",
+                "content": {"body": "{{ vars.coupon | default: 'none' }} for {{ profile.id }}"},
+            }
+        ],
+    }
+
+
 def profile_steps_flow(trigger: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every step that changes the person, then an in-app message that reads the changes."""
     return {

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from flowline.flow.validation import parse_flow
-from flowline.store import profiles, workspaces
+from flowline.store import flows, profiles, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
-from tests.flows import profile_steps_flow, send_then_exit_flow, welcome_flow
+from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
 from tests.servers import HttpSink, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
@@ -80,6 +80,13 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _first({"id": "wait", "type": "wait_for_date", **_YEARLY}),
         200,
     ),
+    # Adds the person to the published flow "target" (see main), with a variable.
+    "add_to_flow_then_send": (
+        _first(
+            {"id": "add", "type": "add_to_flow", "flow": "target", "variables": {"coupon": "{{ flow.id }}"}}
+        ),
+        200,
+    ),
     # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
     "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
 }
@@ -114,6 +121,9 @@ async def main(names: list[str]) -> None:
                 await workspaces.create_workspace(conn, "recording", "recording")
                 changes = {"anniversary": "2000-06-15", "timezone": "Europe/Berlin"}
                 await profiles.upsert_profile(store, conn, "recording", "p-1", changes)
+                target = parse_flow(target_flow())
+                await flows.save_draft(store, conn, "recording", target)
+                await flows.publish(conn, "recording", target.id, target)
             launcher = JourneyLauncher(store, env.client, QUEUE)
 
             async def finish(journey_id: str) -> None:

@@ -26,6 +26,7 @@ def test_histories_are_recorded() -> None:
     newer = {"pause_for_then_until_time_of_day", "split_then_send", "update_variable_then_send"}
     assert newer | {"wait_for_date_missing_then_send", "wait_for_date_every_year_then_send"} <= names
     assert "update_profile_tag_then_send" in names
+    assert "add_to_flow_then_send" in names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -23,8 +23,9 @@ from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.experiments import assign
-from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
 from flowline.flow.model import (
+    AddToFlowStep,
     DoNotContactStep,
     ExitStep,
     FlowDocument,
@@ -47,6 +48,7 @@ from flowline.flow.waiting import (
     timeout_of,
 )
 from flowline.journey import (
+    ADD_TO_FLOW,
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
     EVENTS_SINCE,
@@ -55,6 +57,7 @@ from flowline.journey import (
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    AddToFlowRequest,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
@@ -258,12 +261,15 @@ class JourneyInterpreter:
             entry.left_at = workflow.now()
             entry.branch = result.branch
             entry.error = result.error
+            entry.started_journey = result.started_journey
             if isinstance(step, ExitStep):
                 exit_reason = "exit_step"
                 break
             target = next_step(flow, step, result.branch)
             if target is None and isinstance(step, SplitStep) and result.branch == CONTROL:
                 exit_reason = "control_group"
+            if isinstance(step, AddToFlowStep) and step.then == "exit" and result.branch == ADDED:
+                exit_reason = "added_to_flow"  # moved on to the other flow
             step = flow.step(target) if target is not None else None
         return exit_reason
 
@@ -425,6 +431,17 @@ class JourneyInterpreter:
                 )
                 # A change that fails for good is recorded on the path; the journey goes on.
                 return await self._activity(PROFILE_STEP, change, failed_branch=CONTINUE)
+            case AddToFlowStep():
+                add = AddToFlowRequest(
+                    journey=ref,
+                    step_id=step.id,
+                    iteration=iteration,
+                    flow=step.flow,
+                    variables=step.variables,
+                    participant=None if step.participant == "self" else step.participant,
+                    scope=scope,
+                )
+                return await self._activity(ADD_TO_FLOW, add, failed_branch=FAILED)
             case WaitForEventStep():
                 return await self._wait_for_event(step, ref, scope)
             case WaitForChangeStep():
@@ -547,7 +564,7 @@ class JourneyInterpreter:
     async def _activity(
         self,
         name: str,
-        request: SendInAppRequest | WebhookRequest | ProfileStepRequest,
+        request: SendInAppRequest | WebhookRequest | AddToFlowRequest | ProfileStepRequest,
         *,
         failed_branch: str,
     ) -> StepResult:

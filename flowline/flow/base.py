@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from flowline.expressions import ExpressionError, check
+from flowline.templates import TemplateError
+from flowline.templates import check as check_template
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 StepId = Identifier
@@ -48,3 +50,20 @@ def _expression(text: str) -> str:
 # A CEL expression, compiled when the flow is validated (a fault names its path).
 Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
 VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class ExpressionValue(Strict):
+    """A value computed by a CEL expression (any JSON type), where a template would give a string."""
+
+    expression: Expression
+
+
+def _template(text: str) -> str:
+    try:
+        return check_template(text)
+    except TemplateError as error:
+        raise ValueError(str(error)) from None
+
+
+# A Liquid template, parsed when the flow is validated (a fault names its path).
+Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flowline.flow.model import (
+    AddToFlowNext,
+    AddToFlowStep,
     DoNotContactStep,
     ExitStep,
     FlowDocument,
@@ -26,6 +28,9 @@ from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, 
 CONTINUE = "next"
 # The branch of a split's control group: without a ``next`` of its own it ends the journey.
 CONTROL = "control"
+# The branches of add_to_flow; with ``then: exit``, ADDED ends the journey.
+ADDED = "added"
+FAILED = "failed"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -35,6 +40,10 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
+        case AddToFlowStep(next=AddToFlowNext() as to):
+            return {ADDED: to.added, FAILED: to.failed}
+        case AddToFlowStep(next=str() | None as to):
+            return {ADDED: to, FAILED: to}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
             return {CONTINUE: step.next}
         case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
@@ -74,6 +83,8 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         and step.control is not None
         and step.control.next is None
     ):
+        return None
+    if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)

@@ -7,32 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, model_validator
+from pydantic import Discriminator, Field, JsonValue, Tag, model_validator
 
-from flowline.flow.base import Expression, StepBase, StepId, Strict
-from flowline.templates import TemplateError, check
-
-
-def _template(source: str) -> str:
-    try:
-        return check(source)
-    except TemplateError as error:
-        raise ValueError(str(error)) from None
-
-
-Template = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]
+from flowline.flow.base import ExpressionValue, StepBase, StepId, Strict, Template
 
 
 class TemplateValue(Strict):
     """The attribute becomes the rendered text of a Liquid template."""
 
     template: Template
-
-
-class ExpressionValue(Strict):
-    """The attribute becomes the value of a CEL expression (any JSON value)."""
-
-    expression: Expression
 
 
 def _value_kind(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +16,7 @@ from flowline.store.tables import flow_versions, flows
 
 # A flow without end_at takes entries for a year after the version was published.
 DEFAULT_LIFETIME = timedelta(days=365)
+FlowStatus = Literal["draft", "running", "draining", "stopped", "finished"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,16 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
         .values(status="running", current_version=version)
     )
     return version
+
+
+async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, status: FlowStatus) -> bool:
+    """Move a flow to ``status`` (no checks of the lifecycle here); False if there is no such flow."""
+    result = await conn.execute(
+        flows.update()
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+        .values(status=status, updated_at=utcnow())
+    )
+    return bool(result.rowcount)
 
 
 async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[dict[str, Any]]:

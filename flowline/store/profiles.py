@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.flow.waiting import PROFILE_CHANGED
@@ -52,6 +54,36 @@ class ProfileMerge:
     created: bool
     # The ``profile_changed`` event written for the change (None when nothing changed).
     change_event: dict[str, Any] | None
+
+
+Contact = Literal["email", "phone"]
+
+
+def normal_contact(kind: Contact, value: str) -> str:
+    """The form contacts are compared in: emails ignore case, both ignore surrounding blanks."""
+    value = value.strip()
+    return value.lower() if kind == "email" else value
+
+
+def contact_profile_id(workspace_id: str, kind: Contact, value: str) -> str:
+    """The id of a profile created for a contact: the same contact always gets the same id (so two
+    concurrent creations make one profile), and no personal data shows in ids."""
+    raw = "\x1f".join((workspace_id, kind, normal_contact(kind, value))).encode()
+    return "p-" + base64.b32encode(hashlib.sha256(raw).digest()).decode().lower().rstrip("=")[:24]
+
+
+async def find_by_contact(conn: AsyncConnection, workspace_id: str, kind: Contact, value: str) -> str | None:
+    """The id of the (oldest) profile whose ``email`` or ``phone`` attribute is ``value``."""
+    stored = profiles.c.attributes[kind].as_string()
+    stored = func.lower(func.trim(stored)) if kind == "email" else func.trim(stored)
+    query = (
+        select(profiles.c.id)
+        .where(profiles.c.workspace_id == workspace_id, stored == normal_contact(kind, value))
+        .order_by(profiles.c.created_at, profiles.c.id)
+        .limit(1)
+    )
+    found = await conn.scalar(query)
+    return None if found is None else str(found)
 
 
 async def upsert_profile(
