@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from flowline.conditions import matches_all
 from flowline.flow.model import EventTrigger
 from flowline.flow.variables import variable_faults
-from flowline.journey import JourneyInput, TriggerEvent, journey_id
+from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
 from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
@@ -89,6 +89,7 @@ class JourneyLauncher:
         *,
         entry: str,
         variables: dict[str, Any] | None = None,
+        limits: JourneyLimits | None = None,
     ) -> str | None:
         """Start one journey (an API call); None when the flow's re-entry rule refuses it.
         Raises EntryRefused outside the flow's entry window or for variables that do not fit."""
@@ -102,6 +103,8 @@ class JourneyLauncher:
             claim = await self._claim(conn, workspace_id, flow, profile_id, entry=entry, variables=variables)
             if claim is None:
                 return None
+            if limits is not None:
+                claim.limits = limits
             await self._start_workflow(claim)
         return claim.journey_id
 
