@@ -15,7 +15,13 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import CallApiActivities, ConditionActivities, FlowActivities, JourneyActivities
+from activities import (
+    CallApiActivities,
+    ConditionActivities,
+    FlowActivities,
+    JourneyActivities,
+    ProfileStepActivities,
+)
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -44,6 +50,7 @@ async def running_worker(
                 *flow_activities.all(),
                 *call_activities.all(),
                 *ConditionActivities(store).all(),
+                *ProfileStepActivities(store).all(),
             ],
             max_concurrent_activities=100,
         )

@@ -4,5 +4,12 @@ from activities.add_to_flow import FlowActivities
 from activities.call_api import CallApiActivities
 from activities.conditions import ConditionActivities
 from activities.journeys import JourneyActivities
+from activities.profile_steps import ProfileStepActivities
 
-__all__ = ["CallApiActivities", "ConditionActivities", "FlowActivities", "JourneyActivities"]
+__all__ = [
+    "CallApiActivities",
+    "ConditionActivities",
+    "FlowActivities",
+    "JourneyActivities",
+    "ProfileStepActivities",
+]

@@ -6,12 +6,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowline.conditions.rules import Condition
-from flowline.flow.model import CallApiStep, FlowDocument, OtherParticipant, PassedValue
+from flowline.flow.model import (
+    CallApiStep,
+    DoNotContactStep,
+    FlowDocument,
+    OtherParticipant,
+    PassedValue,
+    StartConversationStep,
+    TagStep,
+    UpdateProfileStep,
+)
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -31,6 +40,7 @@ PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
 EVALUATE_CONDITIONS = "evaluate_conditions"
+PROFILE_STEP = "profile_step"
 EVENTS_SINCE = "events_since"
 
 # Signals a journey takes: an event of its profile (routed to it because its flow listens to
@@ -256,6 +266,18 @@ class AddToFlowRequest(_Model):
     # None: the journey's own profile.
     participant: OtherParticipant | None = None
     scope: TemplateScope
+
+
+class ProfileStepRequest(_Model):
+    """A step that changes the person: update_profile, tag, do_not_contact, start_conversation."""
+
+    journey: JourneyRef
+    step: Annotated[
+        UpdateProfileStep | TagStep | DoNotContactStep | StartConversationStep, Field(discriminator="type")
+    ]
+    iteration: int
+    scope: TemplateScope
+    ends_journey: JourneyEnd | None = None
 
 
 class StepResult(_Model):

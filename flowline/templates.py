@@ -12,6 +12,10 @@ from liquid.exceptions import LiquidError
 _ENV = Environment()
 
 
+def _reason(error: LiquidError) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 @lru_cache(maxsize=1024)
 def _compile(source: str) -> Any:
     return _ENV.from_string(source)
@@ -27,8 +31,7 @@ def check(source: str) -> str:
         try:
             _compile(source)
         except LiquidError as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise TemplateError(f"not a valid template: {reason}") from None
+            raise TemplateError(f"not a valid template: {_reason(error)}") from None
     return source
 
 
@@ -36,6 +39,14 @@ def render(source: str, context: dict[str, Any]) -> str:
     if "{" not in source:
         return source
     return str(_compile(source).render(**context))
+
+
+def render_checked(source: str, context: dict[str, Any]) -> str:
+    """Like ``render``, but any Liquid failure (say, an unknown filter) is a TemplateError."""
+    try:
+        return render(source, context)
+    except LiquidError as error:
+        raise TemplateError(_reason(error)) from None
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

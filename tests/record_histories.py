@@ -23,7 +23,7 @@ from flowline.store import flows, profiles, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
-from tests.flows import send_then_exit_flow, target_flow, welcome_flow
+from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
 from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
@@ -123,6 +123,8 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         ),
         200,
     ),
+    # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
+    "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
 }
 
 

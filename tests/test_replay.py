@@ -27,6 +27,7 @@ def test_histories_are_recorded() -> None:
     assert newer | {"wait_for_date_missing_then_send", "wait_for_date_every_year_then_send"} <= names
     assert {"call_api_success_saves_then_send", "call_api_client_error_then_send"} <= names
     assert "branch_on_attribute_then_send" in names
+    assert "update_profile_tag_then_send" in names
     assert "add_to_flow_then_send" in names
 
 

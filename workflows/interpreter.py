@@ -28,12 +28,16 @@ from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_a
 from flowline.flow.model import (
     AddToFlowStep,
     CallApiStep,
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
@@ -53,6 +57,7 @@ from flowline.journey import (
     EVALUATE_EXPRESSIONS,
     EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
+    PROFILE_STEP,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
@@ -73,6 +78,7 @@ from flowline.journey import (
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
+    ProfileStepRequest,
     Resume,
     SendInAppRequest,
     StepResult,
@@ -425,6 +431,16 @@ class JourneyInterpreter:
                     )
                 await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
+            case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
+                change = ProfileStepRequest(
+                    journey=ref,
+                    step=step,
+                    iteration=iteration,
+                    scope=scope,
+                    ends_journey=self._ending(flow, step, ref),
+                )
+                # A change that fails for good is recorded on the path; the journey goes on.
+                return await self._activity(PROFILE_STEP, change, failed_branch=CONTINUE)
             case AddToFlowStep():
                 add = AddToFlowRequest(
                     journey=ref,
@@ -590,7 +606,7 @@ class JourneyInterpreter:
     async def _activity(
         self,
         name: str,
-        request: SendInAppRequest | WebhookRequest | AddToFlowRequest,
+        request: SendInAppRequest | WebhookRequest | AddToFlowRequest | ProfileStepRequest,
         *,
         failed_branch: str,
     ) -> StepResult:

@@ -1,11 +1,16 @@
-"""Building blocks every part of the flow document uses: strict models, ids, times of day."""
+"""Building blocks every part of the flow document uses: strict models, ids, times of day,
+expressions (model.py and the step modules beside it share them)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from flowline.expressions import ExpressionError, check
+from flowline.templates import TemplateError
+from flowline.templates import check as check_template
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 StepId = Identifier
@@ -35,4 +40,30 @@ def check_zone(name: str | None) -> None:
             raise ValueError(f"unknown time zone {name!r}") from None
 
 
+def _expression(text: str) -> str:
+    try:
+        return check(text)
+    except ExpressionError as error:
+        raise ValueError(str(error)) from None
+
+
+# A CEL expression, compiled when the flow is validated (a fault names its path).
+Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
 VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class ExpressionValue(Strict):
+    """A value computed by a CEL expression (any JSON type), where a template would give a string."""
+
+    expression: Expression
+
+
+def _template(text: str) -> str:
+    try:
+        return check_template(text)
+    except TemplateError as error:
+        raise ValueError(str(error)) from None
+
+
+# A Liquid template, parsed when the flow is validated (a fault names its path).
+Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]

@@ -9,13 +9,17 @@ from flowline.flow.model import (
     AddToFlowNext,
     AddToFlowStep,
     CallApiStep,
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendNext,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
@@ -57,6 +61,8 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             }
         case CallApiStep(next=str() | None as nxt):
             return dict.fromkeys(CALL_BRANCHES, nxt)
+        case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
+            return {CONTINUE: step.next}
         case WaitForEventStep(next=HappenedNext() as waited):
             return {"happened": waited.happened, "timeout": waited.timeout}
         case WaitForEventStep(next=str() | None as nxt):

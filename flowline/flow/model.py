@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, assert_never
 
 from pydantic import (
-    AfterValidator,
     AnyHttpUrl,
     AwareDatetime,
     Discriminator,
@@ -23,13 +22,27 @@ from pydantic import (
 
 from flowline.conditions import PropertyFilter
 from flowline.durations import Duration
-from flowline.expressions import ExpressionError, check
-from flowline.flow.base import Identifier, StepId, TimeOfDay, VariableName, Weekday
+from flowline.flow.base import (
+    Expression,
+    Identifier,
+    StepId,
+    Template,
+    TimeOfDay,
+    VariableName,
+    Weekday,
+)
+from flowline.flow.base import ExpressionValue as ExpressionValue
 from flowline.flow.base import StepBase as _StepBase
 from flowline.flow.base import Strict as _Strict
 from flowline.flow.base import check_zone as _check_zone
 from flowline.flow.branching import BranchStep
+
+# Step models kept in modules of their own, re-exported here with the rest of the union.
 from flowline.flow.steps_http import CallApiStep as CallApiStep
+from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
+from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
+from flowline.flow.steps_profile import TagStep as TagStep
+from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
 from flowline.flow.waiting import (
     PROFILE_CHANGED,
     EventMatch,
@@ -38,8 +51,6 @@ from flowline.flow.waiting import (
     WaitForChangeStep,
     WaitForEventStep,
 )
-from flowline.templates import TemplateError
-from flowline.templates import check as check_template
 
 # ---------------------------------------------------------------- triggers
 
@@ -267,38 +278,12 @@ class WaitForDateStep(_StepBase):
         return self
 
 
-def _expression(text: str) -> str:
-    try:
-        return check(text)
-    except ExpressionError as error:
-        raise ValueError(str(error)) from None
-
-
-Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
-
-
 class UpdateVariableStep(_StepBase):
     """Sets flow variables to the values of CEL expressions over profile, event, vars and flow."""
 
     type: Literal["update_variable"]
     set: dict[VariableName, Expression] = Field(min_length=1, max_length=50)
     next: StepId | None = None
-
-
-def _template(text: str) -> str:
-    try:
-        return check_template(text)
-    except TemplateError as error:
-        raise ValueError(str(error)) from None
-
-
-Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
-
-
-class ExpressionValue(_Strict):
-    """A value computed by a CEL expression (any JSON type), where a template would give a string."""
-
-    expression: Expression
 
 
 def _value_kind(value: Any) -> str | None:
@@ -388,6 +373,10 @@ Step = Annotated[
     | BranchStep
     | UpdateVariableStep
     | WaitForDateStep
+    | UpdateProfileStep
+    | TagStep
+    | DoNotContactStep
+    | StartConversationStep
     | WaitForEventStep
     | WaitForChangeStep
     | AddToFlowStep

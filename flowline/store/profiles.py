@@ -34,7 +34,8 @@ def changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[st
     return {
         name: {"from": before.get(name), "to": after.get(name)}
         for name in sorted(set(before) | set(after))
-        if before.get(name) != after.get(name)
+        # JSON tells 1 from true; Python's == does not.
+        if before.get(name) != after.get(name) or type(before.get(name)) is not type(after.get(name))
     }
 
 
