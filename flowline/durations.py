@@ -23,7 +23,11 @@ def parse_duration(value: object) -> timedelta:
     if match is None:
         raise ValueError(f"'{value}' is not a duration such as '30s', '15m', '4h', '7d' or '2w'")
     amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(seconds=amount * _UNITS[unit])
+    try:
+        return timedelta(seconds=amount * _UNITS[unit])
+    except OverflowError:
+        # Past timedelta's range (about 2.7 million years): a fault, not a crash.
+        raise ValueError(f"'{value}' is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -191,7 +191,7 @@ def test_not_happened_alone_is_a_fault_with_its_path() -> None:
     with pytest.raises(FlowInvalid) as caught:
         parse_flow(wait_flow(wait))
     [fault] = caught.value.faults
-    assert fault.path == "$.steps[0]"
+    assert fault.path == "$.steps[0].conditions"
     assert "'not happened'" in fault.message
 
 

@@ -12,7 +12,17 @@ from flowline.expressions import ExpressionError, check
 from flowline.templates import TemplateError
 from flowline.templates import check as check_template
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+# What each pattern asks for, in words (validation turns "should match pattern" into these).
+PATTERN_MEANINGS = {
+    IDENTIFIER_PATTERN: "an id (1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit)",
+    TIME_OF_DAY_PATTERN: "a time of day (HH:MM, 00:00 to 23:59)",
+    VARIABLE_NAME_PATTERN: "a variable name (1 to 64 letters, digits or '_', not starting with a digit)",
+}
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 StepId = Identifier
 
 
@@ -27,7 +37,7 @@ class StepBase(Strict):
     name: str | None = Field(default=None, max_length=200)
 
 
-TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+TimeOfDay = Annotated[str, Field(pattern=TIME_OF_DAY_PATTERN, description="HH:MM")]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
 
@@ -49,7 +59,7 @@ def _expression(text: str) -> str:
 
 # A CEL expression, compiled when the flow is validated (a fault names its path).
 Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
-VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
 
 
 class ExpressionValue(Strict):

@@ -8,7 +8,7 @@ until the new case is handled.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, assert_never
 
 from pydantic import (
@@ -21,7 +21,6 @@ from pydantic import (
 )
 
 from flowline.conditions import PropertyFilter
-from flowline.durations import Duration
 from flowline.flow.base import (
     Expression,
     Identifier,
@@ -154,7 +153,8 @@ class PauseStep(_StepBase):
     ``timezone`` attribute, else UTC; an exact date-time with an offset is taken as it is."""
 
     type: Literal["pause"]
-    for_: Duration | None = Field(default=None, alias="for")
+    # Bounded like every wait: a 0s pause would not wait at all (and a loop through it would spin).
+    for_: WaitDuration | None = Field(default=None, alias="for")
     until_time: TimeOfDay | None = None
     until: WeekdayTime | datetime | None = None
     timezone: str | None = None
@@ -244,6 +244,10 @@ class SplitStep(_StepBase):
         return [*branches, ("control", self.control.weight)] if self.control else branches
 
 
+# The longest offset from an every-year date (timing.date_wait_end looks up to two years ahead).
+EVERY_YEAR_OFFSET = timedelta(days=365)
+
+
 class WaitForDateStep(_StepBase):
     """Waits for a date in a profile attribute (an ISO date or date-time): ``is_in`` a duration
     before it, ``was`` a duration after it, ``is_today``, ``is_tomorrow`` (the day before) or
@@ -253,8 +257,8 @@ class WaitForDateStep(_StepBase):
 
     type: Literal["wait_for_date"]
     attribute: str = Field(min_length=1, max_length=200)
-    is_in: Duration | None = None
-    was: Duration | None = None
+    is_in: WaitDuration | None = None
+    was: WaitDuration | None = None
     is_today: bool = False
     is_tomorrow: bool = False
     was_yesterday: bool = False
@@ -274,6 +278,10 @@ class WaitForDateStep(_StepBase):
         ]
         if sum(chosen) != 1:
             raise ValueError("give exactly one of is_in, was, is_today, is_tomorrow, was_yesterday")
+        offset = self.is_in or self.was
+        if self.every_year and offset is not None and offset > EVERY_YEAR_OFFSET:
+            # The date comes back each year: a longer offset would have no next occurrence to wait for.
+            raise ValueError("with every_year, is_in and was are at most 365d")
         _check_zone(self.timezone)
         return self
 
@@ -384,14 +392,6 @@ Step = Annotated[
     | ExitStep,
     Field(discriminator="type"),
 ]
-
-# Steps that make a journey wait for time to pass: a loop must contain one of these.
-WAITING_STEP_TYPES: tuple[type[_StepBase], ...] = (
-    PauseStep,
-    WaitForDateStep,
-    WaitForEventStep,
-    WaitForChangeStep,
-)
 
 
 # ---------------------------------------------------------------- the document

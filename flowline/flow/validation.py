@@ -15,8 +15,18 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
+from flowline.flow.base import PATTERN_MEANINGS
 from flowline.flow.graph import branch_targets, edges, target_field
-from flowline.flow.model import WAITING_STEP_TYPES, CallApiStep, FlowDocument
+from flowline.flow.model import (
+    CallApiStep,
+    FlowDocument,
+    PauseStep,
+    Step,
+    WaitForChangeStep,
+    WaitForDateStep,
+    WaitForEventStep,
+    WeekdayTime,
+)
 
 DEFAULT_MAX_STEPS = 100
 
@@ -82,6 +92,8 @@ def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+        elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_MEANINGS:
+            message = f"{item['input']!r} is not {PATTERN_MEANINGS[item['ctx']['pattern']]}"
         elif item["type"] == "union_tag_invalid":
             message = (
                 f"unknown type {item.get('input', {}).get('type')!r}"
@@ -90,14 +102,16 @@ def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
             )
         faults.append(FlowFault(json_path(document, item["loc"]), message))
     # A union such as ``next: step-id | {sent, skipped, failed}`` reports a fault per member;
-    # when the input is a mapping, the "not a string" fault of the other member is noise.
-    paths = {f.path for f in faults}
+    # the fault of the member the input plainly is not (a mapping is no string, a string no
+    # mapping) is noise when the other member said what is wrong.
+    paths = [f.path for f in faults]
     faults = [
         f
         for f in faults
         if not (
             f.message == "Input should be a valid string" and any(p.startswith(f.path + ".") for p in paths)
         )
+        and not (f.message.startswith("Input should be a valid dictionary") and paths.count(f.path) > 1)
     ]
     return list(dict.fromkeys(faults))
 
@@ -143,9 +157,25 @@ def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
     return faults
 
 
+def always_waits(step: Step) -> bool:
+    """Whether every visit of ``step`` waits for time to pass or for a new event. A pause until
+    a date-time, a date wait that is not every year, and an event wait that counts events from
+    before it (``include_since_entry``) go on at once the second time round."""
+    match step:
+        case PauseStep():
+            return step.for_ is not None or isinstance(step.until, WeekdayTime)
+        case WaitForDateStep():
+            return step.every_year
+        case WaitForEventStep():
+            return not step.include_since_entry
+        case WaitForChangeStep():
+            return True
+    return False
+
+
 def _spinning_loops(flow: FlowDocument, graph: dict[str, set[str]]) -> list[FlowFault]:
-    """A cycle through steps none of which waits would spin forever without yielding."""
-    waiting = {s.id for s in flow.steps if isinstance(s, WAITING_STEP_TYPES)}
+    """A cycle through steps none of which always waits would spin forever without yielding."""
+    waiting = {s.id for s in flow.steps if always_waits(s)}
     quick = {s.id: {t for t in graph[s.id] if t not in waiting} for s in flow.steps if s.id not in waiting}
     index_of = {s.id: i for i, s in enumerate(flow.steps)}
     reported: set[str] = set()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from flowline.conditions import PropertyFilter, matches_all
 from flowline.durations import Duration
-from flowline.flow.base import StepBase, StepId, Strict
+from flowline.flow.base import StepBase, StepId, Strict, VariableName
 
 # The event the store writes when a profile's attributes change (properties.changed holds
 # {attribute: {"from": old, "to": new}}); wait_for_change listens to it.
@@ -30,7 +30,11 @@ def _bounded(value: timedelta) -> timedelta:
 
 
 WaitDuration = Annotated[Duration, AfterValidator(_bounded)]
-Timeout = WaitDuration | Literal["indefinite"]
+# Tagged by the value, so a bad duration gets one fault (not one more for "not 'indefinite'").
+Timeout = Annotated[
+    Annotated[Literal["indefinite"], Tag("Indefinite")] | Annotated[WaitDuration, Tag("Duration")],
+    Discriminator(lambda v: "Indefinite" if v == "indefinite" else "Duration"),
+]
 
 
 class EventMatch(Strict):
@@ -89,17 +93,19 @@ class WaitForEventStep(StepBase):
     type: Literal["wait_for_event"]
     conditions: list[EventCondition] = Field(min_length=1, max_length=20)
     timeout: Timeout
-    save: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], str] = Field(
+    save: dict[VariableName, str] = Field(
         default_factory=dict, max_length=50
     )
     include_since_entry: bool = False
     next: StepId | HappenedNext | None = None
 
-    @model_validator(mode="after")
-    def _not_happened_alone(self) -> WaitForEventStep:
-        if not any(c.happened for c in self.conditions):
+    @field_validator("conditions")
+    @classmethod
+    def _not_happened_alone(cls, conditions: list[EventCondition]) -> list[EventCondition]:
+        # A field validator, so the fault's path is the conditions list.
+        if not any(c.happened for c in conditions):
             raise ValueError("'not happened' conditions need a 'happened' condition beside them")
-        return self
+        return conditions
 
 
 class ChangedNext(Strict):
