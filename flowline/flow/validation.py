@@ -92,6 +92,8 @@ def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+        elif item["type"] == "union_tag_not_found":
+            message = f"{item.get('ctx', {}).get('discriminator', 'the type')} is missing"
         elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_MEANINGS:
             message = f"{item['input']!r} is not {PATTERN_MEANINGS[item['ctx']['pattern']]}"
         elif item["type"] == "union_tag_invalid":
