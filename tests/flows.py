@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, get_args
+
+from flowline.flow.model import Step
 
 
 def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit") -> dict[str, Any]:
@@ -113,3 +116,41 @@ def profile_steps_flow(trigger: dict[str, Any] | None = None) -> dict[str, Any]:
             {"id": "bye", "type": "exit"},
         ],
     }
+
+
+# A minimal valid step of every type of the ``Step`` union (without id and next).
+STEP_EXAMPLES: dict[str, dict[str, Any]] = {
+    "pause": {"type": "pause", "for": "1h"},
+    "send": {"type": "send", "channel": "in_app", "content": {"body": "hi"}},
+    "webhook": {"type": "webhook", "url": "http://127.0.0.1:1/hook"},
+    "split": {"type": "split", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]},
+    "branch": {"type": "branch", "branches": [{"name": "vip", "when": {"tag": "vip", "op": "has"}}]},
+    "update_variable": {"type": "update_variable", "set": {"n": "1 + 1"}},
+    "wait_for_date": {"type": "wait_for_date", "attribute": "renewal", "is_today": True},
+    "update_profile": {"type": "update_profile", "set": {"plan": "pro"}},
+    "tag": {"type": "tag", "add": ["vip"]},
+    "do_not_contact": {"type": "do_not_contact", "action": "add", "channel": "email"},
+    "start_conversation": {"type": "start_conversation", "tag": "support"},
+    "wait_for_event": {"type": "wait_for_event", "conditions": [{"event": "bought"}], "timeout": "1d"},
+    "wait_for_change": {"type": "wait_for_change", "attribute": "plan", "timeout": "1d"},
+    "add_to_flow": {"type": "add_to_flow", "flow": "other"},
+    "call_api": {"type": "call_api", "method": "GET", "url": "http://127.0.0.1:1/x"},
+    "exit": {"type": "exit"},
+}
+
+
+def step_types() -> set[str]:
+    """The ``type`` of every member of the ``Step`` union."""
+    members = get_args(get_args(Step)[0])
+    return {get_args(member.model_fields["type"].annotation)[0] for member in members}
+
+
+def every_step_type_flow() -> dict[str, Any]:
+    """One valid flow using every member of the ``Step`` union, each branch leading on."""
+    steps = [{"id": kind, **copy.deepcopy(STEP_EXAMPLES[kind])} for kind in STEP_EXAMPLES if kind != "exit"]
+    steps[0]["next"] = "send"
+    steps[1]["next"] = {"sent": "webhook", "skipped": "webhook", "failed": "exit"}
+    steps[3]["variants"][0]["next"] = "branch"
+    steps[4]["else"] = "update_variable"
+    steps.append({"id": "exit", "type": "exit"})
+    return {"id": "f", "name": "F", "trigger": {"type": "event", "event": "e"}, "steps": steps}
