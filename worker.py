@@ -38,8 +38,9 @@ async def running_worker(
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
         activities = JourneyActivities(store, http)
-        # add_to_flow starts journeys, on this worker's task queue.
-        flow_activities = FlowActivities(store, JourneyLauncher(store, client, task_queue))
+        # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
+        launcher = JourneyLauncher(store, client, task_queue)
+        flow_activities = FlowActivities(store, launcher)
         call_activities = CallApiActivities(store, http)
         worker = Worker(
             client,
@@ -50,7 +51,7 @@ async def running_worker(
                 *flow_activities.all(),
                 *call_activities.all(),
                 *ConditionActivities(store).all(),
-                *ProfileStepActivities(store).all(),
+                *ProfileStepActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
         )

@@ -25,14 +25,17 @@ from flowline.store import conversations
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from flowline.templates import TemplateError, render_checked, uses_profile_attributes
+from workflows.routing import JourneyLauncher
 
 # What the path says when the target names nobody.
 NOBODY = {"referrer": "no referrer: nothing to update", "friends": "no friends: nothing to update"}
 
 
 class ProfileStepActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, launcher: JourneyLauncher | None = None) -> None:
         self.store = store
+        # Routes the events the changes wrote to the journeys that listen (wait_for_change...).
+        self.launcher = launcher
 
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.profile_step]
@@ -86,6 +89,14 @@ class ProfileStepActivities:
                 case _:
                     assert_never(step)
             ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+        if self.launcher is not None:
+            # Apart from the change: a retry finds the change made and routes what is still unrouted.
+            touched = {person}
+            if isinstance(step, UpdateProfileStep):
+                async with self.store.connect() as conn:
+                    touched |= set(await changes.resolve_targets(conn, ws, person, step.target))
+            async with self.store.begin() as conn:
+                await self.launcher.route_pending(conn, ws, sorted(touched))
         return StepResult(branch=CONTINUE, error=error, journey_ended=ended)
 
     async def _update_profile(

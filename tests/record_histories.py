@@ -15,10 +15,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flowline.flow.validation import parse_flow
+from flowline.flow.waiting import PROFILE_CHANGED
+from flowline.journey import EVENT_SIGNAL, STOP_SIGNAL, JourneyLimits, StopRequest, TriggerEvent
 from flowline.store import flows, profiles, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
@@ -37,6 +40,34 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     flow["id"] = "branching"
     flow["steps"][1]["next"] = {"sent": "notify", "failed": "done"}
     return flow
+
+
+_WAIT = {"id": "wait", "type": "wait_for_event", "conditions": [{"event": "checkout"}], "timeout": "1d"}
+_MATCH_TOTAL = [{"property": "total", "op": "greater_than", "value": 0}]
+
+
+def _listening(
+    step: dict[str, Any], *, goal_exit: bool = False, max_duration: str | None = None
+) -> Callable[[str], dict[str, Any]]:
+    """``step`` first in a flow that stops on orders and counts purchases as its goal."""
+
+    def make(_url: str) -> dict[str, Any]:
+        first = dict(step)
+        flow = send_then_exit_flow("go", first=first)
+        if first["type"] == "wait_for_event":
+            first["conditions"] = [
+                {**c, "where": _MATCH_TOTAL} if c["event"] == "checkout" and "count" not in c else c
+                for c in first["conditions"]
+            ]
+        flow["settings"] = {
+            "stop_when": [{"event": "order_completed"}],
+            "goal": {"event": "purchase", "within": "7d", "exit": goal_exit},
+        }
+        if max_duration is not None:
+            flow["settings"]["max_duration"] = max_duration
+        return flow
+
+    return make
 
 
 def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
@@ -125,23 +156,83 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
     "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
+    # Signal-driven paths (SIGNALS below says what each hears once it waits).
+    "wait_for_event_happened_saves_then_send": (_listening({**_WAIT, "save": {"total": "total"}}), 200),
+    "wait_for_event_timeout_then_send": (_listening(_WAIT), 200),
+    "wait_for_event_since_entry_then_send": (_listening({**_WAIT, "include_since_entry": True}), 200),
+    "wait_for_change_then_send": (
+        _listening({"id": "wait", "type": "wait_for_change", "attribute": "plan", "timeout": "1d"}),
+        200,
+    ),
+    "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
+    "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
+    "max_duration_ends_indefinite_wait": (
+        _listening({**_WAIT, "timeout": "indefinite"}, max_duration="30d"),
+        200,
+    ),
+    # Continues as new after every 3 signals: the last run resumes the wait (the first run's
+    # history is recorded too, as <name>_first_run).
+    "continue_as_new_in_wait_then_send": (
+        _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
+        200,
+    ),
 }
+
+
+def _heard(name: str, number: int, **properties: Any) -> tuple[str, Any]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return EVENT_SIGNAL, TriggerEvent(id=f"{name}-{number}", name=name, timestamp=at, properties=properties)
+
+
+SIGNALS: dict[str, list[tuple[str, Any]]] = {
+    "wait_for_event_happened_saves_then_send": [
+        _heard("purchase", 1),  # the goal: recorded on the journey, no command
+        _heard("checkout", 1, total=0),  # filtered out
+        _heard("checkout", 2, total=12),
+    ],
+    "wait_for_change_then_send": [
+        _heard(PROFILE_CHANGED, 1, changed={"plan": {"from": "free", "to": "pro"}}),
+    ],
+    "stop_when_mid_pause": [_heard("order_completed", 1)],
+    "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    "goal_exit_mid_pause": [_heard("purchase", 1)],
+    "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
+}
+LIMITS = {"continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3)}
 
 
 async def record(
     scenario: str, launcher: JourneyLauncher, sink: HttpSink, finish: Callable[[str], Awaitable[None]]
-) -> str:
+) -> dict[str, str]:
+    """The histories of the scenario's journey: its last run, and its first if it continued as new."""
     make_flow, status = SCENARIOS[scenario]
     sink.status = status
     sink.replies = REPLIES.get(scenario, {})
     document = parse_flow(make_flow(sink.url))
     journey_id = await launcher.start(
-        "recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario
+        "recording",
+        PublishedFlow(document.id, 1, document),
+        "p-1",
+        entry=scenario,
+        limits=LIMITS.get(scenario),
     )
     assert journey_id is not None
+    handle = launcher.client.get_workflow_handle(journey_id)
+    first_run = (await handle.describe()).run_id
+    await handle.query("state")  # answered after the first workflow task: the journey waits
+    for name, payload in SIGNALS.get(scenario, []):
+        await handle.signal(name, payload)
+        # One signal per workflow task, as events come in life. (Queries right after a
+        # continue-as-new time out on the test server, so the recorder gives the worker time.)
+        await asyncio.sleep(0.3)
     await finish(journey_id)
-    history = await launcher.client.get_workflow_handle(journey_id).fetch_history()
-    return history.to_json()
+    histories = {scenario: (await handle.fetch_history()).to_json()}
+    last_run = (await handle.describe()).run_id
+    if last_run != first_run:
+        first = launcher.client.get_workflow_handle(journey_id, run_id=first_run)
+        histories[f"{scenario}_first_run"] = (await first.fetch_history()).to_json()
+    return histories
 
 
 async def main(names: list[str]) -> None:
@@ -173,8 +264,9 @@ async def main(names: list[str]) -> None:
                     if target.exists():
                         print(f"kept {name} (recorded before; delete the file to record it again)")
                         continue
-                    target.write_text(await record(name, launcher, sink, finish))
-                    print(f"recorded {name}")
+                    for recorded, text in (await record(name, launcher, sink, finish)).items():
+                        (HISTORIES / f"{recorded}.json").write_text(text)
+                        print(f"recorded {recorded}")
             await store.dispose()
     finally:
         await env.shutdown()

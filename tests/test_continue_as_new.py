@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, TriggerEvent
@@ -49,6 +51,19 @@ async def start_with_limits(
     assert journey_id is not None
     await temporal.client.get_workflow_handle(journey_id).query("state")
     return journey_id
+
+
+async def caught_up(handle: WorkflowHandle[Any, Any]) -> None:
+    """A query is answered once the journey took the signals sent before it: the burst stays in
+    step with the worker, as events of one person arrive in life. A busy machine may let a query
+    pass its deadline; it is asked again."""
+    for attempt in range(10):
+        try:
+            await handle.query("state")
+            return
+        except RPCError as error:
+            if error.status != RPCStatusCode.DEADLINE_EXCEEDED or attempt == 9:
+                raise
 
 
 async def events(api: httpx.AsyncClient, name: str, count: int, prefix: str, *, per_call: int = 1) -> None:
@@ -136,9 +151,7 @@ async def test_a_journey_hears_more_signals_than_one_run_may_take(
             )
         )
         if offset % 500 == 0:
-            # A query is answered once the journey took the signals before it: the burst stays
-            # in step with the worker, as events of one person arrive in life.
-            await handle.query("state")
+            await caught_up(handle)
     last = TriggerEvent(id="last", name="noise", timestamp=T0, properties={"stop": True})
     await handle.signal(EVENT_SIGNAL, last)
     state = await finish(temporal, journey_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -99,3 +100,24 @@ async def test_profile_changes_are_stored_as_events(
             "source": "api",
         },
     ]
+
+
+async def test_a_change_made_by_another_journeys_step_ends_the_wait(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    """update_profile in one flow, wait_for_change in another: the step routes its change."""
+    await publish(api, change_flow(to="gold"))
+    waiting, _ = await start(api, temporal)
+    upgrade = {
+        "id": "upgrade",
+        "name": "Upgrade",
+        "trigger": {"type": "flow"},
+        "steps": [{"id": "set", "type": "update_profile", "set": {"plan": "gold"}}],
+    }
+    await publish(api, upgrade)
+    started = await api.post("/v1/flows/upgrade/journeys", json={"profile_id": "ada"})
+    await finish(temporal, started.json()["journey_id"])
+    state = await finish(temporal, waiting)
+    assert state.path[0].branch == "changed"
+    assert state.path[0].left_at is not None
+    assert state.path[0].left_at - state.path[0].entered_at < timedelta(days=1)

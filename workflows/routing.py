@@ -145,6 +145,16 @@ class JourneyLauncher:
         result.journeys = [c.journey_id for c in claims]
         return result
 
+    async def route_pending(
+        self, conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str]
+    ) -> Routed:
+        """Route the system events (profile changes and the like) of these profiles that are not
+        routed yet, and mark them routed, in the caller's transaction."""
+        rows = await events_store.unrouted_events(conn, workspace_id, profile_ids)
+        routed = await self.route_to_journeys(conn, workspace_id, rows)
+        await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
+        return routed
+
     async def route_to_journeys(
         self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
     ) -> Routed:

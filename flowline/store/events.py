@@ -68,3 +68,29 @@ async def events_since(
         .limit(limit)
     )
     return [dict(r._mapping) for r in reversed((await conn.execute(query)).all())]
+
+
+async def unrouted_events(
+    conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str], *, limit: int = 1_000
+) -> list[dict[str, Any]]:
+    """Events of these profiles not routed yet (system events written beside a change), oldest first."""
+    query = (
+        select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.profile_id.in_(list(profile_ids)),
+            events.c.routed_at.is_(None),
+        )
+        .order_by(events.c.received_at, events.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def mark_routed(conn: AsyncConnection, workspace_id: str, event_ids: Sequence[str]) -> None:
+    if event_ids:
+        await conn.execute(
+            events.update()
+            .where(events.c.workspace_id == workspace_id, events.c.id.in_(list(event_ids)))
+            .values(routed_at=utcnow())
+        )

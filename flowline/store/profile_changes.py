@@ -7,8 +7,8 @@ step, so a retried activity changes and stores nothing twice (even a non-idempot
 as a counter increment). The profile row is locked first (PostgreSQL), so that two attempts
 running at once see each other's event.
 
-System events are stored with ``routed_at`` NULL: routing them to flows and journeys (say, a
-``profile_change`` trigger) is done by a separate router, not here.
+System events are stored with ``routed_at`` NULL: the caller routes them to the journeys that
+listen once the change is made (JourneyLauncher.route_pending).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.flow.waiting import PROFILE_CHANGED as PROFILE_CHANGED
 from flowline.store.database import Store, utcnow
 from flowline.store.profiles import changed_attributes, ensure_profiles, merge_attributes
 from flowline.store.tables import events, profile_friends, profiles
 
-PROFILE_CHANGED = "profile_changed"
 TAGS_CHANGED = "tags_changed"
 DO_NOT_CONTACT_CHANGED = "do_not_contact_changed"
 REFERRER_CHANGED = "referrer_changed"
@@ -104,7 +104,7 @@ async def write_event(
         "timestamp": now,
         "properties": {**properties, **origin.properties()},
         "received_at": now,
-        # Left NULL on purpose: another component routes system events to journeys.
+        # NULL until the caller routes it (JourneyLauncher.route_pending).
         "routed_at": None,
     }
     await conn.execute(store.insert(events).on_conflict_do_nothing(), row)

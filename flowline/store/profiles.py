@@ -5,16 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.store.database import Store, utcnow
-from flowline.store.events import insert_events
 from flowline.store.tables import profiles
 
 
@@ -46,14 +43,6 @@ async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str)
         )
     ).first()
     return None if row is None else dict(row._mapping)
-
-
-@dataclass(frozen=True)
-class ProfileMerge:
-    row: dict[str, Any]
-    created: bool
-    # The ``profile_changed`` event written for the change (None when nothing changed).
-    change_event: dict[str, Any] | None
 
 
 Contact = Literal["email", "phone"]
@@ -89,24 +78,8 @@ async def find_by_contact(conn: AsyncConnection, workspace_id: str, kind: Contac
 async def upsert_profile(
     store: Store, conn: AsyncConnection, workspace_id: str, profile_id: str, changes: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """Merge ``changes`` into the profile, creating it if needed; returns (row, created)."""
-    merge = await merge_profile(store, conn, workspace_id, profile_id, changes)
-    return merge.row, merge.created
-
-
-async def merge_profile(
-    store: Store,
-    conn: AsyncConnection,
-    workspace_id: str,
-    profile_id: str,
-    changes: dict[str, Any],
-    *,
-    change_event_id: str | None = None,
-    source: str = "api",
-) -> ProfileMerge:
-    """Merge ``changes`` into the profile, creating it if needed. With ``change_event_id``, a
-    change also writes a ``profile_changed`` event (properties: changed {attribute: {from, to}},
-    source) in the same transaction; the caller routes it."""
+    """Merge ``changes`` into the profile, creating it if needed; returns (row, created). Writes no
+    event: changes people make go through flowline.store.profile_changes."""
     now = utcnow()
     created = await ensure_profiles(store, conn, workspace_id, [profile_id], now=now)
     # Lock the row (PostgreSQL) so that two concurrent merges do not lose each other's changes.
@@ -116,26 +89,14 @@ async def merge_profile(
     if store.dialect == "postgresql":
         query = query.with_for_update()
     current = (await conn.execute(query)).scalar_one()
-    merged = merge_attributes(current, changes)
-    changed = changed_attributes(current, merged)
     await conn.execute(
         profiles.update()
         .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
-        .values(attributes=merged, updated_at=now)
+        .values(attributes=merge_attributes(current, changes), updated_at=now)
     )
     row = await get_profile(conn, workspace_id, profile_id)
     assert row is not None
-    event = None
-    if changed and change_event_id is not None:
-        event = {
-            "id": change_event_id,
-            "profile_id": profile_id,
-            "name": PROFILE_CHANGED,
-            "timestamp": now,
-            "properties": {"changed": changed, "source": source},
-        }
-        await insert_events(store, conn, workspace_id, [event], routed_at=now)
-    return ProfileMerge(row, bool(created), event)
+    return row, bool(created)
 
 
 async def ensure_profiles(
