@@ -94,8 +94,8 @@ def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
             message = "unknown field"
         elif item["type"] == "union_tag_not_found":
             message = f"{item.get('ctx', {}).get('discriminator', 'the type')} is missing"
-        elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_MEANINGS:
-            message = f"{item['input']!r} is not {PATTERN_MEANINGS[item['ctx']['pattern']]}"
+        elif (meaning := PATTERN_MEANINGS.get(item.get("ctx", {}).get("pattern", ""))) is not None:
+            message = f"{item['input']!r} is not {meaning}"
         elif item["type"] == "union_tag_invalid":
             message = (
                 f"unknown type {item.get('input', {}).get('type')!r}"

@@ -93,9 +93,7 @@ class WaitForEventStep(StepBase):
     type: Literal["wait_for_event"]
     conditions: list[EventCondition] = Field(min_length=1, max_length=20)
     timeout: Timeout
-    save: dict[VariableName, str] = Field(
-        default_factory=dict, max_length=50
-    )
+    save: dict[VariableName, str] = Field(default_factory=dict, max_length=50)
     include_since_entry: bool = False
     next: StepId | HappenedNext | None = None
 
