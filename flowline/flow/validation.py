@@ -22,11 +22,10 @@ from flowline.flow.model import (
     FlowDocument,
     PauseStep,
     Step,
-    WaitForChangeStep,
     WaitForDateStep,
-    WaitForEventStep,
     WeekdayTime,
 )
+from flowline.flow.waiting import WaitForChangeStep, WaitForEventStep
 
 DEFAULT_MAX_STEPS = 100
 
