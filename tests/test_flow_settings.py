@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.store.database import utcnow
 from tests.conftest import finish
 from tests.test_journeys import publish
@@ -102,3 +104,11 @@ async def test_settings_are_validated_with_their_paths(api: httpx.AsyncClient) -
     assert response.status_code == 422
     [fault] = response.json()["faults"]
     assert fault["path"] == "$.settings" and "end_at must come after start_at" in fault["message"]
+
+
+def test_a_template_that_does_not_parse_is_a_fault_at_validation() -> None:
+    flow = simple_flow("{{ vars.limit }}")  # 'limit' is a Liquid keyword, not a variable name
+    with pytest.raises(FlowInvalid) as caught:
+        parse_flow(flow)
+    [fault] = caught.value.faults
+    assert fault.path == "$.steps[1].content.body"
