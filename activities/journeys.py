@@ -169,12 +169,14 @@ class JourneyActivities:
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
-        """The profile's ``timezone`` attribute (an IANA name; "" if none), for pauses that read a
-        wall clock."""
+        """The person's zone for wall-clock times: their ``timezone`` attribute, else the
+        workspace's default ("" if neither)."""
         async with self.store.connect() as conn:
             profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        value = profile["attributes"].get("timezone") if profile else None
-        return value if isinstance(value, str) else ""
+            found = await workspaces.person_zone(
+                conn, ref.workspace_id, profile["attributes"] if profile else {}
+            )
+        return found or ""
 
     @activity.defn(name=EVALUATE_EXPRESSIONS)
     async def evaluate_expressions(self, request: ExpressionsRequest) -> ExpressionsResult:
@@ -199,9 +201,12 @@ class JourneyActivities:
         ref = request.journey
         async with self.store.connect() as conn:
             profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        attributes = profile["attributes"] if profile else {}
+            attributes = dict(profile["attributes"]) if profile else {}
+            if "timezone" in request.names:
+                # Wall-clock times fall back to the workspace's zone.
+                attributes["timezone"] = await workspaces.person_zone(conn, ref.workspace_id, attributes)
         return ProfileAttributes(
-            values={name: attributes[name] for name in request.names if name in attributes}
+            values={name: attributes[name] for name in request.names if attributes.get(name) is not None}
         )
 
     @activity.defn(name=EVENTS_SINCE)

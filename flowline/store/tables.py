@@ -65,6 +65,8 @@ workspaces = Table(
     Column("name", String(200), nullable=False),
     # Signs outgoing webhooks (HMAC-SHA256).
     Column("webhook_secret", String(128), nullable=False),
+    # The default time zone of wall-clock times, for people without a ``timezone`` attribute.
+    Column("timezone", String(64)),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
