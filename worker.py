@@ -15,11 +15,18 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import JourneyActivities
+from activities import (
+    CallApiActivities,
+    ConditionActivities,
+    FlowActivities,
+    JourneyActivities,
+    ProfileStepActivities,
+)
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
 from workflows.journey import JourneyWorkflow
+from workflows.routing import JourneyLauncher
 
 WORKFLOWS = [JourneyWorkflow]
 
@@ -31,11 +38,21 @@ async def running_worker(
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
         activities = JourneyActivities(store, http)
+        # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
+        launcher = JourneyLauncher(store, client, task_queue)
+        flow_activities = FlowActivities(store, launcher)
+        call_activities = CallApiActivities(store, http)
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=activities.all(),
+            activities=[
+                *activities.all(),
+                *flow_activities.all(),
+                *call_activities.all(),
+                *ConditionActivities(store).all(),
+                *ProfileStepActivities(store, launcher).all(),
+            ],
             max_concurrent_activities=100,
         )
         async with worker:

@@ -1,5 +1,15 @@
-"""Temporal activities: every side effect a journey has (sends, webhooks, bookkeeping)."""
+"""Temporal activities: every side effect a journey has (sends, webhooks, calls, bookkeeping)."""
 
+from activities.add_to_flow import FlowActivities
+from activities.call_api import CallApiActivities
+from activities.conditions import ConditionActivities
 from activities.journeys import JourneyActivities
+from activities.profile_steps import ProfileStepActivities
 
-__all__ = ["JourneyActivities"]
+__all__ = [
+    "CallApiActivities",
+    "ConditionActivities",
+    "FlowActivities",
+    "JourneyActivities",
+    "ProfileStepActivities",
+]

@@ -16,10 +16,13 @@ from flowline.channels import webhook
 from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
+    EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    EventsFound,
+    EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
@@ -29,11 +32,29 @@ from flowline.journey import (
     SendInAppRequest,
     StepResult,
     TemplateScope,
+    TriggerEvent,
     WebhookRequest,
 )
-from flowline.store import deliveries, journeys, profiles, workspaces
+from flowline.store import deliveries, events, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value, uses_profile_attributes
+
+
+async def template_context(
+    conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
+) -> dict[str, Any]:
+    """What templates see: the profile (loaded unless not needed), event, variables, flow, journey."""
+    attributes: dict[str, Any] = {}
+    if load_profile:
+        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        attributes = dict(profile["attributes"]) if profile else {}
+    return {
+        "profile": {**attributes, "id": ref.profile_id},
+        "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
+        "vars": scope.vars,
+        "flow": scope.flow,
+        "journey": {"id": ref.journey_id},
+    }
 
 
 class JourneyActivities:
@@ -49,23 +70,10 @@ class JourneyActivities:
             self.profile_time_zone,
             self.evaluate_expressions,
             self.profile_attributes,
+            self.events_since,
         ]
 
-    @staticmethod
-    async def _template_context(
-        conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
-    ) -> dict[str, Any]:
-        attributes: dict[str, Any] = {}
-        if load_profile:
-            profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-            attributes = dict(profile["attributes"]) if profile else {}
-        return {
-            "profile": {**attributes, "id": ref.profile_id},
-            "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
-            "vars": scope.vars,
-            "flow": scope.flow,
-            "journey": {"id": ref.journey_id},
-        }
+    _template_context = staticmethod(template_context)
 
     @activity.defn(name=SEND_IN_APP)
     async def send_in_app(self, request: SendInAppRequest) -> StepResult:
@@ -196,6 +204,17 @@ class JourneyActivities:
         return ProfileAttributes(
             values={name: attributes[name] for name in request.names if name in attributes}
         )
+
+    @activity.defn(name=EVENTS_SINCE)
+    async def events_since(self, request: EventsRequest) -> EventsFound:
+        """The profile's events of these names since ``since`` (a wait that includes the events
+        from the journey's entry on)."""
+        ref = request.journey
+        async with self.store.connect() as conn:
+            rows = await events.events_since(
+                conn, ref.workspace_id, ref.profile_id, request.names, request.since
+            )
+        return EventsFound(events=[TriggerEvent.model_validate(r) for r in rows])
 
 
 async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:

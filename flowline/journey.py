@@ -6,11 +6,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowline.flow.model import FlowDocument
+from flowline.conditions.rules import Condition
+from flowline.flow.model import (
+    CallApiStep,
+    DoNotContactStep,
+    FlowDocument,
+    OtherParticipant,
+    PassedValue,
+    StartConversationStep,
+    TagStep,
+    UpdateProfileStep,
+)
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -29,6 +39,17 @@ RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
+EVALUATE_CONDITIONS = "evaluate_conditions"
+PROFILE_STEP = "profile_step"
+EVENTS_SINCE = "events_since"
+
+# Signals a journey takes: an event of its profile (routed to it because its flow listens to
+# the event's name), and a stop (from the API or the flow's lifecycle).
+EVENT_SIGNAL = "event"
+STOP_SIGNAL = "stop"
+ADD_TO_FLOW = "add_to_flow"
+CALL_API = "call_api"
+RESERVE_CALL_SLOT = "reserve_call_slot"
 
 
 def journey_id(workspace_id: str, flow_id: str, profile_id: str, entry: str) -> str:
@@ -53,6 +74,51 @@ class TriggerEvent(_Model):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class PathEntry(_Model):
+    step: str
+    type: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    branch: str | None = None
+    error: str | None = None
+    # The journey an add_to_flow step started (or found started by an earlier attempt).
+    started_journey: str | None = None
+
+
+class HeardEvent(_Model):
+    """An event a waiting journey counts, with the moment it heard it (its windows' clock)."""
+
+    event: TriggerEvent
+    heard_at: datetime
+
+
+class Resume(_Model):
+    """Where a journey that continued as new picks up: its step, its bookkeeping, and, when it was
+    waiting, the moment its timer ends and the events its wait counted so far."""
+
+    step_id: str
+    entered_at: datetime
+    visits: dict[str, int] = Field(default_factory=dict)
+    path: list[PathEntry] = Field(default_factory=list)
+    path_dropped: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict)
+    converted_at: datetime | None = None
+    until: datetime | None = None
+    heard: list[HeardEvent] = Field(default_factory=list)
+    runs: int = 1
+
+
+class JourneyLimits(_Model):
+    """When a run continues as new (Temporal refuses the 10,001st signal of a run, and histories
+    slow down long before their hard limits): tests lower these to drive journeys past them."""
+
+    # Low enough that replaying a whole run (after a cache eviction) stays well within a workflow
+    # task's deadlock timeout on a busy 2-core machine.
+    signals_per_run: int = Field(default=1_000, ge=1, le=9_000)
+    history_events: int = Field(default=4_000, ge=50, le=40_000)
+    path_entries_kept: int = Field(default=200, ge=1)
+
+
 class JourneyInput(_Model):
     """Everything a journey needs to run; the flow version is frozen into it."""
 
@@ -63,15 +129,8 @@ class JourneyInput(_Model):
     profile_id: str
     event: TriggerEvent | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-
-
-class PathEntry(_Model):
-    step: str
-    type: str
-    entered_at: datetime
-    left_at: datetime | None = None
-    branch: str | None = None
-    error: str | None = None
+    limits: JourneyLimits = Field(default_factory=JourneyLimits)
+    resume: Resume | None = None
 
 
 JourneyStatus = Literal["running", "completed", "stopped", "failed"]
@@ -86,6 +145,11 @@ class JourneyState(_Model):
     path: list[PathEntry] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
     exit_reason: str | None = None
+    entered_at: datetime | None = None
+    converted_at: datetime | None = None
+    # Entries dropped from the front of ``path`` when the journey continued as new.
+    path_dropped: int = 0
+    runs: int = 1
 
 
 # ---------------------------------------------------------------- activity contracts
@@ -162,11 +226,102 @@ class ProfileAttributes(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class NamedCondition(_Model):
+    name: str
+    when: Condition
+
+
+class ConditionsRequest(_Model):
+    """Which of ``conditions`` (in order) holds first for the journey's profile at ``now``."""
+
+    journey: JourneyRef
+    conditions: list[NamedCondition]
+    # The journey's clock (workflow.now()), so that windows such as "within 7d" read the same
+    # time as the journey's timers.
+    now: datetime
+
+
+class ConditionsResult(_Model):
+    # The name of the first condition that holds, or "else".
+    branch: str
+    error: str | None = None
+
+
+class EventsRequest(_Model):
+    journey: JourneyRef
+    names: list[str]
+    since: datetime
+
+
+class EventsFound(_Model):
+    events: list[TriggerEvent] = Field(default_factory=list)
+
+
+class AddToFlowRequest(_Model):
+    journey: JourneyRef
+    step_id: str
+    iteration: int
+    flow: str
+    variables: dict[str, PassedValue] = Field(default_factory=dict)
+    # None: the journey's own profile.
+    participant: OtherParticipant | None = None
+    scope: TemplateScope
+
+
+class ProfileStepRequest(_Model):
+    """A step that changes the person: update_profile, tag, do_not_contact, start_conversation."""
+
+    journey: JourneyRef
+    step: Annotated[
+        UpdateProfileStep | TagStep | DoNotContactStep | StartConversationStep, Field(discriminator="type")
+    ]
+    iteration: int
+    scope: TemplateScope
+    ends_journey: JourneyEnd | None = None
+
+
 class StepResult(_Model):
     """The branch a step's activity took, and why when it is not the happy one."""
 
     branch: str
     delivery_id: str | None = None
     error: str | None = None
+    started_journey: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
+
+
+class StopRequest(_Model):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class CallApiRequest(_Model):
+    journey: JourneyRef
+    step: CallApiStep
+    iteration: int
+    # The retry policy's maximum attempts: the last attempt reports a 5xx or a failure as its
+    # branch instead of raising for another retry.
+    attempts: int
+    scope: TemplateScope
+
+
+class CallApiResult(_Model):
+    branch: str
+    status_code: int | None = None
+    error: str | None = None
+    # Every variable the step saves: the value found, or null.
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallSlotRequest(_Model):
+    """A call from a rate-limited step asks for a slot at ``at`` (the workflow's time)."""
+
+    journey: JourneyRef
+    step_id: str
+    period_seconds: int
+    limit: int
+    at: datetime
+
+
+class CallSlot(_Model):
+    at: datetime

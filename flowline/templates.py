@@ -7,8 +7,13 @@ from functools import lru_cache
 from typing import Any
 
 from liquid import Environment
+from liquid.exceptions import LiquidError
 
 _ENV = Environment()
+
+
+def _reason(error: LiquidError) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 @lru_cache(maxsize=1024)
@@ -16,10 +21,32 @@ def _compile(source: str) -> Any:
     return _ENV.from_string(source)
 
 
+class TemplateError(ValueError):
+    pass
+
+
+def check(source: str) -> str:
+    """``source`` if it parses as Liquid; otherwise TemplateError with the first line of the reason."""
+    if "{" in source:
+        try:
+            _compile(source)
+        except LiquidError as error:
+            raise TemplateError(f"not a valid template: {_reason(error)}") from None
+    return source
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     if "{" not in source:
         return source
     return str(_compile(source).render(**context))
+
+
+def render_checked(source: str, context: dict[str, Any]) -> str:
+    """Like ``render``, but any Liquid failure (say, an unknown filter) is a TemplateError."""
+    try:
+        return render(source, context)
+    except LiquidError as error:
+        raise TemplateError(_reason(error)) from None
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

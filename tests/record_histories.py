@@ -15,16 +15,19 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flowline.flow.validation import parse_flow
-from flowline.store import profiles, workspaces
+from flowline.flow.waiting import PROFILE_CHANGED
+from flowline.journey import EVENT_SIGNAL, STOP_SIGNAL, JourneyLimits, StopRequest, TriggerEvent
+from flowline.store import flows, profiles, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
-from tests.flows import send_then_exit_flow, welcome_flow
-from tests.servers import HttpSink, http_sink, start_time_skipping
+from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
+from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
 
@@ -39,6 +42,34 @@ def _branching_send(hook_url: str) -> dict[str, Any]:
     return flow
 
 
+_WAIT = {"id": "wait", "type": "wait_for_event", "conditions": [{"event": "checkout"}], "timeout": "1d"}
+_MATCH_TOTAL = [{"property": "total", "op": "greater_than", "value": 0}]
+
+
+def _listening(
+    step: dict[str, Any], *, goal_exit: bool = False, max_duration: str | None = None
+) -> Callable[[str], dict[str, Any]]:
+    """``step`` first in a flow that stops on orders and counts purchases as its goal."""
+
+    def make(_url: str) -> dict[str, Any]:
+        first = dict(step)
+        flow = send_then_exit_flow("go", first=first)
+        if first["type"] == "wait_for_event":
+            first["conditions"] = [
+                {**c, "where": _MATCH_TOTAL} if c["event"] == "checkout" and "count" not in c else c
+                for c in first["conditions"]
+            ]
+        flow["settings"] = {
+            "stop_when": [{"event": "order_completed"}],
+            "goal": {"event": "purchase", "within": "7d", "exit": goal_exit},
+        }
+        if max_duration is not None:
+            flow["settings"]["max_duration"] = max_duration
+        return flow
+
+    return make
+
+
 def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     """A scenario whose flow runs ``step``, then an in-app message, then the exit."""
     return lambda _url: send_then_exit_flow("go", first=step)
@@ -48,6 +79,33 @@ _AB = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "nex
 _CONTROL = {"weight": 1}
 _PAUSE = {"for": "1d", "until_time": "09:00"}
 _YEARLY = {"attribute": "anniversary", "is_today": True, "every_year": True, "at": "09:00"}
+# The recording profile lives in Berlin with an anniversary in 2000: the first branch holds.
+_BERLIN = {
+    "all": [
+        {"attribute": "timezone", "op": "is", "value": "Europe/Berlin"},
+        {"attribute": "anniversary", "type": "date", "op": "before", "value": "2001-01-01"},
+    ]
+}
+_BRANCHES = [
+    {"name": "berlin", "when": _BERLIN, "next": "hi"},
+    {"name": "buyer", "when": {"event": "purchase", "within": "7d"}, "next": "hi"},
+]
+
+
+def _call(path: str, **fields: Any) -> Callable[[str], dict[str, Any]]:
+    """A call_api step to the receiver's ``path`` before the in-app message (on every branch)."""
+    step = {"id": "call", "type": "call_api", "method": "POST", "url": "", **fields}
+    return lambda url: send_then_exit_flow("go", first=step | {"url": f"{url}{path}"})
+
+
+_SAVES = {"save": {"order": "$.order.id", "both": "$.items[*]"}, "save_headers": {"request": "X-Request-Id"}}
+# What the receiver answers on a path, for scenarios whose step reads the answer.
+REPLIES: dict[str, dict[str, Reply]] = {
+    "call_api_success_saves_then_send": {
+        "/orders": Reply(200, {"order": {"id": "A-1"}, "items": [1, 2]}, headers={"X-Request-Id": "r-1"})
+    },
+    "call_api_client_error_then_send": {"/orders": Reply(422, {"error": "invalid"})},
+}
 
 
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
@@ -80,22 +138,101 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _first({"id": "wait", "type": "wait_for_date", **_YEARLY}),
         200,
     ),
+    "call_api_success_saves_then_send": (
+        _call("/orders", body={"json": {"who": "{{ profile.id }}"}}, **_SAVES),
+        200,
+    ),
+    "call_api_client_error_then_send": (_call("/orders", save={"order": "$.order.id"}), 200),
+    "branch_on_attribute_then_send": (
+        _first({"id": "check", "type": "branch", "branches": _BRANCHES, "else": "bye"}),
+        200,
+    ),
+    # Adds the person to the published flow "target" (see main), with a variable.
+    "add_to_flow_then_send": (
+        _first(
+            {"id": "add", "type": "add_to_flow", "flow": "target", "variables": {"coupon": "{{ flow.id }}"}}
+        ),
+        200,
+    ),
+    # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
+    "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
+    # Signal-driven paths (SIGNALS below says what each hears once it waits).
+    "wait_for_event_happened_saves_then_send": (_listening({**_WAIT, "save": {"total": "total"}}), 200),
+    "wait_for_event_timeout_then_send": (_listening(_WAIT), 200),
+    "wait_for_event_since_entry_then_send": (_listening({**_WAIT, "include_since_entry": True}), 200),
+    "wait_for_change_then_send": (
+        _listening({"id": "wait", "type": "wait_for_change", "attribute": "plan", "timeout": "1d"}),
+        200,
+    ),
+    "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
+    "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
+    "max_duration_ends_indefinite_wait": (
+        _listening({**_WAIT, "timeout": "indefinite"}, max_duration="30d"),
+        200,
+    ),
+    # Continues as new after every 3 signals: the last run resumes the wait (the first run's
+    # history is recorded too, as <name>_first_run).
+    "continue_as_new_in_wait_then_send": (
+        _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
+        200,
+    ),
 }
+
+
+def _heard(name: str, number: int, **properties: Any) -> tuple[str, Any]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return EVENT_SIGNAL, TriggerEvent(id=f"{name}-{number}", name=name, timestamp=at, properties=properties)
+
+
+SIGNALS: dict[str, list[tuple[str, Any]]] = {
+    "wait_for_event_happened_saves_then_send": [
+        _heard("purchase", 1),  # the goal: recorded on the journey, no command
+        _heard("checkout", 1, total=0),  # filtered out
+        _heard("checkout", 2, total=12),
+    ],
+    "wait_for_change_then_send": [
+        _heard(PROFILE_CHANGED, 1, changed={"plan": {"from": "free", "to": "pro"}}),
+    ],
+    "stop_when_mid_pause": [_heard("order_completed", 1)],
+    "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    "goal_exit_mid_pause": [_heard("purchase", 1)],
+    "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
+}
+LIMITS = {"continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3)}
 
 
 async def record(
     scenario: str, launcher: JourneyLauncher, sink: HttpSink, finish: Callable[[str], Awaitable[None]]
-) -> str:
+) -> dict[str, str]:
+    """The histories of the scenario's journey: its last run, and its first if it continued as new."""
     make_flow, status = SCENARIOS[scenario]
     sink.status = status
+    sink.replies = REPLIES.get(scenario, {})
     document = parse_flow(make_flow(sink.url))
     journey_id = await launcher.start(
-        "recording", PublishedFlow(document.id, 1, document), "p-1", entry=scenario
+        "recording",
+        PublishedFlow(document.id, 1, document),
+        "p-1",
+        entry=scenario,
+        limits=LIMITS.get(scenario),
     )
     assert journey_id is not None
+    handle = launcher.client.get_workflow_handle(journey_id)
+    first_run = (await handle.describe()).run_id
+    await handle.query("state")  # answered after the first workflow task: the journey waits
+    for name, payload in SIGNALS.get(scenario, []):
+        await handle.signal(name, payload)
+        # One signal per workflow task, as events come in life. (Queries right after a
+        # continue-as-new time out on the test server, so the recorder gives the worker time.)
+        await asyncio.sleep(0.3)
     await finish(journey_id)
-    history = await launcher.client.get_workflow_handle(journey_id).fetch_history()
-    return history.to_json()
+    histories = {scenario: (await handle.fetch_history()).to_json()}
+    last_run = (await handle.describe()).run_id
+    if last_run != first_run:
+        first = launcher.client.get_workflow_handle(journey_id, run_id=first_run)
+        histories[f"{scenario}_first_run"] = (await first.fetch_history()).to_json()
+    return histories
 
 
 async def main(names: list[str]) -> None:
@@ -112,6 +249,9 @@ async def main(names: list[str]) -> None:
                 await workspaces.create_workspace(conn, "recording", "recording")
                 changes = {"anniversary": "2000-06-15", "timezone": "Europe/Berlin"}
                 await profiles.upsert_profile(store, conn, "recording", "p-1", changes)
+                target = parse_flow(target_flow())
+                await flows.save_draft(store, conn, "recording", target)
+                await flows.publish(conn, "recording", target.id, target)
             launcher = JourneyLauncher(store, env.client, QUEUE)
 
             async def finish(journey_id: str) -> None:
@@ -124,8 +264,9 @@ async def main(names: list[str]) -> None:
                     if target.exists():
                         print(f"kept {name} (recorded before; delete the file to record it again)")
                         continue
-                    target.write_text(await record(name, launcher, sink, finish))
-                    print(f"recorded {name}")
+                    for recorded, text in (await record(name, launcher, sink, finish)).items():
+                        (HISTORIES / f"{recorded}.json").write_text(text)
+                        print(f"recorded {recorded}")
             await store.dispose()
     finally:
         await env.shutdown()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,21 +63,40 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
+    # Wall-clock arrival (time.time()), for tests that order requests against other events.
+    arrived: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
 
 
 @dataclass
+class Reply:
+    """What the sink answers on a path: status, body (JSON-encoded unless bytes), headers, after
+    ``delay`` seconds."""
+
+    status: int = 200
+    body: Any = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def encoded(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
+
+
+@dataclass
 class HttpSink:
-    """A real HTTP server on 127.0.0.1 that records what it receives and answers ``status``."""
+    """A real HTTP server on 127.0.0.1 that records what it receives and answers ``status``, or
+    the ``replies`` given for a path (the part before any query string)."""
 
     url: str
     received: list[Received] = field(default_factory=list)
     status: int = 200
+    replies: dict[str, Reply] = field(default_factory=dict)
 
     def on(self, path: str) -> list[Received]:
-        return [r for r in self.received if r.path == path]
+        return [r for r in self.received if r.path.split("?", 1)[0] == path]
 
 
 @contextmanager
@@ -84,13 +105,28 @@ def http_sink() -> Iterator[HttpSink]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
+        def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            arrived = time.time()
             with lock:
-                sink.received.append(Received(self.path, dict(self.headers.items()), body))
-            self.send_response(sink.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+                sink.received.append(
+                    Received(self.path, dict(self.headers.items()), body, self.command, arrived)
+                )
+                reply = sink.replies.get(self.path.split("?", 1)[0], Reply(status=sink.status))
+            if reply.delay:
+                time.sleep(reply.delay)
+            content = reply.encoded()
+            try:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+            except OSError:
+                pass  # the client gave up waiting (a timeout test)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
         def log_message(self, *_args: Any) -> None:
             pass
@@ -104,3 +140,11 @@ def http_sink() -> Iterator[HttpSink]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def closed_port_url() -> str:
+    """The URL of a port on 127.0.0.1 nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

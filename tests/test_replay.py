@@ -25,6 +25,23 @@ def test_histories_are_recorded() -> None:
     assert {f"lean_{name}" for name in before_lean_bookkeeping} | {"lean_send_then_exit"} <= names
     newer = {"pause_for_then_until_time_of_day", "split_then_send", "update_variable_then_send"}
     assert newer | {"wait_for_date_missing_then_send", "wait_for_date_every_year_then_send"} <= names
+    assert {"call_api_success_saves_then_send", "call_api_client_error_then_send"} <= names
+    assert "branch_on_attribute_then_send" in names
+    assert "update_profile_tag_then_send" in names
+    assert "add_to_flow_then_send" in names
+    listening = {
+        "wait_for_event_happened_saves_then_send",
+        "wait_for_event_timeout_then_send",
+        "wait_for_event_since_entry_then_send",
+        "wait_for_change_then_send",
+        "stop_when_mid_pause",
+        "stop_signal_mid_wait",
+        "goal_exit_mid_pause",
+        "max_duration_ends_indefinite_wait",
+        "continue_as_new_in_wait_then_send",
+        "continue_as_new_in_wait_then_send_first_run",
+    }
+    assert listening <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

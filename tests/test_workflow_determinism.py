@@ -1,15 +1,25 @@
 """The interpreter is passed through the sandbox (for speed), so the sandbox no longer stops it
-from reading the clock or doing I/O: this test does, by reading its source."""
+from reading the clock or doing I/O: this test does, by reading its source (and that of the
+workflow modules beside it)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import ModuleType
 
+import pytest
+
+import workflows.calls
 import workflows.interpreter
+
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls]
 
 ALLOWED_IMPORTS = {
     "__future__",
+    "asyncio",
+    "contextlib",
+    "collections.abc",
     "collections",
     "datetime",
     "typing",
@@ -20,21 +30,28 @@ ALLOWED_IMPORTS = {
     "flowline.durations",
     "flowline.flow.timing",
     "flowline.flow.experiments",
+    "flowline.flow.event_waits",
+    "flowline.flow.waiting",
+    "flowline.flow.branching",
     "flowline.flow.graph",
     "flowline.flow.model",
     "flowline.journey",
+    "workflows.calls",
     "workflows.search_attributes",
+    "zoneinfo",
 }
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "time", "monotonic", "random", "uuid4", "open", "sleep"}
 
 
-def _tree() -> ast.Module:
-    return ast.parse(Path(workflows.interpreter.__file__).read_text())
+def _tree(module: ModuleType) -> ast.Module:
+    assert module.__file__ is not None
+    return ast.parse(Path(module.__file__).read_text())
 
 
-def test_interpreter_imports_only_deterministic_modules() -> None:
+@pytest.mark.parametrize("module", WORKFLOW_MODULES, ids=lambda m: m.__name__)
+def test_interpreter_imports_only_deterministic_modules(module: ModuleType) -> None:
     imported = set()
-    for node in ast.walk(_tree()):
+    for node in ast.walk(_tree(module)):
         if isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -43,9 +60,10 @@ def test_interpreter_imports_only_deterministic_modules() -> None:
     assert "flowline.journey" in imported  # the scan sees the real imports
 
 
-def test_interpreter_reads_time_and_waits_only_through_temporal() -> None:
+@pytest.mark.parametrize("module", WORKFLOW_MODULES, ids=lambda m: m.__name__)
+def test_interpreter_reads_time_and_waits_only_through_temporal(module: ModuleType) -> None:
     offenders = []
-    for node in ast.walk(_tree()):
+    for node in ast.walk(_tree(module)):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)

@@ -8,7 +8,10 @@ history on each run). workflows/journey.py is the thin workflow definition aroun
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import assert_never
 
@@ -18,41 +21,72 @@ from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
 from flowline.durations import format_duration
+from flowline.flow.branching import BranchStep
+from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.experiments import assign
-from flowline.flow.graph import CONTINUE, CONTROL, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
 from flowline.flow.model import (
+    AddToFlowStep,
+    CallApiStep,
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
 )
 from flowline.flow.timing import date_wait_end, pause_end
+from flowline.flow.waiting import (
+    MAX_COUNT,
+    PROFILE_CHANGED,
+    WaitForChangeStep,
+    WaitForEventStep,
+    timeout_of,
+)
 from flowline.journey import (
+    ADD_TO_FLOW,
     DELIVER_WEBHOOK,
+    EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
+    EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
+    PROFILE_STEP,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    AddToFlowRequest,
+    ConditionsRequest,
+    ConditionsResult,
+    EventsFound,
+    EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
+    HeardEvent,
     JourneyEnd,
     JourneyInput,
     JourneyRef,
     JourneyState,
+    JourneyStatus,
+    NamedCondition,
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
+    ProfileStepRequest,
+    Resume,
     SendInAppRequest,
     StepResult,
     TemplateScope,
+    TriggerEvent,
     WebhookRequest,
 )
+from workflows.calls import call_api
 from workflows.search_attributes import STEP_ID
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
@@ -63,11 +97,26 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
+# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
+MAX_HEARD = MAX_COUNT
+
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": SEND_RETRY,
 }
+
+
+class _ContinueAsNew(Exception):
+    """Raised inside a wait when the run should hand over to a fresh one (see Resume)."""
+
+    def __init__(self, step_id: str, until: datetime | None, heard: list[HeardEvent]) -> None:
+        super().__init__(step_id)
+        self.step_id, self.until, self.heard = step_id, until, heard
+
+
+class _DeadlineReached(Exception):
+    """The flow's max_duration ended a wait: the journey leaves."""
 
 
 class JourneyInterpreter:
@@ -80,17 +129,76 @@ class JourneyInterpreter:
         self._lean = False
         self._step_attribute: str | None = None
         self._end_recorded = False
+        self._journey: JourneyInput | None = None
+        # Set by a stop signal or a stop_when/goal event: (status, reason); the walk is cancelled.
+        self._stop: tuple[JourneyStatus, str] | None = None
+        # Events heard while a wait listens (None: no wait listens now).
+        self._inbox: list[HeardEvent] | None = None
+        self._signals = 0
+        self._resume: Resume | None = None
+        self._deadline: datetime | None = None
 
     @property
     def state(self) -> JourneyState:
         return self._state
 
+    # ------------------------------------------------------------ signals
+
+    def hear(self, event: TriggerEvent) -> None:
+        """An event of this journey's profile (the router sends only names the flow listens to)."""
+        self._signals += 1
+        journey = self._journey
+        if journey is None or self._state.status != "running":
+            return
+        settings = journey.flow.settings
+        for match in settings.stop_when:
+            if self._stop is None and match.matches(event.name, event.properties):
+                self._stop = ("stopped", f"stop_when: {event.name}")
+        goal = settings.goal
+        entered = self._state.entered_at
+        if (
+            goal is not None
+            and self._state.converted_at is None
+            and entered is not None
+            and workflow.now() <= entered + goal.within
+            and goal.matches(event.name, event.properties)
+        ):
+            self._state.converted_at = workflow.now()
+            if goal.exit and self._stop is None:
+                self._stop = ("completed", "goal_reached")
+        if self._inbox is not None:
+            self._inbox.append(HeardEvent(event=event, heard_at=workflow.now()))
+
+    def stop(self, reason: str) -> None:
+        if self._stop is None:
+            self._stop = ("stopped", reason)
+
+    # ------------------------------------------------------------ the walk
+
     async def run(self, journey: JourneyInput) -> JourneyState:
         flow = journey.flow
+        self._journey = journey
         self._lean = workflow.patched(LEAN_BOOKKEEPING)
-        # The router starts every journey with StepId set to its first step.
-        self._step_attribute = flow.steps[0].id
-        self._state.variables = dict(journey.variables)
+        resume = self._resume = journey.resume
+        state = self._state
+        if resume is None:
+            # The router starts every journey with StepId set to its first step.
+            self._step_attribute = flow.steps[0].id
+            declared = {name: d.default for name, d in flow.settings.variables.items()}
+            state.variables = declared | dict(journey.variables)
+            state.entered_at = workflow.now()
+            first = flow.steps[0]
+        else:
+            self._step_attribute = resume.step_id
+            self._visits.update(resume.visits)
+            state.path, state.path_dropped = list(resume.path), resume.path_dropped
+            state.variables = dict(resume.variables)
+            state.entered_at, state.converted_at = resume.entered_at, resume.converted_at
+            state.runs = resume.runs
+            state.current_step = resume.step_id
+            first = flow.step(resume.step_id)
+        if flow.settings.max_duration is not None and state.entered_at is not None:
+            self._deadline = state.entered_at + flow.settings.max_duration
         ref = JourneyRef(
             journey_id=journey.journey_id,
             workspace_id=journey.workspace_id,
@@ -100,44 +208,114 @@ class JourneyInterpreter:
         )
         scope = TemplateScope(
             event=journey.event.model_dump(mode="json") if journey.event else {},
-            vars=self._state.variables,
+            vars=state.variables,
             flow={"id": flow.id, "name": flow.name, "version": journey.version},
         )
-        step: Step | None = flow.steps[0]
+        walk = asyncio.create_task(self._walk(first, ref, scope, flow))
+        await workflow.wait_condition(lambda: walk.done() or self._stop is not None)
+        status: JourneyStatus = "completed"
+        if walk.done():
+            try:
+                exit_reason = walk.result()
+            except _ContinueAsNew as handover:
+                self._continue_as_new(journey, handover)
+        else:
+            assert self._stop is not None
+            status, exit_reason = self._stop
+            walk.cancel()
+            try:
+                await walk
+            except asyncio.CancelledError:
+                pass
+            except _ContinueAsNew:
+                pass
+            self._end_recorded = False
+            if state.path and state.path[-1].left_at is None:
+                state.path[-1].left_at = workflow.now()
+                state.path[-1].branch = status
+
+        state.status = status
+        state.exit_reason = exit_reason
+        state.waiting_for = None
+        if self._end_recorded:
+            return state
+        await workflow.execute_local_activity(
+            RECORD_JOURNEY_END,
+            JourneyEnd(
+                journey=ref,
+                status=status,
+                last_step=state.current_step,
+                exit_reason=exit_reason,
+                ended_at=workflow.now(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        return state
+
+    async def _walk(self, first: Step, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument) -> str:
+        """Runs steps until the journey ends; returns the exit reason."""
+        step: Step | None = first
         exit_reason = "completed"
         while step is not None:
-            entry = self._enter(step)
-            result = await self._run_step(step, ref, scope, flow)
+            resuming = self._resume is not None and self._resume.step_id == step.id
+            entry = self._state.path[-1] if resuming and self._state.path else self._enter(step)
+            try:
+                result = await self._run_step(step, ref, scope, flow)
+            except _DeadlineReached:
+                entry.left_at, entry.branch = workflow.now(), "max_duration"
+                return "max_duration"
             # Only the end follows a step whose activity recorded it (the exit step may run after).
             self._end_recorded = self._end_recorded or result.journey_ended
             entry.left_at = workflow.now()
             entry.branch = result.branch
             entry.error = result.error
+            entry.started_journey = result.started_journey
             if isinstance(step, ExitStep):
                 exit_reason = "exit_step"
                 break
             target = next_step(flow, step, result.branch)
             if target is None and isinstance(step, SplitStep) and result.branch == CONTROL:
                 exit_reason = "control_group"
+            if isinstance(step, AddToFlowStep) and step.then == "exit" and result.branch == ADDED:
+                exit_reason = "added_to_flow"  # moved on to the other flow
             step = flow.step(target) if target is not None else None
+        return exit_reason
 
-        self._state.status = "completed"
-        self._state.exit_reason = exit_reason
-        self._state.waiting_for = None
-        if self._end_recorded:
-            return self._state
-        await workflow.execute_local_activity(
-            RECORD_JOURNEY_END,
-            JourneyEnd(
-                journey=ref,
-                status="completed",
-                last_step=self._state.current_step,
-                exit_reason=exit_reason,
-                ended_at=workflow.now(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
+    def _continue_as_new(self, journey: JourneyInput, handover: _ContinueAsNew) -> None:
+        state = self._state
+        keep = journey.limits.path_entries_kept
+        dropped = max(0, len(state.path) - keep)
+        resume = Resume(
+            step_id=handover.step_id,
+            entered_at=state.entered_at or workflow.now(),
+            visits=dict(self._visits),
+            path=state.path[dropped:],
+            path_dropped=state.path_dropped + dropped,
+            variables=state.variables,
+            converted_at=state.converted_at,
+            until=handover.until,
+            heard=handover.heard,
+            runs=state.runs + 1,
         )
-        return self._state
+        workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
+
+    def _must_continue_as_new(self) -> bool:
+        assert self._journey is not None
+        limits = self._journey.limits
+        info = workflow.info()
+        return (
+            self._signals >= limits.signals_per_run
+            or info.get_current_history_length() >= limits.history_events
+            or info.is_continue_as_new_suggested()
+        )
+
+    def _take_resume(self, step: Step) -> Resume | None:
+        """The resume point, once, for the step the previous run stopped in."""
+        resume = self._resume
+        if resume is not None and resume.step_id == step.id:
+            self._resume = None
+            return resume
+        return None
 
     def _enter(self, step: Step) -> PathEntry:
         self._visits[step.id] += 1
@@ -168,22 +346,26 @@ class JourneyInterpreter:
         iteration = self._visits[step.id]
         match step:
             case PauseStep(for_=timedelta() as duration, until_time=None):
-                self._state.waiting_for = f"pause: {format_duration(duration)}"
-                await workflow.sleep(duration)
-                self._state.waiting_for = None
+                resume = self._take_resume(step)
+                end = resume.until if resume and resume.until else workflow.now() + duration
+                await self._sleep_until(step, end, f"pause: {format_duration(duration)}")
                 return StepResult(branch=CONTINUE)
             case PauseStep():
-                # Pauses that read a wall clock need the person's zone (read each time: it may change).
-                zone_name = step.timezone
-                if zone_name is None and step.needs_zone:
-                    zone_name = await workflow.execute_local_activity(
-                        PROFILE_TIME_ZONE,
-                        ref,
-                        result_type=str,
-                        start_to_close_timeout=timedelta(seconds=30),
-                    )
-                end = pause_end(step, workflow.now(), zone(zone_name))
-                await self._sleep_until(end, f"pause until {end.isoformat()}")
+                resume = self._take_resume(step)
+                if resume is not None and resume.until is not None:
+                    end = resume.until
+                else:
+                    # Pauses that read a wall clock need the person's zone (read each time: it may change).
+                    zone_name = step.timezone
+                    if zone_name is None and step.needs_zone:
+                        zone_name = await workflow.execute_local_activity(
+                            PROFILE_TIME_ZONE,
+                            ref,
+                            result_type=str,
+                            start_to_close_timeout=timedelta(seconds=30),
+                        )
+                    end = pause_end(step, workflow.now(), zone(zone_name))
+                await self._sleep_until(step, end, f"pause until {end.isoformat()}")
                 return StepResult(branch=CONTINUE)
             case SendStep():
                 request = SendInAppRequest(
@@ -213,6 +395,8 @@ class JourneyInterpreter:
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
                 )
                 return StepResult(branch=branch)
+            case BranchStep():
+                return await self._branch(step, ref)
             case UpdateVariableStep():
                 evaluated: ExpressionsResult = await workflow.execute_local_activity(
                     EVALUATE_EXPRESSIONS,
@@ -225,6 +409,10 @@ class JourneyInterpreter:
                 errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
                 return StepResult(branch=CONTINUE, error=errors or None)
             case WaitForDateStep():
+                resume = self._take_resume(step)
+                if resume is not None and resume.until is not None:
+                    await self._sleep_until(step, resume.until, f"date: {step.attribute}")
+                    return StepResult(branch=CONTINUE)
                 found: ProfileAttributes = await workflow.execute_local_activity(
                     PROFILE_ATTRIBUTES,
                     ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
@@ -241,22 +429,186 @@ class JourneyInterpreter:
                     return StepResult(
                         branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date"
                     )
-                await self._sleep_until(end, f"date: {step.attribute} ({end.isoformat()})")
+                await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
                 return StepResult(branch=CONTINUE)
+            case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
+                change = ProfileStepRequest(
+                    journey=ref,
+                    step=step,
+                    iteration=iteration,
+                    scope=scope,
+                    ends_journey=self._ending(flow, step, ref),
+                )
+                # A change that fails for good is recorded on the path; the journey goes on.
+                return await self._activity(PROFILE_STEP, change, failed_branch=CONTINUE)
+            case AddToFlowStep():
+                add = AddToFlowRequest(
+                    journey=ref,
+                    step_id=step.id,
+                    iteration=iteration,
+                    flow=step.flow,
+                    variables=step.variables,
+                    participant=None if step.participant == "self" else step.participant,
+                    scope=scope,
+                )
+                return await self._activity(ADD_TO_FLOW, add, failed_branch=FAILED)
+            case WaitForEventStep():
+                return await self._wait_for_event(step, ref, scope)
+            case WaitForChangeStep():
+                return await self._wait_for_change(step)
+            case CallApiStep():
+                resume = self._take_resume(step)
+
+                def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
+                    return self._sleep_until(step, end, waiting_for)
+
+                called = await call_api(
+                    step, ref, scope, iteration, sleep_until, resume.until if resume else None
+                )
+                if called.variables:
+                    self._state.variables.update(called.variables)
+                    scope.vars = dict(self._state.variables)
+                return StepResult(branch=called.branch, error=called.error)
             case ExitStep():
                 return StepResult(branch="exit")
             case _:
                 assert_never(step)
 
-    async def _sleep_until(self, end: datetime, waiting_for: str) -> None:
-        """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for."""
+    async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
+        """The first branch whose condition holds now; a failed evaluation takes "else"."""
+        request = ConditionsRequest(
+            journey=ref,
+            conditions=[NamedCondition(name=b.name, when=b.when) for b in step.branches],
+            now=workflow.now(),
+        )
+        try:
+            chosen: ConditionsResult = await workflow.execute_local_activity(
+                EVALUATE_CONDITIONS,
+                request,
+                result_type=ConditionsResult,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        except ActivityError as error:
+            cause = error.cause if error.cause is not None else error
+            return StepResult(branch=ELSE, error=str(cause))
+        return StepResult(branch=chosen.branch, error=chosen.error)
+
+    async def _sleep_until(self, step: Step, end: datetime, waiting_for: str) -> None:
+        """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for.
+        The flow's max_duration cuts it short (the journey leaves); a long history hands over to a
+        new run that sleeps on to the same ``end``."""
         self._state.waiting_for = waiting_for
-        if end > workflow.now():
-            await workflow.sleep(end - workflow.now())
+        until = self._cut(end)
+        if until > workflow.now():
+            try:
+                await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
+            except TimeoutError:
+                pass
+            else:
+                raise _ContinueAsNew(step.id, end, [])
+        if until < end:
+            raise _DeadlineReached
         self._state.waiting_for = None
 
+    def _cut(self, end: datetime) -> datetime:
+        return min(end, self._deadline) if self._deadline is not None else end
+
+    async def _listen(
+        self, step: Step, end: datetime, heard: dict[str, HeardEvent], done: Callable[[], str | None]
+    ) -> str:
+        """Waits, taking events into ``heard`` (by id: a re-sent event counts once), until ``done``
+        names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
+        until = self._cut(end)
+        inbox = self._inbox = []
+        try:
+            while True:
+                for item in inbox:
+                    heard.setdefault(item.event.id, item)
+                inbox.clear()
+                if len(heard) > MAX_HEARD:
+                    newest = sorted(heard.values(), key=lambda h: h.heard_at)[-MAX_HEARD:]
+                    heard.clear()
+                    heard.update((h.event.id, h) for h in newest)
+                branch = done()
+                if branch is not None:
+                    return branch
+                if workflow.now() >= until:
+                    if until < end:
+                        raise _DeadlineReached
+                    return "timeout"
+                if self._must_continue_as_new():
+                    raise _ContinueAsNew(step.id, end, list(heard.values()))
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: bool(inbox) or self._must_continue_as_new(),
+                        timeout=until - workflow.now(),
+                    )
+        finally:
+            self._inbox = None
+
+    async def _wait_for_event(
+        self, step: WaitForEventStep, ref: JourneyRef, scope: TemplateScope
+    ) -> StepResult:
+        resume = self._take_resume(step)
+        heard: dict[str, HeardEvent] = {}
+        if resume is not None and resume.until is not None:
+            end = resume.until
+            heard.update((h.event.id, h) for h in resume.heard)
+        else:
+            end = workflow.now() + timeout_of(step.timeout)
+        names = sorted({c.event for c in step.conditions})
+        self._state.waiting_for = f"event: {', '.join(names)} (until {end.isoformat()})"
+        if resume is None and step.include_since_entry and self._state.entered_at is not None:
+            # Events from before this step: the store has them (the journey may not have listened).
+            found: EventsFound = await workflow.execute_local_activity(
+                EVENTS_SINCE,
+                EventsRequest(journey=ref, names=names, since=self._state.entered_at),
+                result_type=EventsFound,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            for event in found.events:
+                heard.setdefault(
+                    event.id, HeardEvent(event=event, heard_at=min(event.timestamp, workflow.now()))
+                )
+        completed: list[TriggerEvent] = []
+
+        def done() -> str | None:
+            relevant = [h for h in heard.values() if is_relevant(step, h.event)]
+            event = completing_event(step, relevant, workflow.now())
+            if event is None:
+                return None
+            completed.append(event)
+            return "happened"
+
+        branch = await self._listen(step, end, heard, done)
+        self._state.waiting_for = None
+        if completed and step.save:
+            self._state.variables.update(saved_values(step.save, completed[0]))
+            scope.vars = dict(self._state.variables)
+        return StepResult(branch=branch)
+
+    async def _wait_for_change(self, step: WaitForChangeStep) -> StepResult:
+        resume = self._take_resume(step)
+        end = resume.until if resume and resume.until else workflow.now() + timeout_of(step.timeout)
+        self._state.waiting_for = f"change: {step.attribute} (until {end.isoformat()})"
+        heard: dict[str, HeardEvent] = {}
+
+        def done() -> str | None:
+            for item in heard.values():
+                if item.event.name == PROFILE_CHANGED and step.is_met_by(item.event.properties):
+                    return "changed"
+            return None
+
+        branch = await self._listen(step, end, heard, done)
+        self._state.waiting_for = None
+        return StepResult(branch=branch)
+
     async def _activity(
-        self, name: str, request: SendInAppRequest | WebhookRequest, *, failed_branch: str
+        self,
+        name: str,
+        request: SendInAppRequest | WebhookRequest | AddToFlowRequest | ProfileStepRequest,
+        *,
+        failed_branch: str,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:

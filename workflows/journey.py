@@ -9,7 +9,14 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from flowline.journey import JourneyInput, JourneyState
+    from flowline.journey import (
+        EVENT_SIGNAL,
+        STOP_SIGNAL,
+        JourneyInput,
+        JourneyState,
+        StopRequest,
+        TriggerEvent,
+    )
     from workflows.interpreter import JourneyInterpreter
 
 
@@ -21,6 +28,14 @@ class JourneyWorkflow:
     @workflow.query(name="state")
     def state(self) -> JourneyState:
         return self._journey.state
+
+    @workflow.signal(name=EVENT_SIGNAL)
+    def event(self, event: TriggerEvent) -> None:
+        self._journey.hear(event)
+
+    @workflow.signal(name=STOP_SIGNAL)
+    def stop(self, request: StopRequest) -> None:
+        self._journey.stop(request.reason)
 
     @workflow.run
     async def run(self, journey: JourneyInput) -> JourneyState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,8 @@ from temporalio.service import RPCError
 
 from flowline.conditions import matches_all
 from flowline.flow.model import EventTrigger
-from flowline.journey import JourneyInput, TriggerEvent, journey_id
+from flowline.flow.variables import variable_faults
+from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
 from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
@@ -29,13 +31,23 @@ from flowline.store.flows import PublishedFlow, event_triggered_flows
 from flowline.store.profiles import ensure_profiles
 from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
+from workflows.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
 from workflows.journey import JourneyWorkflow
 
 log = logging.getLogger(__name__)
 
 
+class EntryRefused(ValueError):
+    """The flow takes no entry now (start_at / end_at), or the given variables do not fit."""
+
+    def __init__(self, reason: str, faults: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.faults = faults or []
+
+
 class JourneyStartFailed(RuntimeError):
-    """Temporal did not take a journey (unreachable, refusing): the transaction was rolled back."""
+    """Temporal did not take a journey or an event for one (unreachable, refusing): the
+    transaction was rolled back."""
 
 
 @dataclass
@@ -55,6 +67,7 @@ class JourneyLauncher:
         self.client = client
         self.task_queue = task_queue
         self._flows: TtlCache[str, list[PublishedFlow]] = TtlCache(flow_cache_seconds)
+        self.router = EventRouter(client)
 
     async def triggerable_flows(self, workspace_id: str) -> list[PublishedFlow]:
         cached = self._flows.get(workspace_id)
@@ -76,12 +89,22 @@ class JourneyLauncher:
         *,
         entry: str,
         variables: dict[str, Any] | None = None,
+        limits: JourneyLimits | None = None,
     ) -> str | None:
-        """Start one journey (an API call); None when the flow's re-entry rule refuses it."""
+        """Start one journey (an API call); None when the flow's re-entry rule refuses it.
+        Raises EntryRefused outside the flow's entry window or for variables that do not fit."""
+        reason = flow.closed_reason(utcnow())
+        if reason is not None:
+            raise EntryRefused(reason)
+        faults = variable_faults(flow.document.settings, variables or {})
+        if faults:
+            raise EntryRefused("variables do not fit their declarations", faults)
         async with self.store.begin() as conn:
             claim = await self._claim(conn, workspace_id, flow, profile_id, entry=entry, variables=variables)
             if claim is None:
                 return None
+            if limits is not None:
+                claim.limits = limits
             await self._start_workflow(claim)
         return claim.journey_id
 
@@ -96,7 +119,8 @@ class JourneyLauncher:
         result = IngestResult()
         if not rows:
             return result
-        flows = await self.triggerable_flows(workspace_id)
+        now = utcnow()
+        flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         async with self.store.begin() as conn:
             await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
             result.stored = await events_store.insert_events(
@@ -106,9 +130,7 @@ class JourneyLauncher:
             for row in rows:
                 if row["id"] not in result.stored:
                     continue
-                event = TriggerEvent(
-                    id=row["id"], name=row["name"], timestamp=row["timestamp"], properties=row["properties"]
-                )
+                event = _event(row)
                 for flow in self.targets(flows, event):
                     claim = await self._claim(
                         conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
@@ -118,8 +140,38 @@ class JourneyLauncher:
                     else:
                         claims.append(claim)
             await asyncio.gather(*(self._start_workflow(c) for c in claims))
+            # Then the journeys in flight that listen (the ones just started included).
+            await self.route_to_journeys(conn, workspace_id, [r for r in rows if r["id"] in result.stored])
         result.journeys = [c.journey_id for c in claims]
         return result
+
+    async def route_pending(
+        self, conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str]
+    ) -> Routed:
+        """Route the system events (profile changes and the like) of these profiles that are not
+        routed yet, and mark them routed, in the caller's transaction."""
+        rows = await events_store.unrouted_events(conn, workspace_id, profile_ids)
+        routed = await self.route_to_journeys(conn, workspace_id, rows)
+        await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
+        return routed
+
+    async def route_to_journeys(
+        self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
+    ) -> Routed:
+        """Signal stored events to the journeys in flight that listen, and settle goals."""
+        items = [
+            ProfileEvent(
+                r["profile_id"],
+                TriggerEvent(
+                    id=r["id"], name=r["name"], timestamp=r["timestamp"], properties=r["properties"]
+                ),
+            )
+            for r in rows
+        ]
+        try:
+            return await self.router.route(conn, workspace_id, items)
+        except RoutingFailed as error:
+            raise JourneyStartFailed(str(error)) from error
 
     @staticmethod
     def targets(flows: list[PublishedFlow], event: TriggerEvent) -> list[PublishedFlow]:
@@ -202,3 +254,9 @@ class JourneyLauncher:
             raise JourneyStartFailed(
                 f"Temporal did not start journey {journey.journey_id}: {error}"
             ) from error
+
+
+def _event(row: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent(
+        id=row["id"], name=row["name"], timestamp=row["timestamp"], properties=row["properties"]
+    )

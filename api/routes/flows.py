@@ -13,7 +13,7 @@ from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.store import flows, profiles
-from workflows.routing import JourneyStartFailed
+from workflows.routing import EntryRefused, JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
@@ -121,6 +121,12 @@ async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace
         )
     except JourneyStartFailed as error:
         raise ApiError(503, f"the journey could not be started ({error}); send again") from error
+    except EntryRefused as error:
+        if error.faults:
+            raise ApiError(
+                422, str(error), faults=[{"path": path, "message": message} for path, message in error.faults]
+            ) from error
+        raise ApiError(409, str(error)) from error
     if journey_id is None:
         raise ApiError(409, f"the re-entry rule of flow {flow_id!r} keeps profile {body.profile_id!r} out")
     return {"journey_id": journey_id, "flow_id": flow_id, "version": published.version}

@@ -8,6 +8,8 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut
 from flowline.store import deliveries, journeys, profiles
+from flowline.store import profile_changes as changes
+from workflows.routing import JourneyStartFailed
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
@@ -15,7 +17,15 @@ router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 @router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
 async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.begin() as conn:
-        row, _created = await profiles.upsert_profile(svc.store, conn, workspace, profile_id, body.attributes)
+        await changes.change_attributes(
+            svc.store, conn, workspace, profile_id, body.attributes, changes.Origin(source="api")
+        )
+        # Journeys waiting for a change (wait_for_change) hear it; a refusal rolls all back.
+        try:
+            await svc.launcher.route_pending(conn, workspace, [profile_id])
+        except JourneyStartFailed as error:
+            raise ApiError(503, f"{error}; nothing was changed, send the change again") from error
+        row = await profiles.get_profile(conn, workspace, profile_id)
     return ProfileOut.model_validate(row)
 
 

@@ -4,23 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from flowline.flow.branching import BranchStep
 from flowline.flow.model import (
+    AddToFlowNext,
+    AddToFlowStep,
+    CallApiStep,
+    DoNotContactStep,
     ExitStep,
     FlowDocument,
     PauseStep,
     SendNext,
     SendStep,
     SplitStep,
+    StartConversationStep,
     Step,
+    TagStep,
+    UpdateProfileStep,
     UpdateVariableStep,
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.steps_http import CALL_BRANCHES, CallApiNext
+from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, WaitForEventStep
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
 # The branch of a split's control group: without a ``next`` of its own it ends the journey.
 CONTROL = "control"
+# The branch a branch step takes when no condition holds.
+ELSE = "else"
+# The branches of add_to_flow; with ``then: exit``, ADDED ends the journey.
+ADDED = "added"
+FAILED = "failed"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -30,16 +45,53 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
         case SendStep(next=str() | None as nxt):
             return {"sent": nxt, "skipped": nxt, "failed": nxt}
+        case AddToFlowStep(next=AddToFlowNext() as to):
+            return {ADDED: to.added, FAILED: to.failed}
+        case AddToFlowStep(next=str() | None as to):
+            return {ADDED: to, FAILED: to}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
             return {CONTINUE: step.next}
+        case CallApiStep(next=CallApiNext() as nxt):
+            # A 4xx or 5xx without a branch of its own goes where ``error`` goes.
+            return {
+                "success": nxt.success,
+                "client_error": nxt.client_error or nxt.error,
+                "server_error": nxt.server_error or nxt.error,
+                "error": nxt.error,
+            }
+        case CallApiStep(next=str() | None as nxt):
+            return dict.fromkeys(CALL_BRANCHES, nxt)
+        case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
+            return {CONTINUE: step.next}
+        case WaitForEventStep(next=HappenedNext() as waited):
+            return {"happened": waited.happened, "timeout": waited.timeout}
+        case WaitForEventStep(next=str() | None as nxt):
+            return {"happened": nxt, "timeout": nxt}
+        case WaitForChangeStep(next=ChangedNext() as changed):
+            return {"changed": changed.changed, "timeout": changed.timeout}
+        case WaitForChangeStep(next=str() | None as nxt):
+            return {"changed": nxt, "timeout": nxt}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:
                 targets[CONTROL] = step.control.next
             return targets
+        case BranchStep():
+            return {**{b.name: b.next for b in step.branches}, ELSE: step.else_}
         case ExitStep():
             return {}
     raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
+
+
+def target_field(step: Step, branch: str) -> str:
+    """Where, inside ``step``, the target of ``branch`` is written (for fault paths)."""
+    if isinstance(step, SplitStep):
+        names = [v.name for v in step.variants]
+        return f"variants[{names.index(branch)}].next" if branch in names else "control.next"
+    if isinstance(step, BranchStep):
+        names = [b.name for b in step.branches]
+        return f"branches[{names.index(branch)}].next" if branch in names else ELSE
+    return "next" if branch == CONTINUE or isinstance(getattr(step, "next", None), str) else f"next.{branch}"
 
 
 def following(flow: FlowDocument, step_id: str) -> str | None:
@@ -59,6 +111,8 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         and step.control is not None
         and step.control.next is None
     ):
+        return None
+    if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)

@@ -1,4 +1,4 @@
-"""When a pause step ends, given the current time and the person's time zone."""
+"""When pauses, date waits and call windows end, given the current time and the person's time zone."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flowline.clock import anniversary, local_instant, next_time_of_day, next_weekday_time
-from flowline.flow.model import WEEKDAYS, PauseStep, WaitForDateStep, WeekdayTime
+from flowline.flow.base import WEEKDAYS
+from flowline.flow.model import PauseStep, WaitForDateStep, WeekdayTime
+from flowline.flow.steps_http import CallWindow
 
 
 def _wall(text: str) -> time:
@@ -65,3 +67,23 @@ def date_wait_end(step: WaitForDateStep, value: str, now: datetime, tz: ZoneInfo
         if end >= now:
             return end
     raise AssertionError("unreachable: an every-year date recurs within a year")  # pragma: no cover
+
+
+def window_opens(window: CallWindow, now: datetime, tz: ZoneInfo) -> datetime:
+    """``now`` if a call may go out now, else when ``window`` next opens (in ``tz``)."""
+    start, end = _wall(window.from_), _wall(window.to)
+    overnight = end < start
+    today = now.astimezone(tz).date()
+    upcoming = []
+    # From yesterday (an overnight window may still be open) to a week ahead.
+    for offset in range(-1, 8):
+        day = today + timedelta(days=offset)
+        if WEEKDAYS[day.weekday()] not in window.days:
+            continue
+        opens = local_instant(day, start, tz)
+        closes = local_instant(day + timedelta(days=1) if overnight else day, end, tz)
+        if opens <= now < closes:
+            return now
+        if opens > now:
+            upcoming.append(opens)
+    return min(upcoming)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from flowline.flow.graph import branch_targets, edges
-from flowline.flow.model import WAITING_STEP_TYPES, FlowDocument
+from flowline import jsonpath
+from flowline.flow.graph import branch_targets, edges, target_field
+from flowline.flow.model import WAITING_STEP_TYPES, CallApiStep, FlowDocument
 
 DEFAULT_MAX_STEPS = 100
 
@@ -116,10 +117,11 @@ def _graph_faults(flow: FlowDocument, max_steps: int) -> list[FlowFault]:
     for index, step in enumerate(flow.steps):
         for branch, target in branch_targets(step).items():
             if target is not None and target not in positions:
-                suffix = (
-                    "" if branch == "next" or isinstance(getattr(step, "next", None), str) else f".{branch}"
-                )
-                faults.append(FlowFault(f"$.steps[{index}].next{suffix}", f"no step has the id {target!r}"))
+                written = getattr(step, "next", None)
+                if isinstance(written, BaseModel) and getattr(written, branch, target) != target:
+                    continue  # a fallback to another branch (call_api): reported where it is written
+                path = f"$.steps[{index}].{target_field(step, branch)}"
+                faults.append(FlowFault(path, f"no step has the id {target!r}"))
     if faults:
         return faults
 
@@ -176,6 +178,18 @@ def _spinning_loops(flow: FlowDocument, graph: dict[str, set[str]]) -> list[Flow
     return faults
 
 
+def _jsonpath_faults(flow: FlowDocument) -> list[FlowFault]:
+    faults = []
+    for index, step in enumerate(flow.steps):
+        if isinstance(step, CallApiStep):
+            for name, path in step.save.items():
+                try:
+                    jsonpath.check(path)
+                except jsonpath.PathError as error:
+                    faults.append(FlowFault(f"$.steps[{index}].save.{name}", str(error)))
+    return faults
+
+
 def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocument:
     """Validate a parsed document; raise ``FlowInvalid`` listing every fault with its path."""
     if not isinstance(document, dict):
@@ -184,7 +198,7 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         flow = FlowDocument.model_validate(document)
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
-    faults = list(dict.fromkeys(_graph_faults(flow, max_steps)))
+    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps)]))
     if faults:
         raise FlowInvalid(faults)
     return flow

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
@@ -43,3 +44,53 @@ async def insert_events(
     # Statement and parameters apart: the compiled statement is cached, the rows go as executemany.
     statement = store.insert(events).on_conflict_do_nothing().returning(events.c.id)
     return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
+
+
+async def events_since(
+    conn: AsyncConnection,
+    workspace_id: str,
+    profile_id: str,
+    names: Sequence[str],
+    since: datetime,
+    *,
+    limit: int = 1_000,
+) -> list[dict[str, Any]]:
+    """A profile's events of the given names from ``since`` on, oldest first (the newest ``limit``)."""
+    query = (
+        select(events.c.id, events.c.name, events.c.timestamp, events.c.properties)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.profile_id == profile_id,
+            events.c.name.in_(list(names)),
+            events.c.timestamp >= since,
+        )
+        .order_by(events.c.timestamp.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in reversed((await conn.execute(query)).all())]
+
+
+async def unrouted_events(
+    conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str], *, limit: int = 1_000
+) -> list[dict[str, Any]]:
+    """Events of these profiles not routed yet (system events written beside a change), oldest first."""
+    query = (
+        select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.profile_id.in_(list(profile_ids)),
+            events.c.routed_at.is_(None),
+        )
+        .order_by(events.c.received_at, events.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def mark_routed(conn: AsyncConnection, workspace_id: str, event_ids: Sequence[str]) -> None:
+    if event_ids:
+        await conn.execute(
+            events.update()
+            .where(events.c.workspace_id == workspace_id, events.c.id.in_(list(event_ids)))
+            .values(routed_at=utcnow())
+        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,12 +14,29 @@ from flowline.flow.model import EventTrigger, FlowDocument
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import flow_versions, flows
 
+# A flow without end_at takes entries for a year after the version was published.
+DEFAULT_LIFETIME = timedelta(days=365)
+FlowStatus = Literal["draft", "running", "draining", "stopped", "finished"]
+
 
 @dataclass(frozen=True)
 class PublishedFlow:
     flow_id: str
     version: int
     document: FlowDocument
+    published_at: datetime | None = None
+
+    def closed_reason(self, now: datetime) -> str | None:
+        """Why the flow takes no entries at ``now`` (its start_at / end_at window), or None."""
+        settings = self.document.settings
+        if settings.start_at is not None and now < settings.start_at:
+            return f"flow {self.flow_id!r} takes entries from {settings.start_at.isoformat()}"
+        end = settings.end_at
+        if end is None and self.published_at is not None:
+            end = self.published_at + DEFAULT_LIFETIME
+        if end is not None and now >= end:
+            return f"flow {self.flow_id!r} took entries until {end.isoformat()}"
+        return None
 
 
 async def save_draft(
@@ -89,6 +108,16 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
     return version
 
 
+async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, status: FlowStatus) -> bool:
+    """Move a flow to ``status`` (no checks of the lifecycle here); False if there is no such flow."""
+    result = await conn.execute(
+        flows.update()
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+        .values(status=status, updated_at=utcnow())
+    )
+    return bool(result.rowcount)
+
+
 async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(flow_versions.c.version, flow_versions.c.published_at, flow_versions.c.trigger_type)
@@ -101,7 +130,12 @@ async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) 
 async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str) -> PublishedFlow | None:
     row = (
         await conn.execute(
-            select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document)
+            select(
+                flow_versions.c.flow_id,
+                flow_versions.c.version,
+                flow_versions.c.document,
+                flow_versions.c.published_at,
+            )
             .join(
                 flows,
                 (flows.c.workspace_id == flow_versions.c.workspace_id)
@@ -113,13 +147,20 @@ async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str
     ).first()
     if row is None:
         return None
-    return PublishedFlow(row.flow_id, row.version, FlowDocument.model_validate(row.document))
+    return PublishedFlow(
+        row.flow_id, row.version, FlowDocument.model_validate(row.document), row.published_at
+    )
 
 
 async def event_triggered_flows(conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
     """The running flows of a workspace (their current versions) that an event can start."""
     rows = await conn.execute(
-        select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document)
+        select(
+            flow_versions.c.flow_id,
+            flow_versions.c.version,
+            flow_versions.c.document,
+            flow_versions.c.published_at,
+        )
         .join(
             flows,
             (flows.c.workspace_id == flow_versions.c.workspace_id)
@@ -133,4 +174,27 @@ async def event_triggered_flows(conn: AsyncConnection, workspace_id: str) -> lis
         )
         .order_by(flow_versions.c.flow_id)
     )
-    return [PublishedFlow(r.flow_id, r.version, FlowDocument.model_validate(r.document)) for r in rows]
+    return [
+        PublishedFlow(r.flow_id, r.version, FlowDocument.model_validate(r.document), r.published_at)
+        for r in rows
+    ]
+
+
+async def version_documents(
+    conn: AsyncConnection, workspace_id: str, keys: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], FlowDocument]:
+    """The documents of the given (flow id, version) pairs."""
+    if not keys:
+        return {}
+    flow_ids = sorted({flow_id for flow_id, _ in keys})
+    rows = await conn.execute(
+        select(flow_versions.c.flow_id, flow_versions.c.version, flow_versions.c.document).where(
+            flow_versions.c.workspace_id == workspace_id, flow_versions.c.flow_id.in_(flow_ids)
+        )
+    )
+    wanted = set(keys)
+    return {
+        (r.flow_id, r.version): FlowDocument.model_validate(r.document)
+        for r in rows
+        if (r.flow_id, r.version) in wanted
+    }

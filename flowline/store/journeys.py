@@ -6,6 +6,7 @@ this table answers listing questions and enforces re-entry rules with a unique k
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
@@ -103,3 +104,36 @@ async def list_journeys(
         query = query.where(journeys.c.profile_id == profile_id)
     query = query.order_by(journeys.c.started_at.desc(), journeys.c.id).limit(limit).offset(offset)
     return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def journeys_of_profiles(
+    conn: AsyncConnection, workspace_id: str, profile_ids: Collection[str], *, unconverted_since: datetime
+) -> list[dict[str, Any]]:
+    """Journeys an event of these profiles may concern: those in flight, and those that ended but
+    started after ``unconverted_since`` without converting (a goal may still count)."""
+    query = select(
+        journeys.c.id,
+        journeys.c.flow_id,
+        journeys.c.version,
+        journeys.c.profile_id,
+        journeys.c.status,
+        journeys.c.trigger_event_id,
+        journeys.c.started_at,
+        journeys.c.converted_at,
+    ).where(
+        journeys.c.workspace_id == workspace_id,
+        journeys.c.profile_id.in_(sorted(profile_ids)),
+        (journeys.c.status == "running")
+        | (journeys.c.converted_at.is_(None) & (journeys.c.started_at >= unconverted_since)),
+    )
+    return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def record_conversion(conn: AsyncConnection, journey_id: str, at: datetime, event_id: str) -> bool:
+    """The journey's goal happened; only the first conversion counts. True if this one did."""
+    result = await conn.execute(
+        journeys.update()
+        .where(journeys.c.id == journey_id, journeys.c.converted_at.is_(None))
+        .values(converted_at=at, goal_event_id=event_id)
+    )
+    return bool(result.rowcount)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
@@ -24,6 +26,16 @@ def merge_attributes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     return merged
 
 
+def changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{attribute: {"from": old, "to": new}} for every attribute whose value differs (None: absent)."""
+    return {
+        name: {"from": before.get(name), "to": after.get(name)}
+        for name in sorted(set(before) | set(after))
+        # JSON tells 1 from true; Python's == does not.
+        if before.get(name) != after.get(name) or type(before.get(name)) is not type(after.get(name))
+    }
+
+
 async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
     row = (
         await conn.execute(
@@ -33,10 +45,41 @@ async def get_profile(conn: AsyncConnection, workspace_id: str, profile_id: str)
     return None if row is None else dict(row._mapping)
 
 
+Contact = Literal["email", "phone"]
+
+
+def normal_contact(kind: Contact, value: str) -> str:
+    """The form contacts are compared in: emails ignore case, both ignore surrounding blanks."""
+    value = value.strip()
+    return value.lower() if kind == "email" else value
+
+
+def contact_profile_id(workspace_id: str, kind: Contact, value: str) -> str:
+    """The id of a profile created for a contact: the same contact always gets the same id (so two
+    concurrent creations make one profile), and no personal data shows in ids."""
+    raw = "\x1f".join((workspace_id, kind, normal_contact(kind, value))).encode()
+    return "p-" + base64.b32encode(hashlib.sha256(raw).digest()).decode().lower().rstrip("=")[:24]
+
+
+async def find_by_contact(conn: AsyncConnection, workspace_id: str, kind: Contact, value: str) -> str | None:
+    """The id of the (oldest) profile whose ``email`` or ``phone`` attribute is ``value``."""
+    stored = profiles.c.attributes[kind].as_string()
+    stored = func.lower(func.trim(stored)) if kind == "email" else func.trim(stored)
+    query = (
+        select(profiles.c.id)
+        .where(profiles.c.workspace_id == workspace_id, stored == normal_contact(kind, value))
+        .order_by(profiles.c.created_at, profiles.c.id)
+        .limit(1)
+    )
+    found = await conn.scalar(query)
+    return None if found is None else str(found)
+
+
 async def upsert_profile(
     store: Store, conn: AsyncConnection, workspace_id: str, profile_id: str, changes: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """Merge ``changes`` into the profile, creating it if needed; returns (row, created)."""
+    """Merge ``changes`` into the profile, creating it if needed; returns (row, created). Writes no
+    event: changes people make go through flowline.store.profile_changes."""
     now = utcnow()
     created = await ensure_profiles(store, conn, workspace_id, [profile_id], now=now)
     # Lock the row (PostgreSQL) so that two concurrent merges do not lose each other's changes.
@@ -46,11 +89,10 @@ async def upsert_profile(
     if store.dialect == "postgresql":
         query = query.with_for_update()
     current = (await conn.execute(query)).scalar_one()
-    merged = merge_attributes(current, changes)
     await conn.execute(
         profiles.update()
         .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
-        .values(attributes=merged, updated_at=now)
+        .values(attributes=merge_attributes(current, changes), updated_at=now)
     )
     row = await get_profile(conn, workspace_id, profile_id)
     assert row is not None

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -165,6 +166,9 @@ journeys = Table(
     Column("exit_reason", String(200)),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("ended_at", UTCDateTime()),
+    # The flow's goal: the first matching event within the goal's window (also after the end).
+    Column("converted_at", UTCDateTime()),
+    Column("goal_event_id", String(ID)),
     UniqueConstraint("workspace_id", "flow_id", "profile_id", "entry_lock"),
     Index(None, "workspace_id", "profile_id"),
     Index(None, "workspace_id", "flow_id", "status"),
@@ -223,4 +227,18 @@ conversations = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("journey_id", "step_id", "iteration"),
     Index(None, "workspace_id", "profile_id"),
+)
+
+call_rates = Table(
+    "call_rates",
+    metadata,
+    # One row per rate-limited call_api step (and period): the calls it has handed out.
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("flow_id", String(ID), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("period_seconds", Integer, primary_key=True),
+    # The latest calendar period (Unix seconds // period_seconds) with calls reserved, and how
+    # many; earlier periods are full or past, so one row is all the state a rate needs.
+    Column("window_index", BigInteger, nullable=False),
+    Column("used", Integer, nullable=False),
 )

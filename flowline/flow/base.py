@@ -1,0 +1,70 @@
+"""Building blocks every part of the flow document uses: strict models, ids, times of day,
+expressions (model.py and the step modules beside it share them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from flowline.expressions import ExpressionError, check
+from flowline.templates import TemplateError
+from flowline.templates import check as check_template
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+StepId = Identifier
+
+
+class Strict(BaseModel):
+    """Unknown fields are faults: a typo in a flow is reported with its path, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class StepBase(Strict):
+    id: StepId
+    name: str | None = Field(default=None, max_length=200)
+
+
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
+
+
+def check_zone(name: str | None) -> None:
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def _expression(text: str) -> str:
+    try:
+        return check(text)
+    except ExpressionError as error:
+        raise ValueError(str(error)) from None
+
+
+# A CEL expression, compiled when the flow is validated (a fault names its path).
+Expression = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_expression)]
+VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class ExpressionValue(Strict):
+    """A value computed by a CEL expression (any JSON type), where a template would give a string."""
+
+    expression: Expression
+
+
+def _template(text: str) -> str:
+    try:
+        return check_template(text)
+    except TemplateError as error:
+        raise ValueError(str(error)) from None
+
+
+# A Liquid template, parsed when the flow is validated (a fault names its path).
+Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
+LongTemplate = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]

@@ -1,0 +1,176 @@
+"""Steps that talk to other systems over HTTP: ``call_api``.
+
+A call goes down ``success`` (2xx), ``client_error`` (4xx), ``server_error`` (5xx, after retries)
+or ``error`` (no usable response: timeout, refused connection, redirect, a body that is not JSON
+when values are to be saved). ``error`` is also where a 4xx or 5xx goes when its own branch is
+not given.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from flowline import templates
+from flowline.durations import Duration
+from flowline.flow.base import StepBase, StepId, Strict, TimeOfDay, VariableName, Weekday, check_zone
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+CALL_BRANCHES = ("success", "client_error", "server_error", "error")
+# httpx sets these from the request itself; letting a flow set them would corrupt the request.
+_RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+_LITERAL_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _template(text: str) -> str:
+    try:
+        return templates.check(text)
+    except templates.TemplateError as error:
+        raise ValueError(str(error)) from None
+
+
+def _templates(value: JsonValue) -> JsonValue:
+    """Every string inside a JSON body must parse as Liquid."""
+    if isinstance(value, str):
+        _template(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _templates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _templates(item)
+    return value
+
+
+def _url(text: str) -> str:
+    text = _template(text).strip()
+    if not text.lower().startswith(("http://", "https://")):
+        raise ValueError("the URL starts with http:// or https:// (templates may follow)")
+    if "{" not in text:
+        try:
+            _LITERAL_URL.validate_python(text)
+        except ValidationError as error:
+            raise ValueError(f"not a valid URL: {error.errors()[0]['msg']}") from None
+    return text
+
+
+def _header_name(name: str) -> str:
+    if name.lower() in _RESERVED_HEADERS:
+        raise ValueError(f"the {name} header is set by the HTTP client")
+    return name
+
+
+def _timeout(value: timedelta) -> timedelta:
+    if not timedelta(seconds=1) <= value <= timedelta(seconds=60):
+        raise ValueError("a call's timeout is from 1s to 60s")
+    return value
+
+
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
+RequestHeaderName = Annotated[HeaderName, AfterValidator(_header_name)]
+# Parsed by flow validation (validation.py), not here: the workflow sandbox decodes flows too, and
+# jsonpath-ng's parser generator cannot run inside it.
+JsonPathText = Annotated[str, Field(min_length=1, max_length=1000)]
+CallTimeout = Annotated[Duration, AfterValidator(_timeout)]
+Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
+FormValue = Annotated[str | int | float | bool, AfterValidator(_templates)]
+_EVERY_DAY: tuple[Weekday, ...] = get_args(Weekday)
+
+
+class CallApiNext(Strict):
+    success: StepId | None = None
+    client_error: StepId | None = None
+    server_error: StepId | None = None
+    error: StepId | None = None
+
+
+class CallApiBody(Strict):
+    """The request body: ``json`` (any JSON value; strings are Liquid templates, and a string that
+    is exactly ``{{ path }}`` keeps the JSON type of what it names) or ``form`` (a flat mapping,
+    sent URL-encoded, values rendered as text)."""
+
+    json_: Annotated[JsonValue, AfterValidator(_templates)] = Field(default=None, alias="json")
+    form: dict[str, FormValue] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CallApiBody:
+        if (self.json_ is None) == (self.form is None):
+            raise ValueError("a body is either 'json' or 'form'")
+        return self
+
+
+class CallWindow(Strict):
+    """When calls may go out: on ``days`` between ``from`` and ``to`` (a window ending before it
+    starts runs past midnight, counted to the day it opens). Times are in the profile's
+    ``timezone`` attribute, else this ``timezone``, else UTC."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(_EVERY_DAY), min_length=1, max_length=7)
+    from_: TimeOfDay = Field(alias="from")
+    to: TimeOfDay
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> CallWindow:
+        if self.from_ == self.to:
+            raise ValueError("'from' and 'to' are the same time: the window would be empty")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("each day is listed once")
+        check_zone(self.timezone)
+        return self
+
+
+class CallRate(Strict):
+    """At most ``max`` calls per calendar ``per`` (UTC) from this step, over every journey."""
+
+    max: int = Field(ge=1, le=1_000_000)
+    per: Literal["minute", "hour", "day"]
+
+    @property
+    def period_seconds(self) -> int:
+        return {"minute": 60, "hour": 3600, "day": 86400}[self.per]
+
+
+class CallApiStep(StepBase):
+    """Calls an HTTP API. ``url``, header values and body strings are Liquid templates over
+    profile, event, vars, flow and journey. ``save`` takes variables from the JSON response by
+    JSONPath (a path selecting anything but exactly one value saves null), ``save_headers`` from
+    response headers. Every call carries an ``Idempotency-Key`` that is the same on each retry."""
+
+    type: Literal["call_api"]
+    method: HttpMethod
+    url: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_url)]
+    headers: dict[RequestHeaderName, Template] = Field(default_factory=dict, max_length=50)
+    body: CallApiBody | None = None
+    # False: go on down ``success`` as soon as the request is sent; the answer is not awaited.
+    wait_for_response: bool = True
+    timeout: CallTimeout = timedelta(seconds=10)
+    save: dict[VariableName, JsonPathText] = Field(default_factory=dict, max_length=50)
+    save_headers: dict[VariableName, HeaderName] = Field(default_factory=dict, max_length=50)
+    window: CallWindow | None = None
+    rate: CallRate | None = None
+    next: StepId | CallApiNext | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CallApiStep:
+        if self.method == "GET" and self.body is not None:
+            raise ValueError("a GET request takes no body")
+        if not self.wait_for_response and (self.save or self.save_headers):
+            raise ValueError("'save' and 'save_headers' need wait_for_response: true")
+        both = sorted(set(self.save) & set(self.save_headers))
+        if both:
+            raise ValueError(f"saved twice (save and save_headers): {', '.join(both)}")
+        return self
+
+    @property
+    def saved_variables(self) -> list[str]:
+        return [*self.save, *self.save_headers]

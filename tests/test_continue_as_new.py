@@ -1,0 +1,160 @@
+"""Long journeys continue as new before Temporal's limits, with their state intact."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, TriggerEvent
+from flowline.store import flows
+from flowline.store.database import Store
+from tests.conftest import Tenant, finish
+from tests.test_journeys import publish
+from workflows.routing import JourneyLauncher
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def ticking_flow(first: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "long",
+        "name": "Long",
+        "trigger": {"type": "flow"},
+        # Its journeys listen to 'noise' (a stop condition that never matches): many signals.
+        "settings": {
+            "stop_when": [{"event": "noise", "where": [{"property": "stop", "op": "is", "value": True}]}]
+        },
+        "steps": [
+            first,
+            {"id": "after", "type": "send", "channel": "in_app", "content": {"body": "{{ vars.n }}"}},
+        ],
+    }
+
+
+async def start_with_limits(
+    store: Store, temporal: WorkflowEnvironment, tenant: Tenant, task_queue: str, limits: JourneyLimits
+) -> str:
+    async with store.connect() as conn:
+        published = await flows.current_version(conn, tenant.id, "long")
+    assert published is not None
+    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    journey_id = await launcher.start(
+        tenant.id, published, "ada", entry="long", variables={"kept": "yes"}, limits=limits
+    )
+    assert journey_id is not None
+    await temporal.client.get_workflow_handle(journey_id).query("state")
+    return journey_id
+
+
+async def caught_up(handle: WorkflowHandle[Any, Any]) -> None:
+    """A query is answered once the journey took the signals sent before it: the burst stays in
+    step with the worker, as events of one person arrive in life. A busy machine may let a query
+    pass its deadline; it is asked again."""
+    for attempt in range(10):
+        try:
+            await handle.query("state")
+            return
+        except RPCError as error:
+            if error.status != RPCStatusCode.DEADLINE_EXCEEDED or attempt == 9:
+                raise
+
+
+async def events(api: httpx.AsyncClient, name: str, count: int, prefix: str, *, per_call: int = 1) -> None:
+    """``count`` events, ``per_call`` per request (one by one, the journey hears them in many tasks)."""
+    for offset in range(0, count, per_call):
+        batch = [
+            {"id": f"{prefix}-{i}", "profile_id": "ada", "name": name, "properties": {"n": i}}
+            for i in range(offset, min(count, offset + per_call))
+        ]
+        response = await api.post("/v1/events", json=batch)
+        assert response.status_code == 202, response.text
+
+
+async def test_a_wait_that_hears_many_events_continues_as_new_and_keeps_its_count(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    store: Store,
+    tenant: Tenant,
+    task_queue: str,
+) -> None:
+    wait = {
+        "id": "wait",
+        "type": "wait_for_event",
+        "conditions": [{"event": "tick", "count": {"op": ">=", "value": 30}}],
+        "timeout": "30d",
+        "save": {"n": "n"},
+    }
+    await publish(api, ticking_flow(wait))
+    journey_id = await start_with_limits(
+        store, temporal, tenant, task_queue, JourneyLimits(signals_per_run=10)
+    )
+    await events(api, "tick", 30, "t")
+    state = await finish(temporal, journey_id)
+    assert state.runs >= 3
+    assert [(p.step, p.branch) for p in state.path] == [("wait", "happened"), ("after", "sent")]
+    assert state.variables == {"kept": "yes", "n": 29}
+    # The wait ended with the 30th event, long before its timeout.
+    assert state.path[0].left_at is not None
+    assert state.path[0].left_at - state.path[0].entered_at < timedelta(days=1)
+
+
+async def test_a_pause_that_hears_many_events_continues_as_new_and_ends_on_time(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    store: Store,
+    tenant: Tenant,
+    task_queue: str,
+) -> None:
+    await publish(api, ticking_flow({"id": "wait", "type": "pause", "for": "1d"}))
+    journey_id = await start_with_limits(
+        store, temporal, tenant, task_queue, JourneyLimits(signals_per_run=10)
+    )
+    await events(api, "noise", 25, "n")
+    state: JourneyState = await finish(temporal, journey_id)
+    assert state.runs >= 3 and state.status == "completed"
+    wait = state.path[0]
+    assert wait.left_at is not None
+    assert timedelta(days=1) <= wait.left_at - wait.entered_at < timedelta(days=1, seconds=1)
+    assert state.variables == {"kept": "yes"}
+
+
+async def test_a_journey_hears_more_signals_than_one_run_may_take(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    store: Store,
+    tenant: Tenant,
+    task_queue: str,
+) -> None:
+    """Past the real limit with the default limits: Temporal refuses the 10,001st signal of a run.
+    The last event matches the stop condition: the journey heard it after all the others."""
+    if store.dialect != "sqlite":
+        pytest.skip("the limit is Temporal's; one store is enough to drive a journey past it")
+    await publish(api, ticking_flow({"id": "wait", "type": "pause", "for": "30d"}))
+    journey_id = await start_with_limits(store, temporal, tenant, task_queue, JourneyLimits())
+    handle = temporal.client.get_workflow_handle(journey_id)
+    total = 10_050
+    for offset in range(0, total, 50):
+        await asyncio.gather(
+            *(
+                handle.signal(EVENT_SIGNAL, TriggerEvent(id=f"n-{i}", name="noise", timestamp=T0))
+                for i in range(offset, offset + 50)
+            )
+        )
+        if offset % 500 == 0:
+            await caught_up(handle)
+    last = TriggerEvent(id="last", name="noise", timestamp=T0, properties={"stop": True})
+    await handle.signal(EVENT_SIGNAL, last)
+    state = await finish(temporal, journey_id)
+    assert state.runs > total // JourneyLimits().signals_per_run, state
+    assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
+    assert state.variables == {"kept": "yes"} and [p.step for p in state.path] == ["wait"]

@@ -1,0 +1,96 @@
+"""The call_api step inside a journey: wait for the step's window and a slot of its rate, then call.
+
+Workflow code, deterministic like the interpreter that runs it (tests/test_workflow_determinism.py
+reads this file too): time from ``workflow.now()``, waits through the interpreter's durable
+timers, the call and the rate's counter in activities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from flowline.clock import zone
+from flowline.flow.model import CallApiStep
+from flowline.flow.timing import window_opens
+from flowline.journey import (
+    CALL_API,
+    PROFILE_TIME_ZONE,
+    RESERVE_CALL_SLOT,
+    CallApiRequest,
+    CallApiResult,
+    CallSlot,
+    CallSlotRequest,
+    JourneyRef,
+    TemplateScope,
+)
+
+# A 5xx or a missing answer is tried three times (1s, then 2s apart); a 4xx once.
+CALL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2, maximum_attempts=3)
+
+# The interpreter's durable timer: sleep until the moment, showing what the journey waits for.
+SleepUntil = Callable[[datetime, str], Awaitable[None]]
+
+
+async def call_api(
+    step: CallApiStep,
+    ref: JourneyRef,
+    scope: TemplateScope,
+    iteration: int,
+    sleep_until: SleepUntil,
+    resume_until: datetime | None = None,
+) -> CallApiResult:
+    """Make the step's call once its window is open and its rate has room. ``resume_until``: the
+    end of the wait a previous run handed over (window or rate; both are checked again after)."""
+    if resume_until is not None:
+        await sleep_until(resume_until, f"call: waiting until {resume_until.isoformat()}")
+    window, rate = step.window, step.rate
+    tz: ZoneInfo | None = None
+    if window is not None:
+        profile_zone = await workflow.execute_local_activity(
+            PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
+        )
+        tz = zone(profile_zone, window.timezone)
+    while True:
+        if window is not None and tz is not None:
+            opens = window_opens(window, workflow.now(), tz)
+            await sleep_until(opens, f"call window opens {opens.isoformat()}")
+        if rate is None:
+            break
+        slot: CallSlot = await workflow.execute_local_activity(
+            RESERVE_CALL_SLOT,
+            CallSlotRequest(
+                journey=ref,
+                step_id=step.id,
+                period_seconds=rate.period_seconds,
+                limit=rate.max,
+                at=workflow.now(),
+            ),
+            result_type=CallSlot,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        await sleep_until(slot.at, f"call rate: a slot at {slot.at.isoformat()}")
+        # A window that closed meanwhile: wait for it to open again, and for a new slot.
+        if window is None or tz is None or window_opens(window, workflow.now(), tz) == workflow.now():
+            break
+    request = CallApiRequest(
+        journey=ref, step=step, iteration=iteration, attempts=CALL_RETRY.maximum_attempts, scope=scope
+    )
+    try:
+        result: CallApiResult = await workflow.execute_activity(
+            CALL_API,
+            request,
+            result_type=CallApiResult,
+            start_to_close_timeout=step.timeout + timedelta(seconds=30),
+            retry_policy=CALL_RETRY,
+        )
+    except ActivityError as error:
+        # The last attempt timed out or its worker was lost: no answer to go by.
+        cause = error.cause if error.cause is not None else error
+        return CallApiResult(branch="error", error=str(cause), variables=dict.fromkeys(step.saved_variables))
+    return result
