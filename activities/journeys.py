@@ -120,9 +120,10 @@ class JourneyActivities:
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
         ref = request.journey
         async with self.store.begin() as conn:
-            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
+            # Reads first: on SQLite the write lock is taken at the ledger insert and held to commit.
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
             context = await self._template_context(conn, ref, request.scope)
+            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
         if row["status"] == "sent":
             async with self.store.begin() as conn:
                 ended = await self._record_end_if_asked(conn, request.ends_journey)
