@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -120,6 +121,13 @@ events = Table(
     # Set once the event has reached every flow and journey it concerns.
     Column("routed_at", UTCDateTime()),
     Index(None, "workspace_id", "profile_id", "name", "timestamp"),
+    # The sweeper looks for events whose routing did not finish.
+    Index(
+        "ix_events_unrouted",
+        "received_at",
+        postgresql_where=text("routed_at IS NULL"),
+        sqlite_where=text("routed_at IS NULL"),
+    ),
 )
 
 flows = Table(
