@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import yaml
 from sqlalchemy import func, select
@@ -10,6 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
+from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
 from tests.conftest import Tenant, finish, new_tenant
@@ -194,3 +198,26 @@ async def test_events_stay_unrouted_when_journeys_cannot_start_and_a_resend_rout
             select(func.count()).select_from(journeys).where(journeys.c.workspace_id == tenant.id)
         )
     assert count == 1
+
+
+async def test_a_busy_store_answers_503_not_500(
+    store: Store, temporal: WorkflowEnvironment, tenant: Tenant, tmp_path: Path
+) -> None:
+    """Every connection taken (a pool timeout): the client is told to come back, with Retry-After."""
+    tiny = Store(str(store.url), pool_size=1, max_overflow=0, pool_timeout=0.2)
+    settings = Settings(
+        database_url=str(store.url), data_dir=tmp_path, sweep_seconds=0, api_key_cache_seconds=0
+    )
+    app = create_app(settings, store=tiny, temporal=temporal.client)
+    try:
+        async with app.router.lifespan_context(app), tiny.connect():  # holds the only connection
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://flowline") as client:
+                response = await client.get(
+                    "/v1/profiles/ada", headers={"Authorization": f"Bearer {tenant.key}"}
+                )
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "busy" in response.json()["message"]
+    finally:
+        await tiny.dispose()
