@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench clean
+.PHONY: run test lint typecheck unit histories bench bench-latency clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ histories: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/journeys.py --database sqlite
 	$(BIN)/python bench/journeys.py --database postgres
+
+# POST /v1/events -> webhook received, on the `make run` stack, at 20 and 100 events/s (SQLite).
+bench-latency: $(STAMP)
+	$(BIN)/python bench/latency.py --database sqlite
 
 clean:
 	rm -rf $(VENV)

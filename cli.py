@@ -49,6 +49,12 @@ def _temporal_command(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        # WAL without an fsync per commit: Temporal's own writes on every workflow step were the
+        # largest delay under load (bench/RESULTS.md, latency). Still safe if a process crashes.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
     ]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]

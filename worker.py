@@ -78,4 +78,6 @@ async def serve(settings: Settings) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    # httpx logs every webhook request at INFO: noise, and CPU the worker needs for journeys.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(serve(get_settings()))

@@ -120,9 +120,10 @@ class JourneyActivities:
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
         ref = request.journey
         async with self.store.begin() as conn:
-            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
+            # Reads first: on SQLite the write lock is taken at the ledger insert and held to commit.
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
             context = await self._template_context(conn, ref, request.scope)
+            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
         if row["status"] == "sent":
             async with self.store.begin() as conn:
                 ended = await self._record_end_if_asked(conn, request.ends_journey)
@@ -169,12 +170,14 @@ class JourneyActivities:
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
-        """The profile's ``timezone`` attribute (an IANA name; "" if none), for pauses that read a
-        wall clock."""
+        """The person's zone for wall-clock times: their ``timezone`` attribute, else the
+        workspace's default ("" if neither)."""
         async with self.store.connect() as conn:
             profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        value = profile["attributes"].get("timezone") if profile else None
-        return value if isinstance(value, str) else ""
+            found = await workspaces.person_zone(
+                conn, ref.workspace_id, profile["attributes"] if profile else {}
+            )
+        return found or ""
 
     @activity.defn(name=EVALUATE_EXPRESSIONS)
     async def evaluate_expressions(self, request: ExpressionsRequest) -> ExpressionsResult:
@@ -199,9 +202,12 @@ class JourneyActivities:
         ref = request.journey
         async with self.store.connect() as conn:
             profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        attributes = profile["attributes"] if profile else {}
+            attributes = dict(profile["attributes"]) if profile else {}
+            if "timezone" in request.names:
+                # Wall-clock times fall back to the workspace's zone.
+                attributes["timezone"] = await workspaces.person_zone(conn, ref.workspace_id, attributes)
         return ProfileAttributes(
-            values={name: attributes[name] for name in request.names if name in attributes}
+            values={name: attributes[name] for name in request.names if attributes.get(name) is not None}
         )
 
     @activity.defn(name=EVENTS_SINCE)

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import errors
 from api.deps import Services
-from api.routes import events, flows, health, journeys, profiles
+from api.routes import events, flows, health, journeys, profiles, workspace
 from flowline.flow.model import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache
 from workflows.client import connect
 from workflows.routing import JourneyLauncher
+
+log = logging.getLogger("flowline.sweeper")
+
+
+async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
+    """Route events left unrouted (see JourneyLauncher.sweep); errors are logged and retried."""
+    while True:
+        await asyncio.sleep(settings.sweep_seconds)
+        try:
+            routed = await launcher.sweep(older_than=timedelta(seconds=settings.sweep_after_seconds))
+        except Exception:  # the next sweep tries again
+            log.exception("sweeping unrouted events failed")
+        else:
+            if routed:
+                log.info("swept %d unrouted events", routed)
 
 
 def create_app(
@@ -39,9 +57,18 @@ def create_app(
             ),
             api_keys=TtlCache(settings.api_key_cache_seconds),
         )
+        sweeper = (
+            asyncio.create_task(_sweep_forever(app.state.services.launcher, settings))
+            if settings.sweep_seconds > 0
+            else None
+        )
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             if own_store:
                 await active_store.dispose()
 
@@ -53,7 +80,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (flows, events, profiles, journeys, health):
+    for module in (flows, events, profiles, journeys, workspace, health):
         app.include_router(module.router)
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -58,6 +59,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def store_busy(_request: Request, _exc: sqlalchemy.exc.TimeoutError) -> JSONResponse:
+        # Every database connection is taken: the client should back off and send again.
+        return JSONResponse(
+            {"message": "the store is busy; send the request again shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

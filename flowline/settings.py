@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # trigger (publishing through the same process refreshes the latter at once). 0 turns caching off.
     api_key_cache_seconds: float = 30.0
     flow_cache_seconds: float = 5.0
+    # Every sweep_seconds the API routes events whose routing did not finish (Temporal refused,
+    # a process died) once they are sweep_after_seconds old. 0 turns the sweeper off.
+    sweep_seconds: float = 10.0
+    sweep_after_seconds: float = 30.0
     # Outbound HTTP (webhooks).
     webhook_timeout_seconds: float = 10.0
 

@@ -108,7 +108,11 @@ async def api(
     store: Store, temporal: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app in-process, authenticated as ``tenant``, starting journeys on ``task_queue``."""
-    settings = Settings(database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path)
+    # The sweeper is off: it would route other tests' leftovers onto this test's task queue
+    # (tests/test_routing_recovery.py runs it explicitly).
+    settings = Settings(
+        database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path, sweep_seconds=0
+    )
     app = create_app(settings, store=store, temporal=temporal.client)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
+from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
+from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
-from tests.conftest import Tenant, new_tenant
-from tests.flows import welcome_flow
+from tests.conftest import Tenant, finish, new_tenant
+from tests.flows import send_then_exit_flow, welcome_flow
 
 
 async def test_missing_and_unknown_keys_get_401(api: httpx.AsyncClient) -> None:
@@ -145,11 +150,11 @@ async def test_unknown_journey_is_404(api: httpx.AsyncClient) -> None:
     assert response.status_code == 404 and response.json() == {"message": "no journey 'j-nope'"}
 
 
-async def test_events_are_not_stored_when_journeys_cannot_start(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant
+async def test_events_stay_unrouted_when_journeys_cannot_start_and_a_resend_routes_them(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant, temporal: WorkflowEnvironment, worker: None
 ) -> None:
-    await api.put("/v1/flows/welcome", json=welcome_flow("http://127.0.0.1:1"))
-    assert (await api.post("/v1/flows/welcome/publish")).status_code == 200
+    await api.put("/v1/flows/short", json=send_then_exit_flow("signed_up"))
+    assert (await api.post("/v1/flows/short/publish")).status_code == 200
     # Point the app at a Temporal server that is not there: every start fails.
     services = api._transport.app.state.services  # type: ignore[attr-defined]
     working = services.launcher.client
@@ -168,11 +173,51 @@ async def test_events_are_not_stored_when_journeys_cannot_start(
     finally:
         services.launcher.client = working
     assert response.status_code == 503
-    assert "nothing was stored" in response.json()["message"]
+    assert "send them again" in response.json()["message"]
+    # Stored, and the journey claimed, but nothing routed.
     async with store.connect() as conn:
-        stored = (await conn.execute(select(events.c.id).where(events.c.workspace_id == tenant.id))).all()
-        started = (
+        stored = await conn.execute(
+            select(events.c.id, events.c.routed_at)
+            .where(events.c.workspace_id == tenant.id)
+            .order_by(events.c.id)
+        )
+        assert [(r.id, r.routed_at) for r in stored] == [("e1", None), ("e2", None)]
+        [claimed] = (
             await conn.execute(select(journeys.c.id).where(journeys.c.workspace_id == tenant.id))
-        ).all()
-    assert (stored, started) == ([], [])
-    assert (await api.get("/v1/profiles/ada")).status_code == 404
+        ).scalars()
+
+    # The same batch again: the same journey starts (no second one), and the events are routed.
+    again = await api.post("/v1/events", json=batch)
+    assert again.status_code == 202, again.text
+    assert again.json()["duplicates"] == 2 and again.json()["journeys"] == [claimed]
+    assert (await finish(temporal, claimed)).status == "completed"
+    async with store.connect() as conn:
+        routed = await conn.execute(select(events.c.routed_at).where(events.c.workspace_id == tenant.id))
+        assert all(r.routed_at is not None for r in routed)
+        count = await conn.scalar(
+            select(func.count()).select_from(journeys).where(journeys.c.workspace_id == tenant.id)
+        )
+    assert count == 1
+
+
+async def test_a_busy_store_answers_503_not_500(
+    store: Store, temporal: WorkflowEnvironment, tenant: Tenant, tmp_path: Path
+) -> None:
+    """Every connection taken (a pool timeout): the client is told to come back, with Retry-After."""
+    tiny = Store(str(store.url), pool_size=1, max_overflow=0, pool_timeout=0.2)
+    settings = Settings(
+        database_url=str(store.url), data_dir=tmp_path, sweep_seconds=0, api_key_cache_seconds=0
+    )
+    app = create_app(settings, store=tiny, temporal=temporal.client)
+    try:
+        async with app.router.lifespan_context(app), tiny.connect():  # holds the only connection
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://flowline") as client:
+                response = await client.get(
+                    "/v1/profiles/ada", headers={"Authorization": f"Bearer {tenant.key}"}
+                )
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "busy" in response.json()["message"]
+    finally:
+        await tiny.dispose()

@@ -212,7 +212,7 @@ async def waiting_for(api: httpx.AsyncClient, journey_id: str, prefix: str) -> d
     raise AssertionError(f"journey never waited for {prefix!r}: {detail}")
 
 
-async def test_a_call_waits_for_its_window_in_the_profiles_zone(
+async def test_a_call_waits_for_its_window_in_the_windows_zone(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
 ) -> None:
     tokyo = ZoneInfo("Asia/Tokyo")
@@ -222,10 +222,11 @@ async def test_a_call_waits_for_its_window_in_the_profiles_zone(
         "days": [WEEKDAYS[day.weekday()]],
         "from": "09:00",
         "to": "10:00",
-        "timezone": "America/New_York",
+        "timezone": "Asia/Tokyo",
     }
     await publish(api, call_flow({"url": f"{sink.url}/window", "window": window}))
-    await api.put("/v1/profiles/ada", json={"attributes": {"timezone": "Asia/Tokyo"}})  # wins over the step's
+    # The step's zone wins over the person's (as for pauses and date waits).
+    await api.put("/v1/profiles/ada", json={"attributes": {"timezone": "America/New_York"}})
     journey_id = await go(api)
 
     await waiting_for(api, journey_id, "call window opens")

@@ -40,6 +40,21 @@ async def test_for_then_until_a_time_of_day_in_the_profiles_zone(
     assert timedelta(days=1) <= left - entered < timedelta(days=2)
 
 
+async def test_without_a_zone_of_its_own_a_person_takes_the_workspaces(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    assert (await api.put("/v1/workspace", json={"timezone": "America/Sao_Paulo"})).status_code == 200
+    assert (await api.get("/v1/workspace")).json() == {"timezone": "America/Sao_Paulo"}
+    await publish(api, paused({"for": "1h", "until_time": "07:30"}))
+    await api.put("/v1/profiles/tokyo", json={"attributes": {"timezone": "Asia/Tokyo"}})
+    _entered, left = await waited(api, temporal, "nozone")
+    assert left.astimezone(ZoneInfo("America/Sao_Paulo")).time() == time(7, 30)
+    _entered, left = await waited(api, temporal, "tokyo")  # the person's own zone comes first
+    assert left.astimezone(ZoneInfo("Asia/Tokyo")).time() == time(7, 30)
+    bad = await api.put("/v1/workspace", json={"timezone": "Mars/Olympus"})
+    assert bad.status_code == 422 and bad.json()["faults"][0]["path"] == "$.timezone"
+
+
 async def test_without_a_zone_utc_is_used(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
 ) -> None:

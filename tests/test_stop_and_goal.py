@@ -134,3 +134,18 @@ async def test_a_goal_with_exit_ends_the_journey_as_converted(
     assert (state.status, state.exit_reason) == ("completed", "goal_reached")
     assert state.converted_at is not None
     assert await inbox(api) == []
+
+
+async def test_the_api_stops_a_journey_in_flight(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store
+) -> None:
+    await publish(api, paused_flow())
+    journey_id = await enter(api, temporal)
+    stopped = await api.post(f"/v1/journeys/{journey_id}/stop", json={"reason": "customer asked"})
+    assert stopped.status_code == 202, stopped.text
+    state = await finish(temporal, journey_id)
+    assert (state.status, state.exit_reason) == ("stopped", "customer asked")
+    assert await inbox(api) == []
+    assert (await record(store, journey_id))["status"] == "stopped"
+    assert (await api.post(f"/v1/journeys/{journey_id}/stop")).status_code == 409
+    assert (await api.post("/v1/journeys/j-nope/stop")).status_code == 404

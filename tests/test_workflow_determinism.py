@@ -12,8 +12,9 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls]
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -37,6 +38,7 @@ ALLOWED_IMPORTS = {
     "flowline.flow.model",
     "flowline.journey",
     "workflows.calls",
+    "workflows.waits",
     "workflows.search_attributes",
     "zoneinfo",
 }

@@ -52,10 +52,11 @@ async def call_api(
     window, rate = step.window, step.rate
     tz: ZoneInfo | None = None
     if window is not None:
-        profile_zone = await workflow.execute_local_activity(
+        # As everywhere (SPEC §3): the step's zone when given, else the person's, else UTC.
+        profile_zone = window.timezone or await workflow.execute_local_activity(
             PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
         )
-        tz = zone(profile_zone, window.timezone)
+        tz = zone(profile_zone)
     while True:
         if window is not None and tz is not None:
             opens = window_opens(window, workflow.now(), tz)

@@ -73,24 +73,28 @@ class EventRouter:
         # A journey an event of this batch started hears only the events after that one.
         position = {item.event.id: index for index, item in enumerate(items)}
         outbox: dict[str, list[TriggerEvent]] = defaultdict(list)
+        conversions: list[tuple[str, TriggerEvent]] = []
         for index, item in enumerate(items):
             event = item.event
             for journey in by_profile.get(item.profile_id, ()):
                 document = documents.get((journey["flow_id"], journey["version"]))
                 if document is None or index <= position.get(journey["trigger_event_id"], -1):
                     continue
-                if await self._settle_goal(conn, document, journey, event):
-                    routed.converted.append(journey["id"])
+                if self._converts(document, journey, event):
+                    conversions.append((str(journey["id"]), event))
                 if journey["status"] == "running" and event.name in document.listened_events():
                     outbox[journey["id"]].append(event)
         await asyncio.gather(*(self._signal(jid, events) for jid, events in outbox.items()))
         routed.signalled = {jid: [e.id for e in events] for jid, events in outbox.items()}
+        # Writes last: on SQLite the write lock is not held while Temporal answers the signals.
+        for jid, event in conversions:
+            if await journeys.record_conversion(conn, jid, event.timestamp, event.id):
+                routed.converted.append(jid)
         return routed
 
     @staticmethod
-    async def _settle_goal(
-        conn: AsyncConnection, document: FlowDocument, journey: dict[str, object], event: TriggerEvent
-    ) -> bool:
+    def _converts(document: FlowDocument, journey: dict[str, object], event: TriggerEvent) -> bool:
+        """Whether ``event`` is the journey's first goal event within the goal's window."""
         goal = document.settings.goal
         started = journey["started_at"]
         if goal is None or journey["converted_at"] is not None or not isinstance(started, datetime):
@@ -99,8 +103,8 @@ class EventRouter:
             return False
         if not goal.matches(event.name, event.properties):
             return False
-        journey["converted_at"] = event.timestamp
-        return await journeys.record_conversion(conn, str(journey["id"]), event.timestamp, event.id)
+        journey["converted_at"] = event.timestamp  # a later event of the batch does not convert it again
+        return True
 
     async def _signal(self, journey_id: str, events: list[TriggerEvent]) -> None:
         handle = self.client.get_workflow_handle(journey_id)

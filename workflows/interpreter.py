@@ -9,9 +9,8 @@ history on each run). workflows/journey.py is the thin workflow definition aroun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import assert_never
 
@@ -22,7 +21,6 @@ from temporalio.exceptions import ActivityError
 from flowline.clock import zone
 from flowline.durations import format_duration
 from flowline.flow.branching import BranchStep
-from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
 from flowline.flow.model import (
@@ -44,18 +42,14 @@ from flowline.flow.model import (
 )
 from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import (
-    MAX_COUNT,
-    PROFILE_CHANGED,
     WaitForChangeStep,
     WaitForEventStep,
-    timeout_of,
 )
 from flowline.journey import (
     ADD_TO_FLOW,
     DELIVER_WEBHOOK,
     EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
-    EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
     PROFILE_STEP,
     PROFILE_TIME_ZONE,
@@ -64,8 +58,6 @@ from flowline.journey import (
     AddToFlowRequest,
     ConditionsRequest,
     ConditionsResult,
-    EventsFound,
-    EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
     HeardEvent,
@@ -88,6 +80,7 @@ from flowline.journey import (
 )
 from workflows.calls import call_api
 from workflows.search_attributes import STEP_ID
+from workflows.waits import ContinueAsNew, DeadlineReached, Waiting
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -97,9 +90,6 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
-# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
-MAX_HEARD = MAX_COUNT
-
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
     "schedule_to_close_timeout": timedelta(days=1),
@@ -107,19 +97,7 @@ SEND_OPTIONS = {
 }
 
 
-class _ContinueAsNew(Exception):
-    """Raised inside a wait when the run should hand over to a fresh one (see Resume)."""
-
-    def __init__(self, step_id: str, until: datetime | None, heard: list[HeardEvent]) -> None:
-        super().__init__(step_id)
-        self.step_id, self.until, self.heard = step_id, until, heard
-
-
-class _DeadlineReached(Exception):
-    """The flow's max_duration ended a wait: the journey leaves."""
-
-
-class JourneyInterpreter:
+class JourneyInterpreter(Waiting):
     """Walks one journey through its flow. Lives in a module the sandbox passes through, so it is
     not re-imported and recompiled for every journey; it holds no module-level state."""
 
@@ -217,7 +195,7 @@ class JourneyInterpreter:
         if walk.done():
             try:
                 exit_reason = walk.result()
-            except _ContinueAsNew as handover:
+            except ContinueAsNew as handover:
                 self._continue_as_new(journey, handover)
         else:
             assert self._stop is not None
@@ -227,7 +205,7 @@ class JourneyInterpreter:
                 await walk
             except asyncio.CancelledError:
                 pass
-            except _ContinueAsNew:
+            except ContinueAsNew:
                 pass
             self._end_recorded = False
             if state.path and state.path[-1].left_at is None:
@@ -261,7 +239,7 @@ class JourneyInterpreter:
             entry = self._state.path[-1] if resuming and self._state.path else self._enter(step)
             try:
                 result = await self._run_step(step, ref, scope, flow)
-            except _DeadlineReached:
+            except DeadlineReached:
                 entry.left_at, entry.branch = workflow.now(), "max_duration"
                 return "max_duration"
             # Only the end follows a step whose activity recorded it (the exit step may run after).
@@ -281,7 +259,7 @@ class JourneyInterpreter:
             step = flow.step(target) if target is not None else None
         return exit_reason
 
-    def _continue_as_new(self, journey: JourneyInput, handover: _ContinueAsNew) -> None:
+    def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
         state = self._state
         keep = journey.limits.path_entries_kept
         dropped = max(0, len(state.path) - keep)
@@ -298,24 +276,6 @@ class JourneyInterpreter:
             runs=state.runs + 1,
         )
         workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
-
-    def _must_continue_as_new(self) -> bool:
-        assert self._journey is not None
-        limits = self._journey.limits
-        info = workflow.info()
-        return (
-            self._signals >= limits.signals_per_run
-            or info.get_current_history_length() >= limits.history_events
-            or info.is_continue_as_new_suggested()
-        )
-
-    def _take_resume(self, step: Step) -> Resume | None:
-        """The resume point, once, for the step the previous run stopped in."""
-        resume = self._resume
-        if resume is not None and resume.step_id == step.id:
-            self._resume = None
-            return resume
-        return None
 
     def _enter(self, step: Step) -> PathEntry:
         self._visits[step.id] += 1
@@ -492,116 +452,6 @@ class JourneyInterpreter:
             cause = error.cause if error.cause is not None else error
             return StepResult(branch=ELSE, error=str(cause))
         return StepResult(branch=chosen.branch, error=chosen.error)
-
-    async def _sleep_until(self, step: Step, end: datetime, waiting_for: str) -> None:
-        """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for.
-        The flow's max_duration cuts it short (the journey leaves); a long history hands over to a
-        new run that sleeps on to the same ``end``."""
-        self._state.waiting_for = waiting_for
-        until = self._cut(end)
-        if until > workflow.now():
-            try:
-                await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
-            except TimeoutError:
-                pass
-            else:
-                raise _ContinueAsNew(step.id, end, [])
-        if until < end:
-            raise _DeadlineReached
-        self._state.waiting_for = None
-
-    def _cut(self, end: datetime) -> datetime:
-        return min(end, self._deadline) if self._deadline is not None else end
-
-    async def _listen(
-        self, step: Step, end: datetime, heard: dict[str, HeardEvent], done: Callable[[], str | None]
-    ) -> str:
-        """Waits, taking events into ``heard`` (by id: a re-sent event counts once), until ``done``
-        names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
-        until = self._cut(end)
-        inbox = self._inbox = []
-        try:
-            while True:
-                for item in inbox:
-                    heard.setdefault(item.event.id, item)
-                inbox.clear()
-                if len(heard) > MAX_HEARD:
-                    newest = sorted(heard.values(), key=lambda h: h.heard_at)[-MAX_HEARD:]
-                    heard.clear()
-                    heard.update((h.event.id, h) for h in newest)
-                branch = done()
-                if branch is not None:
-                    return branch
-                if workflow.now() >= until:
-                    if until < end:
-                        raise _DeadlineReached
-                    return "timeout"
-                if self._must_continue_as_new():
-                    raise _ContinueAsNew(step.id, end, list(heard.values()))
-                with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(
-                        lambda: bool(inbox) or self._must_continue_as_new(),
-                        timeout=until - workflow.now(),
-                    )
-        finally:
-            self._inbox = None
-
-    async def _wait_for_event(
-        self, step: WaitForEventStep, ref: JourneyRef, scope: TemplateScope
-    ) -> StepResult:
-        resume = self._take_resume(step)
-        heard: dict[str, HeardEvent] = {}
-        if resume is not None and resume.until is not None:
-            end = resume.until
-            heard.update((h.event.id, h) for h in resume.heard)
-        else:
-            end = workflow.now() + timeout_of(step.timeout)
-        names = sorted({c.event for c in step.conditions})
-        self._state.waiting_for = f"event: {', '.join(names)} (until {end.isoformat()})"
-        if resume is None and step.include_since_entry and self._state.entered_at is not None:
-            # Events from before this step: the store has them (the journey may not have listened).
-            found: EventsFound = await workflow.execute_local_activity(
-                EVENTS_SINCE,
-                EventsRequest(journey=ref, names=names, since=self._state.entered_at),
-                result_type=EventsFound,
-                start_to_close_timeout=timedelta(seconds=30),
-            )
-            for event in found.events:
-                heard.setdefault(
-                    event.id, HeardEvent(event=event, heard_at=min(event.timestamp, workflow.now()))
-                )
-        completed: list[TriggerEvent] = []
-
-        def done() -> str | None:
-            relevant = [h for h in heard.values() if is_relevant(step, h.event)]
-            event = completing_event(step, relevant, workflow.now())
-            if event is None:
-                return None
-            completed.append(event)
-            return "happened"
-
-        branch = await self._listen(step, end, heard, done)
-        self._state.waiting_for = None
-        if completed and step.save:
-            self._state.variables.update(saved_values(step.save, completed[0]))
-            scope.vars = dict(self._state.variables)
-        return StepResult(branch=branch)
-
-    async def _wait_for_change(self, step: WaitForChangeStep) -> StepResult:
-        resume = self._take_resume(step)
-        end = resume.until if resume and resume.until else workflow.now() + timeout_of(step.timeout)
-        self._state.waiting_for = f"change: {step.attribute} (until {end.isoformat()})"
-        heard: dict[str, HeardEvent] = {}
-
-        def done() -> str | None:
-            for item in heard.values():
-                if item.event.name == PROFILE_CHANGED and step.is_met_by(item.event.properties):
-                    return "changed"
-            return None
-
-        branch = await self._listen(step, end, heard, done)
-        self._state.waiting_for = None
-        return StepResult(branch=branch)
 
     async def _activity(
         self,

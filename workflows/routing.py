@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -100,21 +101,36 @@ class JourneyLauncher:
         if faults:
             raise EntryRefused("variables do not fit their declarations", faults)
         async with self.store.begin() as conn:
-            claim = await self._claim(conn, workspace_id, flow, profile_id, entry=entry, variables=variables)
+            claim, fresh = await self._claim_entry(
+                conn, workspace_id, flow, profile_id, entry=entry, variables=variables
+            )
             if claim is None:
                 return None
-            if limits is not None:
-                claim.limits = limits
+        if limits is not None:
+            claim.limits = limits
+        # Started once the claim is committed (no transaction waits on Temporal).
+        try:
             await self._start_workflow(claim)
+        except JourneyStartFailed:
+            if fresh:
+                # Nobody may retry this entry: give the re-entry lock back.
+                async with self.store.begin() as conn:
+                    await journeys.forget_claim(conn, claim.journey_id)
+            raise
         return claim.journey_id
 
     async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
-        """Store events and start the journeys they trigger, all in one transaction.
+        """Store events, start the journeys they trigger, and signal the journeys that listen.
 
-        Either everything is stored and every journey started, or nothing is stored and the caller
-        gets the error: a retry then stores the events and starts the journeys. A journey whose
-        workflow started before a failed commit is found again (its id derives from the event).
-        Only events stored for the first time trigger flows.
+        Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
+        1. one transaction stores the events (unrouted) and claims their journeys;
+        2. the journeys start, outside any transaction;
+        3. one transaction signals the journeys in flight that listen, settles goals and marks the
+           events routed.
+        If Temporal refuses (JourneyStartFailed, the API's 503), the events stay stored but
+        unrouted: the same events sent again, or the sweeper (``sweep``), route them. An event
+        triggers flows until it is routed; a journey's id derives from its event, so a second
+        attempt finds its claim and starts the same journey, never another one.
         """
         result = IngestResult()
         if not rows:
@@ -123,27 +139,69 @@ class JourneyLauncher:
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         async with self.store.begin() as conn:
             await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
-            result.stored = await events_store.insert_events(
-                self.store, conn, workspace_id, rows, routed_at=utcnow()
-            )
-            claims = []
-            for row in rows:
-                if row["id"] not in result.stored:
-                    continue
-                event = _event(row)
-                for flow in self.targets(flows, event):
-                    claim = await self._claim(
-                        conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
-                    )
-                    if claim is None:
-                        result.refused.append((event.id, flow.flow_id))
-                    else:
-                        claims.append(claim)
-            await asyncio.gather(*(self._start_workflow(c) for c in claims))
-            # Then the journeys in flight that listen (the ones just started included).
-            await self.route_to_journeys(conn, workspace_id, [r for r in rows if r["id"] in result.stored])
+            result.stored = await events_store.insert_events(self.store, conn, workspace_id, rows)
+            # Events sent before whose routing did not finish are routed now (as stored then).
+            earlier = [r["id"] for r in rows if r["id"] not in result.stored]
+            pending = [r for r in rows if r["id"] in result.stored]
+            pending += await events_store.unrouted_by_id(conn, workspace_id, earlier)
+            claims = await self._claims(conn, workspace_id, flows, pending, result)
+        await self._route(workspace_id, pending, claims)
         result.journeys = [c.journey_id for c in claims]
         return result
+
+    async def sweep(self, *, older_than: timedelta, limit: int = 500, workspace_id: str | None = None) -> int:
+        """Route events whose routing did not finish (Temporal refused, the process died between
+        the steps of ``ingest``, an activity's system events): once they are ``older_than``.
+        Returns how many events it routed."""
+        now = utcnow()
+        async with self.store.connect() as conn:
+            stale = await events_store.stale_unrouted(
+                conn, before=now - older_than, limit=limit, workspace_id=workspace_id
+            )
+        routed = 0
+        by_workspace: dict[str, list[dict[str, Any]]] = {}
+        for row in stale:
+            by_workspace.setdefault(row["workspace_id"], []).append(row)
+        for workspace, rows in by_workspace.items():
+            flows = [f for f in await self.triggerable_flows(workspace) if f.closed_reason(now) is None]
+            async with self.store.begin() as conn:
+                claims = await self._claims(conn, workspace, flows, rows, IngestResult())
+            await self._route(workspace, rows, claims)
+            routed += len(rows)
+        return routed
+
+    async def _claims(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        flows: list[PublishedFlow],
+        rows: Sequence[dict[str, Any]],
+        result: IngestResult,
+    ) -> list[JourneyInput]:
+        claims = []
+        for row in rows:
+            event = _event(row)
+            for flow in self.targets(flows, event):
+                claim = await self._claim(
+                    conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
+                )
+                if claim is None:
+                    result.refused.append((event.id, flow.flow_id))
+                else:
+                    claims.append(claim)
+        return claims
+
+    async def _route(
+        self, workspace_id: str, rows: Sequence[dict[str, Any]], claims: list[JourneyInput]
+    ) -> None:
+        """Steps 2 and 3 of ``ingest``."""
+        await asyncio.gather(*(self._start_workflow(c) for c in claims))
+        if not rows:
+            return
+        async with self.store.begin() as conn:
+            # The journeys in flight that listen (the ones just started included).
+            await self.route_to_journeys(conn, workspace_id, rows)
+            await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
 
     async def route_pending(
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str]
@@ -198,7 +256,24 @@ class JourneyLauncher:
         event: TriggerEvent | None = None,
         variables: dict[str, Any] | None = None,
     ) -> JourneyInput | None:
-        """Record the journey unless it exists or the re-entry rule refuses it."""
+        claim, _fresh = await self._claim_entry(
+            conn, workspace_id, flow, profile_id, entry=entry, event=event, variables=variables
+        )
+        return claim
+
+    async def _claim_entry(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        flow: PublishedFlow,
+        profile_id: str,
+        *,
+        entry: str,
+        event: TriggerEvent | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[JourneyInput | None, bool]:
+        """Record the journey unless the re-entry rule refuses it: (its input, whether it was
+        claimed now); a claim an earlier attempt of the same entry made is returned too."""
         document = flow.document
         settings = document.settings
         entry_key = entry
@@ -217,9 +292,10 @@ class JourneyLauncher:
             trigger_event_id=event.id if event else None,
             started_at=utcnow(),
         )
-        if not claimed:
-            return None
-        return JourneyInput(
+        if not claimed and await journeys.get_journey(conn, workspace_id, jid) is None:
+            return None, False  # the re-entry rule keeps the person out
+        # Claimed now, or by an earlier attempt of the same entry that may not have started it.
+        journey = JourneyInput(
             journey_id=jid,
             workspace_id=workspace_id,
             flow=document,
@@ -228,6 +304,7 @@ class JourneyLauncher:
             event=event,
             variables=variables or {},
         )
+        return journey, claimed
 
     async def _start_workflow(self, journey: JourneyInput) -> None:
         try:

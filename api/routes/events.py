@@ -61,8 +61,9 @@ async def post_events(body: Annotated[Any, Body()], workspace: Workspace, svc: S
     try:
         ingested = await svc.launcher.ingest(workspace, rows)
     except JourneyStartFailed as error:
-        # Nothing was stored: the client can send the same batch again.
-        raise ApiError(503, f"{error}; nothing was stored, send the events again") from error
+        # The events are stored but not routed: the same batch sent again (or the sweeper) routes
+        # them, starting the same journeys, never others.
+        raise ApiError(503, f"{error}; the events are kept but not routed yet, send them again") from error
     result = EventsAccepted(
         accepted=len(ingested.stored),
         duplicates=len(valid) - len(ingested.stored),

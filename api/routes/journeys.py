@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, Query
-from temporalio.service import RPCError
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import JourneyDetail, JourneySummary
-from flowline.journey import JourneyState
+from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journeys
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
@@ -48,3 +49,31 @@ async def get_journey(journey_id: str, workspace: Workspace, svc: Svc) -> Journe
         # No worker to answer, or the history is past retention: the stored record still answers.
         log.info("journey %s: query unavailable (%s)", journey_id, error)
     return JourneyDetail.build(row, state)
+
+
+class StopJourneyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="stopped through the API", min_length=1, max_length=200)
+
+
+@router.post("/{journey_id}/stop", status_code=202, summary="Stop a journey in flight at once")
+async def stop_journey(
+    journey_id: str, workspace: Workspace, svc: Svc, body: StopJourneyIn | None = None
+) -> dict[str, str]:
+    """The journey leaves at once from any step (also mid-pause or mid-wait) and records its end as
+    ``stopped`` with the reason."""
+    async with svc.store.connect() as conn:
+        row = await journeys.get_journey(conn, workspace, journey_id)
+    if row is None:
+        raise ApiError(404, f"no journey {journey_id!r}")
+    if row["status"] != "running":
+        raise ApiError(409, f"journey {journey_id!r} has ended ({row['status']})")
+    reason = (body or StopJourneyIn()).reason
+    try:
+        await svc.temporal.get_workflow_handle(journey_id).signal(STOP_SIGNAL, StopRequest(reason=reason))
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(409, f"journey {journey_id!r} has ended") from error
+        raise ApiError(503, f"Temporal did not take the stop ({error}); send it again") from error
+    return {"journey_id": journey_id, "status": "stopping", "reason": reason}

@@ -77,3 +77,4 @@ def _template(text: str) -> str:
 
 # A Liquid template, parsed when the flow is validated (a fault names its path).
 Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
+LongTemplate = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]

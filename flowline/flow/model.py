@@ -24,6 +24,7 @@ from flowline.conditions import PropertyFilter
 from flowline.flow.base import (
     Expression,
     Identifier,
+    LongTemplate,
     StepId,
     Template,
     TimeOfDay,
@@ -184,8 +185,9 @@ class SendNext(_Strict):
 
 
 class InAppContent(_Strict):
-    title: str = Field(default="", max_length=10_000)
-    body: str = Field(max_length=100_000)
+    # Liquid templates, parsed at validation: a syntax error is a fault with its path.
+    title: Template = ""
+    body: LongTemplate
     # Custom data and actions for the app (values may be Liquid templates).
     data: dict[str, Any] = Field(default_factory=dict)
 

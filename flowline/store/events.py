@@ -94,3 +94,44 @@ async def mark_routed(conn: AsyncConnection, workspace_id: str, event_ids: Seque
             .where(events.c.workspace_id == workspace_id, events.c.id.in_(list(event_ids)))
             .values(routed_at=utcnow())
         )
+
+
+async def unrouted_by_id(
+    conn: AsyncConnection, workspace_id: str, event_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Those of these (stored) events that are not routed yet, as stored."""
+    if not event_ids:
+        return []
+    query = (
+        select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.id.in_(list(event_ids)),
+            events.c.routed_at.is_(None),
+        )
+        .order_by(events.c.received_at, events.c.id)
+    )
+    return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def stale_unrouted(
+    conn: AsyncConnection, *, before: datetime, limit: int, workspace_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Events (of every workspace, or of one) received before ``before`` and still not routed,
+    oldest first."""
+    query = (
+        select(
+            events.c.workspace_id,
+            events.c.id,
+            events.c.profile_id,
+            events.c.name,
+            events.c.timestamp,
+            events.c.properties,
+        )
+        .where(events.c.routed_at.is_(None), events.c.received_at < before)
+        .order_by(events.c.received_at, events.c.id)
+        .limit(limit)
+    )
+    if workspace_id is not None:
+        query = query.where(events.c.workspace_id == workspace_id)
+    return [dict(r._mapping) for r in await conn.execute(query)]

@@ -137,3 +137,8 @@ async def record_conversion(conn: AsyncConnection, journey_id: str, at: datetime
         .values(converted_at=at, goal_event_id=event_id)
     )
     return bool(result.rowcount)
+
+
+async def forget_claim(conn: AsyncConnection, journey_id: str) -> None:
+    """Remove the record of a journey that never started (Temporal refused it)."""
+    await conn.execute(journeys.delete().where(journeys.c.id == journey_id))

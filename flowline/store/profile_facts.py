@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.conditions.facts import ContactBlock, EventFact, FlowMembership, ProfileFacts
 from flowline.store.tables import events, journeys, profiles
+from flowline.store.workspaces import person_zone
 
 
 def _contact_blocks(raw: Any) -> tuple[ContactBlock, ...]:
@@ -31,7 +32,7 @@ async def load_profile_facts(
 ) -> ProfileFacts:
     """The profile (attributes, tags, do-not-contact), its events named ``event_names`` and its
     journeys in ``flow_ids``. A profile not stored yet has no attributes, tags or opt-outs. The
-    time zone is the profile's ``timezone`` attribute, else UTC."""
+    time zone is the profile's ``timezone`` attribute, else the workspace's, else UTC."""
     row = (
         await conn.execute(
             select(profiles.c.attributes, profiles.c.tags, profiles.c.do_not_contact).where(
@@ -72,12 +73,12 @@ async def load_profile_facts(
         memberships = tuple(
             FlowMembership(r.flow_id, r.status, r.started_at, r.ended_at) for r in await conn.execute(query)
         )
-    zone_name = attributes.get("timezone")
+    zone_name = await person_zone(conn, workspace_id, attributes)
     return ProfileFacts(
         attributes=attributes,
         tags=tags,
         do_not_contact=blocks,
         events=found_events,
         flows=memberships,
-        timezone=zone_name if isinstance(zone_name, str) and zone_name else "UTC",
+        timezone=zone_name or "UTC",
     )

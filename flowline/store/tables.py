@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -65,6 +66,8 @@ workspaces = Table(
     Column("name", String(200), nullable=False),
     # Signs outgoing webhooks (HMAC-SHA256).
     Column("webhook_secret", String(128), nullable=False),
+    # The default time zone of wall-clock times, for people without a ``timezone`` attribute.
+    Column("timezone", String(64)),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -118,6 +121,13 @@ events = Table(
     # Set once the event has reached every flow and journey it concerns.
     Column("routed_at", UTCDateTime()),
     Index(None, "workspace_id", "profile_id", "name", "timestamp"),
+    # The sweeper looks for events whose routing did not finish.
+    Index(
+        "ix_events_unrouted",
+        "received_at",
+        postgresql_where=text("routed_at IS NULL"),
+        sqlite_where=text("routed_at IS NULL"),
+    ),
 )
 
 flows = Table(

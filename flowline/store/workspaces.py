@@ -61,3 +61,21 @@ async def workspace_for_key(conn: AsyncConnection, key: str) -> str | None:
     )
     found = row.scalar_one_or_none()
     return None if found is None else str(found)
+
+
+async def workspace_timezone(conn: AsyncConnection, workspace_id: str) -> str | None:
+    """The workspace's default time zone (an IANA name), if one is set."""
+    found = await conn.scalar(select(workspaces.c.timezone).where(workspaces.c.id == workspace_id))
+    return str(found) if found else None
+
+
+async def set_workspace_timezone(conn: AsyncConnection, workspace_id: str, timezone: str | None) -> None:
+    await conn.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(timezone=timezone))
+
+
+async def person_zone(conn: AsyncConnection, workspace_id: str, attributes: dict[str, object]) -> str | None:
+    """The zone of a person's wall-clock times: their ``timezone`` attribute, else the workspace's."""
+    own = attributes.get("timezone")
+    if isinstance(own, str) and own:
+        return own
+    return await workspace_timezone(conn, workspace_id)

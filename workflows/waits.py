@@ -1,0 +1,186 @@
+"""How a journey waits: durable timers cut by the flow's max_duration, events heard while a wait
+listens, and the hand-over to a new run (continue-as-new) when a run grows long.
+
+A base class of the interpreter (workflows/interpreter.py): the same determinism rules apply
+(tests/test_workflow_determinism.py scans this module too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+from flowline.flow.event_waits import completing_event, is_relevant, saved_values
+from flowline.flow.model import Step
+from flowline.flow.waiting import MAX_COUNT, PROFILE_CHANGED, WaitForChangeStep, WaitForEventStep, timeout_of
+from flowline.journey import (
+    EVENTS_SINCE,
+    EventsFound,
+    EventsRequest,
+    HeardEvent,
+    JourneyInput,
+    JourneyRef,
+    JourneyState,
+    Resume,
+    StepResult,
+    TemplateScope,
+    TriggerEvent,
+)
+
+# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
+MAX_HEARD = MAX_COUNT
+
+
+class ContinueAsNew(Exception):
+    """Raised inside a wait when the run should hand over to a fresh one (see Resume)."""
+
+    def __init__(self, step_id: str, until: datetime | None, heard: list[HeardEvent]) -> None:
+        super().__init__(step_id)
+        self.step_id, self.until, self.heard = step_id, until, heard
+
+
+class DeadlineReached(Exception):
+    """The flow's max_duration ended a wait: the journey leaves."""
+
+
+class Waiting:
+    """The interpreter's waits. It sets these in ``run``; the signal handlers fill the inbox."""
+
+    _state: JourneyState
+    _journey: JourneyInput | None
+    # Events heard while a wait listens (None: no wait listens now).
+    _inbox: list[HeardEvent] | None
+    _signals: int
+    _resume: Resume | None
+    _deadline: datetime | None
+
+    def _must_continue_as_new(self) -> bool:
+        assert self._journey is not None
+        limits = self._journey.limits
+        info = workflow.info()
+        return (
+            self._signals >= limits.signals_per_run
+            or info.get_current_history_length() >= limits.history_events
+            or info.is_continue_as_new_suggested()
+        )
+
+    def _take_resume(self, step: Step) -> Resume | None:
+        """The resume point, once, for the step the previous run stopped in."""
+        resume = self._resume
+        if resume is not None and resume.step_id == step.id:
+            self._resume = None
+            return resume
+        return None
+
+    async def _sleep_until(self, step: Step, end: datetime, waiting_for: str) -> None:
+        """A durable timer to ``end`` (none if it has passed), shown as what the journey waits for.
+        The flow's max_duration cuts it short (the journey leaves); a long history hands over to a
+        new run that sleeps on to the same ``end``."""
+        self._state.waiting_for = waiting_for
+        until = self._cut(end)
+        if until > workflow.now():
+            try:
+                await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
+            except TimeoutError:
+                pass
+            else:
+                raise ContinueAsNew(step.id, end, [])
+        if until < end:
+            raise DeadlineReached
+        self._state.waiting_for = None
+
+    def _cut(self, end: datetime) -> datetime:
+        return min(end, self._deadline) if self._deadline is not None else end
+
+    async def _listen(
+        self, step: Step, end: datetime, heard: dict[str, HeardEvent], done: Callable[[], str | None]
+    ) -> str:
+        """Waits, taking events into ``heard`` (by id: a re-sent event counts once), until ``done``
+        names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
+        until = self._cut(end)
+        inbox = self._inbox = []
+        try:
+            while True:
+                for item in inbox:
+                    heard.setdefault(item.event.id, item)
+                inbox.clear()
+                if len(heard) > MAX_HEARD:
+                    newest = sorted(heard.values(), key=lambda h: h.heard_at)[-MAX_HEARD:]
+                    heard.clear()
+                    heard.update((h.event.id, h) for h in newest)
+                branch = done()
+                if branch is not None:
+                    return branch
+                if workflow.now() >= until:
+                    if until < end:
+                        raise DeadlineReached
+                    return "timeout"
+                if self._must_continue_as_new():
+                    raise ContinueAsNew(step.id, end, list(heard.values()))
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: bool(inbox) or self._must_continue_as_new(),
+                        timeout=until - workflow.now(),
+                    )
+        finally:
+            self._inbox = None
+
+    async def _wait_for_event(
+        self, step: WaitForEventStep, ref: JourneyRef, scope: TemplateScope
+    ) -> StepResult:
+        resume = self._take_resume(step)
+        heard: dict[str, HeardEvent] = {}
+        if resume is not None and resume.until is not None:
+            end = resume.until
+            heard.update((h.event.id, h) for h in resume.heard)
+        else:
+            end = workflow.now() + timeout_of(step.timeout)
+        names = sorted({c.event for c in step.conditions})
+        self._state.waiting_for = f"event: {', '.join(names)} (until {end.isoformat()})"
+        if resume is None and step.include_since_entry and self._state.entered_at is not None:
+            # Events from before this step: the store has them (the journey may not have listened).
+            found: EventsFound = await workflow.execute_local_activity(
+                EVENTS_SINCE,
+                EventsRequest(journey=ref, names=names, since=self._state.entered_at),
+                result_type=EventsFound,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            for event in found.events:
+                heard.setdefault(
+                    event.id, HeardEvent(event=event, heard_at=min(event.timestamp, workflow.now()))
+                )
+        completed: list[TriggerEvent] = []
+
+        def done() -> str | None:
+            relevant = [h for h in heard.values() if is_relevant(step, h.event)]
+            event = completing_event(step, relevant, workflow.now())
+            if event is None:
+                return None
+            completed.append(event)
+            return "happened"
+
+        branch = await self._listen(step, end, heard, done)
+        self._state.waiting_for = None
+        if completed and step.save:
+            self._state.variables.update(saved_values(step.save, completed[0]))
+            scope.vars = dict(self._state.variables)
+        return StepResult(branch=branch)
+
+    async def _wait_for_change(self, step: WaitForChangeStep) -> StepResult:
+        resume = self._take_resume(step)
+        end = resume.until if resume and resume.until else workflow.now() + timeout_of(step.timeout)
+        self._state.waiting_for = f"change: {step.attribute} (until {end.isoformat()})"
+        heard: dict[str, HeardEvent] = {}
+
+        def done() -> str | None:
+            for item in heard.values():
+                if item.event.name == PROFILE_CHANGED and step.is_met_by(item.event.properties):
+                    return "changed"
+            return None
+
+        branch = await self._listen(step, end, heard, done)
+        self._state.waiting_for = None
+        return StepResult(branch=branch)
