@@ -30,6 +30,7 @@ from flowline.store import journeys
 from flowline.store.database import Store, utcnow
 from flowline.store.flows import PublishedFlow, event_triggered_flows
 from flowline.store.profiles import ensure_profiles
+from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
 from workflows.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
@@ -182,6 +183,10 @@ class JourneyLauncher:
         for row in rows:
             event = _event(row)
             for flow in self.targets(flows, event):
+                trigger = flow.document.trigger
+                assert isinstance(trigger, EventTrigger)
+                if not await trigger_admits(conn, workspace_id, trigger, row["profile_id"], event, utcnow()):
+                    continue
                 claim = await self._claim(
                     conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
                 )
@@ -233,13 +238,19 @@ class JourneyLauncher:
 
     @staticmethod
     def targets(flows: list[PublishedFlow], event: TriggerEvent) -> list[PublishedFlow]:
-        """The flows whose trigger ``event`` satisfies."""
+        """The flows whose trigger's name and ``where`` ``event`` satisfies (the rest of the
+        trigger reads the store: ``trigger_admits``). A flow's own flow_entered / flow_exited
+        never start it again (that would loop)."""
         found = []
         for flow in flows:
             trigger = flow.document.trigger
+            own = (
+                event.name in events_store.JOURNEY_EVENTS and event.properties.get("flow_id") == flow.flow_id
+            )
             if (
                 isinstance(trigger, EventTrigger)
                 and trigger.event == event.name
+                and not own
                 and matches_all(trigger.where, event.properties)
             ):
                 found.append(flow)

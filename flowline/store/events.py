@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
@@ -44,6 +45,55 @@ async def insert_events(
     # Statement and parameters apart: the compiled statement is cached, the rows go as executemany.
     statement = store.insert(events).on_conflict_do_nothing().returning(events.c.id)
     return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
+
+
+# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them.
+FLOW_ENTERED = "flow_entered"
+FLOW_EXITED = "flow_exited"
+JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED})
+
+
+async def insert_system_event(
+    conn: AsyncConnection,
+    workspace_id: str,
+    *,
+    event_id: str,
+    profile_id: str,
+    name: str,
+    timestamp: datetime,
+    properties: dict[str, Any],
+) -> None:
+    """Store one event the engine writes, unrouted (the sweeper routes it), unless its
+    (deterministic) id is stored already: a retried transaction writes it once."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    row = {
+        "workspace_id": workspace_id,
+        "id": event_id,
+        "profile_id": profile_id,
+        "name": name,
+        "timestamp": timestamp,
+        "properties": properties,
+        "received_at": utcnow(),
+        "routed_at": None,
+    }
+    await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+
+
+async def named_events(
+    conn: AsyncConnection, workspace_id: str, profile_id: str, name: str, *, limit: int = 100_000
+) -> list[dict[str, Any]]:
+    """A profile's events of one name in timestamp order (ties by id)."""
+    query = (
+        select(events.c.id, events.c.timestamp, events.c.properties)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.profile_id == profile_id,
+            events.c.name == name,
+        )
+        .order_by(events.c.timestamp, events.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in await conn.execute(query)]
 
 
 async def events_since(

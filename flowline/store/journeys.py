@@ -14,8 +14,9 @@ from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd
+from flowline.store import events as events_store
 from flowline.store.database import Store
-from flowline.store.tables import journeys
+from flowline.store.tables import events, journeys
 
 Reentry = Literal["never", "after_exit", "concurrent"]
 ONCE = "once"
@@ -56,7 +57,26 @@ async def claim_entry(
         "trigger_event_id": trigger_event_id,
         "started_at": started_at,
     }
-    return (await conn.execute(statement, row)).first() is not None
+    claimed = (await conn.execute(statement, row)).first() is not None
+    if claimed:
+        await events_store.insert_system_event(
+            conn,
+            workspace_id,
+            event_id=entered_event_id(journey_id),
+            profile_id=profile_id,
+            name=events_store.FLOW_ENTERED,
+            timestamp=started_at,
+            properties={"flow_id": flow_id, "version": version, "journey_id": journey_id},
+        )
+    return claimed
+
+
+def entered_event_id(journey_id: str) -> str:
+    return f"{events_store.FLOW_ENTERED}-{journey_id}"
+
+
+def exited_event_id(journey_id: str) -> str:
+    return f"{events_store.FLOW_EXITED}-{journey_id}"
 
 
 async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
@@ -76,7 +96,26 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
             entry_lock=case((journeys.c.entry_lock == ONCE, ONCE), else_=None),
         )
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    # In the end's own transaction; routed by the sweeper (JourneyLauncher.sweep) like the other
+    # events an activity writes.
+    ref = end.journey
+    await events_store.insert_system_event(
+        conn,
+        ref.workspace_id,
+        event_id=exited_event_id(ref.journey_id),
+        profile_id=ref.profile_id,
+        name=events_store.FLOW_EXITED,
+        timestamp=end.ended_at,
+        properties={
+            "flow_id": ref.flow_id,
+            "journey_id": ref.journey_id,
+            "exit_reason": end.exit_reason,
+            "status": end.status,
+        },
+    )
+    return True
 
 
 async def get_journey(conn: AsyncConnection, workspace_id: str, journey_id: str) -> dict[str, Any] | None:
@@ -142,3 +181,4 @@ async def record_conversion(conn: AsyncConnection, journey_id: str, at: datetime
 async def forget_claim(conn: AsyncConnection, journey_id: str) -> None:
     """Remove the record of a journey that never started (Temporal refused it)."""
     await conn.execute(journeys.delete().where(journeys.c.id == journey_id))
+    await conn.execute(events.delete().where(events.c.id == entered_event_id(journey_id)))
