@@ -34,9 +34,7 @@ async def publish(api: httpx.AsyncClient, doc: dict[str, Any]) -> httpx.Response
     return published
 
 
-async def send(
-    api: httpx.AsyncClient, event_id: str, profile: str = "ada", **properties: Any
-) -> list[str]:
+async def send(api: httpx.AsyncClient, event_id: str, profile: str = "ada", **properties: Any) -> list[str]:
     response = await api.post(
         "/v1/events",
         json={"id": event_id, "profile_id": profile, "name": "viewed", "properties": properties},
