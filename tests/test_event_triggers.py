@@ -132,6 +132,8 @@ async def test_flow_entered_and_flow_exited_are_written_once_and_can_trigger_flo
         "status": "completed",
     }
     assert exited["routed_at"] is None  # left to the sweeper
+    # A profile change routes that profile's pending system events, but leaves these to the sweeper.
+    assert (await api.put("/v1/profiles/ada", json={"attributes": {"plan": "pro"}})).status_code == 200
 
     # The sweeper routes them: flow_exited of "short" starts "follow"; flow_entered of "short"
     # does not start "short" again.

@@ -123,13 +123,17 @@ async def events_since(
 async def unrouted_events(
     conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str], *, limit: int = 1_000
 ) -> list[dict[str, Any]]:
-    """Events of these profiles not routed yet (system events written beside a change), oldest first."""
+    """Events of these profiles not routed yet (system events written beside a change), oldest first.
+
+    Not flow_entered / flow_exited: they may start journeys, which only the sweeper does for
+    events written outside ``ingest`` (routing here reaches journeys in flight only)."""
     query = (
         select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)
         .where(
             events.c.workspace_id == workspace_id,
             events.c.profile_id.in_(list(profile_ids)),
             events.c.routed_at.is_(None),
+            events.c.name.not_in(sorted(JOURNEY_EVENTS)),
         )
         .order_by(events.c.received_at, events.c.id)
         .limit(limit)
