@@ -9,6 +9,7 @@ from sqlalchemy import select
 from flowline.store import conversations, profiles
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
+from flowline.store.events import JOURNEY_EVENTS
 from flowline.store.tables import events
 from tests.conftest import Tenant
 
@@ -20,7 +21,12 @@ def step_origin(step: str = "s", iteration: int = 1) -> changes.Origin:
 
 
 async def system_events(store: Store, tenant: Tenant, name: str | None = None) -> list[dict[str, Any]]:
-    query = select(events).where(events.c.workspace_id == tenant.id).order_by(events.c.received_at)
+    """The profile-change events (not the flow_entered / flow_exited of journeys)."""
+    query = (
+        select(events)
+        .where(events.c.workspace_id == tenant.id, events.c.name.not_in(JOURNEY_EVENTS))
+        .order_by(events.c.received_at)
+    )
     if name is not None:
         query = query.where(events.c.name == name)
     async with store.connect() as conn:
