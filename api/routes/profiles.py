@@ -52,7 +52,6 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
                 faults=[{"path": path, "message": message} for path, message in faults],
             )
         await changes.change_attributes(svc.store, conn, workspace, profile_id, body.attributes, origin)
-        touched = [profile_id]
         if "referrer_id" in body.model_fields_set:
             if body.referrer_id == profile_id:
                 raise ApiError(
@@ -63,8 +62,10 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
             await changes.set_referrer(svc.store, conn, workspace, profile_id, body.referrer_id, origin)
         if body.friends:
             await changes.change_friends(svc.store, conn, workspace, profile_id, origin, add=body.friends)
-        await _route(svc, conn, workspace, touched)
-        return await _profile_out(conn, workspace, profile_id)
+        out = await _profile_out(conn, workspace, profile_id)
+        # Routing signals journeys that read the profile: last, so the commit follows at once.
+        await _route(svc, conn, workspace, [profile_id])
+    return out
 
 
 @router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")
@@ -84,8 +85,10 @@ async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, s
             raise ApiError(404, f"no profile {profile_id!r}")
         origin = changes.Origin(source="api")
         await changes.change_friends(svc.store, conn, workspace, profile_id, origin, remove=[friend_id])
+        out = await _profile_out(conn, workspace, profile_id)
+        # Routing signals journeys that read the profile: last, so the commit follows at once.
         await _route(svc, conn, workspace, [profile_id])
-        return await _profile_out(conn, workspace, profile_id)
+    return out
 
 
 @router.put("/{profile_id}/push_tokens", response_model=ProfileOut, summary="Replace the push tokens")
