@@ -3,6 +3,7 @@ and erasure."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -16,6 +17,8 @@ from flowline.journey import STOP_SIGNAL, StopRequest
 from flowline.store import attribute_types, deliveries, erasure, journeys, profiles, push_tokens
 from flowline.store import profile_changes as changes
 from workflows.routing import JourneyStartFailed
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
@@ -31,12 +34,15 @@ async def _profile_out(conn: AsyncConnection, workspace: str, profile_id: str, *
     return ProfileOut.model_validate(row | {"friends": friends, "push_tokens": tokens, **extra})
 
 
-async def _route(svc: Svc, conn: AsyncConnection, workspace: str, profile_ids: list[str]) -> None:
-    # Journeys waiting for a change (wait_for_change) hear it; a refusal rolls all back.
+async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
+    """After the change committed (a journey that hears of it must find it in the store), the
+    journeys waiting for a change (wait_for_change) hear of it. If Temporal refuses, the change
+    stands and its events stay unrouted: the sweeper routes them."""
     try:
-        await svc.launcher.route_pending(conn, workspace, profile_ids)
+        async with svc.store.begin() as conn:
+            await svc.launcher.route_pending(conn, workspace, profile_ids)
     except JourneyStartFailed as error:
-        raise ApiError(503, f"{error}; nothing was changed, send the change again") from error
+        log.warning("profile change of %s not routed yet (the sweeper will): %s", profile_ids, error)
 
 
 @router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
@@ -63,8 +69,7 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
         if body.friends:
             await changes.change_friends(svc.store, conn, workspace, profile_id, origin, add=body.friends)
         out = await _profile_out(conn, workspace, profile_id)
-        # Routing signals journeys that read the profile: last, so the commit follows at once.
-        await _route(svc, conn, workspace, [profile_id])
+    await _route(svc, workspace, [profile_id])
     return out
 
 
@@ -86,8 +91,7 @@ async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, s
         origin = changes.Origin(source="api")
         await changes.change_friends(svc.store, conn, workspace, profile_id, origin, remove=[friend_id])
         out = await _profile_out(conn, workspace, profile_id)
-        # Routing signals journeys that read the profile: last, so the commit follows at once.
-        await _route(svc, conn, workspace, [profile_id])
+    await _route(svc, workspace, [profile_id])
     return out
 
 
