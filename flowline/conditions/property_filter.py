@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -24,17 +25,24 @@ FilterOp = Literal[
 _MISSING = object()
 
 
-def _number(value: Any) -> float | None:
+# A numeric string: plain decimal notation with an optional exponent, no spaces (not "inf",
+# "nan" or "1_000"), so that SQL (flowline/conditions/sql.py) reads exactly the same numbers.
+NUMERIC_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"
+_NUMERIC = re.compile(NUMERIC_TEXT)
+
+
+def plain_number(value: Any) -> float | None:
+    """A JSON number, or a numeric string (see NUMERIC_TEXT), as a float; None otherwise."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        return float(value)
     return None
+
+
+_number = plain_number
 
 
 def _compare(pred: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
