@@ -11,6 +11,7 @@ rules can agree.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
@@ -108,12 +109,20 @@ def _infer_type(op: str, value: Scalar) -> str | None:
     raise ValueError(f"'{op}' needs a value")
 
 
+# The date forms conditions read (the SQL compilation parses exactly these): a date, or a
+# date-time to the minute or second, with ``Z`` or an offset ``+HH:MM`` or none.
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?")
+
+
 def parse_date_value(text: str) -> date | datetime:
-    """A date (``2026-05-01``) or a date-time (``2026-05-01T09:00:00+02:00``, offset optional)."""
-    stripped = text.strip()
-    if len(stripped) == 10:
-        return date.fromisoformat(stripped)
-    return datetime.fromisoformat(stripped)
+    """A date (``2026-05-01``) or a date-time (``2026-05-01T09:00:00+02:00``, offset optional).
+
+    Only the forms of DATE_TEXT, exactly (no surrounding spaces, no other ISO 8601 forms)."""
+    if not DATE_TEXT.fullmatch(text):
+        raise ValueError(f"'{text}' is not a date such as 2026-05-01 or 2026-05-01T09:00:00+02:00")
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text)
 
 
 def _check_value(kind: str | None, op: str, value: Scalar) -> None:

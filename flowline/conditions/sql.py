@@ -39,6 +39,8 @@ from flowline.conditions.rules import (
     NotCondition,
     TagCondition,
 )
+from flowline.conditions.rules import DAY_OFFSET_OPS, WINDOW_OPS
+from flowline.durations import parse_duration
 from flowline.store.tables import events, journeys, profiles, workspaces
 
 from flowline.conditions.property_filter import NUMERIC_TEXT
@@ -207,10 +209,15 @@ class _Compiler:
         return case((and_(own.kind() == "string", own.text() != ""), own.text()), else_=workspace)
 
     def _date(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
+        expected: Any = condition.value
         if self.pg:
-            raise NotImplementedError("date operators are not compiled for PostgreSQL yet")
+            # flowline_date_holds (migration 0007) takes days, seconds or the value as written.
+            if op in DAY_OFFSET_OPS:
+                expected = str(parse_duration(expected).days)
+            elif op in WINDOW_OPS:
+                expected = str(int(parse_duration(expected).total_seconds()))
         holds: ColumnElement[bool] = func.flowline_date_holds(
-            value.kind(), value.text(), self._zone_name(), op, condition.value, self.now.isoformat(), type_=Boolean
+            value.kind(), value.text(), self._zone_name(), op, expected, self.now if self.pg else self.now.isoformat(), type_=Boolean
         )
         return holds
 
