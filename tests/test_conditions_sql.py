@@ -6,11 +6,12 @@ with properties, journeys) and compares ``evaluate`` on loaded facts with SQL me
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from sqlalchemy import update
@@ -254,7 +255,10 @@ async def _seed(store: Store, zone: str | None, people: list[dict[str, Any]], no
     return ws
 
 
-async def _agree(store: Store, rule: dict[str, Any], zone: str | None, people: list[dict[str, Any]], now: datetime) -> None:
+async def _agree(
+    store: Store, rule: dict[str, Any], zone: str | None, people: list[dict[str, Any]], now: datetime
+) -> set[int]:
+    """The profiles (by index) the rule holds for, once SQL and memory are shown to agree."""
     condition = RULE.validate_python(_resolve(rule, now))
     ws = await _seed(store, zone, people, now)
     wanted = needs([condition])
@@ -270,9 +274,104 @@ async def _agree(store: Store, rule: dict[str, Any], zone: str | None, people: l
         total = await segments_query.count(conn, ws, condition, now)
     assert selected == expected, (rule, people)
     assert total == len(expected)
+    return {int(pid[1:]) for pid in expected}
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("FLOWLINE_SQL_EXAMPLES", "50")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(rule=CONDITIONS, zone=st.sampled_from(ZONES), people=PROFILES, now=st.sampled_from(NOWS))
-async def test_sql_agrees_with_memory(store: Store, rule: dict[str, Any], zone: str | None, people: list[dict[str, Any]], now: datetime) -> None:
-    await _agree(store, rule, zone, people, now)
+async def test_sql_agrees_with_memory(
+    store: Store, rule: dict[str, Any], zone: str | None, people: list[dict[str, Any]], now: datetime
+) -> None:
+    selected = await _agree(store, rule, zone, people, now)
+    # --hypothesis-show-statistics: how often rules select none, some or all of the profiles.
+    event("selects " + ("none" if not selected else "all" if len(selected) == len(people) else "some"))
+
+
+# ---------------------------------------------------------------- tricky cases, by example
+
+
+def _people(*attributes: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+    base = {"tags": [], "dnc": [], "events": [], "journeys": []}
+    return [base | {"attributes": a} | extra for a in attributes]
+
+
+NOW = datetime(2026, 3, 29, 22, 30, tzinfo=UTC)  # 00:30 on 30 March in Berlin (CEST)
+
+
+async def test_missing_attributes_and_type_mismatches(store: Store) -> None:
+    people = _people({"a": 1}, {"a": "1"}, {"a": True}, {}, {"a": None}, {"a": 1.0})
+    assert await _agree(store, {"attribute": "a", "op": "is", "value": 1}, None, people, NOW) == {0, 5}
+    assert await _agree(store, {"attribute": "a", "op": "is", "value": "1"}, None, people, NOW) == {1}
+    assert await _agree(store, {"attribute": "a", "op": "is", "value": True}, None, people, NOW) == {2}
+    assert await _agree(store, {"attribute": "a", "op": "is_not", "value": 1}, None, people, NOW) == {1, 2, 3, 4}
+    rule = {"attribute": "a", "op": "greater_than", "value": 0.5}
+    assert await _agree(store, rule, None, people, NOW) == {0, 5}
+    rule = {"attribute": "a", "op": "less_than", "value": 5}
+    assert await _agree(store, {"not": rule}, None, people, NOW) == {1, 2, 3, 4}
+
+
+async def test_emptiness_and_text(store: Store) -> None:
+    people = _people({"a": ""}, {"a": []}, {"a": {}}, {"a": None}, {}, {"a": 0}, {"a": False}, {"a": "abc"})
+    assert await _agree(store, {"attribute": "a", "op": "is_empty"}, None, people, NOW) == {0, 1, 2, 3, 4}
+    assert await _agree(store, {"attribute": "a", "op": "is_not_empty"}, None, people, NOW) == {5, 6, 7}
+    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "abc"}, None, people, NOW) == {7}
+    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "bc"}, None, people, NOW) == {7}
+    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "xabc"}, None, people, NOW) == set()
+    assert await _agree(store, {"attribute": "a", "op": "starts_with", "value": "ab"}, None, people, NOW) == {7}
+    assert await _agree(store, {"attribute": "a", "op": "contains", "value": ""}, None, people, NOW) == {0, 7}
+    assert await _agree(store, {"attribute": "a", "op": "contains", "value": "B"}, None, people, NOW) == set()
+
+
+async def test_calendar_days_across_dst(store: Store) -> None:
+    """Berlin moved to CEST on 29 March 2026 at 01:00 UTC; now is 00:30 on 30 March there."""
+    people = _people(
+        {"d": "2026-03-30", "timezone": "Europe/Berlin"},
+        {"d": "2026-03-29", "timezone": "Europe/Berlin"},
+        {"d": "2026-03-29"},  # the workspace's zone: New York, where it is still the 29th
+        {"d": "2026-03-29", "timezone": "Not/AZone"},  # an unknown zone reads as UTC
+        {"d": "2026-03-29T23:30:00+00:00", "timezone": "Europe/Berlin"},  # 01:30 on the 30th there
+    )
+    today = {"attribute": "d", "op": "was_today"}
+    assert await _agree(store, today, "America/New_York", people, NOW) == {0, 2, 3, 4}
+    yesterday = {"attribute": "d", "op": "was", "value": "1d"}
+    assert await _agree(store, yesterday, "America/New_York", people, NOW) == {1}
+    rule = {"attribute": "d", "op": "is", "value": "2026-03-30", "type": "date"}
+    assert await _agree(store, rule, "America/New_York", people, NOW) == {0, 4}
+
+
+async def test_wall_times_at_dst_changes(store: Store) -> None:
+    """02:30 did not happen in Berlin on 29 March (it is 03:00 CEST, 01:00 UTC); 01:30 happened
+    twice in New York on 1 November (the first time counts: 05:30 UTC)."""
+    people = _people(
+        {"d": "2026-03-29T02:30:00", "timezone": "Europe/Berlin"},
+        {"d": "2026-11-01T01:30:00", "timezone": "America/New_York"},
+    )
+    gap = {"attribute": "d", "op": "is", "value": "2026-03-29T01:00:00Z", "type": "date"}
+    assert await _agree(store, gap, None, people, NOW) == {0}
+    fold = {"attribute": "d", "op": "is", "value": "2026-11-01T05:30:00Z", "type": "date"}
+    assert await _agree(store, fold, None, people, NOW) == {1}
+    later = {"attribute": "d", "op": "after", "value": "2026-11-01T05:30:00Z", "type": "date"}
+    assert await _agree(store, later, None, people, NOW) == set()
+
+
+async def test_event_counts_with_where_filters(store: Store) -> None:
+    purchases = [
+        ("buy", 1, {"total": 5}),
+        ("buy", 2, {"total": "50"}),
+        ("buy", 3, {"total": "1e3"}),
+        ("buy", 4, {"total": "inf"}),  # not a number
+        ("buy", 5, {"total": " 70"}),  # not a number either: no spaces
+        ("buy", 300, {"total": 100}),  # outside the window below
+        ("open", 1, {"total": 500}),
+    ]
+    base = {"attributes": {}, "tags": [], "dnc": [], "journeys": []}
+    people = [base | {"events": purchases}, base | {"events": purchases[:2]}]
+    big = [{"property": "total", "op": "greater_than", "value": 10}]
+    rule = {"event": "buy", "count": {"op": ">=", "value": 2}, "where": big}
+    assert await _agree(store, rule, None, people, NOW) == {0}
+    rule = {"event": "buy", "count": {"op": "=", "value": 1}, "where": big, "within": "1d"}
+    assert await _agree(store, rule, None, people, NOW) == {1}
+    rule = {"event": "buy", "count": {"op": "=", "value": 2}, "where": big, "within": "1d"}
+    assert await _agree(store, rule, None, people, NOW) == {0}
+    text = [{"property": "total", "op": "is", "value": "50"}]
+    assert await _agree(store, {"event": "buy", "where": text, "happened": False}, None, people, NOW) == set()
