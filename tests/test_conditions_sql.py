@@ -135,7 +135,9 @@ def event_conditions(draw: st.DrawFn) -> dict[str, Any]:
 
 LEAVES = st.one_of(
     attribute_conditions(),
-    st.fixed_dictionaries({"tag": st.sampled_from(["vip", "beta"]), "op": st.sampled_from(["has", "has_not"])}),
+    st.fixed_dictionaries(
+        {"tag": st.sampled_from(["vip", "beta"]), "op": st.sampled_from(["has", "has_not"])}
+    ),
     st.builds(
         lambda channel, sender: {"do_not_contact": channel} | ({"sender": sender} if sender else {}),
         st.sampled_from(["email", "sms", "push", "in_app", "any"]),
@@ -178,7 +180,9 @@ PROFILES = st.lists(
             "tags": st.lists(st.sampled_from(["vip", "beta", "x"]), unique=True, max_size=2),
             "dnc": st.lists(
                 st.builds(
-                    lambda channel, sender: {"channel": channel} | ({} if sender == "-" else {"sender": sender}),
+                    lambda channel, sender: (
+                        {"channel": channel} | ({} if sender == "-" else {"sender": sender})
+                    ),
                     st.sampled_from(["email", "sms", "push", "in_app", "all"]),
                     st.sampled_from([*SENDERS, "-"]),
                 ),
@@ -249,7 +253,9 @@ async def _seed(store: Store, zone: str | None, people: list[dict[str, Any]], no
                         profile_id=pid,
                         status=status,
                         started_at=now - timedelta(hours=started),
-                        ended_at=None if ended is None or status == "running" else now - timedelta(hours=ended),
+                        ended_at=None
+                        if ended is None or status == "running"
+                        else now - timedelta(hours=ended),
                     )
                 )
     return ws
@@ -277,7 +283,11 @@ async def _agree(
     return {int(pid[1:]) for pid in expected}
 
 
-@settings(max_examples=int(os.environ.get("FLOWLINE_SQL_EXAMPLES", "50")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=int(os.environ.get("FLOWLINE_SQL_EXAMPLES", "50")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(rule=CONDITIONS, zone=st.sampled_from(ZONES), people=PROFILES, now=st.sampled_from(NOWS))
 async def test_sql_agrees_with_memory(
     store: Store, rule: dict[str, Any], zone: str | None, people: list[dict[str, Any]], now: datetime
@@ -303,7 +313,12 @@ async def test_missing_attributes_and_type_mismatches(store: Store) -> None:
     assert await _agree(store, {"attribute": "a", "op": "is", "value": 1}, None, people, NOW) == {0, 5}
     assert await _agree(store, {"attribute": "a", "op": "is", "value": "1"}, None, people, NOW) == {1}
     assert await _agree(store, {"attribute": "a", "op": "is", "value": True}, None, people, NOW) == {2}
-    assert await _agree(store, {"attribute": "a", "op": "is_not", "value": 1}, None, people, NOW) == {1, 2, 3, 4}
+    assert await _agree(store, {"attribute": "a", "op": "is_not", "value": 1}, None, people, NOW) == {
+        1,
+        2,
+        3,
+        4,
+    }
     rule = {"attribute": "a", "op": "greater_than", "value": 0.5}
     assert await _agree(store, rule, None, people, NOW) == {0, 5}
     rule = {"attribute": "a", "op": "less_than", "value": 5}
@@ -314,10 +329,17 @@ async def test_emptiness_and_text(store: Store) -> None:
     people = _people({"a": ""}, {"a": []}, {"a": {}}, {"a": None}, {}, {"a": 0}, {"a": False}, {"a": "abc"})
     assert await _agree(store, {"attribute": "a", "op": "is_empty"}, None, people, NOW) == {0, 1, 2, 3, 4}
     assert await _agree(store, {"attribute": "a", "op": "is_not_empty"}, None, people, NOW) == {5, 6, 7}
-    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "abc"}, None, people, NOW) == {7}
+    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "abc"}, None, people, NOW) == {
+        7
+    }
     assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "bc"}, None, people, NOW) == {7}
-    assert await _agree(store, {"attribute": "a", "op": "ends_with", "value": "xabc"}, None, people, NOW) == set()
-    assert await _agree(store, {"attribute": "a", "op": "starts_with", "value": "ab"}, None, people, NOW) == {7}
+    assert (
+        await _agree(store, {"attribute": "a", "op": "ends_with", "value": "xabc"}, None, people, NOW)
+        == set()
+    )
+    assert await _agree(store, {"attribute": "a", "op": "starts_with", "value": "ab"}, None, people, NOW) == {
+        7
+    }
     assert await _agree(store, {"attribute": "a", "op": "contains", "value": ""}, None, people, NOW) == {0, 7}
     assert await _agree(store, {"attribute": "a", "op": "contains", "value": "B"}, None, people, NOW) == set()
 

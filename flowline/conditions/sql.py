@@ -25,10 +25,13 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
-from flowline.conditions.property_filter import PropertyFilter, plain_number
+from flowline.conditions.property_filter import NUMERIC_TEXT, PropertyFilter, plain_number
 from flowline.conditions.rules import (
+    DAY_OFFSET_OPS,
+    WINDOW_OPS,
     AllCondition,
     AnyCondition,
     AttributeCondition,
@@ -39,11 +42,8 @@ from flowline.conditions.rules import (
     NotCondition,
     TagCondition,
 )
-from flowline.conditions.rules import DAY_OFFSET_OPS, WINDOW_OPS
 from flowline.durations import parse_duration
 from flowline.store.tables import events, journeys, profiles, workspaces
-
-from flowline.conditions.property_filter import NUMERIC_TEXT
 
 
 def compile_condition(
@@ -59,7 +59,7 @@ def compile_condition(
 
 def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
     """Never NULL: unknown reads as false, so ``not`` means exactly not."""
-    return func.coalesce(expr, false(), type_=Boolean)  # type: ignore[no-any-return]
+    return func.coalesce(expr, false(), type_=Boolean)
 
 
 class _Json:
@@ -74,7 +74,10 @@ class _Json:
         if self.pg:
             value = self.column.op("#>")(literal(self.path, _pg_text_array()))
             return case(
-                (func.jsonb_typeof(value) == "boolean", func.concat("boolean-", value.op("#>>")(literal([], _pg_text_array())))),
+                (
+                    func.jsonb_typeof(value) == "boolean",
+                    func.concat("boolean-", value.op("#>>")(literal([], _pg_text_array()))),
+                ),
                 else_=func.jsonb_typeof(value),
             )
         kind = func.json_type(self.column, self.json_path)
@@ -89,7 +92,8 @@ class _Json:
     def text(self) -> ColumnElement[Any]:
         """The string (for strings), or the JSON text of numbers."""
         if self.pg:
-            return self.column.op("#>>")(literal(self.path, _pg_text_array()))
+            text: ColumnElement[Any] = self.column.op("#>>")(literal(self.path, _pg_text_array()))
+            return text
         return cast(func.json_extract(self.column, self.json_path), String)
 
     def number(self) -> ColumnElement[Any]:
@@ -122,8 +126,6 @@ class _Json:
 
 
 def _pg_text_array() -> Any:
-    from sqlalchemy.dialects.postgresql import ARRAY
-
     return ARRAY(String)
 
 
@@ -179,7 +181,9 @@ class _Compiler:
             return and_(value.kind() == "string", self._text(op, value.text(), expected))
         if kind == "number":
             assert isinstance(expected, int | float) and not isinstance(expected, bool)
-            return and_(value.kind() == "number", _compare(op, value.number(), self._number_literal(expected)))
+            return and_(
+                value.kind() == "number", _compare(op, value.number(), self._number_literal(expected))
+            )
         if kind == "date":
             return self._date(op, condition, value)
         raise AssertionError(f"no meaning for {op!r} on {kind!r}")  # pragma: no cover - validated
@@ -217,7 +221,13 @@ class _Compiler:
             elif op in WINDOW_OPS:
                 expected = str(int(parse_duration(expected).total_seconds()))
         holds: ColumnElement[bool] = func.flowline_date_holds(
-            value.kind(), value.text(), self._zone_name(), op, expected, self.now if self.pg else self.now.isoformat(), type_=Boolean
+            value.kind(),
+            value.text(),
+            self._zone_name(),
+            op,
+            expected,
+            self.now if self.pg else self.now.isoformat(),
+            type_=Boolean,
         )
         return holds
 
@@ -237,15 +247,22 @@ class _Compiler:
 
     def _do_not_contact(self, condition: DoNotContactCondition) -> ColumnElement[bool]:
         if self.pg:
-            each = func.jsonb_array_elements(
-                case((func.jsonb_typeof(profiles.c.do_not_contact) == "array", profiles.c.do_not_contact), else_=literal_jsonb_empty())
-            ).table_valued("value").alias("dnc_each")
+            each = (
+                func.jsonb_array_elements(
+                    case(
+                        (func.jsonb_typeof(profiles.c.do_not_contact) == "array", profiles.c.do_not_contact),
+                        else_=cast(literal("[]"), JSONB),
+                    )
+                )
+                .table_valued("value")
+                .alias("dnc_each")
+            )
             entry = each.c.value
-            channel_kind = func.jsonb_typeof(entry.op("->")("channel"))
-            channel = entry.op("->>")("channel")
-            sender_kind = func.jsonb_typeof(entry.op("->")("sender"))
-            sender = entry.op("->>")("sender")
-            is_object = func.jsonb_typeof(entry) == "object"
+            channel_kind: ColumnElement[Any] = func.jsonb_typeof(entry.op("->")("channel"))
+            channel: ColumnElement[Any] = entry.op("->>")("channel")
+            sender_kind: ColumnElement[Any] = func.jsonb_typeof(entry.op("->")("sender"))
+            sender: ColumnElement[Any] = entry.op("->>")("sender")
+            is_object: ColumnElement[bool] = func.jsonb_typeof(entry) == "object"
         else:
             each = func.json_each(profiles.c.do_not_contact).table_valued("value", "type").alias("dnc_each")
             entry = each.c.value
@@ -281,7 +298,10 @@ class _Compiler:
         if condition.within is not None:
             clauses += [events.c.timestamp >= self.now - condition.within, events.c.timestamp <= self.now]
         if condition.between is not None:
-            clauses += [events.c.timestamp >= condition.between.from_, events.c.timestamp <= condition.between.to]
+            clauses += [
+                events.c.timestamp >= condition.between.from_,
+                events.c.timestamp <= condition.between.to,
+            ]
         clauses += [_sure(self._filter(f)) for f in condition.where]
         rule = condition.count
         if rule is None:
@@ -313,7 +333,7 @@ class _Compiler:
             return and_(kind == "string", self._text("contains", value.text(), str(expected)))
         if op in ("starts_with", "ends_with"):
             return and_(kind == "string", self._text(op, value.text(), str(expected)))
-        wanted = _plain_number(expected)
+        wanted = plain_number(expected)
         if wanted is None:
             return false()
         return _compare(op, self._numeric(value), self._number_literal(wanted))
@@ -371,16 +391,6 @@ class _Compiler:
         return exists(select(literal(1)).select_from(journeys).where(*clauses))
 
 
-def literal_jsonb_empty() -> Any:
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    return cast(literal("[]"), JSONB)
-
-
-def _plain_number(value: Any) -> float | None:
-    return plain_number(value)
-
-
 def _compare(op: str, left: Any, right: Any) -> ColumnElement[bool]:
     if op == "is":
         return left == right  # type: ignore[no-any-return]
@@ -393,4 +403,3 @@ def _compare(op: str, left: Any, right: Any) -> ColumnElement[bool]:
     if op == "greater_than_or_equal":
         return left >= right  # type: ignore[no-any-return]
     raise AssertionError(op)  # pragma: no cover - validated
-
