@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -52,7 +52,30 @@ class EventsAccepted(BaseModel):
 class ProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attributes: dict[str, Any] = Field(default_factory=dict, description="merged; null erases an attribute")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="merged; null erases an attribute; declared attributes (PUT /v1/attributes) are "
+        "checked against their type; `email` and `phone` are the contact data",
+    )
+    referrer_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="who referred the person; null clears"
+    )
+    friends: list[str] = Field(
+        default_factory=list, max_length=1000, description="profile ids added as friends (mutual)"
+    )
+
+
+class PushToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=500)
+    platform: Literal["ios", "android", "web"]
+
+
+class PushTokensIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[PushToken] = Field(max_length=100, description="replaces the person's tokens")
 
 
 class JourneySummary(BaseModel):
@@ -92,6 +115,9 @@ class JourneyDetail(JourneySummary):
 class ProfileOut(BaseModel):
     id: str
     attributes: dict[str, Any]
+    referrer_id: str | None = None
+    friends: list[str] = Field(default_factory=list)
+    push_tokens: list[PushToken] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
     journeys: list[JourneySummary] = Field(default_factory=list)

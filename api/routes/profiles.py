@@ -1,42 +1,134 @@
-"""Profiles and their in-app inbox."""
+"""Profiles: merge upsert with typed attributes, referrer and friends, push tokens, the in-app inbox
+and erasure."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
-from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut
-from flowline.store import deliveries, journeys, profiles
+from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
+from flowline.journey import STOP_SIGNAL, StopRequest
+from flowline.store import attribute_types, deliveries, erasure, journeys, profiles, push_tokens
 from flowline.store import profile_changes as changes
 from workflows.routing import JourneyStartFailed
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+
+ERASED = "profile erased"
+
+
+async def _profile_out(conn: AsyncConnection, workspace: str, profile_id: str, **extra: Any) -> ProfileOut:
+    row = await profiles.get_profile(conn, workspace, profile_id)
+    if row is None:
+        raise ApiError(404, f"no profile {profile_id!r}")
+    friends = await changes.friends_of(conn, workspace, profile_id)
+    tokens = await push_tokens.push_tokens_of(conn, workspace, profile_id)
+    return ProfileOut.model_validate(row | {"friends": friends, "push_tokens": tokens, **extra})
+
+
+async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
+    """After the change committed (a journey that hears of it must find it in the store), the
+    journeys waiting for a change (wait_for_change) hear of it. If Temporal refuses, the change
+    stands and its events stay unrouted: the sweeper routes them."""
+    try:
+        async with svc.store.begin() as conn:
+            await svc.launcher.route_pending(conn, workspace, profile_ids)
+    except JourneyStartFailed as error:
+        log.warning("profile change of %s not routed yet (the sweeper will): %s", profile_ids, error)
 
 
 @router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
 async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+    origin = changes.Origin(source="api")
     async with svc.store.begin() as conn:
-        await changes.change_attributes(
-            svc.store, conn, workspace, profile_id, body.attributes, changes.Origin(source="api")
-        )
-        # Journeys waiting for a change (wait_for_change) hear it; a refusal rolls all back.
-        try:
-            await svc.launcher.route_pending(conn, workspace, [profile_id])
-        except JourneyStartFailed as error:
-            raise ApiError(503, f"{error}; nothing was changed, send the change again") from error
-        row = await profiles.get_profile(conn, workspace, profile_id)
-    return ProfileOut.model_validate(row)
+        declared = await attribute_types.declared_types(conn, workspace)
+        faults = attribute_types.attribute_faults(declared, body.attributes)
+        if faults:
+            raise ApiError(
+                422,
+                "attributes do not fit their declared types; nothing was changed",
+                faults=[{"path": path, "message": message} for path, message in faults],
+            )
+        await changes.change_attributes(svc.store, conn, workspace, profile_id, body.attributes, origin)
+        if "referrer_id" in body.model_fields_set:
+            if body.referrer_id == profile_id:
+                raise ApiError(
+                    422,
+                    "a person cannot refer themselves",
+                    faults=[{"path": "$.referrer_id", "message": "a person cannot refer themselves"}],
+                )
+            await changes.set_referrer(svc.store, conn, workspace, profile_id, body.referrer_id, origin)
+        if body.friends:
+            await changes.change_friends(svc.store, conn, workspace, profile_id, origin, add=body.friends)
+        out = await _profile_out(conn, workspace, profile_id)
+    await _route(svc, workspace, [profile_id])
+    return out
 
 
 @router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")
 async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.connect() as conn:
-        row = await profiles.get_profile(conn, workspace, profile_id)
-        if row is None:
-            raise ApiError(404, f"no profile {profile_id!r}")
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
-    return ProfileOut.model_validate(row | {"journeys": [JourneySummary.model_validate(j) for j in rows]})
+        summaries = [JourneySummary.model_validate(j) for j in rows]
+        return await _profile_out(conn, workspace, profile_id, journeys=summaries)
+
+
+@router.delete(
+    "/{profile_id}/friends/{friend_id}", response_model=ProfileOut, summary="End a friendship (both ways)"
+)
+async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+    async with svc.store.begin() as conn:
+        if await profiles.get_profile(conn, workspace, profile_id) is None:
+            raise ApiError(404, f"no profile {profile_id!r}")
+        origin = changes.Origin(source="api")
+        await changes.change_friends(svc.store, conn, workspace, profile_id, origin, remove=[friend_id])
+        out = await _profile_out(conn, workspace, profile_id)
+    await _route(svc, workspace, [profile_id])
+    return out
+
+
+@router.put("/{profile_id}/push_tokens", response_model=ProfileOut, summary="Replace the push tokens")
+async def put_push_tokens(profile_id: str, body: PushTokensIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+    tokens = [t.model_dump() for t in body.tokens]
+    async with svc.store.begin() as conn:
+        await push_tokens.set_push_tokens(svc.store, conn, workspace, profile_id, tokens)
+        return await _profile_out(conn, workspace, profile_id)
+
+
+def _not_stopped(error: Exception) -> ApiError:
+    return ApiError(503, f"Temporal did not take the stop ({error}); nothing was deleted, send it again")
+
+
+@router.delete("/{profile_id}", status_code=204, summary="Erase the person: stop journeys, delete data")
+async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Response:
+    """Stops every running journey of the person (reason ``profile erased``), then deletes the
+    profile, its events, inbox messages, conversations, friendships (both ways) and push tokens in
+    one transaction. Journey records and deliveries stay as ids only, for flow statistics. When
+    Temporal does not take a stop, the answer is 503 and nothing is deleted: send it again."""
+    async with svc.store.connect() as conn:
+        if await profiles.get_profile(conn, workspace, profile_id) is None:
+            raise ApiError(404, f"no profile {profile_id!r}")
+        running = await erasure.running_journeys(conn, workspace, profile_id)
+    for journey_id in running:
+        try:
+            await svc.temporal.get_workflow_handle(journey_id).signal(STOP_SIGNAL, StopRequest(reason=ERASED))
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: it has ended already
+                raise _not_stopped(error) from error
+        except RuntimeError as error:  # the SDK raises RuntimeError when it cannot connect
+            raise _not_stopped(error) from error
+    async with svc.store.begin() as conn:
+        if not await erasure.erase_profile(conn, workspace, profile_id):
+            raise ApiError(404, f"no profile {profile_id!r}")
+    return Response(status_code=204)
 
 
 @router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")

@@ -252,3 +252,25 @@ call_rates = Table(
     Column("window_index", BigInteger, nullable=False),
     Column("used", Integer, nullable=False),
 )
+
+attribute_types = Table(
+    "attribute_types",
+    metadata,
+    # A declared custom attribute: values written through the API are checked against its type.
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    # boolean | text | number | date | list
+    Column("type", String(16), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+push_tokens = Table(
+    "push_tokens",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("profile_id", String(ID), primary_key=True),
+    Column("token", String(500), primary_key=True),
+    # ios | android | web
+    Column("platform", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
