@@ -51,7 +51,9 @@ DATES = [
 ]
 TEXTS = ["", "a", "ab", "abc", "b", "1", "2.5", "1e3", " 1", "inf", "x y", "nope", "Asia/Kolkata"]
 SCALARS: list[Any] = [None, True, False, 0, 1, -1, 2.5, 1.0, *TEXTS, *DATES]
-JSON_VALUES = st.one_of(st.sampled_from(SCALARS), st.sampled_from([[], [1], {}, {"sku": "a"}]))
+JSON_VALUES = st.one_of(
+    st.sampled_from(SCALARS), st.sampled_from([[], [1], ["a", 2.5], [True, "1", None], {}, {"sku": "a"}])
+)
 ATTRIBUTES = ["a", "b", "timezone"]
 EVENT_NAMES = ["buy", "open"]
 FLOWS = ["f1", "f2"]
@@ -397,3 +399,21 @@ async def test_event_counts_with_where_filters(store: Store) -> None:
     assert await _agree(store, rule, None, people, NOW) == {0}
     text = [{"property": "total", "op": "is", "value": "50"}]
     assert await _agree(store, {"event": "buy", "where": text, "happened": False}, None, people, NOW) == set()
+
+
+async def test_property_lists_and_equality(store: Store) -> None:
+    base = {"attributes": {}, "tags": [], "dnc": [], "journeys": []}
+    people = [
+        base | {"events": [("open", 1, {"sku": ["a", 1]})]},
+        base | {"events": [("open", 1, {"sku": "xay"})]},
+        base | {"events": [("open", 1, {"sku": [True], "item": {"sku": 1}})]},
+        base | {"events": [("open", 1, {"sku": [[1]]})]},
+    ]
+
+    def where(op: str, value: Any, prop: str = "sku") -> dict[str, Any]:
+        return {"event": "open", "where": [{"property": prop, "op": op, "value": value}]}
+
+    assert await _agree(store, where("contains", "a"), None, people, NOW) == {0, 1}
+    assert await _agree(store, where("contains", 1), None, people, NOW) == {0, 2}  # true == 1
+    assert await _agree(store, where("is", True, "item.sku"), None, people, NOW) == {2}
+    assert await _agree(store, where("is_not", 1.0, "item.sku"), None, people, NOW) == {0, 1, 3}

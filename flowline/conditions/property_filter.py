@@ -2,8 +2,8 @@
 
 Meanings: a missing property equals nothing (``is`` false, ``is_not`` true). ``is`` is JSON
 equality, numbers compared as numbers (``true`` equals ``1``, as in Python). ``contains`` /
-``starts_with`` / ``ends_with`` test strings (``contains`` also finds a value in a list; the SQL
-compilation does not compile that list case). Comparisons read numbers and numeric strings in
+``starts_with`` / ``ends_with`` test strings (``contains`` also finds a value in a list, by the
+equality of ``is``). Comparisons read numbers and numeric strings in
 plain decimal notation (``NUMERIC_TEXT``: ``"50"``, ``"2.5"``, ``"1e3"``; not ``" 1"``, ``"inf"``
 or ``"1_000"``). Empty: missing, null, ``""``, ``[]`` or ``{}``. ``property`` is dotted through
 objects only (a numeric part never indexes a list).

@@ -176,10 +176,11 @@ class AttributeCondition(_Strict):
       an offset: wall time) in the profile's time zone — exactly the forms of ``DATE_TEXT``
       (``2026-05-01T09:00``, ``…T09:00:00``, with ``Z`` or ``+02:00`` or none; other text is
       not a date). A wall time skipped by a DST change is the first instant after the jump;
-      one that happens twice is the first (flowline/clock.py ``local_instant``). Against a date value, ``is`` /
-      ``before`` / ``until`` / ``since`` / ``after`` compare the attribute's calendar day in
-      that zone; against a date-time value (without an offset: in the profile's zone), the
-      instants. ``before`` and ``after`` are strict, ``until`` and ``since`` inclusive.
+      one that happens twice is the first (flowline/clock.py ``local_instant``). Against a
+      date value, ``is`` / ``before`` / ``until`` / ``since`` / ``after`` compare the
+      attribute's calendar day in that zone; against a date-time value (without an offset: in
+      the profile's zone), the instants. ``before`` and ``after`` are strict, ``until`` and
+      ``since`` inclusive.
     - date, relative to now, with a duration ``d`` (the attribute as an instant ``t``):
       ``was_within d``: now - d <= t <= now; ``was_more_than d``: t < now - d;
       ``will_be_within d``: now <= t <= now + d; ``will_be_more_than d``: t > now + d.
@@ -268,7 +269,8 @@ class Between(_Strict):
 
 class EventCondition(_Strict):
     """Counts the profile's events named ``event`` that fall in the window and pass every
-    ``where`` filter (flowline/conditions/property_filter.py defines them). The window: ``within d`` is now - d <= timestamp <= now; ``between`` is
+    ``where`` filter (flowline/conditions/property_filter.py defines them). The window:
+    ``within d`` is now - d <= timestamp <= now; ``between`` is
     from <= timestamp <= to; none is every such event ever. Without ``count`` the event
     happened when there is at least one; with it, the count must satisfy it (``=``, ``>=``,
     ``<=``). ``happened: false`` negates the whole test (no such events, or not that count)."""

@@ -8,6 +8,7 @@ registered on each connection (flowline/store/database.py); they call the evalua
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -65,9 +66,25 @@ def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
 class _Json:
     """A JSON value inside a column at a key path, per dialect: its type and its text."""
 
-    def __init__(self, column: Any, path: list[str], dialect: str) -> None:
+    def __init__(self, column: Any, path: list[str], dialect: str, json_path: Any = None) -> None:
         self.column, self.path, self.pg = column, path, dialect == "postgresql"
-        self.json_path = "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in path)
+        if json_path is None:
+            json_path = "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in path)
+        self.json_path: Any = json_path
+
+    def has_element(self, test: Callable[[_Json], ColumnElement[bool]]) -> ColumnElement[bool]:
+        """The value is an array with an element that passes ``test``."""
+        if self.pg:
+            value = self.column.op("#>")(literal(self.path, _pg_text_array()))
+            array = case((func.jsonb_typeof(value) == "array", value), else_=cast(literal("[]"), JSONB))
+            each = func.jsonb_array_elements(array).table_valued("value").alias("element")
+            element = _Json(each.c.value, [], "postgresql")
+        else:
+            each = func.json_each(self.column, self.json_path).table_valued("key").alias("element")
+            path = literal(self.json_path, String) + "[" + cast(each.c.key, String) + "]"
+            element = _Json(self.column, self.path, "sqlite", json_path=path)
+        found = exists(select(literal(1)).select_from(each).where(_sure(test(element))))
+        return and_(self.kind() == "array", found)
 
     def kind(self) -> ColumnElement[Any]:
         """One of object, array, string, number, boolean-true, boolean-false, null (or NULL: missing)."""
@@ -215,7 +232,7 @@ class _Compiler:
     def _date(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
         expected: Any = condition.value
         if self.pg:
-            # flowline_date_holds (migration 0007) takes days, seconds or the value as written.
+            # flowline_date_holds (migration 0008) takes days, seconds or the value as written.
             if op in DAY_OFFSET_OPS:
                 expected = str(parse_duration(expected).days)
             elif op in WINDOW_OPS:
@@ -329,8 +346,8 @@ class _Compiler:
             equal = _sure(self._equal(value, expected))
             return equal if op == "is" else not_(equal)
         if op == "contains":
-            # A list property containing the value is not compiled (see PropertyFilter).
-            return and_(kind == "string", self._text("contains", value.text(), str(expected)))
+            in_text = and_(kind == "string", self._text("contains", value.text(), str(expected)))
+            return or_(_sure(in_text), value.has_element(lambda element: self._equal(element, expected)))
         if op in ("starts_with", "ends_with"):
             return and_(kind == "string", self._text(op, value.text(), str(expected)))
         wanted = plain_number(expected)

@@ -3,8 +3,8 @@
 They mirror flowline/conditions/evaluate.py (date attributes) and flowline/clock.py
 ``local_instant`` (wall times at DST changes); SQLite registers Python functions instead.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-22 23:15:00
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
