@@ -124,7 +124,7 @@ def event_conditions(draw: st.DrawFn) -> dict[str, Any]:
         st.lists(
             st.fixed_dictionaries(
                 {
-                    "property": st.sampled_from(["total", "sku", "item.sku"]),
+                    "property": st.sampled_from(["total", "sku", "item.sku", "item.0"]),
                     "op": st.sampled_from(FILTER_OPS),
                     "value": st.sampled_from(SCALARS[:16]),
                 }
@@ -407,7 +407,7 @@ async def test_property_lists_and_equality(store: Store) -> None:
         base | {"events": [("open", 1, {"sku": ["a", 1]})]},
         base | {"events": [("open", 1, {"sku": "xay"})]},
         base | {"events": [("open", 1, {"sku": [True], "item": {"sku": 1}})]},
-        base | {"events": [("open", 1, {"sku": [[1]]})]},
+        base | {"events": [("open", 1, {"sku": [[1]], "item": ["a"]})]},
     ]
 
     def where(op: str, value: Any, prop: str = "sku") -> dict[str, Any]:
@@ -417,3 +417,6 @@ async def test_property_lists_and_equality(store: Store) -> None:
     assert await _agree(store, where("contains", 1), None, people, NOW) == {0, 2}  # true == 1
     assert await _agree(store, where("is", True, "item.sku"), None, people, NOW) == {2}
     assert await _agree(store, where("is_not", 1.0, "item.sku"), None, people, NOW) == {0, 1, 3}
+    # A dotted path goes through objects only, never into a list by position.
+    assert await _agree(store, where("is", "a", "item.0"), None, people, NOW) == set()
+    assert await _agree(store, where("is_empty", None, "item.0"), None, people, NOW) == {0, 1, 2, 3}

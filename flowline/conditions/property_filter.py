@@ -103,7 +103,8 @@ class PropertyFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    property: str = Field(min_length=1)
+    # No double quote: SQLite's JSON paths cannot name such a key (flowline/conditions/sql.py).
+    property: str = Field(min_length=1, pattern=r'^[^"]+$')
     op: FilterOp
     value: Any = None
 

@@ -191,7 +191,8 @@ class AttributeCondition(_Strict):
       N days after today.
     """
 
-    attribute: str = Field(min_length=1, max_length=200)
+    # No double quote: SQLite's JSON paths cannot name such a key (flowline/conditions/sql.py).
+    attribute: str = Field(min_length=1, max_length=200, pattern=r'^[^"]+$')
     op: AttributeOp
     value: Scalar = None
     type: AttributeType | None = None

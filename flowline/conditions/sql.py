@@ -80,9 +80,11 @@ class _Json:
             each = func.jsonb_array_elements(array).table_valued("value").alias("element")
             element = _Json(each.c.value, [], "postgresql")
         else:
-            each = func.json_each(self.column, self.json_path).table_valued("key").alias("element")
-            path = literal(self.json_path, String) + "[" + cast(each.c.key, String) + "]"
-            element = _Json(self.column, self.path, "sqlite", json_path=path)
+            raw = func.json_extract(self.column, self.json_path)
+            array = case((func.json_type(self.column, self.json_path) == "array", raw), else_="[]")
+            each = func.json_each(array).table_valued("key").alias("element")
+            path = literal("$[", String) + cast(each.c.key, String) + "]"
+            element = _Json(array, [], "sqlite", json_path=path)
         found = exists(select(literal(1)).select_from(each).where(_sure(test(element))))
         return and_(self.kind() == "array", found)
 
@@ -90,7 +92,13 @@ class _Json:
         """One of object, array, string, number, boolean-true, boolean-false, null (or NULL: missing)."""
         if self.pg:
             value = self.column.op("#>")(literal(self.path, _pg_text_array()))
+            # Paths go through objects only: ``#>`` would also index arrays by number.
+            through = [
+                func.jsonb_typeof(self.column.op("#>")(literal(self.path[:n], _pg_text_array()))) == "object"
+                for n in range(1, len(self.path))
+            ]
             return case(
+                (not_(and_(true(), *through)), None),
                 (
                     func.jsonb_typeof(value) == "boolean",
                     func.concat("boolean-", value.op("#>>")(literal([], _pg_text_array()))),
