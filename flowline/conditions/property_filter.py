@@ -1,7 +1,17 @@
-"""Filters on an event's properties (``where`` of triggers and waits)."""
+"""Filters on an event's properties (``where`` of triggers, waits and event conditions).
+
+Meanings: a missing property equals nothing (``is`` false, ``is_not`` true). ``is`` is JSON
+equality, numbers compared as numbers (``true`` equals ``1``, as in Python). ``contains`` /
+``starts_with`` / ``ends_with`` test strings (``contains`` also finds a value in a list, by the
+equality of ``is``). Comparisons read numbers and numeric strings in
+plain decimal notation (``NUMERIC_TEXT``: ``"50"``, ``"2.5"``, ``"1e3"``; not ``" 1"``, ``"inf"``
+or ``"1_000"``). Empty: missing, null, ``""``, ``[]`` or ``{}``. ``property`` is dotted through
+objects only (a numeric part never indexes a list).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -24,17 +34,24 @@ FilterOp = Literal[
 _MISSING = object()
 
 
-def _number(value: Any) -> float | None:
+# A numeric string: plain decimal notation with an optional exponent, no spaces (not "inf",
+# "nan" or "1_000"), so that SQL (flowline/conditions/sql.py) reads exactly the same numbers.
+NUMERIC_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"
+_NUMERIC = re.compile(NUMERIC_TEXT)
+
+
+def plain_number(value: Any) -> float | None:
+    """A JSON number, or a numeric string (see NUMERIC_TEXT), as a float; None otherwise."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        return float(value)
     return None
+
+
+_number = plain_number
 
 
 def _compare(pred: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
@@ -86,7 +103,8 @@ class PropertyFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    property: str = Field(min_length=1)
+    # No double quote: SQLite's JSON paths cannot name such a key (flowline/conditions/sql.py).
+    property: str = Field(min_length=1, pattern=r'^[^"]+$')
     op: FilterOp
     value: Any = None
 

@@ -11,6 +11,7 @@ rules can agree.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
@@ -108,12 +109,22 @@ def _infer_type(op: str, value: Scalar) -> str | None:
     raise ValueError(f"'{op}' needs a value")
 
 
+# The date forms conditions read (the SQL compilation parses exactly these): a date, or a
+# date-time to the minute or second, with ``Z`` or an offset ``+HH:MM`` or none.
+DATE_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+
+
 def parse_date_value(text: str) -> date | datetime:
-    """A date (``2026-05-01``) or a date-time (``2026-05-01T09:00:00+02:00``, offset optional)."""
-    stripped = text.strip()
-    if len(stripped) == 10:
-        return date.fromisoformat(stripped)
-    return datetime.fromisoformat(stripped)
+    """A date (``2026-05-01``) or a date-time (``2026-05-01T09:00:00+02:00``, offset optional).
+
+    Only the forms of DATE_TEXT, exactly (no surrounding spaces, no other ISO 8601 forms)."""
+    if not DATE_TEXT.fullmatch(text):
+        raise ValueError(f"'{text}' is not a date such as 2026-05-01 or 2026-05-01T09:00:00+02:00")
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text)
 
 
 def _check_value(kind: str | None, op: str, value: Scalar) -> None:
@@ -162,19 +173,26 @@ class AttributeCondition(_Strict):
     - number: only JSON numbers (not numeric strings), compared as numbers (``1`` is ``1.0``).
     - ``is_not``: exactly ``not is``, so it holds for a missing attribute.
     - date: the attribute holds a date (``2026-05-01``: 00:00 that day) or a date-time (without
-      an offset: wall time) in the profile's time zone. Against a date value, ``is`` /
-      ``before`` / ``until`` / ``since`` / ``after`` compare the attribute's calendar day in
-      that zone; against a date-time value (without an offset: in the profile's zone), the
-      instants. ``before`` and ``after`` are strict, ``until`` and ``since`` inclusive.
+      an offset: wall time) in the profile's time zone — exactly the forms of ``DATE_TEXT``
+      (``2026-05-01T09:00``, ``…T09:00:00``, with ``Z`` or ``+02:00`` or none; other text is
+      not a date). A wall time skipped by a DST change is the first instant after the jump;
+      one that happens twice is the first (flowline/clock.py ``local_instant``). Against a
+      date value, ``is`` / ``before`` / ``until`` / ``since`` / ``after`` compare the
+      attribute's calendar day in that zone; against a date-time value (without an offset: in
+      the profile's zone), the instants. ``before`` and ``after`` are strict, ``until`` and
+      ``since`` inclusive.
     - date, relative to now, with a duration ``d`` (the attribute as an instant ``t``):
       ``was_within d``: now - d <= t <= now; ``was_more_than d``: t < now - d;
       ``will_be_within d``: now <= t <= now + d; ``will_be_more_than d``: t > now + d.
+    - the profile's zone: its ``timezone`` attribute (a non-empty string), else the workspace's
+      zone; a name that is no IANA zone reads as UTC.
     - date, calendar days in the profile's zone (whole days, DST-safe): ``was_today``: the
       attribute's day is today; ``was Nd``: it is N days before today; ``will_be_in Nd``: it is
       N days after today.
     """
 
-    attribute: str = Field(min_length=1, max_length=200)
+    # No double quote: SQLite's JSON paths cannot name such a key (flowline/conditions/sql.py).
+    attribute: str = Field(min_length=1, max_length=200, pattern=r'^[^"]+$')
     op: AttributeOp
     value: Scalar = None
     type: AttributeType | None = None
@@ -252,7 +270,8 @@ class Between(_Strict):
 
 class EventCondition(_Strict):
     """Counts the profile's events named ``event`` that fall in the window and pass every
-    ``where`` filter. The window: ``within d`` is now - d <= timestamp <= now; ``between`` is
+    ``where`` filter (flowline/conditions/property_filter.py defines them). The window:
+    ``within d`` is now - d <= timestamp <= now; ``between`` is
     from <= timestamp <= to; none is every such event ever. Without ``count`` the event
     happened when there is at least one; with it, the count must satisfy it (``=``, ``>=``,
     ``<=``). ``happened: false`` negates the whole test (no such events, or not that count)."""

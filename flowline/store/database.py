@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from flowline.conditions import sql_functions
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -26,6 +28,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # Compiled conditions (flowline/conditions/sql.py) call these.
+    sql_functions.register(dbapi_connection)
 
 
 class Store:

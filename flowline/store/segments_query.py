@@ -1,0 +1,42 @@
+"""The audience of a condition: the profiles of a workspace it holds for, computed in SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.conditions.rules import Condition
+from flowline.conditions.sql import compile_condition
+from flowline.store.tables import profiles
+
+
+def _where(conn: AsyncConnection, workspace_id: str, condition: Condition, now: datetime) -> list[object]:
+    compiled = compile_condition(condition, workspace_id=workspace_id, now=now, dialect=conn.dialect.name)
+    return [profiles.c.workspace_id == workspace_id, compiled]
+
+
+async def members(
+    conn: AsyncConnection,
+    workspace_id: str,
+    condition: Condition,
+    now: datetime,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[str]:
+    """Ids of the profiles ``condition`` holds for at ``now``, ordered by id."""
+    query = (
+        select(profiles.c.id)
+        .where(*_where(conn, workspace_id, condition, now))  # type: ignore[arg-type]
+        .order_by(profiles.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await conn.execute(query)).scalars().all())
+
+
+async def count(conn: AsyncConnection, workspace_id: str, condition: Condition, now: datetime) -> int:
+    """How many profiles ``condition`` holds for at ``now``."""
+    query = select(func.count()).select_from(profiles).where(*_where(conn, workspace_id, condition, now))  # type: ignore[arg-type]
+    return int((await conn.execute(query)).scalar_one())
