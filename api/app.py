@@ -22,6 +22,7 @@ from workflows.client import connect
 from workflows.routing import JourneyLauncher
 
 log = logging.getLogger("flowline.sweeper")
+SWEEP_BATCH = 500  # JourneyLauncher.sweep's default limit
 
 
 async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
@@ -29,12 +30,14 @@ async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
     while True:
         await asyncio.sleep(settings.sweep_seconds)
         try:
-            routed = await launcher.sweep(older_than=timedelta(seconds=settings.sweep_after_seconds))
+            # Batch after batch until the backlog is gone (flow_entered / flow_exited events of
+            # every journey come this way).
+            while routed := await launcher.sweep(older_than=timedelta(seconds=settings.sweep_after_seconds)):
+                log.info("swept %d unrouted events", routed)
+                if routed < SWEEP_BATCH:
+                    break
         except Exception:  # the next sweep tries again
             log.exception("sweeping unrouted events failed")
-        else:
-            if routed:
-                log.info("swept %d unrouted events", routed)
 
 
 def create_app(
