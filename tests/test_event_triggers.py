@@ -4,6 +4,7 @@ writes itself. Through the API on the time-skipping server, on SQLite and Postgr
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -146,3 +147,30 @@ async def test_flow_entered_and_flow_exited_are_written_once_and_can_trigger_flo
         by_flow = sorted((r.flow_id, r.id) for r in started)
     assert [f for f, _ in by_flow] == ["follow", "short"]
     assert (await finish(temporal, by_flow[0][1])).status == "completed"
+
+
+async def test_the_same_triggering_event_sent_50_times_at_once_starts_one_journey(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store, tenant: Tenant
+) -> None:
+    """Re-entry `never` under concurrent duplicates: 50 parallel requests with the same event, and
+    50 with 50 different events of the same person, each find one journey."""
+    flow = send_then_exit_flow("joined")
+    flow["settings"] = {"reentry": "never"}
+    assert (await publish(api, flow)).status_code == 200
+
+    async def post(event_id: str) -> httpx.Response:
+        return await api.post("/v1/events", json={"id": event_id, "profile_id": "ada", "name": "joined"})
+
+    same = await asyncio.gather(*(post("same") for _ in range(50)))
+    different = await asyncio.gather(*(post(f"other-{i}") for i in range(50)))
+    answers = [*same, *different]
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers if r.status_code != 202]
+    started = {j for r in answers for j in r.json()["journeys"]}
+    async with store.connect() as conn:
+        rows = (
+            (await conn.execute(select(journeys.c.id).where(journeys.c.workspace_id == tenant.id)))
+            .scalars()
+            .all()
+        )
+    assert len(rows) == 1 and started == set(rows)
+    await finish(temporal, rows[0])
