@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import update
 
 from flowline.conditions.evaluate import evaluate, needs
+from flowline.conditions.property_filter import FilterOp
 from flowline.conditions.rules import OPS_BY_TYPE, Condition
 from flowline.store import segments_query
 from flowline.store.database import Store
@@ -91,19 +92,8 @@ def attribute_conditions(draw: st.DrawFn) -> dict[str, Any]:
     return rule
 
 
-FILTER_OPS = [
-    "is",
-    "is_not",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "less_than",
-    "less_than_or_equal",
-    "greater_than",
-    "greater_than_or_equal",
-    "is_empty",
-    "is_not_empty",
-]
+# Every operator of property filters (the Literal itself: a new operator is generated at once).
+FILTER_OPS = list(FilterOp.__args__)  # type: ignore[attr-defined]
 
 
 @st.composite
