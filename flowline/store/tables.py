@@ -274,3 +274,15 @@ push_tokens = Table(
     Column("platform", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+segments = Table(
+    "segments",
+    metadata,
+    # A named rule (flowline/conditions/rules.py); its members are computed when asked.
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("rule", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,82 @@
+"""Segments: a named rule over people; its members are counted and paged in SQL, at request time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from api.deps import Svc, Workspace
+from api.errors import ApiError
+from flowline.conditions.rules import Condition
+from flowline.store import segments, segments_query
+from flowline.store.database import utcnow
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"])
+_RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+class SegmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    # The rule language of SPEC §4 (the same as branch rules and trigger conditions).
+    rule: Condition
+
+
+class SegmentOut(SegmentIn):
+    id: str
+
+
+class Members(BaseModel):
+    segment: str
+    count: int
+    members: list[str]
+    limit: int
+    offset: int
+
+
+SegmentId = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@router.put("/{segment_id}", response_model=SegmentOut, summary="Create or replace a segment")
+async def put_segment(
+    body: SegmentIn, workspace: Workspace, svc: Svc, segment_id: str = SegmentId
+) -> SegmentOut:
+    rule: dict[str, Any] = _RULE.dump_python(body.rule, mode="json", by_alias=True, exclude_none=True)
+    async with svc.store.begin() as conn:
+        await segments.put_segment(svc.store, conn, workspace, segment_id, body.name, rule)
+    return SegmentOut(id=segment_id, name=body.name, rule=body.rule)
+
+
+@router.get("", summary="The workspace's segments")
+async def list_segments(workspace: Workspace, svc: Svc) -> dict[str, list[SegmentOut]]:
+    async with svc.store.connect() as conn:
+        rows = await segments.list_segments(conn, workspace)
+    return {
+        "segments": [
+            SegmentOut(id=r["id"], name=r["name"], rule=_RULE.validate_python(r["rule"])) for r in rows
+        ]
+    }
+
+
+@router.get(
+    "/{segment_id}/members", response_model=Members, summary="Who is in the segment now: count and a page"
+)
+async def get_members(
+    workspace: Workspace,
+    svc: Svc,
+    segment_id: str = SegmentId,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> Members:
+    now = utcnow()
+    async with svc.store.connect() as conn:
+        row = await segments.get_segment(conn, workspace, segment_id)
+        if row is None:
+            raise ApiError(404, f"no segment {segment_id!r}")
+        rule = _RULE.validate_python(row["rule"])
+        total = await segments_query.count(conn, workspace, rule, now)
+        page = await segments_query.members(conn, workspace, rule, now, limit=limit, offset=offset)
+    return Members(segment=segment_id, count=total, members=page, limit=limit, offset=offset)

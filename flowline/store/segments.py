@@ -1,0 +1,42 @@
+"""Segments: named rules of the condition language; members are computed in SQL when asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.store.database import Store, utcnow
+from flowline.store.tables import segments
+
+
+async def put_segment(
+    store: Store, conn: AsyncConnection, workspace_id: str, segment_id: str, name: str, rule: dict[str, Any]
+) -> None:
+    """Create or replace the segment (``rule`` is a validated condition in its JSON form)."""
+    now = utcnow()
+    statement = store.insert(segments).values(
+        workspace_id=workspace_id, id=segment_id, name=name, rule=rule, created_at=now, updated_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[segments.c.workspace_id, segments.c.id],
+        set_={"name": name, "rule": rule, "updated_at": now},
+    )
+    await conn.execute(statement)
+
+
+async def get_segment(conn: AsyncConnection, workspace_id: str, segment_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def list_segments(conn: AsyncConnection, workspace_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(segments).where(segments.c.workspace_id == workspace_id).order_by(segments.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
