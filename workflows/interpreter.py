@@ -75,7 +75,6 @@ from flowline.journey import (
     SendInAppRequest,
     StepResult,
     TemplateScope,
-    TriggerEvent,
     WebhookRequest,
 )
 from workflows.calls import call_api
@@ -119,37 +118,6 @@ class JourneyInterpreter(Waiting):
     @property
     def state(self) -> JourneyState:
         return self._state
-
-    # ------------------------------------------------------------ signals
-
-    def hear(self, event: TriggerEvent) -> None:
-        """An event of this journey's profile (the router sends only names the flow listens to)."""
-        self._signals += 1
-        journey = self._journey
-        if journey is None or self._state.status != "running":
-            return
-        settings = journey.flow.settings
-        for match in settings.stop_when:
-            if self._stop is None and match.matches(event.name, event.properties):
-                self._stop = ("stopped", f"stop_when: {event.name}")
-        goal = settings.goal
-        entered = self._state.entered_at
-        if (
-            goal is not None
-            and self._state.converted_at is None
-            and entered is not None
-            and workflow.now() <= entered + goal.within
-            and goal.matches(event.name, event.properties)
-        ):
-            self._state.converted_at = workflow.now()
-            if goal.exit and self._stop is None:
-                self._stop = ("completed", "goal_reached")
-        if self._inbox is not None:
-            self._inbox.append(HeardEvent(event=event, heard_at=workflow.now()))
-
-    def stop(self, reason: str) -> None:
-        if self._stop is None:
-            self._stop = ("stopped", reason)
 
     # ------------------------------------------------------------ the walk
 
@@ -258,24 +226,6 @@ class JourneyInterpreter(Waiting):
                 exit_reason = "added_to_flow"  # moved on to the other flow
             step = flow.step(target) if target is not None else None
         return exit_reason
-
-    def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
-        state = self._state
-        keep = journey.limits.path_entries_kept
-        dropped = max(0, len(state.path) - keep)
-        resume = Resume(
-            step_id=handover.step_id,
-            entered_at=state.entered_at or workflow.now(),
-            visits=dict(self._visits),
-            path=state.path[dropped:],
-            path_dropped=state.path_dropped + dropped,
-            variables=state.variables,
-            converted_at=state.converted_at,
-            until=handover.until,
-            heard=handover.heard,
-            runs=state.runs + 1,
-        )
-        workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
 
     def _enter(self, step: Step) -> PathEntry:
         self._visits[step.id] += 1

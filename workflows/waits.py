@@ -1,5 +1,6 @@
-"""How a journey waits: durable timers cut by the flow's max_duration, events heard while a wait
-listens, and the hand-over to a new run (continue-as-new) when a run grows long.
+"""How a journey waits: the signals it hears (events, stops), durable timers cut by the flow's
+max_duration, events heard while a wait listens, and the hand-over to a new run
+(continue-as-new) when a run grows long.
 
 A base class of the interpreter (workflows/interpreter.py): the same determinism rules apply
 (tests/test_workflow_determinism.py scans this module too).
@@ -8,6 +9,7 @@ A base class of the interpreter (workflows/interpreter.py): the same determinism
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -24,6 +26,7 @@ from flowline.journey import (
     JourneyInput,
     JourneyRef,
     JourneyState,
+    JourneyStatus,
     Resume,
     StepResult,
     TemplateScope,
@@ -47,7 +50,7 @@ class DeadlineReached(Exception):
 
 
 class Waiting:
-    """The interpreter's waits. It sets these in ``run``; the signal handlers fill the inbox."""
+    """The interpreter's signals and waits. It sets these attributes in ``run`` and ``__init__``."""
 
     _state: JourneyState
     _journey: JourneyInput | None
@@ -56,6 +59,56 @@ class Waiting:
     _signals: int
     _resume: Resume | None
     _deadline: datetime | None
+    # Set by a stop signal or a stop_when/goal event: (status, reason); the walk is cancelled.
+    _stop: tuple[JourneyStatus, str] | None
+    _visits: Counter[str]
+
+    def hear(self, event: TriggerEvent) -> None:
+        """An event of this journey's profile (the router sends only names the flow listens to)."""
+        self._signals += 1
+        journey = self._journey
+        if journey is None or self._state.status != "running":
+            return
+        settings = journey.flow.settings
+        for match in settings.stop_when:
+            if self._stop is None and match.matches(event.name, event.properties):
+                self._stop = ("stopped", f"stop_when: {event.name}")
+        goal = settings.goal
+        entered = self._state.entered_at
+        if (
+            goal is not None
+            and self._state.converted_at is None
+            and entered is not None
+            and workflow.now() <= entered + goal.within
+            and goal.matches(event.name, event.properties)
+        ):
+            self._state.converted_at = workflow.now()
+            if goal.exit and self._stop is None:
+                self._stop = ("completed", "goal_reached")
+        if self._inbox is not None:
+            self._inbox.append(HeardEvent(event=event, heard_at=workflow.now()))
+
+    def stop(self, reason: str) -> None:
+        if self._stop is None:
+            self._stop = ("stopped", reason)
+
+    def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
+        state = self._state
+        keep = journey.limits.path_entries_kept
+        dropped = max(0, len(state.path) - keep)
+        resume = Resume(
+            step_id=handover.step_id,
+            entered_at=state.entered_at or workflow.now(),
+            visits=dict(self._visits),
+            path=state.path[dropped:],
+            path_dropped=state.path_dropped + dropped,
+            variables=state.variables,
+            converted_at=state.converted_at,
+            until=handover.until,
+            heard=handover.heard,
+            runs=state.runs + 1,
+        )
+        workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
 
     def _must_continue_as_new(self) -> bool:
         assert self._journey is not None

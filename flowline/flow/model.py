@@ -9,14 +9,11 @@ until the new case is handled.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, assert_never
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
-    AwareDatetime,
-    Discriminator,
     Field,
-    Tag,
     model_validator,
 )
 
@@ -37,8 +34,16 @@ from flowline.flow.base import StepBase as _StepBase
 from flowline.flow.base import Strict as _Strict
 from flowline.flow.base import check_zone as _check_zone
 from flowline.flow.branching import BranchStep
+from flowline.flow.flow_settings import FlowSettings as FlowSettings
+from flowline.flow.flow_settings import VariableDeclaration as VariableDeclaration
+from flowline.flow.flow_settings import variable_fits as variable_fits
 
 # Step models kept in modules of their own, re-exported here with the rest of the union.
+from flowline.flow.steps_flow import AddToFlowNext as AddToFlowNext
+from flowline.flow.steps_flow import AddToFlowStep as AddToFlowStep
+from flowline.flow.steps_flow import OtherParticipant as OtherParticipant
+from flowline.flow.steps_flow import ParticipantSource as ParticipantSource
+from flowline.flow.steps_flow import PassedValue as PassedValue
 from flowline.flow.steps_http import CallApiStep as CallApiStep
 from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
 from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
@@ -46,8 +51,6 @@ from flowline.flow.steps_profile import TagStep as TagStep
 from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
 from flowline.flow.waiting import (
     PROFILE_CHANGED,
-    EventMatch,
-    Goal,
     WaitDuration,
     WaitForChangeStep,
     WaitForEventStep,
@@ -113,74 +116,6 @@ class FlowTrigger(_Strict):
 
 
 Trigger = Annotated[EventTrigger | FlowTrigger, Field(discriminator="type")]
-
-
-# ---------------------------------------------------------------- settings
-
-
-VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
-
-
-def variable_fits(kind: VariableType, value: Any) -> bool:
-    """Whether ``value`` (JSON) is a ``kind``; null fits every type (an unset variable)."""
-    if value is None:
-        return True
-    match kind:
-        case "text":
-            return isinstance(value, str)
-        case "number":
-            return isinstance(value, int | float) and not isinstance(value, bool)
-        case "boolean":
-            return isinstance(value, bool)
-        case "date":
-            if not isinstance(value, str):
-                return False
-            try:
-                datetime.fromisoformat(value)
-            except ValueError:
-                return False
-            return True
-        case "list":
-            return isinstance(value, list)
-        case "object":
-            return isinstance(value, dict)
-    assert_never(kind)
-
-
-class VariableDeclaration(_Strict):
-    type: VariableType
-    default: Any = None
-
-    @model_validator(mode="after")
-    def _default_fits(self) -> VariableDeclaration:
-        if not variable_fits(self.type, self.default):
-            raise ValueError(f"the default is not a {self.type}")
-        return self
-
-
-class FlowSettings(_Strict):
-    # never: a profile enters once; after_exit: again once its journey ended;
-    # concurrent: several journeys at once, one per entry key.
-    reentry: Literal["never", "after_exit", "concurrent"] = "after_exit"
-    # With reentry=concurrent: the trigger event property that tells entries apart
-    # (default: every triggering event is an entry of its own).
-    entry_key: str | None = None
-    # Any of these events ends a journey at once, from any step (also mid-pause or mid-wait).
-    stop_when: list[EventMatch] = Field(default_factory=list, max_length=20)
-    goal: Goal | None = None
-    # Entries are taken from start_at until end_at (default: a year after the version's publication).
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
-    # A journey's waits end by this long after its entry; the journey then leaves (max_duration).
-    max_duration: WaitDuration | None = None
-    # Declared flow variables: values given at entry are checked against them; defaults fill gaps.
-    variables: dict[VariableName, VariableDeclaration] = Field(default_factory=dict, max_length=100)
-
-    @model_validator(mode="after")
-    def _window(self) -> FlowSettings:
-        if self.start_at and self.end_at and self.end_at <= self.start_at:
-            raise ValueError("end_at must come after start_at")
-        return self
 
 
 # ---------------------------------------------------------------- steps
@@ -337,81 +272,6 @@ class UpdateVariableStep(_StepBase):
     type: Literal["update_variable"]
     set: dict[VariableName, Expression] = Field(min_length=1, max_length=50)
     next: StepId | None = None
-
-
-def _value_kind(value: Any) -> str | None:
-    if isinstance(value, dict | ExpressionValue):
-        return "Expression"
-    if isinstance(value, bool):
-        return "Flag"
-    if isinstance(value, int | float):
-        return "Number"
-    return "Template" if isinstance(value, str) else None
-
-
-# A value passed to another flow: a Liquid template (a string), a number, true/false, or
-# {expression: CEL} for any other value (null, lists, maps, numbers computed from variables).
-# Tagged by the value's own type, so a fault names what was wrong, not every kind it is not.
-PassedValue = Annotated[
-    Annotated[Template, Tag("Template")]
-    | Annotated[bool, Tag("Flag")]
-    | Annotated[int | float, Tag("Number")]
-    | Annotated[ExpressionValue, Tag("Expression")],
-    Discriminator(
-        _value_kind,
-        custom_error_type="passed_value",
-        custom_error_message="a value is a template (string), a number, true/false or {expression: ...}",
-    ),
-]
-
-
-class ParticipantSource(_Strict):
-    """Where the participant's email, phone or id is read: a journey variable or a profile attribute."""
-
-    variable: VariableName | None = None
-    attribute: str | None = Field(default=None, min_length=1, max_length=200)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ParticipantSource:
-        if (self.variable is None) == (self.attribute is None):
-            raise ValueError("give either 'variable' or 'attribute'")
-        return self
-
-
-class OtherParticipant(_Strict):
-    """Another person, found by email, phone or profile id (created with it when not found)."""
-
-    by: Literal["email", "phone", "id"]
-    from_: ParticipantSource = Field(alias="from")
-
-
-class AddToFlowNext(_Strict):
-    added: StepId | None = None
-    failed: StepId | None = None
-
-
-class AddToFlowStep(_StepBase):
-    """Starts a journey of another running flow (or this one) for this person or another, with
-    ``variables``; ``then: exit`` ends this journey once the person is added. ``failed`` is taken
-    in all other cases (the flow is not running, the re-entry rule refuses, no participant)."""
-
-    type: Literal["add_to_flow"]
-    flow: Identifier
-    variables: dict[VariableName, PassedValue] = Field(default_factory=dict, max_length=50)
-    participant: Annotated[
-        Annotated[Literal["self"], Tag("Self")] | Annotated[OtherParticipant, Tag("Other")],
-        Discriminator(lambda v: "Self" if isinstance(v, str) else "Other"),
-    ] = "self"
-    then: Literal["continue", "exit"] = "continue"
-    next: StepId | AddToFlowNext | None = None
-
-    @model_validator(mode="after")
-    def _exit_has_no_added_branch(self) -> AddToFlowStep:
-        if self.then == "exit" and (
-            isinstance(self.next, str) or (self.next is not None and self.next.added is not None)
-        ):
-            raise ValueError("with 'then: exit' the journey ends once added: give only 'next.failed'")
-        return self
 
 
 class ExitStep(_StepBase):

@@ -1,0 +1,76 @@
+"""A flow's settings: re-entry, stop conditions, goal, entry window, limits, declared variables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, assert_never
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from flowline.flow.base import Strict as _Strict
+from flowline.flow.base import VariableName
+from flowline.flow.waiting import EventMatch, Goal, WaitDuration
+
+VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
+
+
+def variable_fits(kind: VariableType, value: Any) -> bool:
+    """Whether ``value`` (JSON) is a ``kind``; null fits every type (an unset variable)."""
+    if value is None:
+        return True
+    match kind:
+        case "text":
+            return isinstance(value, str)
+        case "number":
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        case "boolean":
+            return isinstance(value, bool)
+        case "date":
+            if not isinstance(value, str):
+                return False
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return False
+            return True
+        case "list":
+            return isinstance(value, list)
+        case "object":
+            return isinstance(value, dict)
+    assert_never(kind)
+
+
+class VariableDeclaration(_Strict):
+    type: VariableType
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> VariableDeclaration:
+        if not variable_fits(self.type, self.default):
+            raise ValueError(f"the default is not a {self.type}")
+        return self
+
+
+class FlowSettings(_Strict):
+    # never: a profile enters once; after_exit: again once its journey ended;
+    # concurrent: several journeys at once, one per entry key.
+    reentry: Literal["never", "after_exit", "concurrent"] = "after_exit"
+    # With reentry=concurrent: the trigger event property that tells entries apart
+    # (default: every triggering event is an entry of its own).
+    entry_key: str | None = None
+    # Any of these events ends a journey at once, from any step (also mid-pause or mid-wait).
+    stop_when: list[EventMatch] = Field(default_factory=list, max_length=20)
+    goal: Goal | None = None
+    # Entries are taken from start_at until end_at (default: a year after the version's publication).
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    # A journey's waits end by this long after its entry; the journey then leaves (max_duration).
+    max_duration: WaitDuration | None = None
+    # Declared flow variables: values given at entry are checked against them; defaults fill gaps.
+    variables: dict[VariableName, VariableDeclaration] = Field(default_factory=dict, max_length=100)
+
+    @model_validator(mode="after")
+    def _window(self) -> FlowSettings:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("end_at must come after start_at")
+        return self
