@@ -66,6 +66,8 @@ class EventRouter:
         documents = await self._documents_for(
             conn, workspace_id, {(j["flow_id"], j["version"]) for j in candidates}
         )
+        # Once per version, not once per event and journey.
+        listened = {key: document.listened_events() for key, document in documents.items()}
         by_profile = defaultdict(list)
         for journey in candidates:
             by_profile[journey["profile_id"]].append(journey)
@@ -82,7 +84,8 @@ class EventRouter:
                     continue
                 if self._converts(document, journey, event):
                     conversions.append((str(journey["id"]), event))
-                if journey["status"] == "running" and event.name in document.listened_events():
+                key = (journey["flow_id"], journey["version"])
+                if journey["status"] == "running" and event.name in listened[key]:
                     outbox[journey["id"]].append(event)
         await asyncio.gather(*(self._signal(jid, events) for jid, events in outbox.items()))
         routed.signalled = {jid: [e.id for e in events] for jid, events in outbox.items()}
