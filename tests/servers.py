@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import sys
 import threading
@@ -43,7 +44,9 @@ async def start_dev_server() -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=keys,
+        port=free_port(),
         ui=False,
+        dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
@@ -140,6 +143,32 @@ def http_sink() -> Iterator[HttpSink]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free port on 127.0.0.1 below the kernel's ephemeral range (32768+).
+
+    Servers we start bind other ports of their own with bind(0) (the Temporal dev server's HTTP
+    API, metrics and internal services). A port taken from the ephemeral range and released can
+    be handed to them before our server binds it: CI once saw the dev server's HTTP API take the
+    gRPC port we had chosen. Below that range bind(0) never lands.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def closed_port_url() -> str:

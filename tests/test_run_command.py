@@ -15,15 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import http_sink
+from tests.servers import free_port, http_sink
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
