@@ -17,8 +17,6 @@ from pydantic import (
     model_validator,
 )
 
-from flowline.conditions import PropertyFilter
-from flowline.conditions.rules import MAX_DEPTH, Condition, depth
 from flowline.flow.base import (
     Expression,
     Identifier,
@@ -49,6 +47,17 @@ from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
 from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
 from flowline.flow.steps_profile import TagStep as TagStep
 from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
+from flowline.flow.triggers import AudienceSchedule as AudienceSchedule
+from flowline.flow.triggers import AudienceTrigger as AudienceTrigger
+from flowline.flow.triggers import CalendarSchedule as CalendarSchedule
+from flowline.flow.triggers import DateTrigger as DateTrigger
+from flowline.flow.triggers import EventProfileMatch as EventProfileMatch
+from flowline.flow.triggers import EventTrigger as EventTrigger
+from flowline.flow.triggers import FlowTrigger as FlowTrigger
+from flowline.flow.triggers import Occurrence as Occurrence
+from flowline.flow.triggers import ProfileChangeTrigger as ProfileChangeTrigger
+from flowline.flow.triggers import SegmentEntryTrigger as SegmentEntryTrigger
+from flowline.flow.triggers import Trigger as Trigger
 from flowline.flow.waiting import (
     PROFILE_CHANGED,
     WaitDuration,
@@ -57,65 +66,6 @@ from flowline.flow.waiting import (
 )
 
 # ---------------------------------------------------------------- triggers
-
-
-class EventProfileMatch(_Strict):
-    """The event's property must equal the profile's attribute (Reteno's "event with segment
-    parameters"): a property or attribute that is missing never matches."""
-
-    event_property: str = Field(min_length=1, max_length=200)
-    profile_attribute: str = Field(min_length=1, max_length=200)
-
-
-class Occurrence(_Strict):
-    """Which of the profile's matching events start a journey, counting this profile's stored
-    events of the trigger's name that pass ``where``, in timestamp order, the current one
-    included (GetSocial: "every X events, or just after the first Y ones").
-    ``every: 3`` enters on the 3rd, 6th, 9th ...; ``first: 2`` enters on the 1st and 2nd only."""
-
-    every: int | None = Field(default=None, ge=1, le=1_000_000)
-    first: int | None = Field(default=None, ge=1, le=1_000_000)
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> Occurrence:
-        if (self.every is None) == (self.first is None):
-            raise ValueError("give exactly one of 'every' or 'first'")
-        return self
-
-    def admits(self, position: int) -> bool:
-        """Whether the ``position``-th matching event (1-based) enters."""
-        if self.every is not None:
-            return position % self.every == 0
-        assert self.first is not None
-        return position <= self.first
-
-
-class EventTrigger(_Strict):
-    """A journey starts when the profile sends this event, every ``where`` filter holds, the
-    profile satisfies ``profile``, each ``match`` pair is equal and ``occurrence`` admits it.
-    The last three are read from the store in the transaction that claims the journey."""
-
-    type: Literal["event"]
-    event: str = Field(min_length=1, max_length=200)
-    where: list[PropertyFilter] = Field(default_factory=list)
-    profile: Condition | None = None
-    match: list[EventProfileMatch] = Field(default_factory=list, max_length=50)
-    occurrence: Occurrence | None = None
-
-    @model_validator(mode="after")
-    def _shallow_enough(self) -> EventTrigger:
-        if self.profile is not None and depth(self.profile) > MAX_DEPTH:
-            raise ValueError(f"the profile condition nests deeper than {MAX_DEPTH} levels")
-        return self
-
-
-class FlowTrigger(_Strict):
-    """No automatic entry: journeys start from another flow's ``add_to_flow`` or the API."""
-
-    type: Literal["flow"]
-
-
-Trigger = Annotated[EventTrigger | FlowTrigger, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- steps
