@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities import (
     CallApiActivities,
     ConditionActivities,
+    EntryActivities,
     FlowActivities,
     JourneyActivities,
     ProfileStepActivities,
@@ -25,10 +26,11 @@ from activities import (
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
+from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.routing import JourneyLauncher
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, EntryRunWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -52,6 +54,7 @@ async def running_worker(
                 *call_activities.all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
+                *EntryActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
         )

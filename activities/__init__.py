@@ -3,12 +3,14 @@
 from activities.add_to_flow import FlowActivities
 from activities.call_api import CallApiActivities
 from activities.conditions import ConditionActivities
+from activities.entries import EntryActivities
 from activities.journeys import JourneyActivities
 from activities.profile_steps import ProfileStepActivities
 
 __all__ = [
     "CallApiActivities",
     "ConditionActivities",
+    "EntryActivities",
     "FlowActivities",
     "JourneyActivities",
     "ProfileStepActivities",

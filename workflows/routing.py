@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,6 +50,16 @@ class EntryRefused(ValueError):
 class JourneyStartFailed(RuntimeError):
     """Temporal did not take a journey or an event for one (unreachable, refusing): the
     transaction was rolled back."""
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One journey of ``JourneyLauncher.start_batch``: who, which entry (names the journey), and
+    when it starts (None: now; a later instant: Temporal holds the start until then)."""
+
+    profile_id: str
+    entry: str
+    start_at: datetime | None = None
 
 
 @dataclass
@@ -119,6 +129,66 @@ class JourneyLauncher:
                     await journeys.forget_claim(conn, claim.journey_id)
             raise
         return claim.journey_id
+
+    async def start_batch(
+        self,
+        workspace_id: str,
+        flow: PublishedFlow,
+        entries: Sequence[BatchEntry],
+        *,
+        concurrency: int = 50,
+    ) -> list[str]:
+        """Start the journeys of many entries of one flow (a scheduled audience or date run).
+
+        One transaction claims them all (two statements; the re-entry rules as in ``start``), then
+        at most ``concurrency`` starts are in flight, outside it. An entry an earlier attempt
+        claimed is started again (Temporal finds it started: the same journey, never a second one),
+        so a caller retries a failed batch by calling again with the same entries. Returns the ids
+        of the journeys claimed now or before; raises JourneyStartFailed after trying them all.
+        """
+        document, now = flow.document, utcnow()
+        by_id: dict[str, BatchEntry] = {}
+        for item in entries:
+            by_id[journey_id(workspace_id, flow.flow_id, item.profile_id, item.entry)] = item
+        rows = [
+            {
+                "journey_id": jid,
+                "workspace_id": workspace_id,
+                "flow_id": flow.flow_id,
+                "version": flow.version,
+                "profile_id": item.profile_id,
+                "lock": journeys.entry_lock(document.settings.reentry, item.entry),
+                "trigger_event_id": None,
+                "started_at": max(item.start_at or now, now),
+            }
+            for jid, item in by_id.items()
+        ]
+        async with self.store.begin() as conn:
+            claimed = await journeys.claim_entries(self.store, conn, rows)
+            claimed |= await journeys.existing_journeys(conn, workspace_id, by_id.keys() - claimed)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def start(jid: str) -> None:
+            item = by_id[jid]
+            journey = JourneyInput(
+                journey_id=jid,
+                workspace_id=workspace_id,
+                flow=document,
+                version=flow.version,
+                profile_id=item.profile_id,
+            )
+            delay = item.start_at - utcnow() if item.start_at is not None else None
+            async with gate:
+                await self._start_workflow(journey, start_delay=delay)
+
+        started = [jid for jid in by_id if jid in claimed]
+        outcomes = await asyncio.gather(*(start(j) for j in started), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise JourneyStartFailed(
+                f"{len(failures)} of {len(started)} journeys did not start: {failures[0]}"
+            )
+        return started
 
     async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
@@ -317,7 +387,7 @@ class JourneyLauncher:
         )
         return journey, claimed
 
-    async def _start_workflow(self, journey: JourneyInput) -> None:
+    async def _start_workflow(self, journey: JourneyInput, *, start_delay: timedelta | None = None) -> None:
         try:
             await self.client.start_workflow(
                 JourneyWorkflow.run,
@@ -334,6 +404,7 @@ class JourneyLauncher:
                         SearchAttributePair(sa.STEP_ID, journey.flow.steps[0].id),
                     ]
                 ),
+                start_delay=start_delay if start_delay and start_delay > timedelta(0) else None,
             )
         except WorkflowAlreadyStartedError:
             # An earlier attempt started it and then lost its transaction: same journey.

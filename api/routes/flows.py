@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.service import RPCError
 
-from api.deps import Svc, Workspace
+from api.deps import Services, Svc, Workspace
 from api.errors import ApiError
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
-from flowline.store import flows, profiles
+from flowline.journey import STOP_SIGNAL, StopRequest
+from flowline.store import flows, journeys, profiles, workspaces
+from flowline.store.flows import FlowStatus
+from workflows.entry_schedules import remove_entry_schedule, sync_entry_schedule
 from workflows.routing import EntryRefused, JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -103,8 +110,59 @@ async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
         version = await flows.publish(conn, workspace, flow_id, document)
+        # In the transaction: if Temporal cannot take the schedule, the version is not published.
+        await _sync_schedule(conn, workspace, flow_id, svc)
     svc.launcher.flows_changed(workspace)
     return {"id": flow_id, "status": "running", "version": version}
+
+
+async def _sync_schedule(conn: AsyncConnection, workspace: str, flow_id: str, svc: Services) -> None:
+    published = await flows.current_version(conn, workspace, flow_id)
+    assert published is not None
+    zone = await workspaces.workspace_timezone(conn, workspace)
+    try:
+        await sync_entry_schedule(svc.temporal, svc.settings.task_queue, workspace, published, zone)
+    except (RPCError, RuntimeError) as error:
+        raise ApiError(
+            503, f"the flow's entry schedule could not be set up ({error}); publish again"
+        ) from error
+
+
+async def _end_entries(flow_id: str, workspace: str, svc: Services, status: FlowStatus) -> None:
+    async with svc.store.begin() as conn:
+        if not await flows.set_status(conn, workspace, flow_id, status):
+            raise ApiError(404, f"no flow {flow_id!r}")
+        try:
+            await remove_entry_schedule(svc.temporal, workspace, flow_id)
+        except (RPCError, RuntimeError) as error:
+            raise ApiError(
+                503, f"the flow's entry schedule could not be removed ({error}); send again"
+            ) from error
+    svc.launcher.flows_changed(workspace)
+
+
+@router.post("/{flow_id}/drain", summary="Take no new entries; journeys in flight finish")
+async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    await _end_entries(flow_id, workspace, svc, "draining")
+    return {"id": flow_id, "status": "draining"}
+
+
+@router.post("/{flow_id}/stop", summary="Take no new entries and stop every journey in flight")
+async def stop_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    await _end_entries(flow_id, workspace, svc, "stopped")
+    async with svc.store.connect() as conn:
+        running = await journeys.running_journey_ids(conn, workspace, flow_id)
+    gate = asyncio.Semaphore(20)
+
+    async def stop(journey_id: str) -> None:
+        async with gate:
+            with contextlib.suppress(RPCError):  # already ended
+                await svc.temporal.get_workflow_handle(journey_id).signal(
+                    STOP_SIGNAL, StopRequest(reason="flow stopped")
+                )
+
+    await asyncio.gather(*(stop(j) for j in running))
+    return {"id": flow_id, "status": "stopped", "journeys_stopped": len(running)}
 
 
 @router.post("/{flow_id}/journeys", status_code=201, summary="Start a journey for one profile")

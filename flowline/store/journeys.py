@@ -6,7 +6,7 @@ this table answers listing questions and enforces re-entry rules with a unique k
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
-from flowline.store.database import Store
+from flowline.store.database import Store, utcnow
 from flowline.store.tables import events, journeys, profiles
 
 Reentry = Literal["never", "after_exit", "concurrent"]
@@ -196,3 +196,63 @@ async def forget_claim(conn: AsyncConnection, journey_id: str) -> None:
     """Remove the record of a journey that never started (Temporal refused it)."""
     await conn.execute(journeys.delete().where(journeys.c.id == journey_id))
     await conn.execute(events.delete().where(events.c.id == entered_event_id(journey_id)))
+
+
+async def claim_entries(store: Store, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """``claim_entry`` for many journeys in two statements (the journeys, then their flow_entered
+    events): rows have the keys of ``claim_entry``'s arguments. Returns the ids recorded now."""
+    if not rows:
+        return set()
+    records = [
+        {
+            "id": r["journey_id"],
+            "workspace_id": r["workspace_id"],
+            "flow_id": r["flow_id"],
+            "version": r["version"],
+            "profile_id": r["profile_id"],
+            "status": "running",
+            "entry_lock": r["lock"],
+            "trigger_event_id": r["trigger_event_id"],
+            "started_at": r["started_at"],
+        }
+        for r in rows
+    ]
+    now = utcnow()
+    statement = store.insert(journeys).on_conflict_do_nothing().returning(journeys.c.id)
+    claimed = {str(i) for i in (await conn.execute(statement, records)).scalars()}
+    entered = [
+        {
+            "workspace_id": r["workspace_id"],
+            "id": entered_event_id(r["id"]),
+            "profile_id": r["profile_id"],
+            "name": events_store.FLOW_ENTERED,
+            "timestamp": r["started_at"],
+            "properties": {"flow_id": r["flow_id"], "version": r["version"], "journey_id": r["id"]},
+            "received_at": now,
+            "routed_at": None,
+        }
+        for r in records
+        if r["id"] in claimed
+    ]
+    if entered:
+        await conn.execute(store.insert(events).on_conflict_do_nothing(), entered)
+    return claimed
+
+
+async def existing_journeys(
+    conn: AsyncConnection, workspace_id: str, journey_ids: Collection[str]
+) -> set[str]:
+    """Which of these journeys are recorded."""
+    if not journey_ids:
+        return set()
+    query = select(journeys.c.id).where(
+        journeys.c.workspace_id == workspace_id, journeys.c.id.in_(sorted(journey_ids))
+    )
+    return {str(i) for i in (await conn.execute(query)).scalars()}
+
+
+async def running_journey_ids(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[str]:
+    query = select(journeys.c.id).where(
+        journeys.c.workspace_id == workspace_id, journeys.c.flow_id == flow_id, journeys.c.status == "running"
+    )
+    return [str(i) for i in (await conn.execute(query)).scalars()]

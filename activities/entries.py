@@ -1,0 +1,188 @@
+"""The activity of a scheduled entry run: start the journeys of an ``audience`` or ``date`` flow.
+
+Audience: everyone the segment's rule (or the inline condition) holds for at the run's time, a
+page at a time (one claim transaction per page, the starts outside it). Date: the profiles whose
+date attribute names a moment between the previous run and shortly after the next one; each
+journey starts at its exact moment (Temporal's start delay), or at once for a moment just missed.
+
+Journey entries derive from the run's time (audience) or the occurrence's date (date), so a
+retried attempt finds the journeys it started and starts no others; the heartbeat carries the
+last profile id done, so a retry resumes there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio import activity
+
+from flowline.clock import zone
+from flowline.conditions.rules import Condition
+from flowline.entry_runs import RUN_ENTRIES, EntryRunRequest, EntryRunResult
+from flowline.flow.date_moments import candidate_prefixes, occurrences
+from flowline.flow.triggers import AudienceTrigger, DateTrigger
+from flowline.store import entry_candidates, flows, segments, workspaces
+from flowline.store.database import Store, utcnow
+from flowline.store.flows import PublishedFlow
+from workflows.routing import BatchEntry, JourneyLauncher
+
+PAGE = 500
+# Date runs are hourly: each looks back over the previous run's hour (moments it missed start at
+# once) and ahead to a little past the next run (so a late next run loses no moment).
+DATE_RUN_EVERY = timedelta(hours=1)
+DATE_LOOKAHEAD_MARGIN = timedelta(minutes=10)
+_RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+@dataclass
+class _Progress:
+    after: str | None = None
+    considered: int = 0
+    started: int = 0
+
+
+class EntryActivities:
+    def __init__(self, store: Store, launcher: JourneyLauncher, *, concurrency: int = 50) -> None:
+        self.store = store
+        self.launcher = launcher
+        self.concurrency = concurrency
+
+    def all(self) -> Sequence[Callable[..., Any]]:
+        return [self.run_entries]
+
+    @activity.defn(name=RUN_ENTRIES)
+    async def run_entries(self, request: EntryRunRequest) -> EntryRunResult:
+        details = activity.info().heartbeat_details if activity.in_activity() else ()
+        progress = _Progress(*details[0]) if details else _Progress()
+        return await self.run(request, progress, heartbeat=_heartbeat)
+
+    async def run(
+        self,
+        request: EntryRunRequest,
+        progress: _Progress | None = None,
+        *,
+        heartbeat: Callable[[_Progress], None] = lambda _p: None,
+        now: datetime | None = None,
+    ) -> EntryRunResult:
+        """The run (also callable outside an activity: tests and bench/fanout.py fix ``now``)."""
+        at = request.scheduled_at or utcnow()
+        now = now or utcnow()
+        progress = progress or _Progress()
+        async with self.store.connect() as conn:
+            flow = await flows.current_version(conn, request.workspace_id, request.flow_id)
+            workspace_zone = await workspaces.workspace_timezone(conn, request.workspace_id)
+            if flow is None:
+                return EntryRunResult(skipped=f"flow {request.flow_id!r} is not running")
+            trigger = flow.document.trigger
+            closed = flow.closed_reason(at)
+            if closed is not None:
+                return EntryRunResult(skipped=closed)
+            condition = None
+            if isinstance(trigger, AudienceTrigger):
+                condition = await _audience_rule(conn, request.workspace_id, trigger)
+                if condition is None:
+                    return EntryRunResult(skipped=f"no segment {trigger.segment!r}")
+        if isinstance(trigger, AudienceTrigger) and condition is not None:
+            await self._audience(request.workspace_id, flow, condition, at, progress, heartbeat)
+        elif isinstance(trigger, DateTrigger):
+            await self._dates(
+                request.workspace_id, flow, trigger, at, now, workspace_zone, progress, heartbeat
+            )
+        else:
+            return EntryRunResult(skipped=f"flow {request.flow_id!r} has a {trigger.type} trigger now")
+        return EntryRunResult(considered=progress.considered, started=progress.started)
+
+    async def _audience(
+        self,
+        workspace_id: str,
+        flow: PublishedFlow,
+        condition: Condition,
+        at: datetime,
+        progress: _Progress,
+        heartbeat: Callable[[_Progress], None],
+    ) -> None:
+        entry = f"audience:{at.isoformat()}"
+        while True:
+            async with self.store.connect() as conn:
+                page = await entry_candidates.audience_page(
+                    conn, workspace_id, condition, at, after=progress.after, limit=PAGE
+                )
+            if not page:
+                return
+            started = await self.launcher.start_batch(
+                workspace_id, flow, [BatchEntry(p, entry) for p in page], concurrency=self.concurrency
+            )
+            progress.after, progress.considered = page[-1], progress.considered + len(page)
+            progress.started += len(started)
+            heartbeat(progress)
+            if len(page) < PAGE:
+                return
+
+    async def _dates(
+        self,
+        workspace_id: str,
+        flow: PublishedFlow,
+        trigger: DateTrigger,
+        at: datetime,
+        now: datetime,
+        workspace_zone: str | None,
+        progress: _Progress,
+        heartbeat: Callable[[_Progress], None],
+    ) -> None:
+        start, end = at - DATE_RUN_EVERY, at + DATE_RUN_EVERY + DATE_LOOKAHEAD_MARGIN
+        if flow.published_at is not None:
+            start = max(start, flow.published_at)  # no journeys for moments before the flow ran
+        prefixes, position = candidate_prefixes(trigger, start, end)
+        while True:
+            async with self.store.connect() as conn:
+                page = await entry_candidates.dated_page(
+                    conn,
+                    workspace_id,
+                    trigger.attribute,
+                    prefixes,
+                    position,
+                    at,
+                    trigger.profile,
+                    after=progress.after,
+                    limit=PAGE,
+                )
+            if not page:
+                return
+            batch = []
+            for profile_id, value, profile_zone in page:
+                tz = zone(trigger.timezone, profile_zone, workspace_zone)
+                try:
+                    found = occurrences(trigger, value, tz, start, end)
+                except ValueError:
+                    continue  # not a date: no moment
+                for day, moment in found:
+                    if flow.closed_reason(moment) is None:
+                        start_at = moment if moment > now else None
+                        batch.append(BatchEntry(profile_id, f"date:{day.isoformat()}", start_at))
+            started = await self.launcher.start_batch(workspace_id, flow, batch, concurrency=self.concurrency)
+            progress.after, progress.considered = page[-1][0], progress.considered + len(page)
+            progress.started += len(started)
+            heartbeat(progress)
+            if len(page) < PAGE:
+                return
+
+
+async def _audience_rule(
+    conn: AsyncConnection, workspace_id: str, trigger: AudienceTrigger
+) -> Condition | None:
+    if trigger.condition is not None:
+        return trigger.condition
+    assert trigger.segment is not None
+    segment = await segments.get_segment(conn, workspace_id, trigger.segment)
+    if segment is None:
+        return None
+    return _RULE.validate_python(segment["rule"])
+
+
+def _heartbeat(progress: _Progress) -> None:
+    activity.heartbeat([progress.after, progress.considered, progress.started])

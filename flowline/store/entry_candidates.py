@@ -1,0 +1,80 @@
+"""Who a scheduled entry run considers, a page at a time (keyset pages by profile id, so a page
+costs the same at the end of a large audience as at its start)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.conditions.rules import Condition
+from flowline.conditions.sql import compile_condition
+from flowline.store.tables import profiles
+
+
+def _attribute_text(dialect: str, name: str) -> ColumnElement[Any]:
+    """A top-level attribute's text (strings as they are), NULL when missing."""
+    if dialect == "postgresql":
+        text: ColumnElement[Any] = profiles.c.attributes.op("->>")(name)
+        return text
+    path = '$."' + name.replace('"', '\\"') + '"'
+    return cast(func.json_extract(profiles.c.attributes, path), String)
+
+
+def _base(conn: AsyncConnection, workspace_id: str, at: datetime, condition: Condition | None) -> list[Any]:
+    # Profiles created after the run's time were not in the audience at that time; this also keeps
+    # a retried run from finding people the first attempt could not have seen.
+    where: list[Any] = [profiles.c.workspace_id == workspace_id, profiles.c.created_at <= at]
+    if condition is not None:
+        where.append(
+            compile_condition(condition, workspace_id=workspace_id, now=at, dialect=conn.dialect.name)
+        )
+    return where
+
+
+async def audience_page(
+    conn: AsyncConnection,
+    workspace_id: str,
+    condition: Condition,
+    at: datetime,
+    *,
+    after: str | None,
+    limit: int,
+) -> list[str]:
+    """Ids (ascending, past ``after``) of the profiles ``condition`` holds for at ``at``."""
+    query = select(profiles.c.id).where(*_base(conn, workspace_id, at, condition))
+    if after is not None:
+        query = query.where(profiles.c.id > after)
+    query = query.order_by(profiles.c.id).limit(limit)
+    return list((await conn.execute(query)).scalars().all())
+
+
+async def dated_page(
+    conn: AsyncConnection,
+    workspace_id: str,
+    attribute: str,
+    prefixes: Collection[str],
+    position: int,
+    at: datetime,
+    condition: Condition | None,
+    *,
+    after: str | None,
+    limit: int,
+) -> list[tuple[str, str, str | None]]:
+    """(id, attribute text, ``timezone`` attribute) of the profiles past ``after`` whose
+    ``attribute`` text has one of ``prefixes`` at ``position`` (1-based) and that ``condition``
+    (when given) holds for at ``at``."""
+    dialect = conn.dialect.name
+    value = _attribute_text(dialect, attribute)
+    length = len(next(iter(prefixes))) if prefixes else 0
+    query = select(profiles.c.id, value, _attribute_text(dialect, "timezone")).where(
+        *_base(conn, workspace_id, at, condition),
+        func.substr(value, position, length).in_(sorted(prefixes)),
+    )
+    if after is not None:
+        query = query.where(profiles.c.id > after)
+    query = query.order_by(profiles.c.id).limit(limit)
+    return [(r[0], r[1], r[2]) for r in await conn.execute(query)]
