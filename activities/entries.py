@@ -77,16 +77,16 @@ class EntryActivities:
             flow = await flows.current_version(conn, request.workspace_id, request.flow_id)
             workspace_zone = await workspaces.workspace_timezone(conn, request.workspace_id)
             if flow is None:
-                return EntryRunResult(skipped=f"flow {request.flow_id!r} is not running")
+                return EntryRunResult(scheduled_at=at, skipped=f"flow {request.flow_id!r} is not running")
             trigger = flow.document.trigger
             closed = flow.closed_reason(at)
             if closed is not None:
-                return EntryRunResult(skipped=closed)
+                return EntryRunResult(scheduled_at=at, skipped=closed)
             condition = None
             if isinstance(trigger, AudienceTrigger):
                 condition = await _audience_rule(conn, request.workspace_id, trigger)
                 if condition is None:
-                    return EntryRunResult(skipped=f"no segment {trigger.segment!r}")
+                    return EntryRunResult(scheduled_at=at, skipped=f"no segment {trigger.segment!r}")
         if isinstance(trigger, AudienceTrigger) and condition is not None:
             await self._audience(request.workspace_id, flow, condition, at, progress, heartbeat)
         elif isinstance(trigger, DateTrigger):
@@ -94,8 +94,10 @@ class EntryActivities:
                 request.workspace_id, flow, trigger, at, now, workspace_zone, progress, heartbeat
             )
         else:
-            return EntryRunResult(skipped=f"flow {request.flow_id!r} has a {trigger.type} trigger now")
-        return EntryRunResult(considered=progress.considered, started=progress.started)
+            return EntryRunResult(
+                scheduled_at=at, skipped=f"flow {request.flow_id!r} has a {trigger.type} trigger now"
+            )
+        return EntryRunResult(scheduled_at=at, considered=progress.considered, started=progress.started)
 
     async def _audience(
         self,

@@ -26,6 +26,7 @@ class EntryRunRequest(BaseModel):
 class EntryRunResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    scheduled_at: datetime | None = None
     # Why the run started nobody (flow not running, trigger changed, outside start_at / end_at).
     skipped: str | None = None
     # Profiles considered and journeys started (or found started by an earlier attempt).

@@ -4,7 +4,7 @@ costs the same at the end of a large audience as at its start)."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, cast, func, select
@@ -26,8 +26,10 @@ def _attribute_text(dialect: str, name: str) -> ColumnElement[Any]:
 
 def _base(conn: AsyncConnection, workspace_id: str, at: datetime, condition: Condition | None) -> list[Any]:
     # Profiles created after the run's time were not in the audience at that time; this also keeps
-    # a retried run from finding people the first attempt could not have seen.
-    where: list[Any] = [profiles.c.workspace_id == workspace_id, profiles.c.created_at <= at]
+    # a retried run from finding people the first attempt could not have seen. The schedule gives
+    # the run's time to the second (TemporalScheduledStartTime): the second it names counts whole.
+    cutoff = at + timedelta(seconds=1)
+    where: list[Any] = [profiles.c.workspace_id == workspace_id, profiles.c.created_at < cutoff]
     if condition is not None:
         where.append(
             compile_condition(condition, workspace_id=workspace_id, now=at, dialect=conn.dialect.name)
