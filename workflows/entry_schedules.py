@@ -36,6 +36,8 @@ from flowline.flow.triggers import AudienceTrigger, CalendarSchedule, DateTrigge
 from flowline.store.flows import DEFAULT_LIFETIME, PublishedFlow
 from workflows import search_attributes as sa
 
+# The trigger types that run on an entry schedule.
+SCHEDULED_TRIGGERS = frozenset({"audience", "date"})
 # Date triggers scan hourly, on the hour (UTC): see activities/entries.py.
 DATE_SCAN_EVERY = timedelta(hours=1)
 # A run missed while the server was down is still made within this window, not later.

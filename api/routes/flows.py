@@ -19,7 +19,7 @@ from flowline.flow.validation import FlowFault, FlowInvalid, load_document, pars
 from flowline.journey import STOP_SIGNAL, StopRequest
 from flowline.store import flows, journeys, profiles, workspaces
 from flowline.store.flows import FlowStatus
-from workflows.entry_schedules import remove_entry_schedule, sync_entry_schedule
+from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 from workflows.routing import EntryRefused, JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -109,11 +109,19 @@ async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str
             raise ApiError(404, f"no flow {flow_id!r}")
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
+        scheduled_before = await _scheduled(conn, workspace, flow_id)
         version = await flows.publish(conn, workspace, flow_id, document)
         # In the transaction: if Temporal cannot take the schedule, the version is not published.
-        await _sync_schedule(conn, workspace, flow_id, svc)
+        if scheduled_before or document.trigger.type in SCHEDULED_TRIGGERS:
+            await _sync_schedule(conn, workspace, flow_id, svc)
     svc.launcher.flows_changed(workspace)
     return {"id": flow_id, "status": "running", "version": version}
+
+
+async def _scheduled(conn: AsyncConnection, workspace: str, flow_id: str) -> bool:
+    """Whether the flow's current version runs on an entry schedule (only then is there one)."""
+    current = await flows.current_trigger_type(conn, workspace, flow_id)
+    return current in SCHEDULED_TRIGGERS
 
 
 async def _sync_schedule(conn: AsyncConnection, workspace: str, flow_id: str, svc: Services) -> None:
@@ -130,10 +138,12 @@ async def _sync_schedule(conn: AsyncConnection, workspace: str, flow_id: str, sv
 
 async def _end_entries(flow_id: str, workspace: str, svc: Services, status: FlowStatus) -> None:
     async with svc.store.begin() as conn:
+        scheduled = await _scheduled(conn, workspace, flow_id)
         if not await flows.set_status(conn, workspace, flow_id, status):
             raise ApiError(404, f"no flow {flow_id!r}")
         try:
-            await remove_entry_schedule(svc.temporal, workspace, flow_id)
+            if scheduled:
+                await remove_entry_schedule(svc.temporal, workspace, flow_id)
         except (RPCError, RuntimeError) as error:
             raise ApiError(
                 503, f"the flow's entry schedule could not be removed ({error}); send again"

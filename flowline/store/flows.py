@@ -152,6 +152,21 @@ async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str
     )
 
 
+async def current_trigger_type(conn: AsyncConnection, workspace_id: str, flow_id: str) -> str | None:
+    """The trigger type of the flow's current version (whatever the flow's status), if published."""
+    found = await conn.scalar(
+        select(flow_versions.c.trigger_type)
+        .join(
+            flows,
+            (flows.c.workspace_id == flow_versions.c.workspace_id)
+            & (flows.c.id == flow_versions.c.flow_id)
+            & (flows.c.current_version == flow_versions.c.version),
+        )
+        .where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+    )
+    return None if found is None else str(found)
+
+
 async def event_triggered_flows(conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
     """The running flows of a workspace (their current versions) that an event can start."""
     rows = await conn.execute(
