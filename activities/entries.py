@@ -12,7 +12,9 @@ last profile id done, so a retry resumes there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,11 +34,20 @@ from flowline.store.flows import PublishedFlow
 from workflows.routing import BatchEntry, JourneyLauncher
 
 PAGE = 500
+# Pages claimed ahead of the one starting: the next claim overlaps the current starts.
+PAGES_AHEAD = 1
 # Date runs are hourly: each looks back over the previous run's hour (moments it missed start at
 # once) and ahead to a little past the next run (so a late next run loses no moment).
 DATE_RUN_EVERY = timedelta(hours=1)
 DATE_LOOKAHEAD_MARGIN = timedelta(minutes=10)
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+@dataclass(frozen=True)
+class _Page:
+    last: str  # the last profile id read
+    count: int  # profiles read
+    entries: list[BatchEntry]
 
 
 @dataclass
@@ -109,21 +120,22 @@ class EntryActivities:
         heartbeat: Callable[[_Progress], None],
     ) -> None:
         entry = f"audience:{at.isoformat()}"
-        while True:
-            async with self.store.connect() as conn:
-                page = await entry_candidates.audience_page(
-                    conn, workspace_id, condition, at, after=progress.after, limit=PAGE
-                )
-            if not page:
-                return
-            started = await self.launcher.start_batch(
-                workspace_id, flow, [BatchEntry(p, entry) for p in page], concurrency=self.concurrency
-            )
-            progress.after, progress.considered = page[-1], progress.considered + len(page)
-            progress.started += len(started)
-            heartbeat(progress)
-            if len(page) < PAGE:
-                return
+
+        async def pages() -> AsyncIterator[_Page]:
+            after = progress.after
+            while True:
+                async with self.store.connect() as conn:
+                    page = await entry_candidates.audience_page(
+                        conn, workspace_id, condition, at, after=after, limit=PAGE
+                    )
+                if not page:
+                    return
+                yield _Page(page[-1], len(page), [BatchEntry(p, entry) for p in page])
+                if len(page) < PAGE:
+                    return
+                after = page[-1]
+
+        await self._fan_out(workspace_id, flow, pages(), progress, heartbeat)
 
     async def _dates(
         self,
@@ -140,38 +152,74 @@ class EntryActivities:
         if flow.published_at is not None:
             start = max(start, flow.published_at)  # no journeys for moments before the flow ran
         prefixes, position = candidate_prefixes(trigger, start, end)
-        while True:
-            async with self.store.connect() as conn:
-                page = await entry_candidates.dated_page(
-                    conn,
-                    workspace_id,
-                    trigger.attribute,
-                    prefixes,
-                    position,
-                    at,
-                    trigger.profile,
-                    after=progress.after,
-                    limit=PAGE,
-                )
-            if not page:
-                return
-            batch = []
-            for profile_id, value, profile_zone in page:
-                tz = zone(trigger.timezone, profile_zone, workspace_zone)
-                try:
-                    found = occurrences(trigger, value, tz, start, end)
-                except ValueError:
-                    continue  # not a date: no moment
-                for day, moment in found:
-                    if flow.closed_reason(moment) is None:
-                        start_at = moment if moment > now else None
-                        batch.append(BatchEntry(profile_id, f"date:{day.isoformat()}", start_at))
-            started = await self.launcher.start_batch(workspace_id, flow, batch, concurrency=self.concurrency)
-            progress.after, progress.considered = page[-1][0], progress.considered + len(page)
+
+        async def pages() -> AsyncIterator[_Page]:
+            after = progress.after
+            while True:
+                async with self.store.connect() as conn:
+                    page = await entry_candidates.dated_page(
+                        conn,
+                        workspace_id,
+                        trigger.attribute,
+                        prefixes,
+                        position,
+                        at,
+                        trigger.profile,
+                        after=after,
+                        limit=PAGE,
+                    )
+                if not page:
+                    return
+                batch = []
+                for profile_id, value, profile_zone in page:
+                    tz = zone(trigger.timezone, profile_zone, workspace_zone)
+                    try:
+                        found = occurrences(trigger, value, tz, start, end)
+                    except ValueError:
+                        continue  # not a date: no moment
+                    for day, moment in found:
+                        if flow.closed_reason(moment) is None:
+                            start_at = moment if moment > now else None
+                            batch.append(BatchEntry(profile_id, f"date:{day.isoformat()}", start_at))
+                yield _Page(page[-1][0], len(page), batch)
+                if len(page) < PAGE:
+                    return
+                after = page[-1][0]
+
+        await self._fan_out(workspace_id, flow, pages(), progress, heartbeat)
+
+    async def _fan_out(
+        self,
+        workspace_id: str,
+        flow: PublishedFlow,
+        pages: AsyncIterator[_Page],
+        progress: _Progress,
+        heartbeat: Callable[[_Progress], None],
+    ) -> None:
+        """Claim and start page after page, the next page's claim beside the current page's starts
+        (one gate bounds the starts in flight), settling pages in order so that the heartbeat's
+        cursor only passes pages whose journeys all started."""
+        gate = asyncio.Semaphore(self.concurrency)
+        pending: deque[tuple[asyncio.Task[list[str]], _Page]] = deque()
+
+        async def settle() -> None:
+            task, page = pending.popleft()
+            started = await task
+            progress.after, progress.considered = page.last, progress.considered + page.count
             progress.started += len(started)
             heartbeat(progress)
-            if len(page) < PAGE:
-                return
+
+        try:
+            async for page in pages:
+                batch = self.launcher.start_batch(workspace_id, flow, page.entries, gate=gate)
+                pending.append((asyncio.create_task(batch), page))
+                while len(pending) > PAGES_AHEAD:
+                    await settle()
+            while pending:
+                await settle()
+        finally:
+            for task, _ in pending:
+                task.cancel()
 
 
 async def _audience_rule(

@@ -137,11 +137,13 @@ class JourneyLauncher:
         entries: Sequence[BatchEntry],
         *,
         concurrency: int = 50,
+        gate: asyncio.Semaphore | None = None,
     ) -> list[str]:
         """Start the journeys of many entries of one flow (a scheduled audience or date run).
 
         One transaction claims them all (two statements; the re-entry rules as in ``start``), then
-        at most ``concurrency`` starts are in flight, outside it. An entry an earlier attempt
+        at most ``concurrency`` starts are in flight, outside it (or as many as ``gate``, shared by
+        batches that overlap). An entry an earlier attempt
         claimed is started again (Temporal finds it started: the same journey, never a second one),
         so a caller retries a failed batch by calling again with the same entries. Returns the ids
         of the journeys claimed now or before; raises JourneyStartFailed after trying them all.
@@ -166,7 +168,7 @@ class JourneyLauncher:
         async with self.store.begin() as conn:
             claimed = await journeys.claim_entries(self.store, conn, rows)
             claimed |= await journeys.existing_journeys(conn, workspace_id, by_id.keys() - claimed)
-        gate = asyncio.Semaphore(concurrency)
+        slots = gate or asyncio.Semaphore(concurrency)
 
         async def start(jid: str) -> None:
             item = by_id[jid]
@@ -178,7 +180,7 @@ class JourneyLauncher:
                 profile_id=item.profile_id,
             )
             delay = item.start_at - utcnow() if item.start_at is not None else None
-            async with gate:
+            async with slots:
                 await self._start_workflow(journey, start_delay=delay)
 
         started = [jid for jid in by_id if jid in claimed]
