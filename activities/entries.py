@@ -51,7 +51,9 @@ class _Page:
 
 
 @dataclass
-class _Progress:
+class EntryProgress:
+    """How far a run got (the heartbeat's details): the last profile id whose page started."""
+
     after: str | None = None
     considered: int = 0
     started: int = 0
@@ -69,21 +71,21 @@ class EntryActivities:
     @activity.defn(name=RUN_ENTRIES)
     async def run_entries(self, request: EntryRunRequest) -> EntryRunResult:
         details = activity.info().heartbeat_details if activity.in_activity() else ()
-        progress = _Progress(*details[0]) if details else _Progress()
+        progress = EntryProgress(*details[0]) if details else EntryProgress()
         return await self.run(request, progress, heartbeat=_heartbeat)
 
     async def run(
         self,
         request: EntryRunRequest,
-        progress: _Progress | None = None,
+        progress: EntryProgress | None = None,
         *,
-        heartbeat: Callable[[_Progress], None] = lambda _p: None,
+        heartbeat: Callable[[EntryProgress], None] = lambda _p: None,
         now: datetime | None = None,
     ) -> EntryRunResult:
         """The run (also callable outside an activity: tests and bench/fanout.py fix ``now``)."""
         at = request.scheduled_at or utcnow()
         now = now or utcnow()
-        progress = progress or _Progress()
+        progress = progress or EntryProgress()
         async with self.store.connect() as conn:
             flow = await flows.current_version(conn, request.workspace_id, request.flow_id)
             workspace_zone = await workspaces.workspace_timezone(conn, request.workspace_id)
@@ -116,8 +118,8 @@ class EntryActivities:
         flow: PublishedFlow,
         condition: Condition,
         at: datetime,
-        progress: _Progress,
-        heartbeat: Callable[[_Progress], None],
+        progress: EntryProgress,
+        heartbeat: Callable[[EntryProgress], None],
     ) -> None:
         entry = f"audience:{at.isoformat()}"
 
@@ -145,8 +147,8 @@ class EntryActivities:
         at: datetime,
         now: datetime,
         workspace_zone: str | None,
-        progress: _Progress,
-        heartbeat: Callable[[_Progress], None],
+        progress: EntryProgress,
+        heartbeat: Callable[[EntryProgress], None],
     ) -> None:
         start, end = at - DATE_RUN_EVERY, at + DATE_RUN_EVERY + DATE_LOOKAHEAD_MARGIN
         if flow.published_at is not None:
@@ -193,8 +195,8 @@ class EntryActivities:
         workspace_id: str,
         flow: PublishedFlow,
         pages: AsyncIterator[_Page],
-        progress: _Progress,
-        heartbeat: Callable[[_Progress], None],
+        progress: EntryProgress,
+        heartbeat: Callable[[EntryProgress], None],
     ) -> None:
         """Claim and start page after page, the next page's claim beside the current page's starts
         (one gate bounds the starts in flight), settling pages in order so that the heartbeat's
@@ -234,5 +236,5 @@ async def _audience_rule(
     return _RULE.validate_python(segment["rule"])
 
 
-def _heartbeat(progress: _Progress) -> None:
+def _heartbeat(progress: EntryProgress) -> None:
     activity.heartbeat([progress.after, progress.considered, progress.started])

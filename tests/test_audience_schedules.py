@@ -5,6 +5,7 @@ the schedule's removal. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from temporalio.client import Client, ScheduleHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.entries import EntryActivities
+from activities.entries import EntryActivities, EntryProgress
 from api.app import create_app
 from flowline.entry_runs import EntryRunRequest, EntryRunResult
 from flowline.settings import Settings
@@ -185,6 +186,8 @@ async def test_a_run_starts_exactly_the_audience_and_a_repeated_run_starts_no_du
     await handle.trigger()
     result = await entry_run(dev.client, handle, set())
     assert (result.skipped, result.considered, result.started) == (None, 2, 2)
+    # The run's time is the schedule's (TemporalScheduledStartTime, whole seconds).
+    assert result.scheduled_at is not None and result.scheduled_at.microsecond == 0
     first = await journey_rows(store, tenant, "monthly")
     assert [p for p, _ in first] == ["ada", "bob"]
     for _, journey_id in first:
@@ -298,3 +301,38 @@ async def test_bad_schedules_are_a_422_with_their_path(
     faults = {f["path"]: f["message"] for f in response.json()["faults"]}
     assert path in faults, faults
     assert words in faults[path]
+
+
+async def test_a_retried_attempt_resumes_after_the_last_page_it_started(
+    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+) -> None:
+    await setup_audience(api, ("ada", "pro"), ("bob", "pro"), ("cy", "pro"))
+    assert (await publish(api, audience_flow())).status_code == 200
+    launcher = JourneyLauncher(store, dev.client, task_queue)
+    request = EntryRunRequest(workspace_id=tenant.id, flow_id="monthly", scheduled_at=datetime.now(UTC))
+    beats: list[EntryProgress] = []
+    # As the heartbeat left it: Ada's page started.
+    result = await EntryActivities(store, launcher).run(
+        request, EntryProgress("ada", 1, 1), heartbeat=lambda p: beats.append(copy.copy(p))
+    )
+    assert (result.considered, result.started) == (3, 3)
+    assert [p for p, _ in await journey_rows(store, tenant, "monthly")] == ["bob", "cy"]
+    assert beats == [EntryProgress("cy", 3, 3)]
+
+
+async def test_stopping_a_flow_stops_its_journeys_in_flight(
+    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant
+) -> None:
+    doc = {
+        "id": "slow",
+        "name": "Slow",
+        "trigger": {"type": "event", "event": "signed_up"},
+        "steps": [{"id": "wait", "type": "pause", "for": "7d"}, {"id": "done", "type": "exit"}],
+    }
+    assert (await publish(api, doc)).status_code == 200
+    response = await api.post("/v1/events", json={"id": "e-1", "profile_id": "ada", "name": "signed_up"})
+    [journey_id] = response.json()["journeys"]
+    stopped = await api.post("/v1/flows/slow/stop")
+    assert stopped.json() == {"id": "slow", "status": "stopped", "journeys_stopped": 1}
+    state = await dev.client.get_workflow_handle(journey_id).result()
+    assert (state["status"], state["exit_reason"]) == ("stopped", "flow stopped")
