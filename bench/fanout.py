@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,36 @@ FLOW = {
     "settings": {"reentry": "concurrent"},
     "steps": [{"id": "done", "type": "exit"}],
 }
+
+
+@dataclass
+class Timed:
+    """Wall seconds, and CPU seconds of this process and of the dev server (our child)."""
+
+    seconds: float = 0.0
+    cpu: float = 0.0
+    server_cpu: float = 0.0
+
+    def __iadd__(self, other: Timed) -> Timed:
+        self.seconds += other.seconds
+        self.cpu += other.cpu
+        self.server_cpu += other.server_cpu
+        return self
+
+    def per_item_ms(self, n: int) -> str:
+        ours, server = self.cpu / n * 1000, self.server_cpu / n * 1000
+        return f"{self.seconds:.1f} s (CPU per start: ours {ours:.1f} ms, server {server:.1f} ms)"
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Timed]:
+    from bench.journeys import children_cpu
+
+    result = Timed()
+    wall, cpu, server = time.perf_counter(), time.process_time(), children_cpu()
+    yield result
+    result.seconds = time.perf_counter() - wall
+    result.cpu, result.server_cpu = time.process_time() - cpu, children_cpu() - server
 
 
 async def insert_profiles(store: Any, n: int) -> float:
@@ -76,7 +108,7 @@ async def insert_profiles(store: Any, n: int) -> float:
     return time.perf_counter() - began
 
 
-async def baseline(client: Any, n: int, concurrency: int, *, search_attributes: bool = False) -> float:
+async def baseline(client: Any, n: int, concurrency: int, *, search_attributes: bool = False) -> Timed:
     """Seconds to start N bare workflows with at most ``concurrency`` in flight (with the five
     search attributes a journey's start carries, when asked)."""
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -107,12 +139,12 @@ async def baseline(client: Any, n: int, concurrency: int, *, search_attributes: 
                 search_attributes=attributes(i),
             )
 
-    began = time.perf_counter()
-    await asyncio.gather(*(start(i) for i in range(n)))
-    return time.perf_counter() - began
+    with timed() as took:
+        await asyncio.gather(*(start(i) for i in range(n)))
+    return took
 
 
-async def fanout(store: Any, client: Any, concurrency: int) -> tuple[float, Any]:
+async def fanout(store: Any, client: Any, concurrency: int) -> tuple[Timed, Any]:
     """Seconds of one audience run (the entry activity's code path) and its result."""
     from activities.entries import EntryActivities
     from flowline.entry_runs import EntryRunRequest
@@ -121,9 +153,9 @@ async def fanout(store: Any, client: Any, concurrency: int) -> tuple[float, Any]
     launcher = JourneyLauncher(store, client, JOURNEY_QUEUE)
     entries = EntryActivities(store, launcher, concurrency=concurrency)
     request = EntryRunRequest(workspace_id=WORKSPACE, flow_id=FLOW_ID, scheduled_at=datetime.now(UTC))
-    began = time.perf_counter()
-    result = await entries.run(request)
-    return time.perf_counter() - began, result
+    with timed() as took:
+        result = await entries.run(request)
+    return took, result
 
 
 async def check(store: Any, client: Any, n: int) -> str | None:
@@ -184,21 +216,20 @@ async def main(args: argparse.Namespace) -> int:
             # Half the baseline before the fan-out and half after: the server's growing state and
             # the machine's other load weigh on both alike.
             half, sa_half = args.profiles // 2, args.search_attributes_baseline // 2
-            base_s = await baseline(client, half, args.concurrency)
-            sa_s = await baseline(client, sa_half, args.concurrency, search_attributes=True)
+            base = await baseline(client, half, args.concurrency)
+            with_sa = await baseline(client, sa_half, args.concurrency, search_attributes=True)
+            fan, result = await fanout(store, client, args.concurrency)
             print(
-                f"baseline: {half} starts in {base_s:.1f} s; with search attributes {sa_half} in {sa_s:.1f} s"
+                f"fan-out: {result.started} journeys started in {fan.per_item_ms(args.profiles)}", flush=True
             )
-            fan_s, result = await fanout(store, client, args.concurrency)
-            print(f"fan-out: {result.started} journeys started in {fan_s:.1f} s ({result})", flush=True)
-            sa_after = await baseline(client, sa_half, args.concurrency, search_attributes=True)
-            after_s = await baseline(client, args.profiles - half, args.concurrency)
-            print(
-                f"baseline: {args.profiles - half} starts in {after_s:.1f} s; "
-                f"with search attributes {sa_half} in {sa_after:.1f} s"
-            )
-            base_s += after_s
-            sa_s += sa_after
+            with_sa += await baseline(client, sa_half, args.concurrency, search_attributes=True)
+            base += await baseline(client, args.profiles - half, args.concurrency)
+            print(f"baseline: {args.profiles} bare starts in {base.per_item_ms(args.profiles)}")
+            if sa_half:
+                print(
+                    f"baseline: {2 * sa_half} starts with search attributes in "
+                    f"{with_sa.per_item_ms(2 * sa_half)}"
+                )
             fault = await check(store, client, args.profiles)
             if result.started != args.profiles or fault:
                 print(f"check failed: {fault or f'started {result.started} of {args.profiles}'}")
@@ -207,11 +238,11 @@ async def main(args: argparse.Namespace) -> int:
             await env.shutdown()
             await store.dispose()
 
-    fan, base = args.profiles / fan_s, args.profiles / base_s
+    fan_per_s, base_per_s = args.profiles / fan.seconds, args.profiles / base.seconds
     if sa_half:
-        with_sa = 2 * sa_half / sa_s
-        print(f"baseline_with_search_attributes_per_s={with_sa:.1f} ratio_to_it={fan / with_sa:.2f}")
-    print(f"fanout_per_s={fan:.1f} baseline_per_s={base:.1f} ratio={fan / base:.2f}")
+        sa_per_s = 2 * sa_half / with_sa.seconds
+        print(f"baseline_with_search_attributes_per_s={sa_per_s:.1f} ratio_to_it={fan_per_s / sa_per_s:.2f}")
+    print(f"fanout_per_s={fan_per_s:.1f} baseline_per_s={base_per_s:.1f} ratio={fan_per_s / base_per_s:.2f}")
     return 0
 
 
