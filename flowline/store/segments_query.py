@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -40,3 +41,21 @@ async def count(conn: AsyncConnection, workspace_id: str, condition: Condition, 
     """How many profiles ``condition`` holds for at ``now``."""
     query = select(func.count()).select_from(profiles).where(*_where(conn, workspace_id, condition, now))  # type: ignore[arg-type]
     return int((await conn.execute(query)).scalar_one())
+
+
+async def matching(
+    conn: AsyncConnection,
+    workspace_id: str,
+    condition: Condition,
+    now: datetime,
+    profile_ids: Collection[str] | None = None,
+) -> set[str]:
+    """Ids of the profiles ``condition`` holds for at ``now``: among ``profile_ids`` only, when
+    given (the re-evaluation after new data), else the whole workspace."""
+    where = _where(conn, workspace_id, condition, now)
+    if profile_ids is not None:
+        if not profile_ids:
+            return set()
+        where.append(profiles.c.id.in_(sorted(profile_ids)))
+    query = select(profiles.c.id).where(*where)  # type: ignore[arg-type]
+    return {str(i) for i in (await conn.execute(query)).scalars()}

@@ -1,0 +1,53 @@
+"""Keeping segment membership current as data changes: after new events or profile changes, the
+workspace's segments are re-evaluated for the profiles concerned (JourneyLauncher calls this once
+per ingest; the segment events it writes are routed without coming back here, so segment events
+cannot loop).
+
+The list of a workspace's segments is cached briefly, so a workspace without segments pays a
+cache lookup only. When it has some, they are read again inside the evaluating transaction: a
+rule changed in another process is never evaluated in its old form (which would make people
+leave and enter again). A segment created in another process is seen after the cache's TTL; the
+clock (workflows/segment_clock.py) catches up on anything missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from flowline.store import segment_members
+from flowline.store.database import Store
+from flowline.ttl_cache import TtlCache
+
+
+class SegmentWatch:
+    def __init__(self, store: Store, *, cache_seconds: float = 5.0) -> None:
+        self.store = store
+        # workspace id -> whether it has any segment
+        self._any: TtlCache[str, bool] = TtlCache(cache_seconds)
+
+    async def has_segments(self, workspace_id: str) -> bool:
+        cached = self._any.get(workspace_id)
+        if cached is None:
+            async with self.store.connect() as conn:
+                cached = bool(await segment_members.saved_segments(conn, workspace_id))
+            self._any.put(workspace_id, cached)
+        return cached
+
+    def changed(self, workspace_id: str) -> None:
+        """Call after saving a segment, so this process evaluates it at once."""
+        self._any.invalidate(workspace_id)
+
+    async def reevaluate(
+        self, workspace_id: str, profile_ids: Collection[str], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Re-evaluate every segment of the workspace for ``profile_ids`` in one transaction;
+        the segment_entered / segment_exited events written (unrouted)."""
+        if not profile_ids or not await self.has_segments(workspace_id):
+            return []
+        written: list[dict[str, Any]] = []
+        async with self.store.begin() as conn:
+            for segment in await segment_members.saved_segments(conn, workspace_id):
+                written += await segment_members.reevaluate(self.store, conn, segment, now, profile_ids)
+        return written
