@@ -70,6 +70,13 @@ def _listening(
     return make
 
 
+def _segment_stop(_url: str) -> dict[str, Any]:
+    """A week's pause that entering the segment "vip" stops."""
+    flow = send_then_exit_flow("go", first={"id": "wait", "type": "pause", "for": "7d"})
+    flow["settings"] = {"stop_when": [{"event": "order_completed"}, {"segment": "vip"}]}
+    return flow
+
+
 def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     """A scenario whose flow runs ``step``, then an in-app message, then the exit."""
     return lambda _url: send_then_exit_flow("go", first=step)
@@ -166,6 +173,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
     "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    "stop_when_segment_mid_pause": (_segment_stop, 200),
     "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
     "max_duration_ends_indefinite_wait": (
         _listening({**_WAIT, "timeout": "indefinite"}, max_duration="30d"),
@@ -196,6 +204,12 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "stop_when_mid_pause": [_heard("order_completed", 1)],
     "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    # Another segment's entry, then this segment's exit, go unheeded; its entry stops the journey.
+    "stop_when_segment_mid_pause": [
+        _heard("segment_entered", 1, segment="other"),
+        _heard("segment_exited", 1, segment="vip"),
+        _heard("segment_entered", 2, segment="vip"),
+    ],
     "goal_exit_mid_pause": [_heard("purchase", 1)],
     "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
 }

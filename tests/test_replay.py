@@ -35,6 +35,7 @@ def test_histories_are_recorded() -> None:
         "wait_for_event_since_entry_then_send",
         "wait_for_change_then_send",
         "stop_when_mid_pause",
+        "stop_when_segment_mid_pause",
         "stop_signal_mid_wait",
         "goal_exit_mid_pause",
         "max_duration_ends_indefinite_wait",
