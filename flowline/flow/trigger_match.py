@@ -48,7 +48,9 @@ def admits(trigger: Trigger, flow_id: str, name: str, properties: dict[str, Any]
             own = name in _JOURNEY_EVENTS and properties.get("flow_id") == flow_id
             return trigger.event == name and not own and matches_all(trigger.where, properties)
         case ProfileChangeTrigger():
-            return name == PROFILE_CHANGED and _changed_as_asked(trigger, properties)
+            # A change made by a step of this very flow does not start it again (that could loop).
+            own = properties.get("flow_id") == flow_id
+            return name == PROFILE_CHANGED and not own and _changed_as_asked(trigger, properties)
         case SegmentEntryTrigger():
             return name == SEGMENT_ENTERED and properties.get("segment") == trigger.segment
         case DateTrigger() | AudienceTrigger() | FlowTrigger():
