@@ -136,3 +136,25 @@ async def test_segment_faults_have_paths(api: httpx.AsyncClient) -> None:
     assert response.status_code == 422, response.text
     paths = {f["path"] for f in response.json()["faults"]}
     assert paths == {"$.trigger.segment", "$.settings.stop_when[1].segment", "$.settings.stop_when[2].where"}
+
+
+async def test_a_flows_own_profile_change_does_not_start_it_again(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store, tenant: Tenant
+) -> None:
+    """A profile_change flow that changes the same attribute would start itself forever."""
+    bump = {
+        "id": "bump",
+        "type": "update_profile",
+        "set": {"visits": {"expression": "has(profile.visits) ? profile.visits + 1 : 1"}},
+    }
+    doc = send_then_exit_flow(first=bump)
+    doc.update(id="counter", trigger={"type": "profile_change", "attribute": "visits"})
+    doc["settings"] = {"reentry": "concurrent"}
+    assert (await api.put("/v1/flows/counter", json=doc)).status_code == 200
+    assert (await api.post("/v1/flows/counter/publish")).status_code == 200
+    await api.put("/v1/profiles/ada", json={"attributes": {"visits": 1}})
+    [(_, journey_id)] = await started(store, tenant, "counter")
+    assert (await finish(temporal, journey_id)).status == "completed"
+    profile = (await api.get("/v1/profiles/ada")).json()
+    assert profile["attributes"]["visits"] == 2
+    assert len(await started(store, tenant, "counter")) == 1
