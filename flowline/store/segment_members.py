@@ -111,10 +111,9 @@ async def reevaluate(
         await baseline(store, conn, segment, now)
         return []
     ws, sid = segment.workspace_id, segment.segment_id
-    inside = await segments_query.matching(conn, ws, segment.rule, now, profile_ids)
-    stored = await members_of(conn, ws, sid, profile_ids)
+    entering, leaving = await segments_query.membership_changes(conn, ws, sid, segment.rule, now, profile_ids)
     written = []
-    for profile_id in sorted(inside - stored.keys()):
+    for profile_id in entering:
         inserted = await conn.execute(
             store.insert(segment_members)
             .values(workspace_id=ws, segment_id=sid, profile_id=profile_id, entered_at=now)
@@ -122,13 +121,13 @@ async def reevaluate(
         )
         if inserted.rowcount:
             written.append(await _write_event(store, conn, ws, sid, profile_id, SEGMENT_ENTERED, now))
-    for profile_id in sorted(stored.keys() - inside):
+    for profile_id, entered_at in leaving.items():
         deleted = await conn.execute(
             segment_members.delete().where(
                 segment_members.c.workspace_id == ws,
                 segment_members.c.segment_id == sid,
                 segment_members.c.profile_id == profile_id,
-                segment_members.c.entered_at == stored[profile_id],
+                segment_members.c.entered_at == entered_at,
             )
         )
         if deleted.rowcount:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.conditions.rules import Condition
 from flowline.conditions.sql import compile_condition
-from flowline.store.tables import profiles
+from flowline.store.tables import profiles, segment_members
 
 
 def _where(conn: AsyncConnection, workspace_id: str, condition: Condition, now: datetime) -> list[object]:
@@ -59,3 +59,43 @@ async def matching(
         where.append(profiles.c.id.in_(sorted(profile_ids)))
     query = select(profiles.c.id).where(*where)  # type: ignore[arg-type]
     return {str(i) for i in (await conn.execute(query)).scalars()}
+
+
+async def membership_changes(
+    conn: AsyncConnection,
+    workspace_id: str,
+    segment_id: str,
+    condition: Condition,
+    now: datetime,
+    profile_ids: Collection[str] | None = None,
+) -> tuple[list[str], dict[str, datetime]]:
+    """Who ``condition`` now holds for but is not a stored member (entering), and the stored
+    members it no longer holds for (leaving, with their entered_at), among ``profile_ids`` when
+    given: one query that returns only the differences."""
+    if profile_ids is not None and not profile_ids:
+        return [], {}
+    inside = compile_condition(condition, workspace_id=workspace_id, now=now, dialect=conn.dialect.name)
+    member = segment_members.c.profile_id.is_not(None)
+    query = (
+        select(profiles.c.id, segment_members.c.entered_at, inside.label("inside"))
+        .select_from(
+            profiles.outerjoin(
+                segment_members,
+                (segment_members.c.workspace_id == profiles.c.workspace_id)
+                & (segment_members.c.segment_id == segment_id)
+                & (segment_members.c.profile_id == profiles.c.id),
+            )
+        )
+        .where(profiles.c.workspace_id == workspace_id, inside != member)
+        .order_by(profiles.c.id)
+    )
+    if profile_ids is not None:
+        query = query.where(profiles.c.id.in_(sorted(profile_ids)))
+    entering: list[str] = []
+    leaving: dict[str, datetime] = {}
+    for row in await conn.execute(query):
+        if row.inside:
+            entering.append(str(row.id))
+        else:
+            leaving[str(row.id)] = row.entered_at
+    return entering, leaving
