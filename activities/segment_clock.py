@@ -28,25 +28,27 @@ class SegmentClockActivities:
 
     @activity.defn(name=REEVALUATE_SEGMENTS)
     async def reevaluate_segments(self, tick: ClockTick) -> ClockResult:
-        """Each segment in a transaction of its own; its events routed right after."""
+        """Each segment in a transaction of its own (none when nothing changed); its events routed
+        right after."""
         now = tick.now or utcnow()
         async with self.store.connect() as conn:
             found = await segment_members.saved_segments(conn, tick.workspace_id)
         result = ClockResult()
         for listed in found:
-            async with self.store.begin() as conn:
-                # Read again in the transaction: the rule may have changed since the listing.
-                segment = await segment_members.saved_segment(conn, listed.workspace_id, listed.segment_id)
-                if segment is None:
-                    continue
-                written = await segment_members.reevaluate(self.store, conn, segment, now)
+            try:
+                # The rule is read again under the segment's lock if anything changed.
+                written = await segment_members.update_membership(self.store, listed, now)
+            except Exception:
+                # One failing segment must not hold back the others; the next tick tries again.
+                log.exception("segment %s of %s not re-evaluated", listed.segment_id, listed.workspace_id)
+                continue
             entered = sum(1 for e in written if e["name"] == SEGMENT_ENTERED)
             result = result.add(ClockResult(segments=1, entered=entered, exited=len(written) - entered))
             try:
-                await self.launcher.dispatch(segment.workspace_id, written)
+                await self.launcher.dispatch(listed.workspace_id, written)
             except JourneyStartFailed as error:
                 # The membership stands; its events stay unrouted and the sweeper routes them.
-                log.warning("segment %s events not routed yet: %s", segment.segment_id, error)
+                log.warning("segment %s events not routed yet: %s", listed.segment_id, error)
             if activity.in_activity():
                 activity.heartbeat(listed.workspace_id, listed.segment_id)
         return result

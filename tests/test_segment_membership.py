@@ -4,6 +4,7 @@ reported once as a segment_entered / segment_exited event. On SQLite and Postgre
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -172,3 +173,20 @@ async def test_a_workspace_without_segments_is_not_evaluated(
     assert not await launcher.segments.has_segments(tenant.id)
     launcher.segments_changed(tenant.id)
     assert await launcher.segments.has_segments(tenant.id)
+
+
+async def test_concurrent_changes_each_enter_once(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    """Twenty people made pros at once, and one of them five times at once: twenty entries."""
+    await put_segment(api, "pros", PRO)
+
+    async def make_pro(profile: str) -> None:
+        response = await api.put(f"/v1/profiles/{profile}", json={"attributes": {"plan": "pro"}})
+        assert response.status_code == 200, response.text
+
+    people = [f"p{n:02}" for n in range(20)]
+    await asyncio.gather(*(make_pro(p) for p in [*people, *["p00"] * 4]))
+    assert await members(store, tenant, "pros") == people
+    entries = await segment_events(store, tenant)
+    assert sorted(p for _, p, _ in entries) == people

@@ -4,14 +4,15 @@ per ingest; the segment events it writes are routed without coming back here, so
 cannot loop).
 
 The list of a workspace's segments is cached briefly, so a workspace without segments pays a
-cache lookup only. When it has some, they are read again inside the evaluating transaction: a
-rule changed in another process is never evaluated in its old form (which would make people
-leave and enter again). A segment created in another process is seen after the cache's TTL; the
+cache lookup only. When it has some, they are read again for each evaluation: a rule changed in
+another process is not evaluated in its old form for the cache's lifetime (which would make
+people leave and enter again). A segment created in another process is seen after the cache's TTL; the
 clock (workflows/segment_clock.py) catches up on anything missed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from flowline.store import segment_members
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache
+
+log = logging.getLogger(__name__)
 
 
 class SegmentWatch:
@@ -42,12 +45,17 @@ class SegmentWatch:
     async def reevaluate(
         self, workspace_id: str, profile_ids: Collection[str], now: datetime
     ) -> list[dict[str, Any]]:
-        """Re-evaluate every segment of the workspace for ``profile_ids`` in one transaction;
-        the segment_entered / segment_exited events written (unrouted)."""
+        """Re-evaluate every segment of the workspace for ``profile_ids``, each in a transaction of
+        its own; the segment_entered / segment_exited events written (unrouted)."""
         if not profile_ids or not await self.has_segments(workspace_id):
             return []
+        async with self.store.connect() as conn:
+            found = await segment_members.saved_segments(conn, workspace_id)
         written: list[dict[str, Any]] = []
-        async with self.store.begin() as conn:
-            for segment in await segment_members.saved_segments(conn, workspace_id):
-                written += await segment_members.reevaluate(self.store, conn, segment, now, profile_ids)
+        for segment in found:
+            try:
+                written += await segment_members.update_membership(self.store, segment, now, profile_ids)
+            except Exception:
+                # One failing rule must not fail the ingest that stored the data; the clock retries.
+                log.exception("segment %s of %s not re-evaluated", segment.segment_id, workspace_id)
         return written

@@ -104,9 +104,15 @@ async def reevaluate(
     now: datetime,
     profile_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Bring the membership up to date for ``profile_ids`` (None: everyone) and return the
-    segment_entered / segment_exited events written (stored unrouted). A segment without a
-    baseline gets one instead (no events)."""
+    """Bring the membership up to date for ``profile_ids`` (None: everyone), in the caller's
+    transaction, and return the segment_entered / segment_exited events written (stored
+    unrouted). A segment without a baseline gets one instead (no events). The segment's row is
+    locked first, so evaluations of one segment run one after the other, and its rule is read
+    again under the lock (``segment`` names it)."""
+    locked = await _lock(conn, segment.workspace_id, segment.segment_id)
+    if locked is None:
+        return []  # deleted meanwhile
+    segment = locked
     if segment.evaluated_at is None:
         await baseline(store, conn, segment, now)
         return []
@@ -133,6 +139,35 @@ async def reevaluate(
         if deleted.rowcount:
             written.append(await _write_event(store, conn, ws, sid, profile_id, SEGMENT_EXITED, now))
     return written
+
+
+async def update_membership(
+    store: Store, segment: SavedSegment, now: datetime, profile_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """``reevaluate`` in a transaction of its own, writing only when something changed: a
+    read-only check first (the usual answer after new data is "nothing changed", and SQLite has
+    one writer), then, if anything did, the locked re-evaluation."""
+    if segment.evaluated_at is not None:
+        async with store.connect() as conn:
+            entering, leaving = await segments_query.membership_changes(
+                conn, segment.workspace_id, segment.segment_id, segment.rule, now, profile_ids
+            )
+        if not entering and not leaving:
+            return []
+    async with store.begin() as conn:
+        return await reevaluate(store, conn, segment, now, profile_ids)
+
+
+async def _lock(conn: AsyncConnection, workspace_id: str, segment_id: str) -> SavedSegment | None:
+    """Lock the segment's row for the rest of the transaction and read it. A write comes first:
+    on SQLite it takes the write lock before any read, so a concurrent writer makes this wait
+    (busy_timeout) instead of failing on a stale read snapshot; on PostgreSQL it is a row lock."""
+    await conn.execute(
+        segments.update()
+        .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+        .values(evaluated_at=segments.c.evaluated_at)
+    )
+    return await saved_segment(conn, workspace_id, segment_id)
 
 
 def segment_event_id(segment_id: str, profile_id: str, name: str, now: datetime) -> str:
