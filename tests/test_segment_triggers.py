@@ -48,7 +48,10 @@ async def test_segment_entry_starts_one_journey_per_entry_under_the_reentry_rule
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store, tenant: Tenant
 ) -> None:
     await set_plan(api, "ada", "pro")
-    assert (await api.put("/v1/segments/pros", json={"name": "Pros", "rule": PRO})).status_code == 200
+    for segment_id, rule in (("pros", PRO), ("elsewhere", {"tag": "x"})):
+        assert (
+            await api.put(f"/v1/segments/{segment_id}", json={"name": "s", "rule": rule})
+        ).status_code == 200
     trigger = {"type": "segment_entry", "segment": "pros"}
     await publish(api, "welcome", trigger, reentry="after_exit")
     await publish(api, "once", trigger, reentry="never")
@@ -158,3 +161,18 @@ async def test_a_flows_own_profile_change_does_not_start_it_again(
     profile = (await api.get("/v1/profiles/ada")).json()
     assert profile["attributes"]["visits"] == 2
     assert len(await started(store, tenant, "counter")) == 1
+
+
+async def test_publishing_a_flow_that_names_a_missing_segment_is_a_422(api: httpx.AsyncClient) -> None:
+    assert (await api.put("/v1/segments/pros", json={"name": "s", "rule": PRO})).status_code == 200
+    doc = paused_flow(stop_when=[{"segment": "pros"}, {"event": "x"}, {"segment": "gone"}])
+    doc["trigger"] = {"type": "segment_entry", "segment": "missing"}
+    assert (await api.put("/v1/flows/cart", json=doc)).status_code == 200  # a draft may name it
+    response = await api.post("/v1/flows/cart/publish")
+    assert response.status_code == 422, response.text
+    faults = {(f["path"], f["message"]) for f in response.json()["faults"]}
+    assert faults == {
+        ("$.trigger.segment", "no segment 'missing'"),
+        ("$.settings.stop_when[2].segment", "no segment 'gone'"),
+    }
+    assert (await api.get("/v1/flows/cart")).json()["status"] == "draft"
