@@ -4,18 +4,22 @@ API on the time-skipping server, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.store.database import Store
+from flowline.store import profile_changes as changes
+from flowline.store import segment_members
+from flowline.store.database import Store, utcnow
 from flowline.store.tables import journeys
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
 from tests.test_stop_and_goal import paused_flow, record
 from tests.test_wait_for_event import inbox
+from workflows.routing import JourneyLauncher
 
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}
 
@@ -176,3 +180,27 @@ async def test_publishing_a_flow_that_names_a_missing_segment_is_a_422(api: http
         ("$.settings.stop_when[2].segment", "no segment 'gone'"),
     }
     assert (await api.get("/v1/flows/cart")).json()["status"] == "draft"
+
+
+async def test_segment_events_left_unrouted_are_routed_by_the_sweeper(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    store: Store,
+    tenant: Tenant,
+    task_queue: str,
+) -> None:
+    """The membership changed but routing did not happen (Temporal refused, the process died)."""
+    assert (await api.put("/v1/segments/pros", json={"name": "s", "rule": PRO})).status_code == 200
+    await publish(api, "welcome", {"type": "segment_entry", "segment": "pros"})
+    async with store.begin() as conn:
+        await changes.change_attributes(store, conn, tenant.id, "ada", {"plan": "pro"}, changes.Origin("api"))
+    async with store.connect() as conn:
+        [segment] = await segment_members.saved_segments(conn, tenant.id)
+    written = await segment_members.update_membership(store, segment, utcnow(), ["ada"])
+    assert [e["name"] for e in written] == ["segment_entered"]
+    assert await started(store, tenant, "welcome") == []
+    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    assert await launcher.sweep(older_than=timedelta(0), workspace_id=tenant.id) == 2
+    [(who, journey_id)] = await started(store, tenant, "welcome")
+    assert who == "ada" and (await finish(temporal, journey_id)).status == "completed"
