@@ -190,3 +190,19 @@ async def test_concurrent_changes_each_enter_once(
     assert await members(store, tenant, "pros") == people
     entries = await segment_events(store, tenant)
     assert sorted(p for _, p, _ in entries) == people
+
+
+async def test_clients_cannot_send_the_engines_segment_and_profile_events(api: httpx.AsyncClient) -> None:
+    sent = [
+        {"id": "e-1", "profile_id": "ada", "name": "segment_entered", "properties": {"segment": "pros"}},
+        {"id": "e-2", "profile_id": "ada", "name": "profile_changed"},
+        {"id": "e-3", "profile_id": "ada", "name": "viewed"},
+    ]
+    response = await api.post("/v1/events", json=sent)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["faults"][0]["path"]) for r in body["rejected"]] == [
+        (0, "$.name"),
+        (1, "$.name"),
+    ]
