@@ -4,11 +4,13 @@ events that tell who entered (``segment_entered``) and who left (``segment_exite
 The first computation of a segment is its baseline: the people in it then are members without
 having "entered" (no events), so a segment_entry flow starts only for people who enter later.
 Afterwards each re-evaluation (for some profiles after new data, or for everyone as time passes)
-diffs the rule's answer against the stored membership in the caller's transaction. A membership
-row is inserted or deleted one by one and its event is written only by the statement that changed
-the row, so concurrent evaluations never both report the same entry; the event id derives from
-(segment, profile, event, evaluation time), so an evaluation retried with the same time stores no
-second event. The events are stored unrouted: the caller routes them (JourneyLauncher).
+diffs the rule's answer against the stored membership, in one query that returns only the
+differences, under a lock on the segment's row (evaluations of one segment run one at a time). A
+membership row is inserted or deleted one by one and its event is written only by the statement
+that changed the row; the event id derives from (segment, profile, event, evaluation time), so an
+evaluation retried with the same time stores no second event. The events are stored unrouted:
+the caller routes them (JourneyLauncher.dispatch), which starts segment_entry flows and stops
+journeys whose stop_when names the segment.
 """
 
 from __future__ import annotations
