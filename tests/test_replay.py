@@ -43,6 +43,7 @@ def test_histories_are_recorded() -> None:
         "continue_as_new_in_wait_then_send_first_run",
     }
     assert listening <= names
+    assert "segment_clock_tick" in names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -22,7 +22,7 @@ class SegmentClockWorkflow:
             fixed,
             result_type=ClockResult,
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=timedelta(minutes=10),  # one large segment between two beats
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
         return result
