@@ -206,3 +206,24 @@ async def test_clients_cannot_send_the_engines_segment_and_profile_events(api: h
         (0, "$.name"),
         (1, "$.name"),
     ]
+
+
+async def test_an_ingest_evaluates_only_the_segments_its_events_may_change(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    await put_segment(api, "pros", PRO)
+    await put_segment(api, "loyal", {"not": {"tag": "churned"}})
+    # Ada becomes a pro behind the hook's back: only a re-evaluation of "pros" would see it.
+    async with store.begin() as conn:
+        await changes.change_attributes(store, conn, tenant.id, "ada", {"plan": "pro"}, changes.Origin("api"))
+    viewed = {"id": "v-1", "profile_id": "ada", "name": "viewed"}
+    assert (await api.post("/v1/events", json=viewed)).status_code == 202
+    # Events change no attribute: "pros" was not evaluated for her. "loyal" holds for a profile
+    # the ingest created (and for her): both enter it.
+    assert await members(store, tenant, "pros") == []
+    new = {"id": "v-2", "profile_id": "newcomer", "name": "viewed"}
+    assert (await api.post("/v1/events", json=new)).status_code == 202
+    assert await members(store, tenant, "loyal") == ["ada", "newcomer"]
+    # A profile change re-evaluates everything.
+    await api.put("/v1/profiles/ada", json={"attributes": {"age": 3}})
+    assert await members(store, tenant, "pros") == ["ada"]

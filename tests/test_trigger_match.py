@@ -1,15 +1,19 @@
-"""Which events start which triggers, by the event alone (flowline/flow/trigger_match.py)."""
+"""Which events start which triggers, by the event alone (flowline/flow/trigger_match.py), and
+which segments an ingest of events may change (workflows/segment_watch.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
 
+from flowline.conditions.rules import Condition
 from flowline.flow import trigger_match
 from flowline.flow.triggers import Trigger
 from flowline.store.events import JOURNEY_EVENTS
+from workflows.segment_watch import may_change
 
 _TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
 
@@ -76,3 +80,19 @@ def test_trigger_events() -> None:
         ({"type": "flow"}, None),
     ):
         assert trigger_match.trigger_event(_TRIGGER.validate_python(trigger)) == name
+
+
+@pytest.mark.parametrize(
+    ("rule", "names", "expected"),
+    [
+        ({"attribute": "plan", "op": "is", "value": "pro"}, {"viewed"}, False),
+        ({"not": {"tag": "churned"}}, {"viewed"}, True),  # holds for a new, empty profile
+        ({"event": "purchase"}, {"viewed"}, False),
+        ({"event": "purchase"}, {"viewed", "purchase"}, True),
+        ({"event": "session", "happened": False, "within": "9d"}, {"viewed"}, True),
+        ({"flow": "onboarding", "state": "in_flow"}, {"viewed"}, True),
+    ],
+)
+def test_which_segments_an_ingest_may_change(rule: dict[str, Any], names: set[str], expected: bool) -> None:
+    condition = TypeAdapter(Condition).validate_python(rule)
+    assert may_change(condition, names, datetime(2026, 1, 1, tzinfo=UTC)) is expected

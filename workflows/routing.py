@@ -154,7 +154,9 @@ class JourneyLauncher:
             claims = await self._claims(conn, workspace_id, flows, pending, result)
         await self._route(workspace_id, pending, claims)
         result.journeys = [c.journey_id for c in claims]
-        await self.after_data_change(workspace_id, {r["profile_id"] for r in rows})
+        await self.after_data_change(
+            workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}
+        )
         return result
 
     async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
@@ -167,11 +169,14 @@ class JourneyLauncher:
         await self.dispatch(workspace_id, rows)
         await self.after_data_change(workspace_id, profile_ids)
 
-    async def after_data_change(self, workspace_id: str, profile_ids: Collection[str]) -> None:
+    async def after_data_change(
+        self, workspace_id: str, profile_ids: Collection[str], *, event_names: Collection[str] | None = None
+    ) -> None:
         """The one hook after new data about these profiles: re-evaluate the workspace's segments
-        for them (a cache lookup when it has none) and route the segment_entered / segment_exited
-        events written. Once per ingest: routing those events does not come back here."""
-        written = await self.segments.reevaluate(workspace_id, profile_ids, utcnow())
+        for them (a cache lookup when it has none; with ``event_names``, only the segments such
+        events can change) and route the segment_entered / segment_exited events written. Once
+        per ingest: routing those events does not come back here."""
+        written = await self.segments.reevaluate(workspace_id, profile_ids, utcnow(), event_names)
         try:
             await self.dispatch(workspace_id, written)
         except JourneyStartFailed as error:

@@ -17,6 +17,9 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from flowline.conditions.evaluate import evaluate, needs
+from flowline.conditions.facts import ProfileFacts
+from flowline.conditions.rules import Condition
 from flowline.store import segment_members
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache
@@ -43,19 +46,45 @@ class SegmentWatch:
         self._any.invalidate(workspace_id)
 
     async def reevaluate(
-        self, workspace_id: str, profile_ids: Collection[str], now: datetime
+        self,
+        workspace_id: str,
+        profile_ids: Collection[str],
+        now: datetime,
+        event_names: Collection[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Re-evaluate every segment of the workspace for ``profile_ids``, each in a transaction of
-        its own; the segment_entered / segment_exited events written (unrouted)."""
+        """Re-evaluate the workspace's segments for ``profile_ids``, each in a transaction of its
+        own; the segment_entered / segment_exited events written (unrouted). ``event_names``: the
+        new data is only events of these names (an ingest), so segments whose answer they cannot
+        change are skipped (``may_change``); None: anything may have changed."""
         if not profile_ids or not await self.has_segments(workspace_id):
             return []
         async with self.store.connect() as conn:
             found = await segment_members.saved_segments(conn, workspace_id)
         written: list[dict[str, Any]] = []
         for segment in found:
+            if event_names is not None and not may_change(segment.rule, event_names, now):
+                continue
             try:
                 written += await segment_members.update_membership(self.store, segment, now, profile_ids)
             except Exception:
                 # One failing rule must not fail the ingest that stored the data; the clock retries.
                 log.exception("segment %s of %s not re-evaluated", segment.segment_id, workspace_id)
         return written
+
+
+_NEW_PROFILE = ProfileFacts()
+
+
+def may_change(rule: Condition, event_names: Collection[str], now: datetime) -> bool:
+    """Whether new events of ``event_names`` can change who ``rule`` holds for. Events change no
+    attribute, tag or do-not-contact entry, so for a known profile only the events the rule counts
+    matter, and flow conditions (the ingest may have started journeys). A profile the ingest
+    created is an empty one plus these events: it matters only if the rule holds for an empty
+    profile."""
+    needed = needs([rule])
+    if needed.flows or not needed.events.isdisjoint(event_names):
+        return True
+    try:
+        return bool(evaluate(rule, _NEW_PROFILE, now))
+    except Exception:  # unsure: evaluate in SQL
+        return True
