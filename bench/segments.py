@@ -227,8 +227,9 @@ async def time_one_profile(
 
 async def explain(store: Store, condition: Condition, console: Console) -> None:
     async with store.connect() as conn:
-        where = segments_query._where(conn, WORKSPACE, condition, NOW)
+        where = segments_query._where(conn, WORKSPACE, condition, NOW, audience=True)
         query = select(func.count()).select_from(profiles).where(*where)  # type: ignore[arg-type]
+        await segments_query._tuned(conn, whole_audience=True)
         compiled = query.compile(conn.sync_connection)  # type: ignore[arg-type]
         console.print(str(compiled), markup=False, highlight=False)
         plan = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params)
