@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.conditions.facts import ContactBlock, EventFact, FlowMembership, ProfileFacts
-from flowline.store.tables import events, journeys, profiles
-from flowline.store.workspaces import person_zone
+from flowline.store.tables import events, journeys, profiles, workspaces
 
 
 def _contact_blocks(raw: Any) -> tuple[ContactBlock, ...]:
@@ -33,13 +32,21 @@ async def load_profile_facts(
     """The profile (attributes, tags, do-not-contact), its events named ``event_names`` and its
     journeys in ``flow_ids``. A profile not stored yet has no attributes, tags or opt-outs. The
     time zone is the profile's ``timezone`` attribute, else the workspace's, else UTC."""
-    row = (
+    # The workspace's time zone in the same round trip (an outer join: the profile may not exist).
+    found = (
         await conn.execute(
-            select(profiles.c.attributes, profiles.c.tags, profiles.c.do_not_contact).where(
-                profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id
+            select(workspaces.c.timezone, profiles.c.attributes, profiles.c.tags, profiles.c.do_not_contact)
+            .select_from(
+                workspaces.outerjoin(
+                    profiles,
+                    and_(profiles.c.workspace_id == workspaces.c.id, profiles.c.id == profile_id),
+                )
             )
+            .where(workspaces.c.id == workspace_id)
         )
     ).first()
+    workspace_zone = found.timezone if found else None
+    row = found if found is not None and found.attributes is not None else None
     attributes: dict[str, Any] = dict(row.attributes) if row else {}
     tags = frozenset(str(t) for t in row.tags) if row and isinstance(row.tags, list) else frozenset()
     blocks = _contact_blocks(row.do_not_contact) if row else ()
@@ -73,7 +80,8 @@ async def load_profile_facts(
         memberships = tuple(
             FlowMembership(r.flow_id, r.status, r.started_at, r.ended_at) for r in await conn.execute(query)
         )
-    zone_name = await person_zone(conn, workspace_id, attributes)
+    own = attributes.get("timezone")  # as workspaces.person_zone: the person's, else the workspace's
+    zone_name = own if isinstance(own, str) and own else workspace_zone
     return ProfileFacts(
         attributes=attributes,
         tags=tags,
