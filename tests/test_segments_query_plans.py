@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from flowline.conditions.rules import Condition
 from flowline.store import segments_query
@@ -60,3 +60,19 @@ async def test_settings_last_for_the_transaction_only(store: Store, tenant: Tena
         assert await conn.scalar(select(func.current_setting("jit"))) == "off"
         await conn.rollback()
         assert await conn.scalar(select(func.current_setting("max_parallel_workers_per_gather"))) != "0"
+
+
+async def test_zone_names_are_looked_up_in_a_table(store: Store) -> None:
+    """flowline_date_holds runs once per profile; pg_timezone_names reads every zone file per call."""
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL functions")
+    async with store.connect() as conn:
+        body = await conn.scalar(
+            text(
+                "SELECT pg_get_functiondef('flowline_date_holds(text,text,text,text,text,timestamptz)'::regprocedure)"
+            )
+        )
+        assert "time_zone_names" in body and "pg_timezone_names" not in body
+        assert (
+            await conn.scalar(text("SELECT count(*) FROM time_zone_names WHERE name = 'Europe/Berlin'")) == 1
+        )
