@@ -69,7 +69,8 @@ async def test_zone_names_are_looked_up_in_a_table(store: Store) -> None:
     async with store.connect() as conn:
         body = await conn.scalar(
             text(
-                "SELECT pg_get_functiondef('flowline_date_holds(text,text,text,text,text,timestamptz)'::regprocedure)"
+                "SELECT pg_get_functiondef("
+                "'flowline_date_holds(text,text,text,text,text,timestamptz)'::regprocedure)"
             )
         )
         assert "time_zone_names" in body and "pg_timezone_names" not in body
