@@ -220,10 +220,11 @@ class _Compiler:
     def _holds(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
         expected, kind = condition.value, condition.kind
         if self.pg and op == "is" and kind in ("boolean", "text", "number"):
-            # jsonb equality is that test at once (a string equals only that string, a number
-            # an equal number, true only true), and reads the attribute once, not three times.
-            wanted = cast(literal(json.dumps(expected), String), JSONB)
-            return profiles.c.attributes.op("->")(literal(condition.attribute, String)) == wanted
+            # jsonb containment of {attribute: value} is that test at once (a string equals only
+            # that string, a number an equal number, true only true; an array holding the value
+            # does not count below the top level), and reads the attributes once, not three times.
+            wanted = cast(literal(json.dumps({condition.attribute: expected}), String), JSONB)
+            return profiles.c.attributes.op("@>")(wanted)
         if kind == "boolean":
             return value.kind() == ("boolean-true" if expected else "boolean-false")
         if kind == "text":
