@@ -183,16 +183,34 @@ def fill(conn: psycopg.Connection[Any], n_profiles: int, n_events: int, console:
 # ---------------------------------------------------------------- measuring
 
 
-async def time_count(store: Store, condition: Condition, runs: int) -> tuple[list[float], int]:
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds a local PostgreSQL backend has used (None if it is not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def time_count(store: Store, condition: Condition, runs: int) -> tuple[list[float], list[float], int]:
+    """Wall seconds per count, the server's CPU seconds per count, and the count."""
     seconds: list[float] = []
+    cpu: list[float] = []
     found = 0
     for run in range(runs + 1):
         async with store.connect() as conn:
+            pid = int(await conn.scalar(select(func.pg_backend_pid())))  # type: ignore[arg-type]
+            await conn.commit()
+            cpu_before = _backend_cpu(pid)
             started = time.perf_counter()
             found = await segments_query.count(conn, WORKSPACE, condition, NOW)
+            elapsed = time.perf_counter() - started
+            cpu_after = _backend_cpu(pid)
             if run:  # the first run warms the cache
-                seconds.append(time.perf_counter() - started)
-    return seconds, found
+                seconds.append(elapsed)
+                if cpu_before is not None and cpu_after is not None:
+                    cpu.append(cpu_after - cpu_before)
+    return seconds, cpu, found
 
 
 async def time_one_profile(
@@ -245,7 +263,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         if args.explain:
             await explain(store, condition, console)
-        count_s, found = await time_count(store, condition, args.runs)
+        count_s, count_cpu, found = await time_count(store, condition, args.runs)
         rng = random.Random(7)
         ids = [f"p{rng.randint(1, args.profiles):07d}" for _ in range(args.samples)]
         memory_ms, sql_ms, members, disagreements = await time_one_profile(store, condition, ids)
@@ -263,6 +281,15 @@ async def main(args: argparse.Namespace) -> None:
         f"{max(count_s):.3f}",
         f"{found:,} members",
     )
+    if count_cpu:
+        table.add_row(
+            "count: the server's CPU, s",
+            str(len(count_cpu)),
+            f"{statistics.median(count_cpu):.3f}",
+            f"{min(count_cpu):.3f}",
+            f"{max(count_cpu):.3f}",
+            f"load average {os.getloadavg()[0]:.1f}",
+        )
     for label, values in (
         ("one profile: facts + evaluate (branch step), ms", memory_ms),
         ("one profile: compiled SQL for one id, ms", sql_ms),
