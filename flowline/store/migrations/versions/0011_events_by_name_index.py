@@ -11,7 +11,7 @@ with a time zone would run for a day). The names are copied once into time_zone_
 function looks them up there (the same names, as of this migration).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010 (0009 until 0010 is merged)
 Create Date: 2026-11-23 01:00:00
 """
 
@@ -23,7 +23,9 @@ from pathlib import Path
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+# 0010 (segment_members) is written on another branch at the same time: follow it once it is
+# here, so that either merge order leaves one head.
+down_revision = "0010" if any(Path(__file__).parent.glob("0010_*.py")) else "0009"
 branch_labels = None
 depends_on = None
 
