@@ -113,6 +113,14 @@ def ensure_database(rebuild: bool, n_profiles: int, n_events: int, console: Cons
         ).fetchone()
         if done:
             console.print(f"[bold]reusing[/] {DATABASE} ({n_profiles:,} profiles, {n_events:,} events)")
+            # Index-only scans need pages marked all-visible; a vacuum during someone's long
+            # transaction (or an index added by a new migration) may have left some unmarked.
+            stale = conn.execute(
+                "SELECT 1 FROM pg_class WHERE relname IN ('events', 'profiles')"
+                " AND relallvisible < 0.95 * relpages"
+            ).fetchone()
+            if stale:
+                conn.execute("VACUUM ANALYZE events, profiles")
             return
         fill(conn, n_profiles, n_events, console)
 
