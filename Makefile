@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench bench-latency bench-fanout clean
+.PHONY: run test lint typecheck unit histories bench bench-latency bench-segments bench-fanout clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 # POST /v1/events -> webhook received, on the `make run` stack, at 20 and 100 events/s (SQLite).
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite
+
+# A three-condition segment counted over 1M profiles and 10M events on PostgreSQL, and one
+# profile evaluated; the database (flowline_bench_segments) is filled once and reused.
+bench-segments: $(STAMP)
+	$(BIN)/python bench/segments.py
 
 # One audience run over 50,000 profiles (PostgreSQL) against bare Temporal starts, same dev server.
 bench-fanout: $(STAMP)

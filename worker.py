@@ -22,6 +22,7 @@ from activities import (
     FlowActivities,
     JourneyActivities,
     ProfileStepActivities,
+    SegmentClockActivities,
 )
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -29,8 +30,10 @@ from workflows.client import connect
 from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.routing import JourneyLauncher
+from workflows.segment_clock import SegmentClockWorkflow
+from workflows.segment_schedule import ensure_segment_clock
 
-WORKFLOWS = [JourneyWorkflow, EntryRunWorkflow]
+WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -54,6 +57,7 @@ async def running_worker(
                 *call_activities.all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
+                *SegmentClockActivities(store, launcher).all(),
                 *EntryActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
@@ -70,6 +74,8 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        # Segments whose rules depend on the clock are re-evaluated on this Schedule.
+        await ensure_segment_clock(client, settings.task_queue)
         async with running_worker(
             client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
         ):

@@ -6,6 +6,7 @@ from activities.conditions import ConditionActivities
 from activities.entries import EntryActivities
 from activities.journeys import JourneyActivities
 from activities.profile_steps import ProfileStepActivities
+from activities.segment_clock import SegmentClockActivities
 
 __all__ = [
     "CallApiActivities",
@@ -14,4 +15,5 @@ __all__ = [
     "FlowActivities",
     "JourneyActivities",
     "ProfileStepActivities",
+    "SegmentClockActivities",
 ]

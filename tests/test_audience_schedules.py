@@ -93,6 +93,7 @@ async def next_times(client: Client, tenant: Tenant, flow_id: str) -> list[str]:
 async def test_second_monday_at_22_in_berlin_across_both_dst_changes(
     api: httpx.AsyncClient, dev: WorkflowEnvironment, tenant: Tenant
 ) -> None:
+    await setup_audience(api)
     calendar = {"at": "22:00", "weekdays": ["monday"], "week_of_month": 2}
     doc = audience_flow(calendar=calendar, timezone="Europe/Berlin")
     doc["settings"]["start_at"] = "2027-01-15T00:00:00Z"
@@ -122,6 +123,7 @@ async def test_second_monday_at_22_in_berlin_across_both_dst_changes(
 async def test_cron_in_new_york_across_dst_and_every_hour(
     api: httpx.AsyncClient, dev: WorkflowEnvironment, tenant: Tenant
 ) -> None:
+    await setup_audience(api)
     doc = audience_flow("tenth", cron="0 9 10 * *", timezone="America/New_York")
     doc["settings"]["start_at"] = "2027-01-15T00:00:00Z"
     assert (await publish(api, doc)).status_code == 200
@@ -336,3 +338,10 @@ async def test_stopping_a_flow_stops_its_journeys_in_flight(
     assert stopped.json() == {"id": "slow", "status": "stopped", "journeys_stopped": 1}
     state = await dev.client.get_workflow_handle(journey_id).result()
     assert (state["status"], state["exit_reason"]) == ("stopped", "flow stopped")
+
+
+async def test_an_audience_of_a_missing_segment_is_a_422(api: httpx.AsyncClient) -> None:
+    assert (await api.put("/v1/flows/monthly", json=audience_flow())).status_code == 200
+    response = await api.post("/v1/flows/monthly/publish")
+    assert response.status_code == 422
+    assert response.json()["faults"] == [{"path": "$.trigger.segment", "message": "no segment 'pros'"}]

@@ -17,7 +17,7 @@ from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.journey import STOP_SIGNAL, StopRequest
-from flowline.store import flows, journeys, profiles, workspaces
+from flowline.store import flows, journeys, profiles, segments, workspaces
 from flowline.store.flows import FlowStatus
 from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 from workflows.routing import EntryRefused, JourneyStartFailed
@@ -109,6 +109,9 @@ async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str
             raise ApiError(404, f"no flow {flow_id!r}")
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
+        missing = await segments.segment_faults(conn, workspace, document)
+        if missing:
+            raise FlowInvalid(missing)
         scheduled_before = await _scheduled(conn, workspace, flow_id)
         version = await flows.publish(conn, workspace, flow_id, document)
         # In the transaction: if Temporal cannot take the schedule, the version is not published.
