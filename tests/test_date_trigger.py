@@ -3,12 +3,14 @@ PostgreSQL with a fixed run time, and a journey that starts at its exact moment 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,8 +23,28 @@ from flowline.journey import journey_id
 from flowline.store import flows
 from flowline.store.database import Store
 from flowline.store.tables import journeys
-from tests.conftest import Tenant, finish
+from tests.conftest import Tenant, _terminate_leftovers, finish
+from tests.servers import start_time_skipping
+from worker import running_worker
 from workflows.routing import JourneyLauncher
+
+
+@pytest_asyncio.fixture(scope="module")
+async def own_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own: the delayed starts these tests make (months
+    ahead) must not linger in the session's server, whose other tests skip time over them."""
+    env = await start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def own_worker(own_temporal: WorkflowEnvironment, store: Store, task_queue: str) -> AsyncIterator[None]:
+    async with running_worker(own_temporal.client, store, task_queue, webhook_timeout=5):
+        yield
+    # Delayed starts left waiting would fire into a task queue nobody polls.
+    await _terminate_leftovers(own_temporal, store)
+
 
 BERLIN, LONDON, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
 
@@ -151,8 +173,8 @@ async def started(store: Store, tenant: Tenant, flow_id: str) -> dict[str, datet
 
 async def test_the_scan_finds_the_moments_of_its_window_once(
     api: httpx.AsyncClient,
-    temporal: WorkflowEnvironment,
-    worker: None,
+    own_temporal: WorkflowEnvironment,
+    own_worker: None,
     store: Store,
     tenant: Tenant,
     task_queue: str,
@@ -174,7 +196,7 @@ async def test_the_scan_finds_the_moments_of_its_window_once(
     await profile(api, "garbled", birthday="someday", timezone="Europe/Berlin", plan="pro")
     await profile(api, "none", plan="pro")
 
-    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    launcher = JourneyLauncher(store, own_temporal.client, task_queue)
     activities = EntryActivities(store, launcher)
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="birthday", scheduled_at=RUN)
     now = RUN + timedelta(minutes=5)  # the run began a little late
@@ -197,8 +219,8 @@ async def test_the_scan_finds_the_moments_of_its_window_once(
 
 async def test_every_year_scan_with_the_workspace_zone_and_29_february(
     api: httpx.AsyncClient,
-    temporal: WorkflowEnvironment,
-    worker: None,
+    own_temporal: WorkflowEnvironment,
+    own_worker: None,
     store: Store,
     tenant: Tenant,
     task_queue: str,
@@ -208,7 +230,7 @@ async def test_every_year_scan_with_the_workspace_zone_and_29_february(
     await profile(api, "leap", birthday="1992-02-29")  # 28 Feb in 2027: the day before is 27 Feb
     await profile(api, "plain", birthday="1980-02-28")  # the day before is 27 Feb too
     await profile(api, "other", birthday="1980-03-28")
-    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    launcher = JourneyLauncher(store, own_temporal.client, task_queue)
     run = utc("2027-02-27T09:00")
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="anniversary", scheduled_at=run)
     assert (await EntryActivities(store, launcher).run(request, now=run)).started == 2
@@ -221,15 +243,15 @@ async def test_every_year_scan_with_the_workspace_zone_and_29_february(
 
 async def test_a_journey_starts_at_its_exact_moment(
     api: httpx.AsyncClient,
-    temporal: WorkflowEnvironment,
-    worker: None,
+    own_temporal: WorkflowEnvironment,
+    own_worker: None,
     store: Store,
     tenant: Tenant,
     task_queue: str,
 ) -> None:
     # The server's clock runs ahead of the wall clock once other tests skipped time: the start
     # delay is computed on the wall clock, so the journey starts at the moment plus that skew.
-    skew = await temporal.get_current_time() - datetime.now(UTC)
+    skew = await own_temporal.get_current_time() - datetime.now(UTC)
     moment = (datetime.now(UTC) + timedelta(minutes=90)).replace(second=0, microsecond=0)
     local = moment.astimezone(NEW_YORK)
     await publish(store, tenant, date_flow("soon", at=local.strftime("%H:%M"), timezone="America/New_York"))
@@ -240,11 +262,11 @@ async def test_a_journey_starts_at_its_exact_moment(
     )
     # The activity's code, run here (EntryRunWorkflow runs it on the dev server in
     # tests/test_audience_schedules.py); the journey's delayed start is the server's.
-    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    launcher = JourneyLauncher(store, own_temporal.client, task_queue)
     result = await EntryActivities(store, launcher).run(request)
     assert result.started == 1
     assert set(await started(store, tenant, "soon")) == {"ada"}
     jid = journey_id(tenant.id, "soon", "ada", f"date:{local.date().isoformat()}")
-    state = await finish(temporal, jid)
+    state = await finish(own_temporal, jid)
     assert state.status == "completed" and state.entered_at is not None
     assert abs(state.entered_at - (moment + skew)) < timedelta(seconds=5)
