@@ -51,6 +51,30 @@ class EventRouter:
         self._documents: OrderedDict[tuple[str, str, int], FlowDocument] = OrderedDict()
         self._cached_versions = cached_versions
 
+    async def heard(
+        self, conn: AsyncConnection, workspace_id: str, items: Sequence[ProfileEvent]
+    ) -> set[str]:
+        """The ids of those events some journey of their profile stored now may hear (in flight
+        and listening to the name, or still able to convert on it): ``route`` would do nothing
+        with the others. A superset: the journey's own trigger event and ``where`` of goals are
+        not looked at."""
+        if not items:
+            return set()
+        candidates = await journeys.journeys_of_profiles(
+            conn, workspace_id, {i.profile_id for i in items}, unconverted_since=utcnow() - LONGEST_WAIT
+        )
+        if not candidates:
+            return set()
+        documents = await self._documents_for(
+            conn, workspace_id, {(j["flow_id"], j["version"]) for j in candidates}
+        )
+        names: dict[str, set[str]] = defaultdict(set)
+        for journey in candidates:
+            document = documents.get((journey["flow_id"], journey["version"]))
+            if document is not None:
+                names[journey["profile_id"]] |= document.listened_events()
+        return {i.event.id for i in items if i.event.name in names.get(i.profile_id, ())}
+
     async def route(self, conn: AsyncConnection, workspace_id: str, items: Sequence[ProfileEvent]) -> Routed:
         """Signal the events to the journeys that listen, and record goal conversions, in the
         caller's transaction. Events go to each journey in the order given."""

@@ -124,7 +124,8 @@ class JourneyLauncher:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
 
         Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
-        1. one transaction stores the events (unrouted) and claims their journeys;
+        1. one transaction stores the events and claims their journeys; events that concern no
+           flow and no journey are stored routed (``_quiet``), the others unrouted;
         2. the journeys start, outside any transaction;
         3. one transaction signals the journeys in flight that listen, settles goals and marks the
            events routed.
@@ -140,15 +141,37 @@ class JourneyLauncher:
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         async with self.store.begin() as conn:
             await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
-            result.stored = await events_store.insert_events(self.store, conn, workspace_id, rows)
+            quiet = await self._quiet(conn, workspace_id, flows, rows)
+            result.stored = await events_store.insert_events(
+                self.store, conn, workspace_id, rows, routed=quiet
+            )
             # Events sent before whose routing did not finish are routed now (as stored then).
             earlier = [r["id"] for r in rows if r["id"] not in result.stored]
-            pending = [r for r in rows if r["id"] in result.stored]
+            pending = [r for r in rows if r["id"] in result.stored and r["id"] not in quiet]
             pending += await events_store.unrouted_by_id(conn, workspace_id, earlier)
             claims = await self._claims(conn, workspace_id, flows, pending, result)
         await self._route(workspace_id, pending, claims)
         result.journeys = [c.journey_id for c in claims]
         return result
+
+    async def _quiet(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        flows: list[PublishedFlow],
+        rows: Sequence[dict[str, Any]],
+    ) -> set[str]:
+        """The ids of the events that concern no flow and no journey, stored routed at once: most
+        of a stream, which then costs no second transaction. An event may start a journey (its
+        trigger's name and ``where`` fit), or a journey of its profile in flight may hear it;
+        then its profile's events stay unrouted, as a journey it starts may hear the later ones."""
+        starting = {r["profile_id"] for r in rows if self.targets(flows, _event(r))}
+        heard = await self.router.heard(
+            conn,
+            workspace_id,
+            [ProfileEvent(r["profile_id"], _event(r)) for r in rows if r["profile_id"] not in starting],
+        )
+        return {r["id"] for r in rows if r["profile_id"] not in starting and r["id"] not in heard}
 
     async def sweep(self, *, older_than: timedelta, limit: int = 500, workspace_id: str | None = None) -> int:
         """Route events whose routing did not finish (Temporal refused, the process died between

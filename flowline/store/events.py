@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +20,12 @@ async def insert_events(
     workspace_id: str,
     batch: Sequence[dict[str, Any]],
     *,
-    routed_at: datetime | None = None,
+    routed: Collection[str] = frozenset(),
 ) -> set[str]:
     """Insert events that are not stored yet; returns the ids that were new.
 
-    ``routed_at``: when the transaction that stores them also routes them (flows and journeys).
+    ``routed``: the ids of events that concern no flow nor journey, stored as routed at once
+    (the others are routed after the transaction, see workflows/routing.py).
     """
     if not batch:
         return set()
@@ -38,7 +39,7 @@ async def insert_events(
             "timestamp": e["timestamp"],
             "properties": e.get("properties") or {},
             "received_at": now,
-            "routed_at": routed_at,
+            "routed_at": now if e["id"] in routed else None,
         }
         for e in batch
     ]

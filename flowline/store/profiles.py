@@ -110,24 +110,25 @@ async def ensure_profiles(
     ids = sorted(set(profile_ids))
     if not ids:
         return set()
+    # Most ids of a batch of events are known: one read finds them, and only the others are
+    # inserted (a statement compiled once, rows as executemany: a multi-row VALUES would be
+    # compiled anew for every batch). ON CONFLICT covers a concurrent insert of the same id.
+    known = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(ids))
+    missing = set(ids) - {str(r) for r in (await conn.execute(known)).scalars()}
+    if not missing:
+        return set()
     now = now or utcnow()
-    statement = (
-        store.insert(profiles)
-        .values(
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "id": i,
-                    "attributes": {},
-                    "tags": [],
-                    "do_not_contact": [],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in ids
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(profiles.c.id)
-    )
-    return {str(r) for r in (await conn.execute(statement)).scalars()}
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "id": i,
+            "attributes": {},
+            "tags": [],
+            "do_not_contact": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in sorted(missing)
+    ]
+    statement = store.insert(profiles).on_conflict_do_nothing().returning(profiles.c.id)
+    return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
