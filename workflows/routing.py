@@ -140,7 +140,9 @@ class JourneyLauncher:
         now = utcnow()
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         async with self.store.begin() as conn:
-            await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
+            await ensure_profiles(
+                self.store, conn, workspace_id, {r["profile_id"] for r in rows}, read_first=True
+            )
             quiet = await self._quiet(conn, workspace_id, flows, rows)
             result.stored = await events_store.insert_events(
                 self.store, conn, workspace_id, rows, routed=quiet
@@ -165,13 +167,11 @@ class JourneyLauncher:
         of a stream, which then costs no second transaction. An event may start a journey (its
         trigger's name and ``where`` fit), or a journey of its profile in flight may hear it;
         then its profile's events stay unrouted, as a journey it starts may hear the later ones."""
-        starting = {r["profile_id"] for r in rows if self.targets(flows, _event(r))}
-        heard = await self.router.heard(
-            conn,
-            workspace_id,
-            [ProfileEvent(r["profile_id"], _event(r)) for r in rows if r["profile_id"] not in starting],
-        )
-        return {r["id"] for r in rows if r["profile_id"] not in starting and r["id"] not in heard}
+        names = {f.document.trigger.event for f in flows if isinstance(f.document.trigger, EventTrigger)}
+        starting = {r["profile_id"] for r in rows if r["name"] in names and self.targets(flows, _event(r))}
+        rest = [r for r in rows if r["profile_id"] not in starting]
+        heard = await self.router.heard(conn, workspace_id, rest)
+        return {r["id"] for r in rest if r["id"] not in heard}
 
     async def sweep(self, *, older_than: timedelta, limit: int = 500, workspace_id: str | None = None) -> int:
         """Route events whose routing did not finish (Temporal refused, the process died between

@@ -105,18 +105,23 @@ async def ensure_profiles(
     workspace_id: str,
     profile_ids: Iterable[str],
     now: datetime | None = None,
+    *,
+    read_first: bool = False,
 ) -> set[str]:
-    """Create empty profiles for ids not seen before (events may name new people); returns the new ids."""
+    """Create empty profiles for ids not seen before (events may name new people); returns the new ids.
+
+    It writes first, which takes SQLite's write lock at once: read-modify-write callers
+    (upsert_profile) rely on that. ``read_first`` (a batch of events, whose people are mostly known):
+    one read finds the known ids and only the others are written, if any.
+    """
     ids = sorted(set(profile_ids))
+    if read_first and ids:
+        known = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(ids))
+        ids = sorted(set(ids) - {str(r) for r in (await conn.execute(known)).scalars()})
     if not ids:
         return set()
-    # Most ids of a batch of events are known: one read finds them, and only the others are
-    # inserted (a statement compiled once, rows as executemany: a multi-row VALUES would be
-    # compiled anew for every batch). ON CONFLICT covers a concurrent insert of the same id.
-    known = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(ids))
-    missing = set(ids) - {str(r) for r in (await conn.execute(known)).scalars()}
-    if not missing:
-        return set()
+    # A statement compiled once, the rows as executemany (a multi-row VALUES would be compiled
+    # anew for every call).
     now = now or utcnow()
     rows = [
         {
@@ -128,7 +133,7 @@ async def ensure_profiles(
             "created_at": now,
             "updated_at": now,
         }
-        for i in sorted(missing)
+        for i in ids
     ]
     statement = store.insert(profiles).on_conflict_do_nothing().returning(profiles.c.id)
     return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
