@@ -64,7 +64,7 @@ class Load:
     events: int
 
 
-def make_load(events: int, batch: int, profiles: int, seed: int) -> Load:
+def make_load(events: int, batch: int, profiles: int, seed: int, share: float) -> Load:
     """The events, made (and encoded) before the clock starts so the sender costs little."""
     rng = random.Random(seed)
     tag = f"{rng.getrandbits(32):08x}"
@@ -74,7 +74,7 @@ def make_load(events: int, batch: int, profiles: int, seed: int) -> Load:
         items = []
         for i in range(start, min(events, start + batch)):
             profile = f"p-{rng.randrange(profiles)}"
-            if rng.random() < TRIGGER_SHARE:
+            if rng.random() < share:
                 k = rng.randrange(FLOWS)
                 name = trigger_name(k)
                 expected.add((profile, f"ingest-{k}"))
@@ -238,7 +238,7 @@ def report(runs: list[Run]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    load = make_load(args.events, args.batch, args.profiles, args.seed)
+    load = make_load(args.events, args.batch, args.profiles, args.seed, args.trigger_share)
     runs = [bench(database, args, load) for database in args.database]
     report(runs)
     print(" ".join(f"{run.database}_events_per_s={run.per_s:.0f}" for run in runs))
@@ -256,6 +256,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=500, help="events per POST (default 500)")
     parser.add_argument("--senders", type=int, default=4, help="concurrent senders (default 4)")
     parser.add_argument("--profiles", type=int, default=20_000, help="distinct profiles (default 20000)")
+    parser.add_argument(
+        "--trigger-share", type=float, default=TRIGGER_SHARE, help="share of events that start journeys"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load")
     parser.add_argument("--timeout", type=float, default=900, help="s to wait for every event to be routed")
     parser.add_argument("--log", help="copy the output of `cli.py run` to this file (.<database> added)")

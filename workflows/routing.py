@@ -139,10 +139,13 @@ class JourneyLauncher:
             return result
         now = utcnow()
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
+        # The people first, in a transaction of their own: a new profile's row stays locked until
+        # its transaction ends, and another batch naming the same person waits for it (PostgreSQL).
         async with self.store.begin() as conn:
             await ensure_profiles(
                 self.store, conn, workspace_id, {r["profile_id"] for r in rows}, read_first=True
             )
+        async with self.store.begin() as conn:
             quiet = await self._quiet(conn, workspace_id, flows, rows)
             result.stored = await events_store.insert_events(
                 self.store, conn, workspace_id, rows, routed=quiet
