@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Table, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -18,6 +18,14 @@ from flowline.conditions import sql_functions
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def one_of(dialect: str, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL ``column = ANY(array)``: one parameter, so the statement's
+    text is short and the same for any number of values (psycopg parses a long text anew each time)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.store.database import Store, utcnow
+from flowline.store.database import Store, one_of, utcnow
 from flowline.store.tables import profiles
 
 
@@ -116,7 +116,9 @@ async def ensure_profiles(
     """
     ids = sorted(set(profile_ids))
     if read_first and ids:
-        known = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(ids))
+        known = select(profiles.c.id).where(
+            profiles.c.workspace_id == workspace_id, one_of(store.dialect, profiles.c.id, ids)
+        )
         ids = sorted(set(ids) - {str(r) for r in (await conn.execute(known)).scalars()})
     if not ids:
         return set()
