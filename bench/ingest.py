@@ -237,7 +237,7 @@ def report(runs: list[Run]) -> None:
     title = "CPU ms per 1,000 events / share of one core, first send to all routed (2 cores; machine: all"
     title += " processes, PostgreSQL's and other work included)"
     table = Table(title=title)
-    names = sorted({name for run in runs for name in run.cpu} - {"machine"}) + ["machine"]
+    names = [*sorted({name for run in runs for name in run.cpu} - {"machine"}), "machine"]
     for column in ("database", *names):
         table.add_column(column, justify="right")
     for run in runs:
