@@ -4,8 +4,8 @@
 
 Starts ``python cli.py run`` (Temporal dev server, migrations, worker, API under uvicorn) on free
 ports with a temporary data directory, publishes FLOWS flows each triggered by an event name of
-its own (``signup_<k>``, a pause of 7 days then exit: their journeys stay in flight and listen to
-nothing), then sends ``--events`` events with ``POST /v1/events`` in batches of ``--batch`` from
+its own (``signup_<k>``, a pause of 7 days then exit: their journeys stay in flight, listening only
+to ``unsubscribed``, which is never sent), then sends ``--events`` events with ``POST /v1/events`` in batches of ``--batch`` from
 ``--senders`` concurrent senders (httpx). About 1 % of the events are ``signup_<k>`` and start
 journeys; the rest are page views, clicks and the like of ``--profiles`` distinct profiles, which
 no journey needs. The clock runs from the first send until every event is routed
@@ -50,6 +50,9 @@ def flow(k: int) -> dict[str, Any]:
         "id": f"ingest-{k}",
         "name": f"Ingest benchmark {k}",
         "trigger": {"type": "event", "event": trigger_name(k)},
+        # Journeys in flight listen to an event the stream never has: the router looks at them
+        # for their people's events, and none needs a signal.
+        "settings": {"stop_when": [{"event": "unsubscribed"}]},
         "steps": [
             {"id": "rest", "type": "pause", "for": "7d"},
             {"id": "done", "type": "exit"},
