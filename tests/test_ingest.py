@@ -21,6 +21,7 @@ from flowline.store.events import JOURNEY_EVENTS
 from flowline.store.tables import events as events_table
 from tests.conftest import Tenant, finish
 from tests.test_journeys import publish
+from tests.test_stop_and_goal import paused_flow
 from tests.test_wait_for_event import start, wait_flow
 
 
@@ -80,18 +81,19 @@ async def test_only_events_a_journey_hears_wait_for_temporal(
 async def test_a_journey_started_by_a_batch_hears_its_later_events(
     api: httpx.AsyncClient, store: Store, tenant: Tenant, temporal: WorkflowEnvironment, worker: None
 ) -> None:
-    flow = wait_flow({"conditions": [{"event": "checkout"}], "timeout": "3d"})
-    await publish(api, {**flow, "trigger": {"type": "event", "event": "signed_up"}})
+    # stop_when is heard from any point of the journey, also before its first step.
+    await publish(api, paused_flow(stop_when=[{"event": "order_completed"}]))
     batch = [
-        {"id": "s1", "profile_id": "ada", "name": "signed_up"},
-        {"id": "c1", "profile_id": "ada", "name": "checkout"},
-        {"id": "c2", "profile_id": "bob", "name": "checkout"},
+        {"id": "c1", "profile_id": "ada", "name": "cart_updated"},
+        {"id": "o1", "profile_id": "ada", "name": "order_completed"},
+        {"id": "o2", "profile_id": "bob", "name": "order_completed"},
     ]
     response = await api.post("/v1/events", json=batch)
     assert response.status_code == 202, response.text
     [journey_id] = response.json()["journeys"]
     assert await unrouted(store, tenant) == set()
-    assert (await finish(temporal, journey_id)).path[0].branch == "happened"
+    state = await finish(temporal, journey_id)
+    assert state.status == "stopped" and state.exit_reason == "stop_when: order_completed"
 
 
 async def test_events_are_stored_routed_or_not_with_their_instants(store: Store, tenant: Tenant) -> None:
