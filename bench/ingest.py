@@ -4,12 +4,13 @@
 
 Starts ``python cli.py run`` (Temporal dev server, migrations, worker, API under uvicorn) on free
 ports with a temporary data directory, publishes FLOWS flows each triggered by an event name of
-its own (``signup_<k>``, a pause of 7 days then exit: their journeys stay in flight, listening only
-to ``unsubscribed``, which is never sent), then sends ``--events`` events with ``POST /v1/events`` in batches of ``--batch`` from
-``--senders`` concurrent senders (httpx). About 1 % of the events are ``signup_<k>`` and start
-journeys; the rest are page views, clicks and the like of ``--profiles`` distinct profiles, which
-no journey needs. The clock runs from the first send until every event is routed
-(``events.routed_at`` set); a batch the API refuses (503) is sent again, as a client would.
+its own (``signup_<k>``, a pause of 7 days then exit: their journeys stay in flight, listening
+only to ``unsubscribed``, which is never sent), then sends ``--events`` events with
+``POST /v1/events`` in batches of ``--batch`` from ``--senders`` concurrent senders (httpx).
+About 1 % of the events (``--trigger-share``) are ``signup_<k>`` and start journeys; the rest are
+page views, clicks and the like of ``--profiles`` distinct profiles, which no journey needs.
+The clock runs from the first send until every event is routed (``events.routed_at`` set); a
+batch the API refuses (503) is sent again, as a client would.
 
 Afterwards it checks that every event is stored once and routed, and that the journeys claimed are
 exactly the (profile, flow) pairs the trigger events admit (re-entry ``after_exit``: one journey

@@ -51,6 +51,12 @@ class Store:
         if self.url.get_backend_name() == "postgresql":
             # A server can drop idle connections; a SQLite file cannot.
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # psycopg prepares a statement run five times, and PostgreSQL may then plan it once for
+            # any parameters: for ``id = ANY(:ids)`` that plan scanned all 20,000 profiles comparing
+            # each with the 500 ids of a batch (0.3-1 s instead of 5 ms). Plans for the values given.
+            given = self.url.query.get("options", "")
+            given = given if isinstance(given, str) else " ".join(given)
+            options["connect_args"] = {"options": f"{given} -c plan_cache_mode=force_custom_plan".strip()}
         options.update(engine_options)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":

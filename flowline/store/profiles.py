@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, one_of, utcnow
@@ -99,6 +100,17 @@ async def upsert_profile(
     return row, bool(created)
 
 
+# PostgreSQL: the ids as one array, so the statement's text is the same for any number of them
+# (psycopg parses a long multi-row VALUES anew every time).
+_NEW_PROFILES = text(
+    "INSERT INTO profiles (workspace_id, id, attributes, tags, do_not_contact, created_at, updated_at)"
+    " SELECT :workspace_id, new.id, '{}', '[]', '[]', :now, :now FROM unnest(:ids) AS new(id)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("now", type_=DateTime(timezone=True)), bindparam("ids", type_=postgresql.ARRAY(String))
+)
+
+
 async def ensure_profiles(
     store: Store,
     conn: AsyncConnection,
@@ -125,6 +137,9 @@ async def ensure_profiles(
     # A statement compiled once, the rows as executemany (a multi-row VALUES would be compiled
     # anew for every call).
     now = now or utcnow()
+    if store.dialect == "postgresql":
+        parameters = {"workspace_id": workspace_id, "ids": ids, "now": now}
+        return {str(r) for r in (await conn.execute(_NEW_PROFILES, parameters)).scalars()}
     rows = [
         {
             "workspace_id": workspace_id,
