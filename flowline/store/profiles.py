@@ -104,7 +104,8 @@ async def upsert_profile(
 # (psycopg parses a long multi-row VALUES anew every time).
 _NEW_PROFILES = text(
     "INSERT INTO profiles (workspace_id, id, attributes, tags, do_not_contact, created_at, updated_at)"
-    " SELECT :workspace_id, new.id, '{}', '[]', '[]', :now, :now FROM unnest(:ids) AS new(id)"
+    " SELECT :workspace_id, new.id, CAST('{}' AS jsonb), CAST('[]' AS jsonb), CAST('[]' AS jsonb),"
+    " :now, :now FROM unnest(:ids) AS new(id)"
     " ON CONFLICT DO NOTHING RETURNING id"
 ).bindparams(
     bindparam("now", type_=DateTime(timezone=True)), bindparam("ids", type_=postgresql.ARRAY(String))
