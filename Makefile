@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest clean
+.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest bench-segments clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench-latency: $(STAMP)
 # on SQLite and on PostgreSQL (a schema of its own in the `test` database on 127.0.0.1:5432).
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py --database sqlite postgres
+
+# A three-condition segment counted over 1M profiles and 10M events on PostgreSQL, and one
+# profile evaluated; the database (flowline_bench_segments) is filled once and reused.
+bench-segments: $(STAMP)
+	$(BIN)/python bench/segments.py
 
 clean:
 	rm -rf $(VENV)

@@ -21,14 +21,17 @@ from activities import (
     FlowActivities,
     JourneyActivities,
     ProfileStepActivities,
+    SegmentClockActivities,
 )
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
 from workflows.journey import JourneyWorkflow
 from workflows.routing import JourneyLauncher
+from workflows.segment_clock import SegmentClockWorkflow
+from workflows.segment_schedule import ensure_segment_clock
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -52,6 +55,7 @@ async def running_worker(
                 *call_activities.all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
+                *SegmentClockActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
         )
@@ -67,6 +71,8 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        # Segments whose rules depend on the clock are re-evaluated on this Schedule.
+        await ensure_segment_clock(client, settings.task_queue)
         async with running_worker(
             client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
         ):

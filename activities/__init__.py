@@ -5,6 +5,7 @@ from activities.call_api import CallApiActivities
 from activities.conditions import ConditionActivities
 from activities.journeys import JourneyActivities
 from activities.profile_steps import ProfileStepActivities
+from activities.segment_clock import SegmentClockActivities
 
 __all__ = [
     "CallApiActivities",
@@ -12,4 +13,5 @@ __all__ = [
     "FlowActivities",
     "JourneyActivities",
     "ProfileStepActivities",
+    "SegmentClockActivities",
 ]

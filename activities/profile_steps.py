@@ -95,8 +95,8 @@ class ProfileStepActivities:
             if isinstance(step, UpdateProfileStep):
                 async with self.store.connect() as conn:
                     touched |= set(await changes.resolve_targets(conn, ws, person, step.target))
-            async with self.store.begin() as conn:
-                await self.launcher.route_pending(conn, ws, sorted(touched))
+            # Also starts profile_change flows and re-evaluates the touched profiles' segments.
+            await self.launcher.route_profiles(ws, sorted(touched))
         return StepResult(branch=CONTINUE, error=error, journey_ended=ended)
 
     async def _update_profile(

@@ -7,9 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
+from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import JourneyState
 
 MAX_EVENTS_PER_CALL = 1000
+# Events the engine writes that start flows or stop journeys: a client sending them would fake
+# profile changes and segment entries.
+RESERVED_EVENTS = frozenset({PROFILE_CHANGED, SEGMENT_ENTERED, SEGMENT_EXITED})
 
 
 class EventIn(BaseModel):
@@ -22,6 +27,13 @@ class EventIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     timestamp: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_EVENTS:
+            raise ValueError(f"'{value}' is written by Flowline itself and cannot be sent")
+        return value
 
     @field_validator("timestamp")
     @classmethod

@@ -19,10 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.testing import WorkflowEnvironment
+
 from flowline.flow.validation import parse_flow
 from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import EVENT_SIGNAL, STOP_SIGNAL, JourneyLimits, StopRequest, TriggerEvent
-from flowline.store import flows, profiles, workspaces
+from flowline.segment_clock import ClockTick
+from flowline.store import flows, profiles, segments, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
@@ -30,6 +33,7 @@ from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, we
 from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
 from workflows.routing import JourneyLauncher
+from workflows.segment_clock import SegmentClockWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 QUEUE = "record-histories"
@@ -68,6 +72,13 @@ def _listening(
         return flow
 
     return make
+
+
+def _segment_stop(_url: str) -> dict[str, Any]:
+    """A week's pause that entering the segment "vip" stops."""
+    flow = send_then_exit_flow("go", first={"id": "wait", "type": "pause", "for": "7d"})
+    flow["settings"] = {"stop_when": [{"event": "order_completed"}, {"segment": "vip"}]}
+    return flow
 
 
 def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
@@ -166,6 +177,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
     "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    "stop_when_segment_mid_pause": (_segment_stop, 200),
     "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
     "max_duration_ends_indefinite_wait": (
         _listening({**_WAIT, "timeout": "indefinite"}, max_duration="30d"),
@@ -196,6 +208,12 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "stop_when_mid_pause": [_heard("order_completed", 1)],
     "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    # Another segment's entry, then this segment's exit, go unheeded; its entry stops the journey.
+    "stop_when_segment_mid_pause": [
+        _heard("segment_entered", 1, segment="other"),
+        _heard("segment_exited", 1, segment="vip"),
+        _heard("segment_entered", 2, segment="vip"),
+    ],
     "goal_exit_mid_pause": [_heard("purchase", 1)],
     "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
 }
@@ -235,6 +253,22 @@ async def record(
     return histories
 
 
+async def record_segment_clock(env: WorkflowEnvironment, store: Store) -> str:
+    """One tick of the segment clock (workflows/segment_clock.py) over the recording workspace."""
+    async with store.begin() as conn:
+        await segments.put_segment(store, conn, "recording", "pros", "Pros", {"tag": "pro"})
+    tick = ClockTick(now=datetime(2026, 1, 1, tzinfo=UTC), workspace_id="recording")
+    handle = await env.client.start_workflow(
+        SegmentClockWorkflow.run, tick, id="segment-clock-recording", task_queue=QUEUE
+    )
+    await handle.result()
+    return (await handle.fetch_history()).to_json()
+
+
+# Workflows other than journeys, recorded by a function of their own.
+OTHERS = {"segment_clock_tick": record_segment_clock}
+
+
 async def main(names: list[str]) -> None:
     env = await start_time_skipping()
     HISTORIES.mkdir(exist_ok=True)
@@ -259,10 +293,14 @@ async def main(names: list[str]) -> None:
                     await env.client.get_workflow_handle(journey_id).result()
 
             async with running_worker(env.client, store, QUEUE):
-                for name in names or list(SCENARIOS):
+                for name in names or [*SCENARIOS, *OTHERS]:
                     target = HISTORIES / f"{name}.json"
                     if target.exists():
                         print(f"kept {name} (recorded before; delete the file to record it again)")
+                        continue
+                    if name in OTHERS:
+                        target.write_text(await OTHERS[name](env, store))
+                        print(f"recorded {name}")
                         continue
                     for recorded, text in (await record(name, launcher, sink, finish)).items():
                         (HISTORIES / f"{recorded}.json").write_text(text)

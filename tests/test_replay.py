@@ -35,6 +35,7 @@ def test_histories_are_recorded() -> None:
         "wait_for_event_since_entry_then_send",
         "wait_for_change_then_send",
         "stop_when_mid_pause",
+        "stop_when_segment_mid_pause",
         "stop_signal_mid_wait",
         "goal_exit_mid_pause",
         "max_duration_ends_indefinite_wait",
@@ -42,6 +43,7 @@ def test_histories_are_recorded() -> None:
         "continue_as_new_in_wait_then_send_first_run",
     }
     assert listening <= names
+    assert "segment_clock_tick" in names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

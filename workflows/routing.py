@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,8 +21,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from flowline.conditions import matches_all
-from flowline.flow.model import EventTrigger
+from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
+from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.variables import variable_faults
 from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
 from flowline.store import events as events_store
@@ -35,6 +35,7 @@ from flowline.ttl_cache import TtlCache
 from workflows import search_attributes as sa
 from workflows.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
 from workflows.journey import JourneyWorkflow
+from workflows.segment_watch import SegmentWatch
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class JourneyLauncher:
         self.task_queue = task_queue
         self._flows: TtlCache[str, list[PublishedFlow]] = TtlCache(flow_cache_seconds)
         self.router = EventRouter(client)
+        self.segments = SegmentWatch(store, cache_seconds=flow_cache_seconds)
 
     async def triggerable_flows(self, workspace_id: str) -> list[PublishedFlow]:
         cached = self._flows.get(workspace_id)
@@ -82,6 +84,10 @@ class JourneyLauncher:
     def flows_changed(self, workspace_id: str) -> None:
         """Call after publishing (or stopping) a flow, so this process routes by it at once."""
         self._flows.invalidate(workspace_id)
+
+    def segments_changed(self, workspace_id: str) -> None:
+        """Call after saving a segment, so this process keeps its membership at once."""
+        self.segments.changed(workspace_id)
 
     async def start(
         self,
@@ -157,6 +163,9 @@ class JourneyLauncher:
             claims = await self._claims(conn, workspace_id, flows, pending, result)
         await self._route(workspace_id, pending, claims)
         result.journeys = [c.journey_id for c in claims]
+        await self.after_data_change(
+            workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}
+        )
         return result
 
     async def _quiet(
@@ -170,11 +179,46 @@ class JourneyLauncher:
         of a stream, which then costs no second transaction. An event may start a journey (its
         trigger's name and ``where`` fit), or a journey of its profile in flight may hear it;
         then its profile's events stay unrouted, as a journey it starts may hear the later ones."""
-        names = {f.document.trigger.event for f in flows if isinstance(f.document.trigger, EventTrigger)}
+        names = {trigger_event(f.document.trigger) for f in flows}
         starting = {r["profile_id"] for r in rows if r["name"] in names and self.targets(flows, _event(r))}
         rest = [r for r in rows if r["profile_id"] not in starting]
         heard = await self.router.heard(conn, workspace_id, rest)
         return {r["id"] for r in rest if r["id"] not in heard}
+
+    async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
+        """After a change to these profiles committed (PUT /v1/profiles, a profile step): their
+        system events not routed yet start the flows they trigger (profile_change) and reach the
+        journeys in flight; then their segments are re-evaluated. Raises JourneyStartFailed when
+        Temporal refuses (the events stay unrouted: a retry or the sweeper routes them)."""
+        async with self.store.connect() as conn:
+            rows = await events_store.unrouted_events(conn, workspace_id, profile_ids)
+        await self.dispatch(workspace_id, rows)
+        await self.after_data_change(workspace_id, profile_ids)
+
+    async def after_data_change(
+        self, workspace_id: str, profile_ids: Collection[str], *, event_names: Collection[str] | None = None
+    ) -> None:
+        """The one hook after new data about these profiles: re-evaluate the workspace's segments
+        for them (a cache lookup when it has none; with ``event_names``, only the segments such
+        events can change) and route the segment_entered / segment_exited events written. Once
+        per ingest: routing those events does not come back here."""
+        written = await self.segments.reevaluate(workspace_id, profile_ids, utcnow(), event_names)
+        try:
+            await self.dispatch(workspace_id, written)
+        except JourneyStartFailed as error:
+            # The membership stands; its events stay unrouted and the sweeper routes them.
+            log.warning("segment events of %s not routed yet (the sweeper will): %s", workspace_id, error)
+
+    async def dispatch(self, workspace_id: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Route events stored already (system events): start the journeys they trigger, signal
+        the journeys in flight that listen, mark them routed."""
+        if not rows:
+            return
+        now = utcnow()
+        flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
+        async with self.store.begin() as conn:
+            claims = await self._claims(conn, workspace_id, flows, rows, IngestResult())
+        await self._route(workspace_id, rows, claims)
 
     async def sweep(self, *, older_than: timedelta, limit: int = 500, workspace_id: str | None = None) -> int:
         """Route events whose routing did not finish (Temporal refused, the process died between
@@ -210,7 +254,7 @@ class JourneyLauncher:
             event = _event(row)
             for flow in self.targets(flows, event):
                 trigger = flow.document.trigger
-                assert isinstance(trigger, EventTrigger)
+                assert isinstance(trigger, EventTrigger | ProfileChangeTrigger | SegmentEntryTrigger)
                 if not await trigger_admits(conn, workspace_id, trigger, row["profile_id"], event, utcnow()):
                     continue
                 claim = await self._claim(
@@ -264,23 +308,10 @@ class JourneyLauncher:
 
     @staticmethod
     def targets(flows: list[PublishedFlow], event: TriggerEvent) -> list[PublishedFlow]:
-        """The flows whose trigger's name and ``where`` ``event`` satisfies (the rest of the
-        trigger reads the store: ``trigger_admits``). A flow's own flow_entered / flow_exited
-        never start it again (that would loop)."""
-        found = []
-        for flow in flows:
-            trigger = flow.document.trigger
-            own = (
-                event.name in events_store.JOURNEY_EVENTS and event.properties.get("flow_id") == flow.flow_id
-            )
-            if (
-                isinstance(trigger, EventTrigger)
-                and trigger.event == event.name
-                and not own
-                and matches_all(trigger.where, event.properties)
-            ):
-                found.append(flow)
-        return found
+        """The flows whose trigger ``event`` satisfies by itself (flowline/flow/trigger_match.py;
+        the rest of the trigger reads the store: ``trigger_admits``). A flow's own flow_entered /
+        flow_exited never start it again (that would loop)."""
+        return [f for f in flows if admits(f.document.trigger, f.flow_id, event.name, event.properties)]
 
     async def _claim(
         self,

@@ -72,7 +72,7 @@ class Waiting:
         settings = journey.flow.settings
         for match in settings.stop_when:
             if self._stop is None and match.matches(event.name, event.properties):
-                self._stop = ("stopped", f"stop_when: {event.name}")
+                self._stop = ("stopped", match.stop_reason(event.name))
         goal = settings.goal
         entered = self._state.entered_at
         if (

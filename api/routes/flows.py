@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
-from flowline.store import flows, profiles
+from flowline.store import flows, profiles, segments
 from workflows.routing import EntryRefused, JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -102,6 +102,9 @@ async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str
             raise ApiError(404, f"no flow {flow_id!r}")
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
+        missing = await segments.segment_faults(conn, workspace, document)
+        if missing:
+            raise FlowInvalid(missing)
         version = await flows.publish(conn, workspace, flow_id, document)
     svc.launcher.flows_changed(workspace)
     return {"id": flow_id, "status": "running", "version": version}

@@ -39,8 +39,8 @@ async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
     journeys waiting for a change (wait_for_change) hear of it. If Temporal refuses, the change
     stands and its events stay unrouted: the sweeper routes them."""
     try:
-        async with svc.store.begin() as conn:
-            await svc.launcher.route_pending(conn, workspace, profile_ids)
+        # Also starts profile_change flows and re-evaluates the profiles' segments.
+        await svc.launcher.route_profiles(workspace, profile_ids)
     except JourneyStartFailed as error:
         log.warning("profile change of %s not routed yet (the sweeper will): %s", profile_ids, error)
 

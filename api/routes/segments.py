@@ -1,7 +1,16 @@
-"""Segments: a named rule over people; its members are counted and paged in SQL, at request time."""
+"""Segments: a named rule over people.
+
+Saving a segment computes its membership (flowline/store/segment_members.py): a new segment's
+first computation is the baseline (its members do not "enter": no segment_entered events, so a
+segment_entry flow starts only for people who enter afterwards); a changed rule is a
+re-evaluation (who now matches enters, who no longer does leaves, with events); the same rule
+saved again changes nothing. GET .../members computes the rule at request time (always as of
+now, also for time-relative rules between two clock runs), not from the stored membership.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
@@ -10,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.conditions.rules import Condition
-from flowline.store import segments, segments_query
+from flowline.store import segment_members, segments, segments_query
 from flowline.store.database import utcnow
+from workflows.routing import JourneyStartFailed
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
 
@@ -46,7 +57,19 @@ async def put_segment(
 ) -> SegmentOut:
     rule: dict[str, Any] = _RULE.dump_python(body.rule, mode="json", by_alias=True, exclude_none=True)
     async with svc.store.begin() as conn:
+        before = await segments.get_segment(conn, workspace, segment_id)
         await segments.put_segment(svc.store, conn, workspace, segment_id, body.name, rule)
+        saved = await segment_members.saved_segment(conn, workspace, segment_id)
+        assert saved is not None
+        written: list[dict[str, Any]] = []
+        if before is None or before["rule"] != rule or saved.evaluated_at is None:
+            # A baseline when new (no events), else the diff as of now (events).
+            written = await segment_members.reevaluate(svc.store, conn, saved, utcnow())
+    svc.launcher.segments_changed(workspace)
+    try:
+        await svc.launcher.dispatch(workspace, written)
+    except JourneyStartFailed as error:
+        log.warning("segment %s events not routed yet (the sweeper will): %s", segment_id, error)
     return SegmentOut(id=segment_id, name=body.name, rule=body.rule)
 
 

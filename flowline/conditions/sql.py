@@ -8,6 +8,7 @@ registered on each connection (flowline/store/database.py); they call the evalua
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
@@ -50,12 +51,31 @@ from flowline.store.tables import events, journeys, profiles, workspaces
 def compile_condition(
     condition: Condition, *, workspace_id: str, now: datetime, dialect: str
 ) -> ColumnElement[bool]:
-    """A boolean SQL expression over ``profiles`` true exactly where ``evaluate`` is true."""
+    """A boolean SQL expression over ``profiles`` true exactly where ``evaluate`` is true.
+
+    Event counts are correlated subqueries (an index probe per profile): cheap when the query
+    is restricted to a few profiles, or pages members in id order and stops early."""
+    return _compiler(workspace_id, now, dialect, audience=False).compile(condition)
+
+
+def compile_audience(
+    condition: Condition, *, workspace_id: str, now: datetime, dialect: str
+) -> ColumnElement[bool]:
+    """The same meaning as ``compile_condition``, shaped for a whole workspace at once.
+
+    Event counts read each window's events once, grouped by profile, and join them (a hash
+    semi- or anti-join) instead of probing the events of every profile in turn: a correlated
+    subquery runs once per profile and keeps PostgreSQL from scanning profiles in parallel.
+    Restricted to a list of ids, prefer ``compile_condition`` (this one reads whole windows)."""
+    return _compiler(workspace_id, now, dialect, audience=True).compile(condition)
+
+
+def _compiler(workspace_id: str, now: datetime, dialect: str, *, audience: bool) -> _Compiler:
     if now.tzinfo is None:
         raise ValueError("naive datetime: give an aware 'now'")
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported dialect {dialect!r}")
-    return _Compiler(workspace_id, now, dialect).compile(condition)
+    return _Compiler(workspace_id, now, dialect, audience=audience)
 
 
 def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -155,9 +175,9 @@ def _pg_text_array() -> Any:
 
 
 class _Compiler:
-    def __init__(self, workspace_id: str, now: datetime, dialect: str) -> None:
+    def __init__(self, workspace_id: str, now: datetime, dialect: str, *, audience: bool) -> None:
         self.workspace_id, self.now, self.dialect = workspace_id, now, dialect
-        self.pg = dialect == "postgresql"
+        self.pg, self.audience = dialect == "postgresql", audience
 
     def _number_literal(self, value: float) -> ColumnElement[Any]:
         # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers).
@@ -199,6 +219,12 @@ class _Compiler:
 
     def _holds(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
         expected, kind = condition.value, condition.kind
+        if self.pg and op == "is" and kind in ("boolean", "text", "number"):
+            # jsonb containment of {attribute: value} is that test at once (a string equals only
+            # that string, a number an equal number, true only true; an array holding the value
+            # does not count below the top level), and reads the attributes once, not three times.
+            wanted = cast(literal(json.dumps({condition.attribute: expected}), String), JSONB)
+            return profiles.c.attributes.op("@>")(wanted)
         if kind == "boolean":
             return value.kind() == ("boolean-true" if expected else "boolean-false")
         if kind == "text":
@@ -317,7 +343,6 @@ class _Compiler:
     def _event(self, condition: EventCondition) -> ColumnElement[bool]:
         clauses: list[ColumnElement[bool]] = [
             events.c.workspace_id == self.workspace_id,
-            events.c.profile_id == profiles.c.id,
             events.c.name == condition.event,
         ]
         if condition.within is not None:
@@ -328,18 +353,46 @@ class _Compiler:
                 events.c.timestamp <= condition.between.to,
             ]
         clauses += [_sure(self._filter(f)) for f in condition.where]
-        rule = condition.count
-        if rule is None:
-            holds: ColumnElement[bool] = exists(select(literal(1)).select_from(events).where(*clauses))
+        op, value = (">=", 1) if condition.count is None else (condition.count.op, condition.count.value)
+        holds: ColumnElement[bool]
+        if (op == ">=" and value == 1) or (op != ">=" and value == 0):
+            # At least one, or none at all: no need to count.
+            some = self._some_event(clauses)
+            holds = some if op == ">=" else not_(some)
+        elif op == ">=" and value == 0:
+            holds = true()
+        elif op == "<=":
+            holds = not_(self._event_count(clauses, ">=", value + 1))
         else:
-            counted = select(func.count()).select_from(events).where(*clauses).scalar_subquery()
-            if rule.op == "=":
-                holds = counted == rule.value
-            elif rule.op == ">=":
-                holds = counted >= rule.value
-            else:
-                holds = counted <= rule.value
+            holds = self._event_count(clauses, op, value)
         return holds if condition.happened else not_(holds)
+
+    def _some_event(self, clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+        # Correlated EXISTS: PostgreSQL turns it into a semi- or anti-join on its own.
+        return exists(
+            select(literal(1)).select_from(events).where(events.c.profile_id == profiles.c.id, *clauses)
+        )
+
+    def _event_count(self, clauses: list[ColumnElement[bool]], op: str, value: int) -> ColumnElement[bool]:
+        """The profile has ``op value`` such events (``>=`` or ``=``, value at least 1)."""
+        if not self.audience:
+            counted = (
+                select(func.count())
+                .select_from(events)
+                .where(events.c.profile_id == profiles.c.id, *clauses)
+                .scalar_subquery()
+            )
+            return counted >= value if op == ">=" else counted == value
+        # The window's events once, counted per profile; EXISTS over it becomes a hash join.
+        counted_ = func.count()
+        grouped = (
+            select(events.c.profile_id)
+            .where(*clauses)
+            .group_by(events.c.profile_id)
+            .having(counted_ >= value if op == ">=" else counted_ == value)
+            .subquery("event_counts")
+        )
+        return exists(select(literal(1)).select_from(grouped).where(grouped.c.profile_id == profiles.c.id))
 
     def _filter(self, f: PropertyFilter) -> ColumnElement[bool]:
         """A ``where`` filter on an event's properties, as PropertyFilter.matches defines it."""

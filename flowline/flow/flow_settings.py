@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, assert_never
+from typing import Annotated, Any, Literal, assert_never
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
 
+from flowline.flow.base import Identifier, VariableName
 from flowline.flow.base import Strict as _Strict
-from flowline.flow.base import VariableName
+from flowline.flow.triggers import SEGMENT_ENTERED
 from flowline.flow.waiting import EventMatch, Goal, WaitDuration
 
 VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
@@ -51,6 +52,37 @@ class VariableDeclaration(_Strict):
         return self
 
 
+class SegmentStop(_Strict):
+    """Entering the segment (a saved segment's id) stops the journey: the router signals the
+    ``segment_entered`` event of that segment like any stop_when event."""
+
+    segment: Identifier
+
+    @property
+    def event(self) -> str:
+        """The event name the journey listens to for it."""
+        return SEGMENT_ENTERED
+
+    def matches(self, name: str, properties: dict[str, Any]) -> bool:
+        return name == SEGMENT_ENTERED and properties.get("segment") == self.segment
+
+    def stop_reason(self, name: str) -> str:
+        return f"stop_when: entered segment {self.segment}"
+
+
+def _stop_kind(value: Any) -> str:
+    if isinstance(value, SegmentStop) or (isinstance(value, dict) and "segment" in value):
+        return "SegmentStop"
+    return "EventMatch"
+
+
+# Tagged by the key, so a fault gets one path (the tags are left out of JSON paths).
+StopWhen = Annotated[
+    Annotated[EventMatch, Tag("EventMatch")] | Annotated[SegmentStop, Tag("SegmentStop")],
+    Discriminator(_stop_kind),
+]
+
+
 class FlowSettings(_Strict):
     # never: a profile enters once; after_exit: again once its journey ended;
     # concurrent: several journeys at once, one per entry key.
@@ -58,8 +90,9 @@ class FlowSettings(_Strict):
     # With reentry=concurrent: the trigger event property that tells entries apart
     # (default: every triggering event is an entry of its own).
     entry_key: str | None = None
-    # Any of these events ends a journey at once, from any step (also mid-pause or mid-wait).
-    stop_when: list[EventMatch] = Field(default_factory=list, max_length=20)
+    # Any of these events, or entering any of these segments, ends a journey at once, from any
+    # step (also mid-pause or mid-wait).
+    stop_when: list[StopWhen] = Field(default_factory=list, max_length=20)
     goal: Goal | None = None
     # Entries are taken from start_at until end_at (default: a year after the version's publication).
     start_at: AwareDatetime | None = None

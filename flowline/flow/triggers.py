@@ -25,6 +25,10 @@ from flowline.conditions.rules import MAX_DEPTH, Condition, depth
 from flowline.durations import Duration
 from flowline.flow.base import Identifier, Strict, TimeOfDay, Weekday, check_zone
 
+# The system events a segment's re-evaluation writes (properties: {"segment": id}).
+SEGMENT_ENTERED = "segment_entered"
+SEGMENT_EXITED = "segment_exited"
+
 
 def _shallow(condition: Condition | None) -> None:
     if condition is not None and depth(condition) > MAX_DEPTH:

@@ -46,6 +46,10 @@ class EventMatch(Strict):
     def matches(self, name: str, properties: dict[str, Any]) -> bool:
         return name == self.event and matches_all(self.where, properties)
 
+    def stop_reason(self, name: str) -> str:
+        """The exit reason when this stop_when entry stops a journey."""
+        return f"stop_when: {name}"
+
 
 # A wait remembers at most this many events (the newest), so counts go up to it.
 MAX_COUNT = 1_000

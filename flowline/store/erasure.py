@@ -20,6 +20,7 @@ from flowline.store.tables import (
     profile_friends,
     profiles,
     push_tokens,
+    segment_members,
 )
 
 
@@ -43,7 +44,7 @@ async def erase_profile(conn: AsyncConnection, workspace_id: str, profile_id: st
     )
     if deleted.rowcount == 0:
         return False
-    for table in (events, inbox_messages, conversations, push_tokens):
+    for table in (events, inbox_messages, conversations, push_tokens, segment_members):
         await conn.execute(
             table.delete().where(table.c.workspace_id == workspace_id, table.c.profile_id == profile_id)
         )

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.flow.model import EventTrigger, FlowDocument
+from flowline.flow.model import FlowDocument
+from flowline.flow.trigger_match import trigger_event
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import flow_versions, flows
 
@@ -96,7 +97,7 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
             version=version,
             document=flow.dump(),
             trigger_type=trigger.type,
-            trigger_event=trigger.event if isinstance(trigger, EventTrigger) else None,
+            trigger_event=trigger_event(trigger),
             published_at=utcnow(),
         )
     )
@@ -153,7 +154,8 @@ async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str
 
 
 async def event_triggered_flows(conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
-    """The running flows of a workspace (their current versions) that an event can start."""
+    """The running flows of a workspace (their current versions) that an event can start (event,
+    profile_change and segment_entry triggers)."""
     rows = await conn.execute(
         select(
             flow_versions.c.flow_id,

@@ -7,6 +7,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.flow.flow_settings import SegmentStop
+from flowline.flow.model import FlowDocument
+from flowline.flow.triggers import SegmentEntryTrigger
+from flowline.flow.validation import FlowFault
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import segments
 
@@ -40,3 +44,21 @@ async def list_segments(conn: AsyncConnection, workspace_id: str) -> list[dict[s
         select(segments).where(segments.c.workspace_id == workspace_id).order_by(segments.c.id)
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def segment_faults(conn: AsyncConnection, workspace_id: str, document: FlowDocument) -> list[FlowFault]:
+    """The segments a flow names (segment_entry trigger, stop_when) that do not exist: publishing it
+    would wait for entries that can never come."""
+    named: list[tuple[str, str]] = []
+    if isinstance(document.trigger, SegmentEntryTrigger):
+        named.append(("$.trigger.segment", document.trigger.segment))
+    for index, stop in enumerate(document.settings.stop_when):
+        if isinstance(stop, SegmentStop):
+            named.append((f"$.settings.stop_when[{index}].segment", stop.segment))
+    if not named:
+        return []
+    query = select(segments.c.id).where(
+        segments.c.workspace_id == workspace_id, segments.c.id.in_({s for _, s in named})
+    )
+    found = set((await conn.execute(query)).scalars())
+    return [FlowFault(path, f"no segment {segment!r}") for path, segment in named if segment not in found]

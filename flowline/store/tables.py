@@ -122,6 +122,8 @@ events = Table(
     # Set once the event has reached every flow and journey it concerns.
     Column("routed_at", UTCDateTime()),
     Index(None, "workspace_id", "profile_id", "name", "timestamp"),
+    # A window of one event name for a whole audience (migration 0011), read without the table.
+    Index(None, "workspace_id", "name", "timestamp", "profile_id"),
     # The sweeper looks for events whose routing did not finish.
     Index(
         "ix_events_unrouted",
@@ -286,4 +288,20 @@ segments = Table(
     Column("rule", Json, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # When the membership was first computed (the baseline: nobody "enters" then); NULL before.
+    Column("evaluated_at", UTCDateTime()),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    # Who is in each segment as last evaluated: the diff against a new evaluation is who enters
+    # (segment_entered) and who leaves (segment_exited).
+    Column("workspace_id", String(64), primary_key=True),
+    Column("segment_id", String(ID), primary_key=True),
+    Column("profile_id", String(ID), primary_key=True),
+    Column("entered_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["workspace_id", "segment_id"], ["segments.workspace_id", "segments.id"], ondelete="CASCADE"
+    ),
 )

@@ -1,6 +1,7 @@
-"""The parts of an event trigger that read the store: the profile condition, event-to-profile
-matching and occurrence counting. Asked only for events whose name and ``where`` already match,
-in the transaction that claims the journey."""
+"""The parts of a trigger that read the store: the profile condition (event and profile_change
+triggers), event-to-profile matching and occurrence counting (event triggers). Asked only for
+events the trigger already admits by themselves (flowline/flow/trigger_match.py), in the
+transaction that claims the journey."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.conditions import matches_all
 from flowline.conditions.evaluate import evaluate, needs
-from flowline.flow.model import EventTrigger
+from flowline.conditions.rules import Condition
+from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.journey import TriggerEvent
 from flowline.store.events import named_events
 from flowline.store.profile_facts import load_profile_facts
@@ -24,12 +26,16 @@ _MISSING: Any = object()
 async def trigger_admits(
     conn: AsyncConnection,
     workspace_id: str,
-    trigger: EventTrigger,
+    trigger: EventTrigger | ProfileChangeTrigger | SegmentEntryTrigger,
     profile_id: str,
     event: TriggerEvent,
     now: datetime,
 ) -> bool:
     """Whether ``event`` (stored already) starts a journey for ``profile_id`` by ``trigger``."""
+    if isinstance(trigger, SegmentEntryTrigger):
+        return True
+    if isinstance(trigger, ProfileChangeTrigger):
+        return await _profile_holds(conn, workspace_id, trigger.profile, profile_id, now)
     if trigger.profile is not None or trigger.match:
         needed = needs([trigger.profile] if trigger.profile is not None else [])
         facts = await load_profile_facts(
@@ -64,3 +70,19 @@ async def _position(
         if row["id"] == event.id:
             return position
     return 0
+
+
+async def _profile_holds(
+    conn: AsyncConnection, workspace_id: str, condition: Condition | None, profile_id: str, now: datetime
+) -> bool:
+    if condition is None:
+        return True
+    needed = needs([condition])
+    facts = await load_profile_facts(
+        conn, workspace_id, profile_id, event_names=needed.events, flow_ids=needed.flows
+    )
+    try:
+        return bool(evaluate(condition, facts, now))
+    except Exception as error:  # an unusable condition keeps the person out
+        log.warning("trigger condition failed for %s: %s", profile_id, error)
+        return False
