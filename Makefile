@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench bench-latency bench-segments bench-fanout clean
+.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest bench-segments bench-fanout clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 # POST /v1/events -> webhook received, on the `make run` stack, at 20 and 100 events/s (SQLite).
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite
+
+# 200,000 events over HTTP in batches of 500 with five event-triggered flows, stored and routed,
+# on SQLite and on PostgreSQL (a schema of its own in the `test` database on 127.0.0.1:5432).
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py --database sqlite postgres
 
 # A three-condition segment counted over 1M profiles and 10M events on PostgreSQL, and one
 # profile evaluated; the database (flowline_bench_segments) is filled once and reused.

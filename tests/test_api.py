@@ -175,14 +175,15 @@ async def test_events_stay_unrouted_when_journeys_cannot_start_and_a_resend_rout
         services.launcher.client = working
     assert response.status_code == 503
     assert "send them again" in response.json()["message"]
-    # Stored, and the journey claimed, but nothing routed.
+    # Stored, and the journey claimed, but the event that starts it not routed; bob's event
+    # concerns no flow and no journey: it was stored routed at once.
     async with store.connect() as conn:
         stored = await conn.execute(
             select(events.c.id, events.c.routed_at)
             .where(events.c.workspace_id == tenant.id, events.c.name.not_in(JOURNEY_EVENTS))
             .order_by(events.c.id)
         )
-        assert [(r.id, r.routed_at) for r in stored] == [("e1", None), ("e2", None)]
+        assert [(r.id, r.routed_at is None) for r in stored] == [("e1", True), ("e2", False)]
         [claimed] = (
             await conn.execute(select(journeys.c.id).where(journeys.c.workspace_id == tenant.id))
         ).scalars()

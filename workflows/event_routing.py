@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
@@ -50,6 +51,30 @@ class EventRouter:
         # Published versions never change: their documents are cached for good (bounded).
         self._documents: OrderedDict[tuple[str, str, int], FlowDocument] = OrderedDict()
         self._cached_versions = cached_versions
+
+    async def heard(
+        self, conn: AsyncConnection, workspace_id: str, rows: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        """The ids of those events (rows with ``id``, ``profile_id`` and ``name``) that a journey of
+        their profile stored now may hear: in flight and listening to the name, or still able to
+        convert on it. ``route`` would do nothing with the others. A superset: a journey's own
+        trigger event and the ``where`` of goals and waits are not looked at."""
+        if not rows:
+            return set()
+        candidates = await journeys.journeys_of_profiles(
+            conn, workspace_id, {r["profile_id"] for r in rows}, unconverted_since=utcnow() - LONGEST_WAIT
+        )
+        if not candidates:
+            return set()
+        documents = await self._documents_for(
+            conn, workspace_id, {(j["flow_id"], j["version"]) for j in candidates}
+        )
+        names: dict[str, set[str]] = defaultdict(set)
+        for journey in candidates:
+            document = documents.get((journey["flow_id"], journey["version"]))
+            if document is not None:
+                names[journey["profile_id"]] |= document.listened_events()
+        return {r["id"] for r in rows if r["name"] in names.get(r["profile_id"], ())}
 
     async def route(self, conn: AsyncConnection, workspace_id: str, items: Sequence[ProfileEvent]) -> Routed:
         """Signal the events to the journeys that listen, and record goal conversions, in the

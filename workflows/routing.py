@@ -22,7 +22,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
-from flowline.flow.trigger_match import admits
+from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.variables import variable_faults
 from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
 from flowline.store import events as events_store
@@ -202,7 +202,8 @@ class JourneyLauncher:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
 
         Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
-        1. one transaction stores the events (unrouted) and claims their journeys;
+        1. one transaction stores the events and claims their journeys; events that concern no
+           flow and no journey are stored routed (``_quiet``), the others unrouted;
         2. the journeys start, outside any transaction;
         3. one transaction signals the journeys in flight that listen, settles goals and marks the
            events routed.
@@ -216,12 +217,20 @@ class JourneyLauncher:
             return result
         now = utcnow()
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
+        # The people first, in a transaction of their own: a new profile's row stays locked until
+        # its transaction ends, and another batch naming the same person waits for it (PostgreSQL).
         async with self.store.begin() as conn:
-            await ensure_profiles(self.store, conn, workspace_id, {r["profile_id"] for r in rows})
-            result.stored = await events_store.insert_events(self.store, conn, workspace_id, rows)
+            await ensure_profiles(
+                self.store, conn, workspace_id, {r["profile_id"] for r in rows}, read_first=True
+            )
+        async with self.store.begin() as conn:
+            quiet = await self._quiet(conn, workspace_id, flows, rows)
+            result.stored = await events_store.insert_events(
+                self.store, conn, workspace_id, rows, routed=quiet
+            )
             # Events sent before whose routing did not finish are routed now (as stored then).
             earlier = [r["id"] for r in rows if r["id"] not in result.stored]
-            pending = [r for r in rows if r["id"] in result.stored]
+            pending = [r for r in rows if r["id"] in result.stored and r["id"] not in quiet]
             pending += await events_store.unrouted_by_id(conn, workspace_id, earlier)
             claims = await self._claims(conn, workspace_id, flows, pending, result)
         await self._route(workspace_id, pending, claims)
@@ -230,6 +239,23 @@ class JourneyLauncher:
             workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}
         )
         return result
+
+    async def _quiet(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        flows: list[PublishedFlow],
+        rows: Sequence[dict[str, Any]],
+    ) -> set[str]:
+        """The ids of the events that concern no flow and no journey, stored routed at once: most
+        of a stream, which then costs no second transaction. An event may start a journey (its
+        trigger's name and ``where`` fit), or a journey of its profile in flight may hear it;
+        then its profile's events stay unrouted, as a journey it starts may hear the later ones."""
+        names = {trigger_event(f.document.trigger) for f in flows}
+        starting = {r["profile_id"] for r in rows if r["name"] in names and self.targets(flows, _event(r))}
+        rest = [r for r in rows if r["profile_id"] not in starting]
+        heard = await self.router.heard(conn, workspace_id, rest)
+        return {r["id"] for r in rest if r["id"] not in heard}
 
     async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
         """After a change to these profiles committed (PUT /v1/profiles, a profile step): their

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Table, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -18,6 +18,14 @@ from flowline.conditions import sql_functions
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def one_of(dialect: str, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL ``column = ANY(array)``: one parameter, so the statement's
+    text is short and the same for any number of values (psycopg parses a long text anew each time)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,6 +51,12 @@ class Store:
         if self.url.get_backend_name() == "postgresql":
             # A server can drop idle connections; a SQLite file cannot.
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # psycopg prepares a statement run five times, and PostgreSQL may then plan it once for
+            # any parameters: for ``id = ANY(:ids)`` that plan scanned all 20,000 profiles comparing
+            # each with the 500 ids of a batch (0.3-1 s instead of 5 ms). Plans for the values given.
+            given = self.url.query.get("options", "")
+            given = given if isinstance(given, str) else " ".join(given)
+            options["connect_args"] = {"options": f"{given} -c plan_cache_mode=force_custom_plan".strip()}
         options.update(engine_options)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":

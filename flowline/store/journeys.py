@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
-from flowline.store.database import Store, utcnow
+from flowline.store.database import Store, one_of, utcnow
 from flowline.store.tables import events, journeys, profiles
 
 Reentry = Literal["never", "after_exit", "concurrent"]
@@ -175,7 +175,7 @@ async def journeys_of_profiles(
         journeys.c.converted_at,
     ).where(
         journeys.c.workspace_id == workspace_id,
-        journeys.c.profile_id.in_(sorted(profile_ids)),
+        one_of(conn.dialect.name, journeys.c.profile_id, sorted(profile_ids)),
         (journeys.c.status == "running")
         | (journeys.c.converted_at.is_(None) & (journeys.c.started_at >= unconverted_since)),
     )

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.store.database import Store, utcnow
+from flowline.store.database import Store, one_of, utcnow
 from flowline.store.tables import profiles
 
 
@@ -99,35 +100,58 @@ async def upsert_profile(
     return row, bool(created)
 
 
+# PostgreSQL: the ids as one array, so the statement's text is the same for any number of them
+# (psycopg parses a long multi-row VALUES anew every time).
+_NEW_PROFILES = text(
+    "INSERT INTO profiles (workspace_id, id, attributes, tags, do_not_contact, created_at, updated_at)"
+    " SELECT :workspace_id, new.id, CAST('{}' AS jsonb), CAST('[]' AS jsonb), CAST('[]' AS jsonb),"
+    " :now, :now FROM unnest(:ids) AS new(id)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("now", type_=DateTime(timezone=True)), bindparam("ids", type_=postgresql.ARRAY(String))
+)
+
+
 async def ensure_profiles(
     store: Store,
     conn: AsyncConnection,
     workspace_id: str,
     profile_ids: Iterable[str],
     now: datetime | None = None,
+    *,
+    read_first: bool = False,
 ) -> set[str]:
-    """Create empty profiles for ids not seen before (events may name new people); returns the new ids."""
+    """Create empty profiles for ids not seen before (events may name new people); returns the new ids.
+
+    It writes first, which takes SQLite's write lock at once: read-modify-write callers
+    (upsert_profile) rely on that. ``read_first`` (a batch of events, whose people are mostly known):
+    one read finds the known ids and only the others are written, if any.
+    """
     ids = sorted(set(profile_ids))
+    if read_first and ids:
+        known = select(profiles.c.id).where(
+            profiles.c.workspace_id == workspace_id, one_of(store.dialect, profiles.c.id, ids)
+        )
+        ids = sorted(set(ids) - {str(r) for r in (await conn.execute(known)).scalars()})
     if not ids:
         return set()
+    # A statement compiled once, the rows as executemany (a multi-row VALUES would be compiled
+    # anew for every call).
     now = now or utcnow()
-    statement = (
-        store.insert(profiles)
-        .values(
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "id": i,
-                    "attributes": {},
-                    "tags": [],
-                    "do_not_contact": [],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in ids
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(profiles.c.id)
-    )
-    return {str(r) for r in (await conn.execute(statement)).scalars()}
+    if store.dialect == "postgresql":
+        parameters = {"workspace_id": workspace_id, "ids": ids, "now": now}
+        return {str(r) for r in (await conn.execute(_NEW_PROFILES, parameters)).scalars()}
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "id": i,
+            "attributes": {},
+            "tags": [],
+            "do_not_contact": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in ids
+    ]
+    statement = store.insert(profiles).on_conflict_do_nothing().returning(profiles.c.id)
+    return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
