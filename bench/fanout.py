@@ -209,6 +209,13 @@ async def main(args: argparse.Namespace) -> int:
             ui=False,
             data_converter=pydantic_data_converter,
             dev_server_log_level="error",
+            # On disk, as `make run` has it: the in-memory store kept every workflow of the run in
+            # the server's heap, and the dev server died of it during the second baseline.
+            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
+            dev_server_extra_args=[
+                *("--sqlite-pragma", "journal_mode=wal"),
+                *("--sqlite-pragma", "synchronous=normal"),
+            ],
         )
         try:
             client = env.client
