@@ -17,9 +17,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.trigger_match import admits, trigger_event
@@ -32,9 +29,9 @@ from flowline.store.flows import PublishedFlow, event_triggered_flows
 from flowline.store.profiles import ensure_profiles
 from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
-from workflows import search_attributes as sa
 from workflows.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
-from workflows.journey import JourneyWorkflow
+from workflows.journey_start import JourneyStartFailed as JourneyStartFailed
+from workflows.journey_start import claim_journey, start_journey
 from workflows.segment_watch import SegmentWatch
 
 log = logging.getLogger(__name__)
@@ -46,11 +43,6 @@ class EntryRefused(ValueError):
     def __init__(self, reason: str, faults: list[tuple[str, str]] | None = None) -> None:
         super().__init__(reason)
         self.faults = faults or []
-
-
-class JourneyStartFailed(RuntimeError):
-    """Temporal did not take a journey or an event for one (unreachable, refusing): the
-    transaction was rolled back."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +110,8 @@ class JourneyLauncher:
         if faults:
             raise EntryRefused("variables do not fit their declarations", faults)
         async with self.store.begin() as conn:
-            claim, fresh = await self._claim_entry(
-                conn, workspace_id, flow, profile_id, entry=entry, variables=variables
+            claim, fresh = await claim_journey(
+                self.store, conn, workspace_id, flow, profile_id, entry=entry, variables=variables
             )
             if claim is None:
                 return None
@@ -127,7 +119,7 @@ class JourneyLauncher:
             claim.limits = limits
         # Started once the claim is committed (no transaction waits on Temporal).
         try:
-            await self._start_workflow(claim)
+            await start_journey(self.client, self.task_queue, claim)
         except JourneyStartFailed:
             if fresh:
                 # Nobody may retry this entry: give the re-entry lock back.
@@ -187,7 +179,7 @@ class JourneyLauncher:
             )
             delay = item.start_at - utcnow() if item.start_at is not None else None
             async with slots:
-                await self._start_workflow(journey, start_delay=delay)
+                await start_journey(self.client, self.task_queue, journey, start_delay=delay)
 
         started = [jid for jid in by_id if jid in claimed]
         outcomes = await asyncio.gather(*(start(j) for j in started), return_exceptions=True)
@@ -329,8 +321,9 @@ class JourneyLauncher:
                 assert isinstance(trigger, EventTrigger | ProfileChangeTrigger | SegmentEntryTrigger)
                 if not await trigger_admits(conn, workspace_id, trigger, row["profile_id"], event, utcnow()):
                     continue
-                claim = await self._claim(
-                    conn, workspace_id, flow, row["profile_id"], entry=f"event:{event.id}", event=event
+                entry = f"event:{event.id}"
+                claim, _fresh = await claim_journey(
+                    self.store, conn, workspace_id, flow, row["profile_id"], entry=entry, event=event
                 )
                 if claim is None:
                     result.refused.append((event.id, flow.flow_id))
@@ -342,23 +335,13 @@ class JourneyLauncher:
         self, workspace_id: str, rows: Sequence[dict[str, Any]], claims: list[JourneyInput]
     ) -> None:
         """Steps 2 and 3 of ``ingest``."""
-        await asyncio.gather(*(self._start_workflow(c) for c in claims))
+        await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
         if not rows:
             return
         async with self.store.begin() as conn:
             # The journeys in flight that listen (the ones just started included).
             await self.route_to_journeys(conn, workspace_id, rows)
             await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
-
-    async def route_pending(
-        self, conn: AsyncConnection, workspace_id: str, profile_ids: Sequence[str]
-    ) -> Routed:
-        """Route the system events (profile changes and the like) of these profiles that are not
-        routed yet, and mark them routed, in the caller's transaction."""
-        rows = await events_store.unrouted_events(conn, workspace_id, profile_ids)
-        routed = await self.route_to_journeys(conn, workspace_id, rows)
-        await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
-        return routed
 
     async def route_to_journeys(
         self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
@@ -384,94 +367,6 @@ class JourneyLauncher:
         the rest of the trigger reads the store: ``trigger_admits``). A flow's own flow_entered /
         flow_exited never start it again (that would loop)."""
         return [f for f in flows if admits(f.document.trigger, f.flow_id, event.name, event.properties)]
-
-    async def _claim(
-        self,
-        conn: AsyncConnection,
-        workspace_id: str,
-        flow: PublishedFlow,
-        profile_id: str,
-        *,
-        entry: str,
-        event: TriggerEvent | None = None,
-        variables: dict[str, Any] | None = None,
-    ) -> JourneyInput | None:
-        claim, _fresh = await self._claim_entry(
-            conn, workspace_id, flow, profile_id, entry=entry, event=event, variables=variables
-        )
-        return claim
-
-    async def _claim_entry(
-        self,
-        conn: AsyncConnection,
-        workspace_id: str,
-        flow: PublishedFlow,
-        profile_id: str,
-        *,
-        entry: str,
-        event: TriggerEvent | None = None,
-        variables: dict[str, Any] | None = None,
-    ) -> tuple[JourneyInput | None, bool]:
-        """Record the journey unless the re-entry rule refuses it: (its input, whether it was
-        claimed now); a claim an earlier attempt of the same entry made is returned too."""
-        document = flow.document
-        settings = document.settings
-        entry_key = entry
-        if settings.entry_key and event is not None and settings.entry_key in event.properties:
-            entry_key = str(event.properties[settings.entry_key])
-        jid = journey_id(workspace_id, flow.flow_id, profile_id, entry)
-        claimed = await journeys.claim_entry(
-            self.store,
-            conn,
-            journey_id=jid,
-            workspace_id=workspace_id,
-            flow_id=flow.flow_id,
-            version=flow.version,
-            profile_id=profile_id,
-            lock=journeys.entry_lock(settings.reentry, entry_key),
-            trigger_event_id=event.id if event else None,
-            started_at=utcnow(),
-        )
-        if not claimed and await journeys.get_journey(conn, workspace_id, jid) is None:
-            return None, False  # the re-entry rule keeps the person out
-        # Claimed now, or by an earlier attempt of the same entry that may not have started it.
-        journey = JourneyInput(
-            journey_id=jid,
-            workspace_id=workspace_id,
-            flow=document,
-            version=flow.version,
-            profile_id=profile_id,
-            event=event,
-            variables=variables or {},
-        )
-        return journey, claimed
-
-    async def _start_workflow(self, journey: JourneyInput, *, start_delay: timedelta | None = None) -> None:
-        try:
-            await self.client.start_workflow(
-                JourneyWorkflow.run,
-                journey,
-                id=journey.journey_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.WORKSPACE_ID, journey.workspace_id),
-                        SearchAttributePair(sa.FLOW_ID, journey.flow.id),
-                        SearchAttributePair(sa.FLOW_VERSION, journey.version),
-                        SearchAttributePair(sa.PROFILE_ID, journey.profile_id),
-                        SearchAttributePair(sa.STEP_ID, journey.flow.steps[0].id),
-                    ]
-                ),
-                start_delay=start_delay if start_delay and start_delay > timedelta(0) else None,
-            )
-        except WorkflowAlreadyStartedError:
-            # An earlier attempt started it and then lost its transaction: same journey.
-            log.info("journey %s was already started", journey.journey_id)
-        except (RPCError, RuntimeError) as error:  # the SDK raises RuntimeError when it cannot connect
-            raise JourneyStartFailed(
-                f"Temporal did not start journey {journey.journey_id}: {error}"
-            ) from error
 
 
 def _event(row: dict[str, Any]) -> TriggerEvent:

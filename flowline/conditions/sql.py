@@ -9,7 +9,6 @@ registered on each connection (flowline/store/database.py); they call the evalua
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -27,7 +26,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
 from flowline.conditions.property_filter import NUMERIC_TEXT, PropertyFilter, plain_number
@@ -44,6 +43,7 @@ from flowline.conditions.rules import (
     NotCondition,
     TagCondition,
 )
+from flowline.conditions.sql_json import JsonValue, sure
 from flowline.durations import parse_duration
 from flowline.store.tables import events, journeys, profiles, workspaces
 
@@ -78,102 +78,6 @@ def _compiler(workspace_id: str, now: datetime, dialect: str, *, audience: bool)
     return _Compiler(workspace_id, now, dialect, audience=audience)
 
 
-def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
-    """Never NULL: unknown reads as false, so ``not`` means exactly not."""
-    return func.coalesce(expr, false(), type_=Boolean)
-
-
-class _Json:
-    """A JSON value inside a column at a key path, per dialect: its type and its text."""
-
-    def __init__(self, column: Any, path: list[str], dialect: str, json_path: Any = None) -> None:
-        self.column, self.path, self.pg = column, path, dialect == "postgresql"
-        if json_path is None:
-            json_path = "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in path)
-        self.json_path: Any = json_path
-
-    def has_element(self, test: Callable[[_Json], ColumnElement[bool]]) -> ColumnElement[bool]:
-        """The value is an array with an element that passes ``test``."""
-        if self.pg:
-            value = self.column.op("#>")(literal(self.path, _pg_text_array()))
-            array = case((func.jsonb_typeof(value) == "array", value), else_=cast(literal("[]"), JSONB))
-            each = func.jsonb_array_elements(array).table_valued("value").alias("element")
-            element = _Json(each.c.value, [], "postgresql")
-        else:
-            raw = func.json_extract(self.column, self.json_path)
-            array = case((func.json_type(self.column, self.json_path) == "array", raw), else_="[]")
-            each = func.json_each(array).table_valued("key").alias("element")
-            path = literal("$[", String) + cast(each.c.key, String) + "]"
-            element = _Json(array, [], "sqlite", json_path=path)
-        found = exists(select(literal(1)).select_from(each).where(_sure(test(element))))
-        return and_(self.kind() == "array", found)
-
-    def kind(self) -> ColumnElement[Any]:
-        """One of object, array, string, number, boolean-true, boolean-false, null (or NULL: missing)."""
-        if self.pg:
-            value = self.column.op("#>")(literal(self.path, _pg_text_array()))
-            # Paths go through objects only: ``#>`` would also index arrays by number.
-            through = [
-                func.jsonb_typeof(self.column.op("#>")(literal(self.path[:n], _pg_text_array()))) == "object"
-                for n in range(1, len(self.path))
-            ]
-            return case(
-                (not_(and_(true(), *through)), None),
-                (
-                    func.jsonb_typeof(value) == "boolean",
-                    func.concat("boolean-", value.op("#>>")(literal([], _pg_text_array()))),
-                ),
-                else_=func.jsonb_typeof(value),
-            )
-        kind = func.json_type(self.column, self.json_path)
-        return case(
-            (kind.in_(("integer", "real")), "number"),
-            (kind == "text", "string"),
-            (kind == "true", "boolean-true"),
-            (kind == "false", "boolean-false"),
-            else_=kind,
-        )
-
-    def text(self) -> ColumnElement[Any]:
-        """The string (for strings), or the JSON text of numbers."""
-        if self.pg:
-            text: ColumnElement[Any] = self.column.op("#>>")(literal(self.path, _pg_text_array()))
-            return text
-        return cast(func.json_extract(self.column, self.json_path), String)
-
-    def number(self) -> ColumnElement[Any]:
-        """The value of a JSON number."""
-        if self.pg:
-            # CASE, not AND: PostgreSQL may evaluate AND's operands in any order.
-            value = self.column.op("#>")(literal(self.path, _pg_text_array()))
-            return case((func.jsonb_typeof(value) == "number", cast(self.text(), Numeric)), else_=None)
-        return func.json_extract(self.column, self.json_path)
-
-    def empty(self) -> ColumnElement[bool]:
-        kind = self.kind()
-        if self.pg:
-            raw = self.text()
-            return or_(
-                kind.is_(None),
-                kind == "null",
-                and_(kind == "string", raw == ""),
-                and_(kind == "array", raw == "[]"),
-                and_(kind == "object", raw == "{}"),
-            )
-        raw = func.json_extract(self.column, self.json_path)
-        return or_(
-            kind.is_(None),
-            kind == "null",
-            and_(kind == "string", cast(raw, String) == ""),
-            and_(kind == "array", func.json_array_length(self.column, self.json_path) == 0),
-            and_(kind == "object", cast(raw, String) == "{}"),
-        )
-
-
-def _pg_text_array() -> Any:
-    return ARRAY(String)
-
-
 class _Compiler:
     def __init__(self, workspace_id: str, now: datetime, dialect: str, *, audience: bool) -> None:
         self.workspace_id, self.now, self.dialect = workspace_id, now, dialect
@@ -186,12 +90,12 @@ class _Compiler:
     def compile(self, condition: Condition) -> ColumnElement[bool]:
         match condition:
             case AttributeCondition():
-                return _sure(self._attribute(condition))
+                return sure(self._attribute(condition))
             case TagCondition():
-                has = _sure(self._tag(condition.tag))
+                has = sure(self._tag(condition.tag))
                 return has if condition.op == "has" else not_(has)
             case DoNotContactCondition():
-                return _sure(self._do_not_contact(condition))
+                return sure(self._do_not_contact(condition))
             case EventCondition():
                 return self._event(condition)
             case FlowCondition():
@@ -208,16 +112,16 @@ class _Compiler:
     # ------------------------------------------------------------ attributes
 
     def _attribute(self, condition: AttributeCondition) -> ColumnElement[bool]:
-        value = _Json(profiles.c.attributes, [condition.attribute], self.dialect)
+        value = JsonValue(profiles.c.attributes, [condition.attribute], self.dialect)
         if condition.op == "is_empty":
             return value.empty()
         if condition.op == "is_not_empty":
-            return not_(_sure(value.empty()))
+            return not_(sure(value.empty()))
         if condition.op == "is_not":
-            return not_(_sure(self._holds("is", condition, value)))
+            return not_(sure(self._holds("is", condition, value)))
         return self._holds(condition.op, condition, value)
 
-    def _holds(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
+    def _holds(self, op: str, condition: AttributeCondition, value: JsonValue) -> ColumnElement[bool]:
         expected, kind = condition.value, condition.kind
         if self.pg and op == "is" and kind in ("boolean", "text", "number"):
             # jsonb containment of {attribute: value} is that test at once (a string equals only
@@ -257,13 +161,13 @@ class _Compiler:
 
     def _zone_name(self) -> ColumnElement[Any]:
         """The profile's ``timezone`` attribute (a non-empty string), else the workspace's."""
-        own = _Json(profiles.c.attributes, ["timezone"], self.dialect)
+        own = JsonValue(profiles.c.attributes, ["timezone"], self.dialect)
         workspace = (
             select(workspaces.c.timezone).where(workspaces.c.id == self.workspace_id).scalar_subquery()
         )
         return case((and_(own.kind() == "string", own.text() != ""), own.text()), else_=workspace)
 
-    def _date(self, op: str, condition: AttributeCondition, value: _Json) -> ColumnElement[bool]:
+    def _date(self, op: str, condition: AttributeCondition, value: JsonValue) -> ColumnElement[bool]:
         expected: Any = condition.value
         if self.pg:
             # flowline_date_holds (migration 0008) takes days, seconds or the value as written.
@@ -352,7 +256,7 @@ class _Compiler:
                 events.c.timestamp >= condition.between.from_,
                 events.c.timestamp <= condition.between.to,
             ]
-        clauses += [_sure(self._filter(f)) for f in condition.where]
+        clauses += [sure(self._filter(f)) for f in condition.where]
         op, value = (">=", 1) if condition.count is None else (condition.count.op, condition.count.value)
         holds: ColumnElement[bool]
         if (op == ">=" and value == 1) or (op != ">=" and value == 0):
@@ -396,19 +300,19 @@ class _Compiler:
 
     def _filter(self, f: PropertyFilter) -> ColumnElement[bool]:
         """A ``where`` filter on an event's properties, as PropertyFilter.matches defines it."""
-        value = _Json(events.c.properties, f.property.split("."), self.dialect)
+        value = JsonValue(events.c.properties, f.property.split("."), self.dialect)
         kind, expected = value.kind(), f.value
         op = f.op
         if op == "is_empty":
             return value.empty()
         if op == "is_not_empty":
-            return not_(_sure(value.empty()))
+            return not_(sure(value.empty()))
         if op in ("is", "is_not"):
-            equal = _sure(self._equal(value, expected))
+            equal = sure(self._equal(value, expected))
             return equal if op == "is" else not_(equal)
         if op == "contains":
             in_text = and_(kind == "string", self._text("contains", value.text(), str(expected)))
-            return or_(_sure(in_text), value.has_element(lambda element: self._equal(element, expected)))
+            return or_(sure(in_text), value.has_element(lambda element: self._equal(element, expected)))
         if op in ("starts_with", "ends_with"):
             return and_(kind == "string", self._text(op, value.text(), str(expected)))
         wanted = plain_number(expected)
@@ -416,7 +320,7 @@ class _Compiler:
             return false()
         return _compare(op, self._numeric(value), self._number_literal(wanted))
 
-    def _numeric(self, value: _Json) -> ColumnElement[Any]:
+    def _numeric(self, value: JsonValue) -> ColumnElement[Any]:
         """A JSON number, or a numeric string read as a number; NULL otherwise."""
         kind = value.kind()
         if self.pg:
@@ -432,7 +336,7 @@ class _Compiler:
             else_=None,
         )
 
-    def _equal(self, value: _Json, expected: Any) -> ColumnElement[bool]:
+    def _equal(self, value: JsonValue, expected: Any) -> ColumnElement[bool]:
         """Python's ``actual == expected`` on JSON values (a missing value equals nothing)."""
         kind = value.kind()
         if expected is None:

@@ -8,7 +8,7 @@ as a counter increment). The profile row is locked first (PostgreSQL), so that t
 running at once see each other's event.
 
 System events are stored with ``routed_at`` NULL: the caller routes them to the journeys that
-listen once the change is made (JourneyLauncher.route_pending).
+listen once the change is made (JourneyLauncher.route_profiles).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ async def write_event(
         "timestamp": now,
         "properties": {**properties, **origin.properties()},
         "received_at": now,
-        # NULL until the caller routes it (JourneyLauncher.route_pending).
+        # NULL until the caller routes it (JourneyLauncher.route_profiles).
         "routed_at": None,
     }
     await conn.execute(store.insert(events).on_conflict_do_nothing(), row)
