@@ -6,6 +6,7 @@ import httpx
 
 from flowline.channels.config import ChannelSettings
 from flowline.channels.providers import MessageChannel, Provider
+from flowline.channels.smtp import SmtpProvider
 
 
 def provider_for(
@@ -14,7 +15,7 @@ def provider_for(
     """The configured provider of ``channel``; None when the workspace configured none."""
     match channel:
         case "email":
-            return None
+            return SmtpProvider(settings.email) if settings.email is not None else None
         case "sms":
             return None
         case "push":
