@@ -93,7 +93,9 @@ class SmtpProvider:
             ) from refused
         except aiosmtplib.SMTPAuthenticationError as error:
             # The workspace's credentials are wrong: retried until someone fixes the settings.
-            raise DeliveryFailed(f"SMTP authentication failed: {error.code} {error.message}", permanent=False) from error
+            raise DeliveryFailed(
+                f"SMTP authentication failed: {error.code} {error.message}", permanent=False
+            ) from error
         except aiosmtplib.SMTPResponseException as error:
             permanent = 500 <= error.code < 600
             raise DeliveryFailed(f"SMTP {error.code} {error.message}", permanent=permanent) from error

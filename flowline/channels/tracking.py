@@ -81,7 +81,7 @@ def verify(text: str, secret: bytes, kind: TokenKind) -> TrackingToken | None:
         body = json.loads(_unb64(payload))
     except (binascii.Error, ValueError):
         return None
-    if not isinstance(body, dict) or _CODE_KINDS.get(body.get("k")) != kind:
+    if not isinstance(body, dict) or _CODE_KINDS.get(str(body.get("k"))) != kind:
         return None
     workspace_id, delivery_id, url = body.get("w"), body.get("d"), body.get("u")
     if not isinstance(workspace_id, str) or not isinstance(delivery_id, str):

@@ -145,3 +145,30 @@ async def list_inbox(
         .limit(limit)
     )
     return [dict(r._mapping) for r in rows]
+
+
+# Feedback kinds with a column that keeps the first time each happened.
+FEEDBACK_COLUMNS = {
+    "delivered": deliveries.c.delivered_at,
+    "opened": deliveries.c.opened_at,
+    "clicked": deliveries.c.clicked_at,
+    "bounced": deliveries.c.bounced_at,
+    "unsubscribed": deliveries.c.unsubscribed_at,
+}
+
+
+async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def record_feedback(conn: AsyncConnection, delivery_id: str, kind: str, at: datetime) -> bool:
+    """Set the delivery's ``{kind}_at`` unless set before; True when this call set it (False too
+    for a kind without a column, such as ``failed``)."""
+    column = FEEDBACK_COLUMNS.get(kind)
+    if column is None:
+        return False
+    updated = await conn.execute(
+        deliveries.update().where(deliveries.c.id == delivery_id, column.is_(None)).values({column: at})
+    )
+    return updated.rowcount == 1
