@@ -113,3 +113,18 @@ async def test_the_registry_gives_the_smtp_provider_when_email_is_configured(smt
         to = _to()
         await provider.send(_message(to))
     assert len(smtp.to(to)) == 1
+
+
+async def test_line_breaks_in_a_rendered_subject_cannot_add_headers(smtp: SmtpServer) -> None:
+    to = _to()
+    await SmtpProvider(smtp.settings()).send(_message(f"Ada <{to}>", subject="Hi\r\nBcc: eve@example.test"))
+    [mail] = smtp.to(to)
+    assert mail.message["Subject"] == "Hi Bcc: eve@example.test" and mail.message["Bcc"] is None
+    assert mail.recipients == [to]
+
+
+async def test_a_malformed_address_fails_for_good(smtp: SmtpServer) -> None:
+    for address in ("not an address", "ada@example.test\nBcc: eve@example.test"):
+        with pytest.raises(DeliveryFailed) as failed:
+            await SmtpProvider(smtp.settings()).send(_message(address))
+        assert failed.value.permanent

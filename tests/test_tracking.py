@@ -143,7 +143,9 @@ async def test_a_tampered_click_token_is_404_and_records_nothing(
     evil_payload = _url(tmp_path, tenant, delivery_id, "click", "https://evil.example/").rsplit("/", 1)[1]
     tampered = f"{PUBLIC}/t/c/{evil_payload.split('.')[0]}.{tag}"
     open_token = _url(tmp_path, tenant, delivery_id, "open").replace("/t/o/", "/t/c/")
-    for url in (tampered, open_token, f"{PUBLIC}/t/c/x.y"):
+    # Signed but not a web link (prepare_email never signs one): refused as well.
+    script = _url(tmp_path, tenant, delivery_id, "click", "javascript:alert(1)")
+    for url in (tampered, open_token, script, f"{PUBLIC}/t/c/x.y"):
         response = await api.get(url)
         assert response.status_code == 404 and "location" not in response.headers
         assert response.json() == {"message": "unknown link"}

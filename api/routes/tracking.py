@@ -79,7 +79,8 @@ async def open_pixel(token: str, request: Request, svc: Svc) -> Response:
 @router.get("/c/{token}", summary="Click redirect", include_in_schema=False)
 async def click(token: str, request: Request, svc: Svc) -> Response:
     found = _token(request, svc, token, "click")
-    if found is None or found.url is None:
+    # Only web links are ever signed; anything else is refused all the same (defence in depth).
+    if found is None or found.url is None or not found.url.lower().startswith(("http://", "https://")):
         raise ApiError(404, "unknown link")
     await _record(svc, found, "clicked", {"url": found.url}, quiet=True)
     return RedirectResponse(found.url, status_code=302, headers=_NO_STORE)

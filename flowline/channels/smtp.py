@@ -19,6 +19,7 @@ import aiosmtplib
 from flowline.channels.config import SmtpSettings
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage, Receipt
 
+_BREAKS = re.compile(r"[\r\n]+")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,200}$")
 # Headers the provider sets itself; a step's extra headers cannot replace them.
 _OWN_HEADERS = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type"}
@@ -34,16 +35,22 @@ def message_id(idempotency_key: str, from_address: str) -> str:
     return f"<{local}@{domain}>"
 
 
+def _one_line(value: str) -> str:
+    # A rendered subject may hold line breaks; in a header they would start new headers.
+    return _BREAKS.sub(" ", value).strip()
+
+
 def build_message(message: OutgoingMessage, from_address: str) -> EmailMessage:
+    """The MIME message; ValueError for an address or header the email format cannot carry."""
     mime = EmailMessage()
     mime["From"] = from_address
     mime["To"] = message.to
-    mime["Subject"] = message.subject
+    mime["Subject"] = _one_line(message.subject)
     mime["Message-ID"] = message_id(message.idempotency_key, from_address)
     mime["Date"] = formatdate(localtime=False, usegmt=True)
     for name, value in message.headers.items():
         if name.lower() not in _OWN_HEADERS:
-            mime[name] = value
+            mime[name] = _one_line(value)
     if message.text is not None:
         mime.set_content(message.text, subtype="plain")
         if message.html is not None:
@@ -71,12 +78,18 @@ class SmtpProvider:
     async def send(self, message: OutgoingMessage) -> Receipt:
         settings = self.settings
         from_address = self.from_address(message.sender)
-        mime = build_message(message, from_address)
+        try:
+            mime = build_message(message, from_address)
+        except (ValueError, TypeError, IndexError) as error:
+            raise DeliveryFailed(f"the message cannot be sent as email: {error}", permanent=True) from error
+        recipient = parseaddr(message.to)[1]
+        if "@" not in recipient:
+            raise DeliveryFailed(f"not an email address: {message.to!r}", permanent=True)
         try:
             await aiosmtplib.send(
                 mime,
                 sender=parseaddr(from_address)[1] or from_address,
-                recipients=[message.to],
+                recipients=[recipient],
                 hostname=settings.host,
                 port=settings.port,
                 username=settings.username,
