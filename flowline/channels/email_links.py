@@ -39,7 +39,7 @@ class _LinkFinder(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        # (line, column, raw tag text, href)
+        # (line, column, raw tag text, attributes) of each <a>
         self.anchors: list[tuple[int, int, str, list[tuple[str, str | None]]]] = []
         self.body_end: tuple[int, int] | None = None
 
