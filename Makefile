@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest bench-segments bench-fanout clean
+.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-segments: $(STAMP)
 # One audience run over 50,000 profiles (PostgreSQL) against bare Temporal starts, same dev server.
 bench-fanout: $(STAMP)
 	$(BIN)/python bench/fanout.py --database postgres
+
+# Messages per second through journeys (POST /v1/events -> send step -> aiosmtpd; webhook step ->
+# HTTP sink) against bare Temporal activities making the same SMTP / HTTP call, same dev server.
+bench-sends: $(STAMP)
+	$(BIN)/python bench/sends.py --messages 2000 --concurrency 50
 
 clean:
 	rm -rf $(VENV)

@@ -1,4 +1,5 @@
-"""The baseline of bench/journeys.py: a bare workflow that runs one no-op activity.
+"""The baselines of bench/journeys.py (a bare workflow that runs one no-op activity) and of
+bench/sends.py (one that runs one send).
 
 In a module of its own and small, like a real workflow module: the sandbox re-imports a
 workflow's module for every new workflow, so a big module would slow the baseline down.
@@ -22,5 +23,18 @@ class BaselineWorkflow:
     async def run(self, value: str) -> str:
         result: str = await workflow.execute_activity(
             noop, value, start_to_close_timeout=timedelta(seconds=60)
+        )
+        return result
+
+
+@workflow.defn(name="BenchSendBaseline")
+class SendBaselineWorkflow:
+    """bench/sends.py's baseline: one activity that sends one message (``kind``: email or http);
+    the activity lives in bench/sends.py, named here so this module stays small."""
+
+    @workflow.run
+    async def run(self, kind: str, key: str) -> str:
+        result: str = await workflow.execute_activity(
+            "bench_send", args=[kind, key], start_to_close_timeout=timedelta(seconds=60)
         )
         return result
