@@ -51,8 +51,8 @@ def report(
     console.print(summary)
 
     detail = Table(title="Per run (CPU in ms per message)")
-    run_columns = ("path", "mode", "N", "conc.", "seconds", "per_s", "submit_s", "start_p50_ms", "start_p95_ms")
-    for column in (*run_columns, "py_cpu", "server_cpu", "sink_cpu"):
+    cols = ("path", "mode", "N", "conc.", "seconds", "per_s", "submit_s", "start_p50_ms", "start_p95_ms")
+    for column in (*cols, "py_cpu", "server_cpu", "sink_cpu"):
         detail.add_column(column, justify="left" if column in ("path", "mode") else "right", no_wrap=True)
     for pair in results:
         for m in pair:
