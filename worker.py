@@ -25,6 +25,8 @@ from activities import (
     SegmentClockActivities,
     SendActivities,
 )
+from flowline.channels.email_links import EmailLinks
+from flowline.channels.tracking import tracking_secret
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -39,9 +41,15 @@ WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    client: Client, store: Store, task_queue: str, *, webhook_timeout: float = 10.0
+    client: Client,
+    store: Store,
+    task_queue: str,
+    *,
+    webhook_timeout: float = 10.0,
+    email_links: EmailLinks | None = None,
 ) -> AsyncIterator[Worker]:
-    """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
+    """A worker on ``task_queue`` for as long as the block runs (tests use this too).
+    ``email_links``: tracking links in emails (None: emails go as written)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
@@ -56,7 +64,7 @@ async def running_worker(
                 *activities.all(),
                 *flow_activities.all(),
                 *call_activities.all(),
-                *SendActivities(store, http).all(),
+                *SendActivities(store, http, email_links).all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
                 *SegmentClockActivities(store, launcher).all(),
@@ -78,8 +86,13 @@ async def serve(settings: Settings) -> None:
     try:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
+        links = EmailLinks(settings.public_url, tracking_secret(settings))
         async with running_worker(
-            client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
+            client,
+            store,
+            settings.task_queue,
+            webhook_timeout=settings.webhook_timeout_seconds,
+            email_links=links,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

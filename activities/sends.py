@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
+from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
@@ -58,9 +59,11 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 class SendActivities:
-    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(self, store: Store, http: httpx.AsyncClient, links: EmailLinks | None = None) -> None:
         self.store = store
         self.http = http
+        # Email tracking (open pixel, click redirects, unsubscribe link); None: emails go as written.
+        self.links = links
 
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.send_message, self.notify_internal]
@@ -190,10 +193,18 @@ class SendActivities:
         provider = provider_for(channel, settings, self.http)
         if provider is None:
             return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+        links = self.links if isinstance(step, EmailSendStep) else None
+        ws, delivery_id = row["workspace_id"], row["id"]
+        if links is not None:
+            # Templates may place the link themselves: {{ unsubscribe_url }}.
+            unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
+            context = {**context, UNSUBSCRIBE_VARIABLE: unsubscribe}
         try:
             messages = _messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
+        if links is not None:
+            messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
         try:
             receipt_ids = [(await provider.send(m)).provider_message_id for m in messages]
         except DeliveryFailed as failure:
