@@ -22,7 +22,7 @@ from flowline.journey import JourneyState
 from flowline.settings import Settings
 from flowline.store import workspaces
 from flowline.store.database import Store
-from tests.conftest import Tenant, finish
+from tests.conftest import Tenant, _terminate_leftovers, finish
 from tests.smtp import ReceivedMail, SmtpServer
 from tests.test_journeys import publish
 from worker import running_worker
@@ -46,6 +46,7 @@ async def mail_worker(
     links = EmailLinks(PUBLIC, tracking_secret(Settings(data_dir=tmp_path)))
     async with running_worker(temporal.client, store, task_queue, webhook_timeout=5, email_links=links):
         yield
+    await _terminate_leftovers(temporal, store)
 
 
 def _flow(flow_id: str = "welcome", *, then_wait: bool = True) -> dict[str, Any]:
