@@ -11,7 +11,6 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -26,6 +25,7 @@ from activities import (
     SendActivities,
 )
 from flowline.channels.email_links import EmailLinks
+from flowline.channels.outbound import outbound_client
 from flowline.channels.tracking import tracking_secret
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -46,11 +46,13 @@ async def running_worker(
     task_queue: str,
     *,
     webhook_timeout: float = 10.0,
+    allow_private_outbound: bool = False,
     email_links: EmailLinks | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too).
+    ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses;
     ``email_links``: tracking links in emails (None: emails go as written)."""
-    async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
+    async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
         launcher = JourneyLauncher(store, client, task_queue)
@@ -92,6 +94,7 @@ async def serve(settings: Settings) -> None:
             store,
             settings.task_queue,
             webhook_timeout=settings.webhook_timeout_seconds,
+            allow_private_outbound=settings.allow_private_outbound,
             email_links=links,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
