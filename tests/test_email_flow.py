@@ -44,7 +44,9 @@ async def mail_worker(
     async with store.begin() as conn:
         await workspaces.set_channel_settings(conn, tenant.id, ChannelSettings(email=smtp.settings()))
     links = EmailLinks(PUBLIC, tracking_secret(Settings(data_dir=tmp_path)))
-    async with running_worker(temporal.client, store, task_queue, webhook_timeout=5, email_links=links):
+    async with running_worker(
+        temporal.client, store, task_queue, webhook_timeout=5, allow_private_outbound=True, email_links=links
+    ):
         yield
     await _terminate_leftovers(temporal, store)
 
