@@ -24,9 +24,7 @@ from activities import (
     SegmentClockActivities,
     SendActivities,
 )
-from flowline.channels.email_links import EmailLinks
 from flowline.channels.outbound import outbound_client
-from flowline.channels.tracking import tracking_secret
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -47,11 +45,11 @@ async def running_worker(
     *,
     webhook_timeout: float = 10.0,
     allow_private_outbound: bool = False,
-    email_links: EmailLinks | None = None,
+    public_url: str | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too).
     ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses;
-    ``email_links``: tracking links in emails (None: emails go as written)."""
+    ``public_url``: where tracking links in emails point (None: emails go as written)."""
     async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
@@ -66,7 +64,7 @@ async def running_worker(
                 *activities.all(),
                 *flow_activities.all(),
                 *call_activities.all(),
-                *SendActivities(store, http, email_links).all(),
+                *SendActivities(store, http, public_url).all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
                 *SegmentClockActivities(store, launcher).all(),
@@ -88,14 +86,13 @@ async def serve(settings: Settings) -> None:
     try:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
-        links = EmailLinks(settings.public_url, tracking_secret(settings))
         async with running_worker(
             client,
             store,
             settings.task_queue,
             webhook_timeout=settings.webhook_timeout_seconds,
             allow_private_outbound=settings.allow_private_outbound,
-            email_links=links,
+            public_url=settings.public_url,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

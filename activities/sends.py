@@ -28,6 +28,7 @@ from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
+from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
@@ -60,11 +61,13 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 class SendActivities:
-    def __init__(self, store: Store, http: httpx.AsyncClient, links: EmailLinks | None = None) -> None:
+    def __init__(self, store: Store, http: httpx.AsyncClient, public_url: str | None = None) -> None:
         self.store = store
         self.http = http
-        # Email tracking (open pixel, click redirects, unsubscribe link); None: emails go as written.
-        self.links = links
+        # Where email tracking links (open pixel, clicks, unsubscribe) point; None: emails go as
+        # written.
+        self.public_url = public_url
+        self.tracking_keys = TrackingKeys(store)
 
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.send_message, self.notify_internal]
@@ -195,8 +198,8 @@ class SendActivities:
         provider = provider_for(channel, settings, self.http)
         if provider is None:
             return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
-        links = self.links if isinstance(step, EmailSendStep) else None
         ws, delivery_id = row["workspace_id"], row["id"]
+        links = await self._email_links(ws) if isinstance(step, EmailSendStep) else None
         if links is not None:
             # Templates may place the link themselves: {{ unsubscribe_url }}.
             unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
@@ -216,6 +219,12 @@ class SendActivities:
             raise ApplicationError(f"{channel} provider: {failure}") from failure
         provider_id = next((r for r in receipt_ids if r), None)
         return await self._close(row, "sent", None, provider_id, now)
+
+    async def _email_links(self, workspace_id: str) -> EmailLinks | None:
+        if self.public_url is None:
+            return None
+        key = await self.tracking_keys.key(workspace_id)
+        return EmailLinks(self.public_url, key) if key is not None else None
 
     async def _close(
         self,

@@ -39,9 +39,6 @@ class Settings(BaseSettings):
     # Where people reach this API: the base of the links in messages (open pixel, click
     # redirects, unsubscribe).
     public_url: str = "http://127.0.0.1:8000"
-    # Signs email tracking links (open pixel, clicks, unsubscribe); API and workers must share it.
-    # Unset: a random secret kept in data_dir (flowline.channels.tracking.tracking_secret).
-    tracking_secret: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +15,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.channels.config import ChannelSettings
-from flowline.channels.email_links import EmailLinks
-from flowline.channels.tracking import tracking_secret
 from flowline.journey import JourneyState
-from flowline.settings import Settings
 from flowline.store import workspaces
 from flowline.store.database import Store
 from tests.conftest import Tenant, _terminate_leftovers, finish
@@ -37,15 +33,13 @@ async def mail_worker(
     task_queue: str,
     tenant: Tenant,
     smtp: SmtpServer,
-    tmp_path: Path,
 ) -> AsyncIterator[None]:
     """A worker whose emails carry tracking links the app (the api fixture) accepts, and the
     tenant's email going to the test SMTP server."""
     async with store.begin() as conn:
         await workspaces.set_channel_settings(conn, tenant.id, ChannelSettings(email=smtp.settings()))
-    links = EmailLinks(PUBLIC, tracking_secret(Settings(data_dir=tmp_path)))
     async with running_worker(
-        temporal.client, store, task_queue, webhook_timeout=5, allow_private_outbound=True, email_links=links
+        temporal.client, store, task_queue, webhook_timeout=5, allow_private_outbound=True, public_url=PUBLIC
     ):
         yield
     await _terminate_leftovers(temporal, store)
