@@ -73,7 +73,11 @@ async def _record(
 
 @router.get("/o/{token}", summary="Open pixel", include_in_schema=False)
 async def open_pixel(token: str, request: Request, svc: Svc) -> Response:
-    found = await _token(request, svc, token, "open")
+    try:
+        found = await _token(request, svc, token, "open")
+    except Exception:  # the key lookup failed (the database): the image all the same
+        log.exception("checking an open pixel token failed")
+        found = None
     if found is not None:
         await _record(svc, found, "opened", {}, quiet=True)
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
