@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from flowline.channels.config import ChannelSettings
+from flowline.channels.outbound import outbound_client
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage
 from flowline.channels.registry import provider_for
 from flowline.channels.smtp import SmtpProvider
@@ -38,7 +38,7 @@ def _to() -> str:
 async def test_a_message_arrives_with_text_and_html_alternatives_and_its_headers(smtp: SmtpServer) -> None:
     to = _to()
     message = _message(to)
-    receipt = await SmtpProvider(smtp.settings()).send(message)
+    receipt = await SmtpProvider(smtp.settings(), allow_private=True).send(message)
     [mail] = smtp.to(to)
     mime = mail.message
     assert mime.get_content_type() == "multipart/alternative"
@@ -55,7 +55,7 @@ async def test_a_message_arrives_with_text_and_html_alternatives_and_its_headers
 async def test_a_resend_of_the_same_delivery_carries_the_same_message_id(smtp: SmtpServer) -> None:
     to = _to()
     message = _message(to)
-    provider = SmtpProvider(smtp.settings())
+    provider = SmtpProvider(smtp.settings(), allow_private=True)
     await provider.send(message)
     await provider.send(message)
     await provider.send(_message(to))
@@ -66,7 +66,7 @@ async def test_a_resend_of_the_same_delivery_carries_the_same_message_id(smtp: S
 async def test_a_named_sender_is_the_from_address_and_an_unknown_one_fails_for_good(smtp: SmtpServer) -> None:
     to = _to()
     settings = smtp.settings(senders={"news": "Acme News <news@acme.test>"})
-    provider = SmtpProvider(settings)
+    provider = SmtpProvider(settings, allow_private=True)
     await provider.send(_message(to, sender="news"))
     [mail] = smtp.to(to)
     assert mail.message["From"] == "Acme News <news@acme.test>" and mail.sender == "news@acme.test"
@@ -78,7 +78,7 @@ async def test_a_named_sender_is_the_from_address_and_an_unknown_one_fails_for_g
 
 async def test_html_only_and_text_only_messages(smtp: SmtpServer) -> None:
     to = _to()
-    provider = SmtpProvider(smtp.settings())
+    provider = SmtpProvider(smtp.settings(), allow_private=True)
     await provider.send(_message(to, text=None))
     await provider.send(_message(to, html=None))
     html_only, text_only = smtp.to(to)
@@ -88,25 +88,25 @@ async def test_html_only_and_text_only_messages(smtp: SmtpServer) -> None:
 
 async def test_a_refused_recipient_is_a_permanent_failure(smtp: SmtpServer) -> None:
     with pytest.raises(DeliveryFailed, match="550") as failed:
-        await SmtpProvider(smtp.settings()).send(_message("refused@example.test"))
+        await SmtpProvider(smtp.settings(), allow_private=True).send(_message("refused@example.test"))
     assert failed.value.permanent
 
 
 async def test_a_4xx_answer_is_retried(smtp: SmtpServer) -> None:
     with pytest.raises(DeliveryFailed, match="451") as failed:
-        await SmtpProvider(smtp.settings()).send(_message("busy@example.test"))
+        await SmtpProvider(smtp.settings(), allow_private=True).send(_message("busy@example.test"))
     assert not failed.value.permanent
 
 
 async def test_no_server_listening_is_retried() -> None:
     settings = SmtpServer("127.0.0.1", free_port()).settings(timeout_seconds=2)
     with pytest.raises(DeliveryFailed) as failed:
-        await SmtpProvider(settings).send(_message(_to()))
+        await SmtpProvider(settings, allow_private=True).send(_message(_to()))
     assert not failed.value.permanent
 
 
 async def test_the_registry_gives_the_smtp_provider_when_email_is_configured(smtp: SmtpServer) -> None:
-    async with httpx.AsyncClient() as http:
+    async with outbound_client(timeout=5, allow_private=True) as http:
         assert provider_for("email", ChannelSettings(), http) is None
         provider = provider_for("email", ChannelSettings(email=smtp.settings()), http)
         assert provider is not None
@@ -117,7 +117,9 @@ async def test_the_registry_gives_the_smtp_provider_when_email_is_configured(smt
 
 async def test_line_breaks_in_a_rendered_subject_cannot_add_headers(smtp: SmtpServer) -> None:
     to = _to()
-    await SmtpProvider(smtp.settings()).send(_message(f"Ada <{to}>", subject="Hi\r\nBcc: eve@example.test"))
+    await SmtpProvider(smtp.settings(), allow_private=True).send(
+        _message(f"Ada <{to}>", subject="Hi\r\nBcc: eve@example.test")
+    )
     [mail] = smtp.to(to)
     assert mail.message["Subject"] == "Hi Bcc: eve@example.test" and mail.message["Bcc"] is None
     assert mail.recipients == [to]
@@ -126,5 +128,19 @@ async def test_line_breaks_in_a_rendered_subject_cannot_add_headers(smtp: SmtpSe
 async def test_a_malformed_address_fails_for_good(smtp: SmtpServer) -> None:
     for address in ("not an address", "ada@example.test\nBcc: eve@example.test"):
         with pytest.raises(DeliveryFailed) as failed:
-            await SmtpProvider(smtp.settings()).send(_message(address))
+            await SmtpProvider(smtp.settings(), allow_private=True).send(_message(address))
         assert failed.value.permanent
+
+
+async def test_private_smtp_hosts_are_refused_for_good_unless_allowed(smtp: SmtpServer) -> None:
+    """The SMTP host is a workspace's setting: the worker's SSRF guard covers it too."""
+    to = _to()
+    with pytest.raises(DeliveryFailed, match="non-public") as failed:
+        await SmtpProvider(smtp.settings()).send(_message(to))
+    assert failed.value.permanent
+    async with outbound_client(timeout=5, allow_private=False) as http:
+        guarded = provider_for("email", ChannelSettings(email=smtp.settings()), http)
+        assert guarded is not None
+        with pytest.raises(DeliveryFailed, match="non-public"):
+            await guarded.send(_message(to))
+    assert smtp.to(to) == []

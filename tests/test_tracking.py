@@ -4,10 +4,10 @@ channel events they record reach a journey that waits for them."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -15,23 +15,23 @@ from api.routes.tracking import PIXEL
 from flowline.channels.email_links import prepare_email, unsubscribe_url
 from flowline.channels.providers import OutgoingMessage
 from flowline.channels.smtp import SmtpProvider
-from flowline.channels.tracking import TrackingToken, tracking_secret, tracking_url
-from flowline.settings import Settings
+from flowline.channels.tracking import TrackingToken, tracking_url
 from flowline.store import deliveries as ledger
+from flowline.store import tables, workspaces
 from flowline.store.database import Store
 from flowline.store.profile_changes import blocks
 from flowline.store.profiles import get_profile
 from flowline.store.tables import events
-from tests.conftest import Tenant, finish
+from tests.conftest import Tenant, finish, new_tenant
 from tests.smtp import SmtpServer
 from tests.test_journeys import publish
 
 PUBLIC = "http://flowline"
 
 
-def _secret(tmp_path: Path) -> bytes:
-    # The api fixture's settings keep the secret in tmp_path (no FLOWLINE_TRACKING_SECRET).
-    return tracking_secret(Settings(data_dir=tmp_path))
+async def _key(store: Store, tenant: Tenant) -> bytes:
+    async with store.begin() as conn:
+        return await workspaces.tracking_key(conn, tenant.id)
 
 
 async def _delivery(
@@ -61,8 +61,8 @@ async def _delivery(
     return str(row["id"])
 
 
-def _url(tmp_path: Path, tenant: Tenant, delivery_id: str, kind: Any, url: str | None = None) -> str:
-    return tracking_url(PUBLIC, TrackingToken(tenant.id, delivery_id, kind, url), _secret(tmp_path))
+def _url(key: bytes, tenant: Tenant, delivery_id: str, kind: Any, url: str | None = None) -> str:
+    return tracking_url(PUBLIC, TrackingToken(tenant.id, delivery_id, kind, url), key)
 
 
 async def _events(store: Store, tenant: Tenant, name: str) -> list[dict[str, Any]]:
@@ -83,10 +83,11 @@ async def _delivery_row(store: Store, delivery_id: str) -> dict[str, Any]:
 
 
 async def test_the_open_pixel_records_the_first_open_once(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant)
-    pixel = _url(tmp_path, tenant, delivery_id, "open")
+    pixel = _url(key, tenant, delivery_id, "open")
     for _ in range(2):
         response = await api.get(pixel, headers={"Authorization": ""})
         assert response.status_code == 200 and response.content == PIXEL
@@ -107,10 +108,11 @@ async def test_the_open_pixel_records_the_first_open_once(
 
 
 async def test_a_bad_pixel_token_still_gets_the_gif_and_records_nothing(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant)
-    good = _url(tmp_path, tenant, delivery_id, "open")
+    good = _url(key, tenant, delivery_id, "open")
     forged = tracking_url(PUBLIC, TrackingToken(tenant.id, delivery_id, "open"), b"not our secret")
     for url in (forged, good[:-3] + "AAA", f"{PUBLIC}/t/o/nonsense"):
         response = await api.get(url)
@@ -120,14 +122,15 @@ async def test_a_bad_pixel_token_still_gets_the_gif_and_records_nothing(
 
 
 async def test_a_click_redirects_to_the_signed_url_and_records_it(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant)
     target = "https://shop.example/sale?a=1&b=2"
     for _ in range(2):
-        response = await api.get(_url(tmp_path, tenant, delivery_id, "click", target))
+        response = await api.get(_url(key, tenant, delivery_id, "click", target))
         assert response.status_code == 302 and response.headers["location"] == target
-    await api.get(_url(tmp_path, tenant, delivery_id, "click", "https://shop.example/other"))
+    await api.get(_url(key, tenant, delivery_id, "click", "https://shop.example/other"))
     clicked = await _events(store, tenant, "message_clicked")
     assert sorted(e["properties"]["url"] for e in clicked) == ["https://shop.example/other", target]
     assert all(e["properties"]["delivery_id"] == delivery_id for e in clicked)
@@ -135,16 +138,17 @@ async def test_a_click_redirects_to_the_signed_url_and_records_it(
 
 
 async def test_a_tampered_click_token_is_404_and_records_nothing(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant)
-    good = _url(tmp_path, tenant, delivery_id, "click", "https://shop.example/")
+    good = _url(key, tenant, delivery_id, "click", "https://shop.example/")
     tag = good.rsplit(".", 1)[1]
-    evil_payload = _url(tmp_path, tenant, delivery_id, "click", "https://evil.example/").rsplit("/", 1)[1]
+    evil_payload = _url(key, tenant, delivery_id, "click", "https://evil.example/").rsplit("/", 1)[1]
     tampered = f"{PUBLIC}/t/c/{evil_payload.split('.')[0]}.{tag}"
-    open_token = _url(tmp_path, tenant, delivery_id, "open").replace("/t/o/", "/t/c/")
+    open_token = _url(key, tenant, delivery_id, "open").replace("/t/o/", "/t/c/")
     # Signed but not a web link (prepare_email never signs one): refused as well.
-    script = _url(tmp_path, tenant, delivery_id, "click", "javascript:alert(1)")
+    script = _url(key, tenant, delivery_id, "click", "javascript:alert(1)")
     for url in (tampered, open_token, script, f"{PUBLIC}/t/c/x.y"):
         response = await api.get(url)
         assert response.status_code == 404 and "location" not in response.headers
@@ -154,12 +158,11 @@ async def test_a_tampered_click_token_is_404_and_records_nothing(
 
 
 async def test_one_click_unsubscribe_adds_do_not_contact_for_the_sender(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant, sender="news")
-    leave = unsubscribe_url(
-        delivery_id=delivery_id, workspace_id=tenant.id, public_url=PUBLIC, secret=_secret(tmp_path)
-    )
+    leave = unsubscribe_url(delivery_id=delivery_id, workspace_id=tenant.id, public_url=PUBLIC, secret=key)
     for _ in range(2):
         response = await api.post(
             leave,
@@ -180,29 +183,56 @@ async def test_one_click_unsubscribe_adds_do_not_contact_for_the_sender(
 
 
 async def test_the_unsubscribe_page_unsubscribes_from_every_sender_without_one(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant, profile="bob")
-    response = await api.get(_url(tmp_path, tenant, delivery_id, "unsubscribe"))
+    response = await api.get(_url(key, tenant, delivery_id, "unsubscribe"))
     assert response.status_code == 200 and "unsubscribed" in response.text
     async with store.connect() as conn:
         profile = await get_profile(conn, tenant.id, "bob")
     assert profile is not None and blocks(profile["do_not_contact"], "email", "anyone")
     assert not blocks(profile["do_not_contact"], "sms")
     # A click token is no unsubscribe token.
-    forged = _url(tmp_path, tenant, delivery_id, "click", "https://x.example/").replace("/t/c/", "/t/u/")
+    forged = _url(key, tenant, delivery_id, "click", "https://x.example/").replace("/t/c/", "/t/u/")
     assert (await api.post(forged)).status_code == 404
 
 
-async def test_tokens_of_another_workspace_touch_nothing(
-    api: httpx.AsyncClient, store: Store, tenant: Tenant, tmp_path: Path
+async def test_each_workspace_signs_with_its_own_key(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    key = await _key(store, tenant)
+    other = await new_tenant(store)
+    other_key = await _key(store, other)
+    assert other_key != key and await _key(store, tenant) == key
     delivery_id = await _delivery(store, tenant)
-    other = Tenant("ws-other", "")
-    await api.get(_url(tmp_path, other, delivery_id, "open"))
-    assert (await api.post(_url(tmp_path, other, delivery_id, "unsubscribe"))).status_code == 200
+    # Another workspace's key cannot sign for this workspace's delivery, nor this workspace's key
+    # for another's name; a token naming an unknown workspace verifies under no key.
+    forged = [
+        _url(other_key, tenant, delivery_id, "unsubscribe"),
+        _url(key, other, delivery_id, "unsubscribe"),
+        _url(key, Tenant("ws-unknown", ""), delivery_id, "unsubscribe"),
+    ]
+    for url in forged:
+        assert (await api.post(url)).status_code == 404
+    # Signed by the other workspace for its own name: authentic, but not its delivery.
+    assert (await api.get(_url(other_key, other, delivery_id, "open"))).status_code == 200
     assert await _events(store, tenant, "message_opened") == []
+    assert (await _delivery_row(store, delivery_id))["opened_at"] is None
     assert (await _delivery_row(store, delivery_id))["unsubscribed_at"] is None
+
+
+async def test_workspaces_made_before_tracking_keys_get_one_on_first_use(store: Store) -> None:
+    tenant = await new_tenant(store)
+    async with store.begin() as conn:
+        await conn.execute(
+            tables.workspaces.update().where(tables.workspaces.c.id == tenant.id).values(tracking_key=None)
+        )
+    first = await _key(store, tenant)
+    assert len(first) >= 32 and await _key(store, tenant) == first
+    async with store.begin() as conn:
+        with pytest.raises(LookupError):
+            await workspaces.tracking_key(conn, "ws-unknown")
 
 
 def _opened_flow() -> dict[str, Any]:
@@ -231,26 +261,24 @@ async def test_a_journey_waiting_for_the_open_hears_the_pixel(
     tenant: Tenant,
     temporal: WorkflowEnvironment,
     worker: None,
-    tmp_path: Path,
     smtp: SmtpServer,
 ) -> None:
+    key = await _key(store, tenant)
     await publish(api, _opened_flow())
     started = await api.post("/v1/flows/news/journeys", json={"profile_id": "ada"})
     assert started.status_code == 201, started.text
     journey_id = started.json()["journey_id"]
     # The open of another step's message does not count; this step's does.
     other = await _delivery(store, tenant, journey_id=journey_id, step_id="other")
-    await api.get(_url(tmp_path, tenant, other, "open"))
+    await api.get(_url(key, tenant, other, "open"))
     mail = await _delivery(store, tenant, journey_id=journey_id)
     # The message as the send step sends it, through a real SMTP server; the pixel is read from
     # the HTML that arrived.
     message = OutgoingMessage(
         channel="email", idempotency_key=mail, to=f"ada-{mail}@example.test", html="<p>Hi</p>"
     )
-    prepared = prepare_email(
-        message, delivery_id=mail, workspace_id=tenant.id, public_url=PUBLIC, secret=_secret(tmp_path)
-    )
-    await SmtpProvider(smtp.settings()).send(prepared)
+    prepared = prepare_email(message, delivery_id=mail, workspace_id=tenant.id, public_url=PUBLIC, secret=key)
+    await SmtpProvider(smtp.settings(), allow_private=True).send(prepared)
     [received] = smtp.to(message.to)
     pixel = received.part("html").split('<img src="', 1)[1].split('"', 1)[0]
     assert (await api.get(pixel)).status_code == 200

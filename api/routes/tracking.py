@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.deps import Svc
 from api.errors import ApiError
 from flowline.channels.feedback import FeedbackKind, record_feedback
-from flowline.channels.tracking import TokenKind, TrackingToken, tracking_secret, verify
+from flowline.channels.tracking import TokenKind, TrackingToken, claimed_workspace, verify
+from flowline.channels.tracking_keys import TrackingKeys
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
@@ -30,16 +31,18 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 _NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
 
 
-def _secret(request: Request, svc: Svc) -> bytes:
-    cached: bytes | None = getattr(request.app.state, "tracking_secret", None)
-    if cached is None:
-        cached = tracking_secret(svc.settings)
-        request.app.state.tracking_secret = cached
-    return cached
+def _keys(request: Request, svc: Svc) -> TrackingKeys:
+    keys: TrackingKeys | None = getattr(request.app.state, "tracking_keys", None)
+    if keys is None:
+        keys = request.app.state.tracking_keys = TrackingKeys(svc.store)
+    return keys
 
 
-def _token(request: Request, svc: Svc, token: str, kind: TokenKind) -> TrackingToken | None:
-    return verify(token, _secret(request, svc), kind)
+async def _token(request: Request, svc: Svc, token: str, kind: TokenKind) -> TrackingToken | None:
+    """The token's content if it verifies under the key of the workspace it names."""
+    workspace_id = claimed_workspace(token)
+    key = await _keys(request, svc).key(workspace_id) if workspace_id is not None else None
+    return verify(token, key, kind) if key is not None else None
 
 
 async def _record(
@@ -70,7 +73,11 @@ async def _record(
 
 @router.get("/o/{token}", summary="Open pixel", include_in_schema=False)
 async def open_pixel(token: str, request: Request, svc: Svc) -> Response:
-    found = _token(request, svc, token, "open")
+    try:
+        found = await _token(request, svc, token, "open")
+    except Exception:  # the key lookup failed (the database): the image all the same
+        log.exception("checking an open pixel token failed")
+        found = None
     if found is not None:
         await _record(svc, found, "opened", {}, quiet=True)
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
@@ -78,7 +85,7 @@ async def open_pixel(token: str, request: Request, svc: Svc) -> Response:
 
 @router.get("/c/{token}", summary="Click redirect", include_in_schema=False)
 async def click(token: str, request: Request, svc: Svc) -> Response:
-    found = _token(request, svc, token, "click")
+    found = await _token(request, svc, token, "click")
     # Only web links are ever signed; anything else is refused all the same (defence in depth).
     if found is None or found.url is None or not found.url.lower().startswith(("http://", "https://")):
         raise ApiError(404, "unknown link")
@@ -87,7 +94,7 @@ async def click(token: str, request: Request, svc: Svc) -> Response:
 
 
 async def _unsubscribe(token: str, request: Request, svc: Svc) -> TrackingToken:
-    found = _token(request, svc, token, "unsubscribe")
+    found = await _token(request, svc, token, "unsubscribe")
     if found is None:
         raise ApiError(404, "unknown link")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from flowline.channels.providers import OutgoingMessage
@@ -146,3 +147,25 @@ def prepare_email(
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     return dataclasses.replace(message, text=text, html=body, headers=headers)
+
+
+@dataclass(frozen=True)
+class EmailLinks:
+    """Where tracking links point and what signs them: the send activity's part of the above."""
+
+    public_url: str
+    secret: bytes
+
+    def unsubscribe_url(self, *, workspace_id: str, delivery_id: str) -> str:
+        return unsubscribe_url(
+            delivery_id=delivery_id, workspace_id=workspace_id, public_url=self.public_url, secret=self.secret
+        )
+
+    def prepare(self, message: OutgoingMessage, *, workspace_id: str, delivery_id: str) -> OutgoingMessage:
+        return prepare_email(
+            message,
+            delivery_id=delivery_id,
+            workspace_id=workspace_id,
+            public_url=self.public_url,
+            secret=self.secret,
+        )

@@ -15,8 +15,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
+import httpx
 
 from flowline.channels.config import SmtpSettings
+from flowline.channels.outbound import OutboundRefused, check_host
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage, Receipt
 
 _BREAKS = re.compile(r"[\r\n]+")
@@ -63,8 +65,11 @@ def build_message(message: OutgoingMessage, from_address: str) -> EmailMessage:
 
 
 class SmtpProvider:
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, *, allow_private: bool = False) -> None:
         self.settings = settings
+        # The SMTP host is a workspace's setting: like HTTP providers it may only reach public
+        # addresses (flowline/channels/outbound.py) unless the deployment allows private ones.
+        self.allow_private = allow_private
 
     def from_address(self, sender: str | None) -> str:
         if sender is None:
@@ -86,6 +91,8 @@ class SmtpProvider:
         if "@" not in recipient:
             raise DeliveryFailed(f"not an email address: {message.to!r}", permanent=True)
         try:
+            if not self.allow_private:
+                await check_host(settings.host, settings.port)
             await aiosmtplib.send(
                 mime,
                 sender=parseaddr(from_address)[1] or from_address,
@@ -98,6 +105,11 @@ class SmtpProvider:
                 start_tls=settings.security == "starttls",
                 timeout=settings.timeout_seconds,
             )
+        except OutboundRefused as refused:
+            raise DeliveryFailed(str(refused), permanent=True) from refused
+        except httpx.ConnectError as error:
+            # The host name does not resolve (now): retried.
+            raise DeliveryFailed(f"SMTP unavailable: {error}", permanent=False) from error
         except aiosmtplib.SMTPRecipientsRefused as refused:
             codes = [r.code for r in refused.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in refused.recipients)

@@ -2,9 +2,10 @@
 
 A token is ``<payload>.<tag>``, both base64url without padding: the payload is compact JSON
 ``{"w": workspace, "d": delivery, "k": kind, "u": url (clicks only)}`` and the tag its
-HMAC-SHA256 under the deployment's tracking secret. The token is the only authority the tracking
-routes accept, so it must not be forgeable: whoever holds a click token can only be sent to the
-URL it names (never an open redirect), and an unsubscribe token names one delivery's recipient.
+HMAC-SHA256 under the workspace's tracking key (workspaces.tracking_key, shown to no one). The
+token is the only authority the tracking routes accept, so it must not be forgeable: a click
+token only ever sends its reader to the URL it names (never an open redirect), and an
+unsubscribe token names one delivery's recipient.
 Tokens carry no time or nonce: the same delivery always gets the same links, so a retried send
 renders the same message.
 """
@@ -13,17 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
-
-from flowline.settings import Settings
+from typing import Any, Literal
 
 TokenKind = Literal["open", "click", "unsubscribe"]
 _KIND_CODES: dict[TokenKind, str] = {"open": "o", "click": "c", "unsubscribe": "u"}
@@ -32,7 +27,6 @@ _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 PATHS: dict[TokenKind, str] = {"open": "/t/o/", "click": "/t/c/", "unsubscribe": "/t/u/"}
 # Longer tokens are refused before any work (a click token holds its URL).
 MAX_TOKEN_LENGTH = 8192
-SECRET_FILE = "tracking_secret"
 
 
 @dataclass(frozen=True)
@@ -64,24 +58,43 @@ def sign(token: TrackingToken, secret: bytes) -> str:
     return f"{payload}.{_tag(secret, payload)}"
 
 
-def verify(text: str, secret: bytes, kind: TokenKind) -> TrackingToken | None:
-    """The token's content when its tag is right and it is of ``kind``; None otherwise."""
+def _parts(text: str) -> tuple[str, str] | None:
     if len(text) > MAX_TOKEN_LENGTH or text.count(".") != 1:
         return None
     payload, tag = text.split(".")
-    try:
-        payload.encode("ascii")
-        tag.encode("ascii")
-    except UnicodeEncodeError:
+    if not (payload.isascii() and tag.isascii()):
         return None
-    # Constant time: the tag is checked before anything in the payload is looked at.
-    if not hmac.compare_digest(_tag(secret, payload), tag):
-        return None
+    return payload, tag
+
+
+def _body(payload: str) -> dict[str, Any] | None:
     try:
         body = json.loads(_unb64(payload))
     except (binascii.Error, ValueError):
         return None
-    if not isinstance(body, dict) or _CODE_KINDS.get(str(body.get("k"))) != kind:
+    return body if isinstance(body, dict) else None
+
+
+def claimed_workspace(text: str) -> str | None:
+    """The workspace a token claims to be from, NOT verified: only to find the key to verify it
+    with (each workspace signs with its own key)."""
+    parts = _parts(text)
+    body = _body(parts[0]) if parts is not None else None
+    workspace_id = body.get("w") if body is not None else None
+    return workspace_id if isinstance(workspace_id, str) else None
+
+
+def verify(text: str, secret: bytes, kind: TokenKind) -> TrackingToken | None:
+    """The token's content when its tag is right and it is of ``kind``; None otherwise."""
+    parts = _parts(text)
+    if parts is None:
+        return None
+    payload, tag = parts
+    # Constant time: the tag is checked before anything in the payload is trusted.
+    if not hmac.compare_digest(_tag(secret, payload), tag):
+        return None
+    body = _body(payload)
+    if body is None or _CODE_KINDS.get(str(body.get("k"))) != kind:
         return None
     workspace_id, delivery_id, url = body.get("w"), body.get("d"), body.get("u")
     if not isinstance(workspace_id, str) or not isinstance(delivery_id, str):
@@ -93,23 +106,3 @@ def verify(text: str, secret: bytes, kind: TokenKind) -> TrackingToken | None:
 
 def tracking_url(public_url: str, token: TrackingToken, secret: bytes) -> str:
     return f"{public_url.rstrip('/')}{PATHS[token.kind]}{sign(token, secret)}"
-
-
-def tracking_secret(settings: Settings) -> bytes:
-    """``FLOWLINE_TRACKING_SECRET``, or else a random secret kept in the data directory (created
-    on first use): the API that verifies tokens and the workers that sign them must share it, so
-    set it explicitly when they run on different machines."""
-    if settings.tracking_secret:
-        return settings.tracking_secret.encode()
-    path = Path(settings.data_dir) / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f"{SECRET_FILE}.{secrets.token_hex(8)}")
-        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-            file.write(secrets.token_urlsafe(32))
-        # A hard link appears whole and fails if the file exists: processes starting at once
-        # agree on the first one's secret.
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-        draft.unlink()
-    return path.read_text().strip().encode()
