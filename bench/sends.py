@@ -49,6 +49,7 @@ WORKSPACE = "bench"
 BASELINE_QUEUE = "bench-sends-baseline"
 JOURNEY_QUEUE = "bench-sends-journeys"
 FROM_ADDRESS = "Flowline <hello@flowline.test>"
+PUBLIC_URL = "http://127.0.0.1:8000"  # where tracking links point (the default of Settings)
 SUBJECT = "Welcome, {{ profile.first_name }}"
 TEXT = "Hello {{ profile.first_name }}, thanks for {{ event.name }} on the {{ event.plan }} plan."
 HTML = (
@@ -223,7 +224,10 @@ async def journeys(
             raise RuntimeError(f"journey {jid} ended {state.get('status')!r}")
         return state
 
-    async with running_worker(client, store, JOURNEY_QUEUE):
+    # As `make run` has it: the sinks are on 127.0.0.1, and emails get their tracking links.
+    async with running_worker(
+        client, store, JOURNEY_QUEUE, allow_private_outbound=True, public_url=PUBLIC_URL
+    ):
         return await measure(sinks, path, "journeys", n, drive("journeys", n, concurrency, submit, wait))
 
 
@@ -312,6 +316,7 @@ async def main(args: argparse.Namespace) -> int:
     from bench.report import report
     from bench.sinks import sinks as started_sinks
     from flowline.channels.config import ChannelSettings, SmtpSettings
+    from flowline.channels.outbound import outbound_client
     from flowline.settings import Settings
     from flowline.store.database import Store
     from flowline.store.migrate import upgrade
@@ -365,8 +370,8 @@ async def main(args: argparse.Namespace) -> int:
                     headers={"Authorization": f"Bearer {key}"},
                     timeout=120,
                 ) as api,
-                # As worker.running_worker's client for webhooks.
-                httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http,
+                # As worker.running_worker's client for webhooks and providers.
+                outbound_client(timeout=10.0, allow_private=True) as http,
             ):
                 for path in paths:
                     document = flow(path, sinks.http_url)
