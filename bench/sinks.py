@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,8 +114,10 @@ def sinks() -> Iterator[Sinks]:
     process = context.Process(target=serve, args=(theirs, smtp_port), daemon=True)
     process.start()
     try:
-        if not ours.poll(60):
-            raise RuntimeError("the sinks did not start in 60 s")
+        deadline = time.monotonic() + 60
+        while not ours.poll(0.2):
+            if not process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the sinks did not start (see the error above)")
         http_port = ours.recv()
         assert process.pid is not None
         yield Sinks(smtp_port, f"http://127.0.0.1:{http_port}/hook", process.pid, ours)
