@@ -3,7 +3,8 @@
     .venv/bin/python bench/sends.py [--messages N] [--concurrency C] [--paths email http]
 
 Two paths, each measured the same way, on one Temporal dev server (from .venv/bin/temporal, on
-disk with WAL, as bench/fanout.py) and a fresh SQLite database in a temp dir:
+disk with WAL, as bench/fanout.py) and a fresh SQLite database in a temp dir (``--database
+postgres``: a fresh schema in the local PostgreSQL):
 
 (a) email: a published flow (event ``bench_email`` -> ``send`` step, channel email, subject, text
     and HTML with Liquid -> exit); the workspace's channel settings point to a real SMTP server
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import logging
 import os
@@ -334,9 +336,20 @@ async def main(args: argparse.Namespace) -> int:
         paths.remove("email")
     load_before = os.getloadavg()
     results: list[tuple[Measured, Measured]] = []
-    with tempfile.TemporaryDirectory(prefix="flowline-sends-") as tmp, started_sinks() as sinks:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'flowline.db'}"
-        upgrade(url)
+    with (
+        tempfile.TemporaryDirectory(prefix="flowline-sends-") as tmp,
+        started_sinks() as sinks,
+        contextlib.ExitStack() as stack,
+    ):
+        if args.database == "postgres":
+            from tests.databases import postgres_database
+
+            # A schema of its own in the `test` database (FLOWLINE_TEST_POSTGRES), dropped at the end.
+            url = stack.enter_context(postgres_database())
+        else:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'flowline.db'}"
+            upgrade(url)
+        print(f"database {args.database}", flush=True)
         store = Store(url)
         smtp = SmtpSettings(
             host="127.0.0.1", port=sinks.smtp_port, security="none", from_address=FROM_ADDRESS
@@ -400,6 +413,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="starts in flight (default 50)")
     parser.add_argument("--warmup", type=int, default=20, help="uncounted messages first (default 20)")
     parser.add_argument("--paths", nargs="+", choices=["email", "http"], default=["email", "http"])
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="a fresh SQLite file (default) or a fresh schema in PostgreSQL at FLOWLINE_TEST_POSTGRES",
+    )
     parser.add_argument("--cprofile", help="write cProfile stats of each journeys run to PATH.<path>")
     parser.add_argument(
         "--temporal",
