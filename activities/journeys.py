@@ -20,12 +20,14 @@ from flowline.journey import (
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
+    RECORD_JOURNEY_MOVE,
     SEND_IN_APP,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
+    JourneyMoved,
     JourneyRef,
     ProfileAttributes,
     ProfileAttributesRequest,
@@ -67,6 +69,7 @@ class JourneyActivities:
             self.send_in_app,
             self.deliver_webhook,
             self.record_journey_end,
+            self.record_journey_move,
             self.profile_time_zone,
             self.evaluate_expressions,
             self.profile_attributes,
@@ -167,6 +170,12 @@ class JourneyActivities:
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
             await _record_end(conn, end)
+
+    @activity.defn(name=RECORD_JOURNEY_MOVE)
+    async def record_journey_move(self, moved: JourneyMoved) -> None:
+        """Listing, stats and routing (the events a journey listens to) follow the new version."""
+        async with self.store.begin() as conn:
+            await journeys.record_move(conn, moved.journey.journey_id, moved.journey.version)
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:

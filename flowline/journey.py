@@ -42,11 +42,14 @@ PROFILE_ATTRIBUTES = "profile_attributes"
 EVALUATE_CONDITIONS = "evaluate_conditions"
 PROFILE_STEP = "profile_step"
 EVENTS_SINCE = "events_since"
+RECORD_JOURNEY_MOVE = "record_journey_move"
 
 # Signals a journey takes: an event of its profile (routed to it because its flow listens to
 # the event's name), and a stop (from the API or the flow's lifecycle).
 EVENT_SIGNAL = "event"
 STOP_SIGNAL = "stop"
+# Publishing with move_journeys asks journeys of older versions to move (workflows/moves.py).
+MOVE_SIGNAL = "move"
 ADD_TO_FLOW = "add_to_flow"
 CALL_API = "call_api"
 RESERVE_CALL_SLOT = "reserve_call_slot"
@@ -92,6 +95,17 @@ class HeardEvent(_Model):
     heard_at: datetime
 
 
+class VersionMove(_Model):
+    """A request to move to a newer version of the flow: taken, or ignored with the reason."""
+
+    version: int
+    from_version: int
+    step: str | None
+    at: datetime
+    moved: bool
+    reason: str | None = None
+
+
 class Resume(_Model):
     """Where a journey that continued as new picks up: its step, its bookkeeping, and, when it was
     waiting, the moment its timer ends and the events its wait counted so far."""
@@ -106,6 +120,10 @@ class Resume(_Model):
     until: datetime | None = None
     heard: list[HeardEvent] = Field(default_factory=list)
     runs: int = 1
+    # Set on the first run after a move to a newer version: the version it left (the new run
+    # records the move in the store).
+    moved_from: int | None = None
+    moves: list[VersionMove] = Field(default_factory=list)
 
 
 class JourneyLimits(_Model):
@@ -150,6 +168,8 @@ class JourneyState(_Model):
     # Entries dropped from the front of ``path`` when the journey continued as new.
     path_dropped: int = 0
     runs: int = 1
+    # Move requests from publishing with move_journeys: taken or ignored (with the reason).
+    moves: list[VersionMove] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activity contracts
@@ -289,6 +309,20 @@ class StepResult(_Model):
     started_journey: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
+
+
+class MoveRequest(_Model):
+    """Move to ``version`` (whose document is ``flow``) if waiting at a step it also has."""
+
+    version: int = Field(ge=1)
+    flow: FlowDocument
+
+
+class JourneyMoved(_Model):
+    """The journey (``journey.version`` is the new version) moved from ``from_version``."""
+
+    journey: JourneyRef
+    from_version: int
 
 
 class StopRequest(_Model):

@@ -12,9 +12,10 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.moves
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits]
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits, workflows.moves]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -22,6 +23,7 @@ ALLOWED_IMPORTS = {
     "contextlib",
     "collections.abc",
     "collections",
+    "dataclasses",
     "datetime",
     "typing",
     "temporalio",
@@ -39,6 +41,7 @@ ALLOWED_IMPORTS = {
     "flowline.journey",
     "workflows.calls",
     "workflows.waits",
+    "workflows.moves",
     "workflows.search_attributes",
     "zoneinfo",
 }

@@ -78,8 +78,9 @@ from flowline.journey import (
     WebhookRequest,
 )
 from workflows.calls import call_api
+from workflows.moves import Moving
 from workflows.search_attributes import STEP_ID
-from workflows.waits import ContinueAsNew, DeadlineReached, Waiting
+from workflows.waits import ContinueAsNew, DeadlineReached
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -96,7 +97,7 @@ SEND_OPTIONS = {
 }
 
 
-class JourneyInterpreter(Waiting):
+class JourneyInterpreter(Moving):
     """Walks one journey through its flow. Lives in a module the sandbox passes through, so it is
     not re-imported and recompiled for every journey; it holds no module-level state."""
 
@@ -114,6 +115,7 @@ class JourneyInterpreter(Waiting):
         self._signals = 0
         self._resume: Resume | None = None
         self._deadline: datetime | None = None
+        self._move = None
 
     @property
     def state(self) -> JourneyState:
@@ -141,6 +143,7 @@ class JourneyInterpreter(Waiting):
             state.variables = dict(resume.variables)
             state.entered_at, state.converted_at = resume.entered_at, resume.converted_at
             state.runs = resume.runs
+            state.moves = list(resume.moves)
             state.current_step = resume.step_id
             first = flow.step(resume.step_id)
         if flow.settings.max_duration is not None and state.entered_at is not None:
@@ -157,6 +160,7 @@ class JourneyInterpreter(Waiting):
             vars=state.variables,
             flow={"id": flow.id, "name": flow.name, "version": journey.version},
         )
+        await self._record_move(ref, resume)
         walk = asyncio.create_task(self._walk(first, ref, scope, flow))
         await workflow.wait_condition(lambda: walk.done() or self._stop is not None)
         status: JourneyStatus = "completed"

@@ -93,10 +93,14 @@ class Waiting:
             self._stop = ("stopped", reason)
 
     def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
+        workflow.continue_as_new(journey.model_copy(update={"resume": self._handover(journey, handover)}))
+
+    def _handover(self, journey: JourneyInput, handover: ContinueAsNew) -> Resume:
+        """Where the next run picks up."""
         state = self._state
         keep = journey.limits.path_entries_kept
         dropped = max(0, len(state.path) - keep)
-        resume = Resume(
+        return Resume(
             step_id=handover.step_id,
             entered_at=state.entered_at or workflow.now(),
             visits=dict(self._visits),
@@ -107,8 +111,8 @@ class Waiting:
             until=handover.until,
             heard=handover.heard,
             runs=state.runs + 1,
+            moves=state.moves,
         )
-        workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
 
     def _must_continue_as_new(self) -> bool:
         assert self._journey is not None
