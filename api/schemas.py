@@ -107,6 +107,9 @@ class JourneyDetail(JourneySummary):
     waiting_for: str | None = None
     path: list[dict[str, Any]] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
+    moves: list[dict[str, Any]] = Field(
+        default_factory=list, description="requests to move to a newer version: taken, or ignored and why"
+    )
     live: bool = Field(description="true when current_step and path come from the running workflow")
 
     @classmethod
@@ -120,6 +123,7 @@ class JourneyDetail(JourneySummary):
             waiting_for=state.waiting_for,
             path=[p.model_dump(mode="json") for p in state.path],
             variables=state.variables,
+            moves=[m.model_dump(mode="json") for m in state.moves],
             live=True,
         )
 

@@ -44,6 +44,7 @@ def test_histories_are_recorded() -> None:
     }
     assert listening <= names
     assert "segment_clock_tick" in names
+    assert {"version_move_mid_pause", "version_move_mid_pause_first_run"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

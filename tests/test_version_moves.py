@@ -16,6 +16,7 @@ from tests.servers import HttpSink, Reply
 from tests.test_flow_settings import go
 from tests.test_journeys import publish
 from tests.test_stop_and_goal import record
+from tests.test_wait_for_event import inbox, send, start, wait_flow
 
 
 def hooked_flow(sink: HttpSink, hook: str, *, wait: str = "wait", pause: str = "2d") -> dict[str, Any]:
@@ -92,6 +93,8 @@ async def test_a_journey_at_a_step_the_new_version_lacks_stays_on_its_version(
     [move] = state.moves
     assert (move.moved, move.version, move.step) == (False, 2, "wait")
     assert move.reason == "version 2 has no step 'wait'"
+    detail = (await api.get(f"/v1/journeys/{journey_id}")).json()
+    assert [(m["moved"], m["reason"]) for m in detail["moves"]] == [(False, "version 2 has no step 'wait'")]
     assert state.runs == 1
     assert (await record(store, journey_id))["version"] == 1
 
@@ -134,3 +137,24 @@ async def test_a_journey_that_is_not_waiting_stays_and_says_why(
     assert move.reason == "not waiting: the journey was running step 'hook'"
     assert len(sink.on("/slow")) == 1 and sink.on("/v2") == []
     assert (await record(store, journey_id))["version"] == 1
+
+
+async def test_a_moved_wait_for_event_keeps_the_events_it_heard(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store
+) -> None:
+    twice = {"conditions": [{"event": "view", "count": {"op": ">=", "value": 2}}], "timeout": "1d"}
+    await publish(api, wait_flow(twice))
+    journey_id, _ = await start(api, temporal)
+    await send(api, {"id": "v-1", "name": "view"})
+    v2 = wait_flow({**twice, "timeout": "2d"})
+    v2["steps"][1]["content"]["body"] = "moved"
+    assert (await publish_moving(api, v2))["journeys_asked_to_move"] == 1
+    for _ in range(200):  # until the new run recorded the move
+        if (await record(store, journey_id))["version"] == 2:
+            break
+        await asyncio.sleep(0.02)
+    await send(api, {"id": "v-2", "name": "view"})  # the second view: the wait on version 2 ends
+    state = await finish(temporal, journey_id)
+    assert [(p.step, p.branch) for p in state.path][:2] == [("wait", "happened"), ("yes", "sent")]
+    assert await inbox(api) == ["moved"]
+    assert [m.moved for m in state.moves] == [True]
