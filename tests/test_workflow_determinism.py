@@ -13,9 +13,10 @@ import pytest
 import workflows.calls
 import workflows.interpreter
 import workflows.moves
+import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits, workflows.moves]
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.sends, workflows.waits, workflows.moves]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -38,8 +39,12 @@ ALLOWED_IMPORTS = {
     "flowline.flow.branching",
     "flowline.flow.graph",
     "flowline.flow.model",
+    "flowline.flow.flow_settings",
+    "flowline.flow.steps_http",
+    "flowline.flow.steps_send",
     "flowline.journey",
     "workflows.calls",
+    "workflows.sends",
     "workflows.waits",
     "workflows.moves",
     "workflows.search_attributes",
