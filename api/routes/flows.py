@@ -99,9 +99,8 @@ async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace
         published = await flows.current_version(conn, workspace, flow_id)
         if published is None:
             state = (await flow_states(conn, workspace, flow_id)).get(flow_id)
-            if state is None:
-                raise ApiError(404, f"no flow {flow_id!r}")
-            raise ApiError(409, f"flow {flow_id!r} is {state.status}: it takes no new entries")
+            status = "not published" if state is None else state.status  # 409 either way, as before
+            raise ApiError(409, f"flow {flow_id!r} is {status}: it takes no new entries")
         await profiles.ensure_profiles(svc.store, conn, workspace, [body.profile_id])
     entry = f"api:{body.entry_id or uuid.uuid4().hex}"
     try:
