@@ -137,13 +137,4 @@ async def finish(temporal: WorkflowEnvironment, journey_id: str) -> JourneyState
     handle = temporal.client.get_workflow_handle(journey_id, result_type=JourneyState)
     # Handles from get_workflow_handle do not unlock time skipping by themselves.
     async with temporal.time_skipping_unlocked():  # type: ignore[attr-defined]
-        for _ in range(4):
-            try:
-                return await handle.result()
-            except RuntimeError as error:
-                # The test server's long poll for the close event now and then comes back empty
-                # (seen in full runs, at the first timed test after tests/test_event_triggers.py):
-                # the SDK reports "No completion event found" while the journey still runs.
-                if "No completion event found" not in str(error):
-                    raise
         return await handle.result()
