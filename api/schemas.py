@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
 from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import JourneyState
+from flowline.store.inbox import is_consumable
 
 MAX_EVENTS_PER_CALL = 1000
 # Events the engine writes that start flows or stop journeys: a client sending them would fake
@@ -143,6 +144,22 @@ class InboxMessage(BaseModel):
     created_at: datetime
     read_at: datetime | None = None
     consumed_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def consumable(self) -> bool:
+        """A reward: ``POST /v1/inbox/{id}/consume`` redeems it once."""
+        return is_consumable(self.data)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def consumed(self) -> bool:
+        return self.consumed_at is not None
 
 
 class StartJourneyIn(BaseModel):

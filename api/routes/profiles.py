@@ -133,8 +133,12 @@ async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Res
 
 @router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")
 async def get_inbox(
-    profile_id: str, workspace: Workspace, svc: Svc, limit: int = Query(100, ge=1, le=500)
+    profile_id: str,
+    workspace: Workspace,
+    svc: Svc,
+    limit: int = Query(100, ge=1, le=500),
+    unread: bool = Query(False, description="only messages not read yet"),
 ) -> dict[str, list[InboxMessage]]:
     async with svc.store.connect() as conn:
-        rows = await deliveries.list_inbox(conn, workspace, profile_id, limit)
+        rows = await deliveries.list_inbox(conn, workspace, profile_id, limit, unread=unread)
     return {"messages": [InboxMessage.model_validate(r) for r in rows]}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 
 from flowline.channels.config import ChannelSettings
+from flowline.channels.fcm import FcmPush
 from flowline.channels.providers import MessageChannel, Provider
+from flowline.channels.twilio import TwilioSms
 
 
 def provider_for(
@@ -16,6 +18,6 @@ def provider_for(
         case "email":
             return None
         case "sms":
-            return None
+            return None if settings.sms is None else TwilioSms(settings.sms, http)
         case "push":
-            return None
+            return None if settings.push is None else FcmPush(settings.push, http)

@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.channels.config import ChannelSettings
 from flowline.store.database import utcnow
 from flowline.store.tables import api_keys, workspaces
 
@@ -79,3 +80,17 @@ async def person_zone(conn: AsyncConnection, workspace_id: str, attributes: dict
     if isinstance(own, str) and own:
         return own
     return await workspace_timezone(conn, workspace_id)
+
+
+async def channel_settings(conn: AsyncConnection, workspace_id: str) -> ChannelSettings:
+    """The providers of the workspace's channels (none configured: every channel is None)."""
+    stored = await conn.scalar(select(workspaces.c.channels).where(workspaces.c.id == workspace_id))
+    return ChannelSettings() if not stored else ChannelSettings.model_validate(stored)
+
+
+async def set_channel_settings(conn: AsyncConnection, workspace_id: str, settings: ChannelSettings) -> None:
+    await conn.execute(
+        workspaces.update()
+        .where(workspaces.c.id == workspace_id)
+        .values(channels=settings.model_dump(mode="json"))
+    )
