@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -147,3 +148,10 @@ async def test_a_journey_waits_for_the_message_to_be_read(
     assert (await api.post(f"/v1/inbox/{gift}/read")).status_code == 200
     await finish(temporal, journey_id)
     assert [m["body"] for m in await messages(api)] == ["thanks", "Tap to redeem"]
+
+
+async def test_concurrent_consumes_redeem_once(api: httpx.AsyncClient, store: Store, tenant: Tenant) -> None:
+    _, reward = await in_app_message(store, tenant.id, "ada", {"consumable": True})
+    answers = await asyncio.gather(*(api.post(f"/v1/inbox/{reward}/consume") for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5
+    assert len(await events_named(store, tenant.id, "message_consumed")) == 1

@@ -13,7 +13,7 @@ import hashlib
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from flowline.store import deliveries, profiles
+from flowline.store import deliveries, events, profiles
 from flowline.store.database import Store
 
 FeedbackKind = Literal["delivered", "opened", "clicked", "failed", "bounced", "unsubscribed"]
@@ -58,22 +58,22 @@ def channel_event(
 async def record_feedback(
     store: Store, launcher: EventIngest, *, delivery_id: str, kind: str, at: datetime, detail: str | None
 ) -> bool:
-    """Record feedback on a delivery; True when this is news (the event was not stored before).
+    """Record feedback on a delivery; True when this is news (its event was not stored before).
 
     ``detail``: the URL of a click, the reason of a failure or bounce. Raises LookupError for an
-    unknown delivery. The event is ingested every time (ingest is idempotent by event id), so a
-    report repeated after a crash between the two steps still produces its event.
+    unknown delivery. The ledger column and the event are written in one transaction, then the
+    event is routed to journeys (if that fails, the sweeper routes it later).
     """
+    extra: dict[str, Any] = {"url": detail} if kind == "clicked" else {"reason": detail}
     async with store.begin() as conn:
         delivery = await deliveries.get_delivery(conn, delivery_id)
         if delivery is None:
             raise LookupError(f"no delivery {delivery_id!r}")
         await deliveries.record_feedback(conn, delivery_id, kind, at)
         # An erased person keeps ledger rows as ids only: an event would bring the profile back.
-        erased = await profiles.get_profile(conn, delivery["workspace_id"], delivery["recipient_id"]) is None
-    if erased:
-        return False
-    extra: dict[str, Any] = {"url": detail} if kind == "clicked" else {"reason": detail}
-    row = channel_event(delivery, f"message_{kind}", event_id(delivery_id, kind, detail), at, **extra)
-    result = await launcher.ingest(delivery["workspace_id"], [row])
-    return row["id"] in getattr(result, "stored", set())
+        if await profiles.get_profile(conn, delivery["workspace_id"], delivery["recipient_id"]) is None:
+            return False
+        row = channel_event(delivery, f"message_{kind}", event_id(delivery_id, kind, detail), at, **extra)
+        stored = await events.insert_events(store, conn, delivery["workspace_id"], [row])
+    await launcher.ingest(delivery["workspace_id"], [row])  # routes the stored event
+    return row["id"] in stored

@@ -1,9 +1,10 @@
 """Reading and consuming in-app messages, and the events they raise.
 
-Reading is idempotent and raises ``message_opened`` (channel in_app) the first time, through the
-feedback path when the message came from a send (so the ledger's opened_at is set too).
-Consuming redeems a consumable message (a reward) exactly once and raises ``message_consumed``
-with the message's data. Journeys can wait for both.
+Reading is idempotent; the first read raises ``message_opened`` (channel in_app) and sets the
+ledger's opened_at. Consuming redeems a consumable message (a reward) exactly once and raises
+``message_consumed`` with the message's data. Journeys can wait for both. The message's change
+and its event are written in one transaction, then the event is routed (if routing fails, the
+sweeper routes it later): never a read without its event.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flowline.channels.feedback import EventIngest, channel_event, record_feedback
-from flowline.store import deliveries, inbox
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.channels.feedback import EventIngest
+from flowline.store import deliveries, events, inbox
 from flowline.store.database import Store
 
 
@@ -24,15 +27,27 @@ class AlreadyConsumed(Exception):
     pass
 
 
-def _own_event(message: dict[str, Any], name: str, event: str, at: datetime, **extra: Any) -> dict[str, Any]:
-    """An event about a message that no send recorded (added to the inbox directly)."""
-    properties = {"message_id": message["id"], "channel": "in_app", **extra}
+async def _event(
+    conn: AsyncConnection, message: dict[str, Any], kind: str, at: datetime, **extra: Any
+) -> dict[str, Any]:
+    """The event row of ``kind`` (opened, consumed) about ``message``, with its send's details."""
+    delivery = (
+        None
+        if message["delivery_id"] is None
+        else await deliveries.get_delivery(conn, message["delivery_id"])
+    )
+    properties: dict[str, Any] = {"message_id": message["id"], "channel": "in_app"}
+    if delivery is not None:
+        properties |= {k: delivery[k] for k in ("flow_id", "version", "step_id", "journey_id")}
+        properties["delivery_id"] = delivery["id"]
+    # Ids like feedback's ({delivery_id}:opened): a repeat is stored once.
+    event_id = f"{message['delivery_id']}:{kind}" if delivery is not None else f"inbox:{message['id']}:{kind}"
     return {
-        "id": event,
+        "id": event_id,
         "profile_id": message["profile_id"],
-        "name": name,
+        "name": f"message_{kind}",
         "timestamp": at,
-        "properties": properties,
+        "properties": properties | extra,
     }
 
 
@@ -43,16 +58,15 @@ async def read_message(
     async with store.begin() as conn:
         first = await inbox.mark_read(conn, workspace_id, message_id, at)
         message = await inbox.get_message(conn, workspace_id, message_id)
-    if message is None:
-        raise LookupError(message_id)
-    if first:
+        if message is None:
+            raise LookupError(message_id)
+        if not first:
+            return message
         if message["delivery_id"] is not None:
-            await record_feedback(
-                store, launcher, delivery_id=message["delivery_id"], kind="opened", at=at, detail=None
-            )
-        else:
-            event = _own_event(message, "message_opened", f"inbox:{message_id}:opened", at)
-            await launcher.ingest(workspace_id, [event])
+            await deliveries.record_feedback(conn, message["delivery_id"], "opened", at)
+        event = await _event(conn, message, "opened", at)
+        await events.insert_events(store, conn, workspace_id, [event])
+    await launcher.ingest(workspace_id, [event])
     return message
 
 
@@ -74,17 +88,7 @@ async def consume_message(
             raise AlreadyConsumed(message_id)
         message = await inbox.get_message(conn, workspace_id, message_id)
         assert message is not None
-        delivery = (
-            None
-            if message["delivery_id"] is None
-            else await deliveries.get_delivery(conn, message["delivery_id"])
-        )
-    extra = {"message_id": message_id, "data": message["data"]}
-    if delivery is not None:
-        event = channel_event(delivery, "message_consumed", f"{delivery['id']}:consumed", at, **extra)
-    else:
-        event = _own_event(
-            message, "message_consumed", f"inbox:{message_id}:consumed", at, data=message["data"]
-        )
+        event = await _event(conn, message, "consumed", at, data=message["data"])
+        await events.insert_events(store, conn, workspace_id, [event])
     await launcher.ingest(workspace_id, [event])
     return message
