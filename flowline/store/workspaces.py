@@ -83,14 +83,11 @@ async def person_zone(conn: AsyncConnection, workspace_id: str, attributes: dict
 
 
 async def channel_settings(conn: AsyncConnection, workspace_id: str) -> ChannelSettings:
-    """The providers of the workspace's channels (none configured: every channel is None)."""
-    stored = await conn.scalar(select(workspaces.c.channels).where(workspaces.c.id == workspace_id))
-    return ChannelSettings() if not stored else ChannelSettings.model_validate(stored)
+    """Which provider sends each channel of the workspace (none configured: all None)."""
+    raw = await conn.scalar(select(workspaces.c.channels).where(workspaces.c.id == workspace_id))
+    return ChannelSettings.model_validate(raw or {})
 
 
 async def set_channel_settings(conn: AsyncConnection, workspace_id: str, settings: ChannelSettings) -> None:
-    await conn.execute(
-        workspaces.update()
-        .where(workspaces.c.id == workspace_id)
-        .values(channels=settings.model_dump(mode="json"))
-    )
+    value = settings.model_dump(mode="json", exclude_none=True)
+    await conn.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(channels=value))
