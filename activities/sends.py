@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
+from flowline.channels.fcm import TokenUnregistered
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
@@ -194,15 +195,29 @@ class SendActivities:
             messages = _messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
+        receipt_ids: list[str | None] = []
+        gone: list[str] = []
         try:
-            receipt_ids = [(await provider.send(m)).provider_message_id for m in messages]
+            for message in messages:
+                try:
+                    receipt_ids.append((await provider.send(message)).provider_message_id)
+                except TokenUnregistered as unregistered:
+                    # The device is gone: forget its token, the person's other devices still get it.
+                    await self._forget_token(row, unregistered.token)
+                    gone.append(str(unregistered))
         except DeliveryFailed as failure:
             if failure.permanent:
                 return await self._close(row, "failed", str(failure))
             # Retried by Temporal with the same key; the row stays pending.
             raise ApplicationError(f"{channel} provider: {failure}") from failure
+        if not receipt_ids:
+            return await self._close(row, "failed", "; ".join(gone))
         provider_id = next((r for r in receipt_ids if r), None)
         return await self._close(row, "sent", None, provider_id, now)
+
+    async def _forget_token(self, row: dict[str, Any], token: str) -> None:
+        async with self.store.begin() as conn:
+            await push_tokens.remove_push_token(conn, row["workspace_id"], token, row["recipient_id"])
 
     async def _close(
         self,

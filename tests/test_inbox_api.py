@@ -92,8 +92,9 @@ def reward_flow(event: str) -> dict[str, Any]:
                 "content": {
                     "title": "A gift",
                     "body": "Tap to redeem",
-                    "data": {"consumable": True, "coins": 50},
+                    "data": {"coins": 50},
                 },
+                "consumable": True,
                 "next": "wait",
             },
             {
