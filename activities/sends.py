@@ -24,10 +24,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
+from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
+from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
@@ -60,9 +62,13 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 class SendActivities:
-    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(self, store: Store, http: httpx.AsyncClient, public_url: str | None = None) -> None:
         self.store = store
         self.http = http
+        # Where email tracking links (open pixel, clicks, unsubscribe) point; None: emails go as
+        # written.
+        self.public_url = public_url
+        self.tracking_keys = TrackingKeys(store)
 
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.send_message, self.notify_internal]
@@ -193,10 +199,18 @@ class SendActivities:
         provider = provider_for(channel, settings, self.http)
         if provider is None:
             return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+        ws, delivery_id = row["workspace_id"], row["id"]
+        links = await self._email_links(ws) if isinstance(step, EmailSendStep) else None
+        if links is not None:
+            # Templates may place the link themselves: {{ unsubscribe_url }}.
+            unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
+            context = {**context, UNSUBSCRIBE_VARIABLE: unsubscribe}
         try:
             messages = _messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
+        if links is not None:
+            messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
         receipt_ids: list[str | None] = []
         gone: list[str] = []
         try:
@@ -220,6 +234,12 @@ class SendActivities:
     async def _forget_token(self, row: dict[str, Any], token: str) -> None:
         async with self.store.begin() as conn:
             await push_tokens.remove_push_token(conn, row["workspace_id"], token, row["recipient_id"])
+
+    async def _email_links(self, workspace_id: str) -> EmailLinks | None:
+        if self.public_url is None:
+            return None
+        key = await self.tracking_keys.key(workspace_id)
+        return EmailLinks(self.public_url, key) if key is not None else None
 
     async def _close(
         self,

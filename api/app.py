@@ -23,6 +23,7 @@ from api.routes import (
     profiles,
     reports,
     segments,
+    tracking,
     workspace,
 )
 from flowline.flow.model import FlowDocument
@@ -104,6 +105,7 @@ def create_app(
         segments,
         inbox,
         reports,
+        tracking,
         health,
     ):
         app.include_router(module.router)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.channels import twilio
-from flowline.channels.feedback import record_feedback
+from flowline.channels.feedback import FeedbackKind, record_feedback
 from flowline.store import deliveries, workspaces
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
@@ -37,13 +37,14 @@ class ReportOut(BaseModel):
 
 
 async def _record(
-    svc: Svc, delivery_id: str, kind: str | None, at: datetime, detail: str | None
+    svc: Svc, delivery_id: str, kind: FeedbackKind | None, at: datetime, detail: str | None
 ) -> ReportOut:
     if kind is None:
         return ReportOut(delivery_id=delivery_id, kind=None, recorded=False)
     try:
+        extra = {} if detail is None else {"url" if kind == "clicked" else "reason": detail}
         recorded = await record_feedback(
-            svc.store, svc.launcher, delivery_id=delivery_id, kind=kind, at=at, detail=detail
+            svc.store, svc.launcher, delivery_id=delivery_id, kind=kind, at=at, detail=extra
         )
     except JourneyStartFailed as error:
         # The event is stored: the sweeper routes it. The provider need not send it again.

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -23,7 +24,12 @@ IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 # StatusCallback's MessageStatus -> feedback kind; the others (queued, sending, sent ...) are
 # steps on the way and raise no event.
-REPORTED_KINDS = {"delivered": "delivered", "undelivered": "failed", "failed": "failed", "read": "opened"}
+REPORTED_KINDS: dict[str, Literal["delivered", "failed", "opened"]] = {
+    "delivered": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+    "read": "opened",
+}
 # The StatusCallback carries the delivery's id, so that a report arriving before the send
 # recorded Twilio's sid still finds its ledger row.
 DELIVERY_PARAM = "delivery_id"

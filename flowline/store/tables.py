@@ -72,6 +72,8 @@ workspaces = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Each channel's provider settings (flowline/channels/config.py); NULL: none configured.
     Column("channels", Json),
+    # Signs email tracking links (flowline/channels/tracking.py); never shown to anyone.
+    Column("tracking_key", String(128)),
 )
 
 api_keys = Table(
