@@ -106,6 +106,8 @@ class JourneyActivities:
             iteration=request.iteration,
             recipient_id=ref.profile_id,
             channel=channel,
+            flow_id=ref.flow_id,
+            version=ref.version,
         )
 
     @staticmethod

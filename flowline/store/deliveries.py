@@ -28,6 +28,10 @@ class Delivery:
     iteration: int
     recipient_id: str
     channel: str
+    flow_id: str | None = None
+    version: int | None = None
+    address: str | None = None
+    sender: str | None = None
 
     @property
     def key(self) -> str:

@@ -70,6 +70,8 @@ workspaces = Table(
     # The default time zone of wall-clock times, for people without a ``timezone`` attribute.
     Column("timezone", String(64)),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Each channel's provider settings (flowline/channels/config.py); NULL: none configured.
+    Column("channels", Json),
 )
 
 api_keys = Table(
@@ -204,7 +206,24 @@ deliveries = Table(
     Column("detail", Text),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
+    # The flow version that sent it (statistics) and where it went.
+    Column("flow_id", String(ID)),
+    Column("version", Integer),
+    Column("address", String(500)),
+    Column("sender", String(200)),
+    # The provider's id for the message: delivery reports find their row by it.
+    Column("provider_message_id", String(200)),
+    # Feedback: the first time each happened.
+    Column("delivered_at", UTCDateTime()),
+    Column("opened_at", UTCDateTime()),
+    Column("clicked_at", UTCDateTime()),
+    Column("bounced_at", UTCDateTime()),
+    Column("unsubscribed_at", UTCDateTime()),
     Index(None, "workspace_id", "journey_id"),
+    # Frequency caps: one person's recent sends on one channel, across flows.
+    Index(None, "workspace_id", "recipient_id", "channel", "sent_at"),
+    Index(None, "channel", "provider_message_id"),
+    Index(None, "workspace_id", "flow_id", "version"),
 )
 
 inbox_messages = Table(
