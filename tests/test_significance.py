@@ -58,7 +58,9 @@ def _chi_square(conv_a: int, n_a: int, conv_b: int, n_b: int) -> float:
     ("conv_a", "n_a", "conv_b", "n_b"),
     [(0, 0, 1, 1), (1, 3, 2, 3), (3, 10, 5, 10), (5, 10, 3, 10), (12, 40, 20, 45), (30, 100, 30, 100)],
 )
-def test_probability_to_beat_matches_the_exact_closed_form(conv_a: int, n_a: int, conv_b: int, n_b: int) -> None:
+def test_probability_to_beat_matches_the_exact_closed_form(
+    conv_a: int, n_a: int, conv_b: int, n_b: int
+) -> None:
     exact = exact_probability_to_beat(conv_a, n_a, conv_b, n_b)
     assert probability_to_beat(conv_a, n_a, conv_b, n_b) == pytest.approx(float(exact), abs=1e-6)
 

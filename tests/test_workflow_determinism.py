@@ -12,9 +12,10 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.path_records
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits]
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits, workflows.path_records]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -39,6 +40,7 @@ ALLOWED_IMPORTS = {
     "flowline.journey",
     "workflows.calls",
     "workflows.waits",
+    "workflows.path_records",
     "workflows.search_attributes",
     "zoneinfo",
 }
