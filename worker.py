@@ -23,6 +23,7 @@ from activities import (
     JourneyActivities,
     ProfileStepActivities,
     SegmentClockActivities,
+    SendActivities,
 )
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -55,6 +56,7 @@ async def running_worker(
                 *activities.all(),
                 *flow_activities.all(),
                 *call_activities.all(),
+                *SendActivities(store, http).all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
                 *SegmentClockActivities(store, launcher).all(),

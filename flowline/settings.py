@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     sweep_after_seconds: float = 30.0
     # Outbound HTTP (webhooks).
     webhook_timeout_seconds: float = 10.0
+    # Where people reach this API: the base of the links in messages (open pixel, click
+    # redirects, unsubscribe).
+    public_url: str = "http://127.0.0.1:8000"
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,16 @@ import pytest
 import workflows.calls
 import workflows.interpreter
 import workflows.path_records
+import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits, workflows.path_records]
+WORKFLOW_MODULES = [
+    workflows.interpreter,
+    workflows.calls,
+    workflows.sends,
+    workflows.waits,
+    workflows.path_records,
+]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -37,8 +44,12 @@ ALLOWED_IMPORTS = {
     "flowline.flow.branching",
     "flowline.flow.graph",
     "flowline.flow.model",
+    "flowline.flow.flow_settings",
+    "flowline.flow.steps_http",
+    "flowline.flow.steps_send",
     "flowline.journey",
     "workflows.calls",
+    "workflows.sends",
     "workflows.waits",
     "workflows.path_records",
     "workflows.search_attributes",
