@@ -87,3 +87,18 @@ async def latest_steps(conn: AsyncConnection, journey_ids: Collection[str]) -> d
         latest, (journey_steps.c.journey_id == latest.c.journey_id) & (journey_steps.c.seq == latest.c.seq)
     )
     return {str(r.journey_id): _entry(dict(r._mapping)) for r in await conn.execute(query)}
+
+
+async def current_steps(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+    """Where each of these journeys (journeys rows) is: an ended one at its last step, a running one
+    at its latest recorded visit while that is open (None when none is: it has not written yet)."""
+    running = [r["id"] for r in rows if r["status"] == "running"]
+    latest = await latest_steps(conn, running)
+    found: dict[str, str | None] = {}
+    for row in rows:
+        if row["status"] != "running":
+            found[row["id"]] = row.get("last_step")
+            continue
+        visit = latest.get(row["id"])
+        found[row["id"]] = visit["step"] if visit is not None and visit["left_at"] is None else None
+    return found
