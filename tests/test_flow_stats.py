@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.journey import JourneyState
+from flowline.flow.validation import parse_flow
+from flowline.journey import JourneyRef, JourneyState, PathEntry
+from flowline.stats.report import flow_stats
 from flowline.stats.significance import lift, probability_to_beat, rate, z_test_p_value
+from flowline.store import journey_steps
+from flowline.store import journeys as journey_records
 from flowline.store.database import Store
-from flowline.store.tables import journey_steps, journeys
+from flowline.store.flow_stats import flow_counts
+from flowline.store.tables import deliveries, journeys
+from flowline.store.tables import journey_steps as journey_steps_table
 from tests.conftest import Tenant, finish
 from tests.servers import HttpSink
 from tests.test_journeys import publish
@@ -82,7 +89,7 @@ def expected_steps(walked: dict[str, JourneyState]) -> dict[str, dict[str, Any]]
     return steps
 
 
-async def wait_until_settled(store: Store, workspace: str, running_at_wait: int | None = None) -> None:
+async def wait_until_settled(store: Store, workspace: str) -> None:
     """Until every journey has ended or shows in journey_steps at its pause (open visit)."""
     deadline = time.monotonic() + 60
     while True:
@@ -92,14 +99,13 @@ async def wait_until_settled(store: Store, workspace: str, running_at_wait: int 
                     journeys.c.workspace_id == workspace, journeys.c.status == "running"
                 )
             )
+            visits = journey_steps_table.c
             at_wait = await conn.scalar(
                 select(func.count()).where(
-                    journey_steps.c.workspace_id == workspace,
-                    journey_steps.c.step_id == "wait",
-                    journey_steps.c.left_at.is_(None),
+                    visits.workspace_id == workspace, visits.step_id == "wait", visits.left_at.is_(None)
                 )
             )
-        if running == at_wait and (running_at_wait is None or running == running_at_wait):
+        if running == at_wait:
             return
         assert time.monotonic() < deadline, (running, at_wait)
         await asyncio.sleep(0.2)
@@ -204,3 +210,92 @@ async def test_stats_of_several_hundred_journeys_match_their_paths(
         assert len(attempts) == left[variant]
         assert min(attempts.values()) == (2 if variant == "b" else 1)
     assert stats["versions"][0]["steps"][2]["sends"]["sends"] == left["b"]
+
+
+async def test_counts_from_hand_written_records(store: Store, tenant: Tenant) -> None:
+    """Errors, feedback times (delivered, opened, clicked) and the journeys at a step, from rows
+    written here: what the journeys above never produce."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    document = parse_flow(ab_flow("http://127.0.0.1:9"))
+    async with store.begin() as conn:
+        for number, (status, branch) in enumerate([("running", "a"), ("completed", "a"), ("running", "b")]):
+            ref = JourneyRef(
+                journey_id=f"j{number}-{tenant.id}",
+                workspace_id=tenant.id,
+                flow_id="ab",
+                version=1,
+                profile_id=f"p{number}",
+            )
+            await journey_records.claim_entry(
+                store,
+                conn,
+                journey_id=ref.journey_id,
+                workspace_id=tenant.id,
+                flow_id="ab",
+                version=1,
+                profile_id=ref.profile_id,
+                lock=f"entry:{number}",
+                trigger_event_id=None,
+                started_at=t0,
+            )
+            hook = f"hook_{branch}"
+            path = [
+                PathEntry(step="ab", type="split", entered_at=t0, left_at=t0, branch=branch),
+                PathEntry(step=hook, type="webhook", entered_at=t0, left_at=t0, branch="next", error="503"),
+                PathEntry(
+                    step="wait", type="pause", entered_at=t0, left_at=None if status == "running" else t0
+                ),
+            ]
+            await journey_steps.record_steps(conn, ref, 0, path)
+            feedback = {
+                "delivered_at": t0,
+                "opened_at": t0 if number < 2 else None,
+                "clicked_at": t0 if number == 0 else None,
+            }
+            await conn.execute(
+                deliveries.insert().values(
+                    id=f"d{number}-{tenant.id}",
+                    workspace_id=tenant.id,
+                    idempotency_key=f"{ref.journey_id}/{hook}",
+                    journey_id=ref.journey_id,
+                    step_id=hook,
+                    iteration=1,
+                    recipient_id=ref.profile_id,
+                    channel="webhook",
+                    status="sent",
+                    created_at=t0,
+                    sent_at=t0,
+                    **feedback,
+                )
+            )
+        await conn.execute(
+            journeys.update()
+            .where(journeys.c.id == f"j1-{tenant.id}")
+            .values(status="completed", exit_reason="exit_step")
+        )
+        counts = await flow_counts(conn, tenant.id, "ab")
+    [version] = flow_stats("ab", {1: document}, counts).versions
+    by_id = {s.id: s for s in version.steps}
+    assert (by_id["hook_a"].errors, by_id["hook_a"].left) == (2, {"next": 2})
+    assert by_id["hook_a"].sends is not None and by_id["hook_b"].sends is not None
+    assert by_id["hook_a"].sends.model_dump() == {
+        "sends": 2,
+        "deliveries": 2,
+        "opens": 2,
+        "clicks": 1,
+        "failed": 0,
+    }
+    assert by_id["hook_b"].sends.model_dump() == {
+        "sends": 1,
+        "deliveries": 1,
+        "opens": 0,
+        "clicks": 0,
+        "failed": 0,
+    }
+    assert (by_id["wait"].entered, by_id["wait"].at_step, by_id["wait"].left) == (3, 2, {})
+    assert (version.entered, version.running) == (3, 2)
+    assert [(e.status, e.reason, e.journeys) for e in version.exits] == [("completed", "exit_step", 1)]
+    split = by_id["ab"].split
+    assert split is not None
+    assert [(v.name, v.people) for v in split.variants] == [("a", 2), ("b", 1), ("control", 0)]
+    assert all(v.p_value is None for v in split.variants)  # nobody converted: no variance
