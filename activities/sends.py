@@ -27,6 +27,7 @@ from flowline.channels.config import ChannelSettings
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
+from flowline.durations import format_duration
 from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
     NOTIFY_INTERNAL,
@@ -151,7 +152,8 @@ class SendActivities:
         if cap is not None:
             sent = await deliveries.recent_sends(conn, ws, recipient, step.channel, request.now - cap.per)
             if sent >= cap.max:
-                return None, f"frequency_cap: {sent} {step.channel} messages within {cap.per}"
+                within = format_duration(cap.per)
+                return None, f"frequency_cap: {sent} {step.channel} messages within {within}"
         return address, None
 
     async def _in_app(
