@@ -113,7 +113,6 @@ async def wait_until_settled(store: Store, workspace: str) -> None:
 
 def check_stats(stats: dict[str, Any], walked: dict[str, JourneyState], converted: set[str]) -> None:
     [version] = stats["versions"]
-    profiles = {journey_id: state for journey_id, state in walked.items()}
     assert version["entered"] == len(walked)
     assert version["running"] == sum(s.status == "running" for s in walked.values())
     exits = Counter((s.status, s.exit_reason) for s in walked.values() if s.status != "running")
@@ -134,7 +133,7 @@ def check_stats(stats: dict[str, Any], walked: dict[str, JourneyState], converte
         assert by_id[step_id]["sends"]["failed"] == 0
 
     # The split: people and conversions per branch, from the split entry of each path.
-    branch_of = {jid: next(e.branch for e in s.path if e.step == "ab") for jid, s in profiles.items()}
+    branch_of = {jid: next(e.branch for e in s.path if e.step == "ab") for jid, s in walked.items()}
     groups = {
         name: (
             sum(b == name for b in branch_of.values()),
