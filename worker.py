@@ -11,7 +11,6 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -25,6 +24,7 @@ from activities import (
     SegmentClockActivities,
     SendActivities,
 )
+from flowline.channels.outbound import outbound_client
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -39,10 +39,16 @@ WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    client: Client, store: Store, task_queue: str, *, webhook_timeout: float = 10.0
+    client: Client,
+    store: Store,
+    task_queue: str,
+    *,
+    webhook_timeout: float = 10.0,
+    allow_private_outbound: bool = False,
 ) -> AsyncIterator[Worker]:
-    """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
-    async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
+    """A worker on ``task_queue`` for as long as the block runs (tests use this too).
+    ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses."""
+    async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
         launcher = JourneyLauncher(store, client, task_queue)
@@ -79,7 +85,11 @@ async def serve(settings: Settings) -> None:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
         async with running_worker(
-            client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
+            client,
+            store,
+            settings.task_queue,
+            webhook_timeout=settings.webhook_timeout_seconds,
+            allow_private_outbound=settings.allow_private_outbound,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

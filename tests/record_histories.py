@@ -324,7 +324,7 @@ async def main(names: list[str]) -> None:
                 async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
                     await env.client.get_workflow_handle(journey_id).result()
 
-            async with running_worker(env.client, store, QUEUE):
+            async with running_worker(env.client, store, QUEUE, allow_private_outbound=True):
                 for name in names or [*SCENARIOS, *OTHERS]:
                     target = HISTORIES / f"{name}.json"
                     if target.exists():
