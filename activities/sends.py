@@ -103,7 +103,7 @@ class SendActivities:
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
@@ -278,7 +278,7 @@ class SendActivities:
         for address in addresses:
             await self._notify_one(request, provider, address, subject, body)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", journey_ended=ended)
 
     async def _notify_one(

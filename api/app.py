@@ -16,6 +16,7 @@ from api.deps import Services
 from api.routes import (
     attributes,
     events,
+    flow_stats,
     flows,
     health,
     inbox,
@@ -97,6 +98,7 @@ def create_app(
     errors.install(app)
     for module in (
         flows,
+        flow_stats,
         events,
         profiles,
         attributes,
