@@ -17,11 +17,15 @@ from api.routes import (
     attributes,
     events,
     flow_lifecycle,
+    flow_stats,
     flows,
     health,
+    inbox,
     journeys,
     profiles,
+    reports,
     segments,
+    tracking,
     workspace,
 )
 from flowline.flow.model import FlowDocument
@@ -93,8 +97,21 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    modules = (flows, flow_lifecycle, events, profiles, attributes, journeys, workspace, segments, health)
-    for module in modules:
+    for module in (
+        flows,
+        flow_lifecycle,
+        flow_stats,
+        events,
+        profiles,
+        attributes,
+        journeys,
+        workspace,
+        segments,
+        inbox,
+        reports,
+        tracking,
+        health,
+    ):
         app.include_router(module.router)
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.

@@ -13,10 +13,18 @@ import pytest
 import workflows.calls
 import workflows.interpreter
 import workflows.moves
+import workflows.path_records
 import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.sends, workflows.waits, workflows.moves]
+WORKFLOW_MODULES = [
+    workflows.interpreter,
+    workflows.calls,
+    workflows.sends,
+    workflows.waits,
+    workflows.path_records,
+    workflows.moves,
+]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -47,6 +55,7 @@ ALLOWED_IMPORTS = {
     "workflows.sends",
     "workflows.waits",
     "workflows.moves",
+    "workflows.path_records",
     "workflows.search_attributes",
     "zoneinfo",
 }

@@ -32,6 +32,7 @@ from flowline.journey import (
     TemplateScope,
     TriggerEvent,
 )
+from workflows.path_records import PathRecords
 
 # A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
 MAX_HEARD = MAX_COUNT
@@ -49,7 +50,7 @@ class DeadlineReached(Exception):
     """The flow's max_duration ended a wait: the journey leaves."""
 
 
-class Waiting:
+class Waiting(PathRecords):
     """The interpreter's signals and waits. It sets these attributes in ``run`` and ``__init__``."""
 
     _state: JourneyState
@@ -112,6 +113,7 @@ class Waiting:
             heard=handover.heard,
             runs=state.runs + 1,
             moves=state.moves,
+            path_written=self._path_written,
         )
 
     def _must_continue_as_new(self) -> bool:
@@ -138,6 +140,7 @@ class Waiting:
         new run that sleeps on to the same ``end``."""
         self._state.waiting_for = waiting_for
         until = self._cut(end)
+        await self._write_path_before_wait(until)
         if until > workflow.now():
             try:
                 await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
@@ -159,6 +162,7 @@ class Waiting:
         names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
         until = self._cut(end)
         inbox = self._inbox = []
+        written = False
         try:
             while True:
                 for item in inbox:
@@ -177,6 +181,9 @@ class Waiting:
                     return "timeout"
                 if self._must_continue_as_new():
                     raise ContinueAsNew(step.id, end, list(heard.values()))
+                if not written:  # events heard meanwhile wait in the inbox
+                    written = True
+                    await self._write_path_before_wait(until)
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda: bool(inbox) or self._must_continue_as_new(),
