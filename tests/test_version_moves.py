@@ -46,6 +46,23 @@ async def publish_moving(api: httpx.AsyncClient, doc: dict[str, Any]) -> dict[st
     return body
 
 
+async def moved_in_store(store: Store, journey_id: str) -> None:
+    """Wait (real time, briefly) for the new run to record the move."""
+    for _ in range(200):
+        if (await record(store, journey_id))["version"] == 2:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the move was not recorded")
+
+
+async def at_steps(api: httpx.AsyncClient) -> dict[int, dict[str, int]]:
+    """Per version of the flow "moving": the journeys at each step now (steps with none left out)."""
+    stats = (await api.get("/v1/flows/moving/stats")).json()
+    return {
+        v["version"]: {s["id"]: s["at_step"] for s in v["steps"] if s["at_step"]} for v in stats["versions"]
+    }
+
+
 async def test_a_paused_journey_moves_to_the_new_version_and_follows_it(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store, sink: HttpSink
 ) -> None:
@@ -56,8 +73,16 @@ async def test_a_paused_journey_moves_to_the_new_version_and_follows_it(
     published = await publish_moving(api, hooked_flow(sink, "/v2", pause="3d"))
     assert published == {"id": "moving", "status": "running", "version": 2, "journeys_asked_to_move": 1}
 
+    await moved_in_store(store, journey_id)
+    # While it waits at version 2's "wait", the stats show it there, not at version 1's.
+    assert await at_steps(api) == {1: {}, 2: {"wait": 1}}
+
     state = await finish(temporal, journey_id)
     assert (state.status, state.exit_reason) == ("completed", "exit_step")
+    assert await at_steps(api) == {1: {}, 2: {}}
+    versions = {v["version"]: v for v in (await api.get("/v1/flows/moving/stats")).json()["versions"]}
+    assert {s["id"]: s["entered"] for s in versions[2]["steps"]} == {"wait": 1, "hook": 1, "done": 1}
+    assert {s["id"]: s["entered"] for s in versions[1]["steps"]} == {"wait": 0, "hook": 0, "done": 0}
     assert [r.json() for r in sink.on("/v2")] and sink.on("/v1") == []
     assert [(p.step, p.branch) for p in state.path] == [
         ("wait", "next"),
@@ -149,10 +174,7 @@ async def test_a_moved_wait_for_event_keeps_the_events_it_heard(
     v2 = wait_flow({**twice, "timeout": "2d"})
     v2["steps"][1]["content"]["body"] = "moved"
     assert (await publish_moving(api, v2))["journeys_asked_to_move"] == 1
-    for _ in range(200):  # until the new run recorded the move
-        if (await record(store, journey_id))["version"] == 2:
-            break
-        await asyncio.sleep(0.02)
+    await moved_in_store(store, journey_id)
     await send(api, {"id": "v-2", "name": "view"})  # the second view: the wait on version 2 ends
     state = await finish(temporal, journey_id)
     assert [(p.step, p.branch) for p in state.path][:2] == [("wait", "happened"), ("yes", "sent")]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
 from flowline.store.database import Store, one_of, utcnow
-from flowline.store.tables import events, journeys, profiles
+from flowline.store.tables import events, journey_steps, journeys, profiles
 
 Reentry = Literal["never", "after_exit", "concurrent"]
 ONCE = "once"
@@ -259,10 +259,21 @@ async def running_journey_ids(conn: AsyncConnection, workspace_id: str, flow_id:
 
 
 async def record_move(conn: AsyncConnection, journey_id: str, version: int) -> None:
-    """A journey in flight moved to a newer version of its flow (idempotent)."""
+    """A journey in flight moved to a newer version of its flow (idempotent). The visit it is in
+    (recorded open before a wait) moves too: the stats show it at the new version's step; the
+    visits it finished stay with the version it made them in."""
     await conn.execute(
         journeys.update()
         .where(journeys.c.id == journey_id, journeys.c.status == "running", journeys.c.version < version)
+        .values(version=version)
+    )
+    await conn.execute(
+        journey_steps.update()
+        .where(
+            journey_steps.c.journey_id == journey_id,
+            journey_steps.c.left_at.is_(None),
+            journey_steps.c.version < version,
+        )
         .values(version=version)
     )
 
