@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -34,11 +35,20 @@ from workflows.segment_clock import SegmentClockWorkflow
 from workflows.segment_schedule import ensure_segment_clock
 
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
+# On SIGTERM/SIGINT sends in flight get this long to finish and be marked sent; cancelled at once,
+# a send the receiver already has would go out again on the retry. Below the 10 s a container
+# runtime waits before it kills (and the 20 s `cli.py run` waits).
+SHUTDOWN_GRACE = timedelta(seconds=5)
 
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    client: Client, store: Store, task_queue: str, *, webhook_timeout: float = 10.0
+    client: Client,
+    store: Store,
+    task_queue: str,
+    *,
+    webhook_timeout: float = 10.0,
+    shutdown_grace: timedelta = timedelta(0),
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
     async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
@@ -61,6 +71,7 @@ async def running_worker(
                 *EntryActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
+            graceful_shutdown_timeout=shutdown_grace,
         )
         async with worker:
             yield worker
@@ -77,7 +88,11 @@ async def serve(settings: Settings) -> None:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
         async with running_worker(
-            client, store, settings.task_queue, webhook_timeout=settings.webhook_timeout_seconds
+            client,
+            store,
+            settings.task_queue,
+            webhook_timeout=settings.webhook_timeout_seconds,
+            shutdown_grace=SHUTDOWN_GRACE,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

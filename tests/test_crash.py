@@ -347,6 +347,26 @@ async def test_a_send_the_worker_dies_in_is_sent_again_under_its_key_within_seco
     assert (outcome.requests, outcome.same_key_repeats) == (3, 1)
 
 
+async def test_a_stopping_worker_finishes_the_send_it_is_in(
+    tmp_path: Path, database_urls: dict[str, str | None], receiver: HttpSink
+) -> None:
+    """SIGTERM (a deploy, Ctrl-C) while the receiver takes 2 s to answer step ``a``: the worker
+    lets the send finish and be marked sent before it exits, so nothing goes out twice."""
+    url = database_urls["sqlite"]
+    assert url is not None
+    async with crash_run(tmp_path, url, receiver) as run:
+        receiver.replies["/a"] = Reply(delay=2)
+        await run.start_journeys(0, 1)
+        await until(lambda: bool(receiver.on("/a")))
+        began = time.monotonic()
+        run.worker.stop()
+        run.note(f"the worker stopped {time.monotonic() - began:.1f} s after SIGTERM")
+        run.worker.start()
+        await run.wait_for_all(1, patience=120)
+        outcome = await run.check_exactly_once(1)
+    assert (outcome.requests, outcome.same_key_repeats) == (2, 0)
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 async def test_journeys_survive_a_temporal_server_restart(
     tmp_path: Path, database_urls: dict[str, str | None], receiver: HttpSink, database: str
