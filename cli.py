@@ -123,6 +123,8 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     env = dict(os.environ)
+    # The embedded stack runs on a developer's machine: flows may call local receivers.
+    env.setdefault("FLOWLINE_ALLOW_PRIVATE_OUTBOUND", "true")
     try:
         if embedded_temporal:
             console.print("[bold]starting[/] Temporal dev server")

@@ -12,7 +12,6 @@ import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -24,7 +23,9 @@ from activities import (
     JourneyActivities,
     ProfileStepActivities,
     SegmentClockActivities,
+    SendActivities,
 )
+from flowline.channels.outbound import outbound_client
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from workflows.client import connect
@@ -48,10 +49,12 @@ async def running_worker(
     task_queue: str,
     *,
     webhook_timeout: float = 10.0,
+    allow_private_outbound: bool = False,
     shutdown_grace: timedelta = timedelta(0),
 ) -> AsyncIterator[Worker]:
-    """A worker on ``task_queue`` for as long as the block runs (tests use this too)."""
-    async with httpx.AsyncClient(timeout=webhook_timeout, follow_redirects=False) as http:
+    """A worker on ``task_queue`` for as long as the block runs (tests use this too).
+    ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses."""
+    async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
         launcher = JourneyLauncher(store, client, task_queue)
@@ -65,6 +68,7 @@ async def running_worker(
                 *activities.all(),
                 *flow_activities.all(),
                 *call_activities.all(),
+                *SendActivities(store, http).all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
                 *SegmentClockActivities(store, launcher).all(),
@@ -92,6 +96,7 @@ async def serve(settings: Settings) -> None:
             store,
             settings.task_queue,
             webhook_timeout=settings.webhook_timeout_seconds,
+            allow_private_outbound=settings.allow_private_outbound,
             shutdown_grace=SHUTDOWN_GRACE,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)

@@ -7,6 +7,7 @@ from activities.entries import EntryActivities
 from activities.journeys import JourneyActivities
 from activities.profile_steps import ProfileStepActivities
 from activities.segment_clock import SegmentClockActivities
+from activities.sends import SendActivities
 
 __all__ = [
     "CallApiActivities",
@@ -16,4 +17,5 @@ __all__ = [
     "JourneyActivities",
     "ProfileStepActivities",
     "SegmentClockActivities",
+    "SendActivities",
 ]

@@ -57,6 +57,8 @@ class CallApiActivities:
                 await http_call.send_only(self.http, outgoing, seconds, self._unawaited)
                 return CallApiResult(branch="success")
             answer = await http_call.exchange(self.http, outgoing, seconds)
+        except http_call.CallRefused as error:
+            return http_call.failure(step, str(error))  # e.g. a private address: no retry helps
         except http_call.CallFailed as error:
             if last:
                 return http_call.failure(step, str(error))

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from flowline import expressions
 from flowline.channels import webhook
+from flowline.channels.outbound import OutboundRefused
 from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_EXPRESSIONS,
@@ -154,6 +155,12 @@ class JourneyActivities:
         }
         try:
             response = await self.http.post(request.url, content=body, headers=headers)
+        except OutboundRefused as error:
+            async with self.store.begin() as conn:
+                await deliveries.close_delivery(conn, row["id"], "failed", str(error))
+            raise ApplicationError(
+                f"webhook to {request.url} refused: {error}", non_retryable=True
+            ) from error
         except httpx.HTTPError as error:
             raise ApplicationError(f"webhook to {request.url} failed: {error!r}") from error
         if response.status_code >= 400:

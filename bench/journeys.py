@@ -195,7 +195,7 @@ async def bench_journeys(
             raise RuntimeError(f"journey {jid} ended {state.get('status')!r}")
         return state
 
-    async with running_worker(client, store, task_queue):
+    async with running_worker(client, store, task_queue, allow_private_outbound=True):
         if warmup:
             tag, real = f"warm-{tag}", tag
             await drive("warm-up", warmup, concurrency, submit, wait)

@@ -11,16 +11,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowline.conditions.rules import Condition
+from flowline.flow.flow_settings import FrequencyCap
 from flowline.flow.model import (
     CallApiStep,
     DoNotContactStep,
     FlowDocument,
+    NotifyInternalStep,
     OtherParticipant,
     PassedValue,
     StartConversationStep,
     TagStep,
     UpdateProfileStep,
 )
+from flowline.flow.steps_send import SendSteps
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.
@@ -34,6 +37,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 
 # Activity names (the workflow calls them by name so that its sandbox imports no I/O code).
 SEND_IN_APP = "send_in_app"
+SEND_MESSAGE = "send_message"
+NOTIFY_INTERNAL = "notify_internal"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
 PROFILE_TIME_ZONE = "profile_time_zone"
@@ -191,6 +196,29 @@ class SendInAppRequest(_Model):
     scope: TemplateScope
     # Set when nothing but the end follows this step: the activity records the end with its own
     # write, which spares the journey a local activity (see JourneyInterpreter).
+    ends_journey: JourneyEnd | None = None
+
+
+class SendRequest(_Model):
+    """A send step's visit: the activity sends to each recipient once (the delivery ledger)."""
+
+    journey: JourneyRef
+    step: SendSteps
+    iteration: int
+    scope: TemplateScope
+    # The flow's frequency cap of this step's channel, if any (counted across every flow).
+    cap: FrequencyCap | None = None
+    # The journey's clock: the ledger's time and the cap's window read it, as timers do.
+    now: datetime
+    ends_journey: JourneyEnd | None = None
+
+
+class NotifyRequest(_Model):
+    journey: JourneyRef
+    step: NotifyInternalStep
+    iteration: int
+    scope: TemplateScope
+    now: datetime
     ends_journey: JourneyEnd | None = None
 
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     sweep_after_seconds: float = 30.0
     # Outbound HTTP (webhooks).
     webhook_timeout_seconds: float = 10.0
+    # Webhooks, call_api and HTTP providers may reach only public addresses (SSRF protection),
+    # unless this is set; `cli.py run` (the embedded stack on a developer's machine) sets it.
+    allow_private_outbound: bool = False
+    # Where people reach this API: the base of the links in messages (open pixel, click
+    # redirects, unsubscribe).
+    public_url: str = "http://127.0.0.1:8000"
 
 
 @lru_cache(maxsize=1)

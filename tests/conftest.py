@@ -65,7 +65,9 @@ def task_queue() -> str:
 
 @pytest_asyncio.fixture
 async def worker(temporal: WorkflowEnvironment, store: Store, task_queue: str) -> AsyncIterator[None]:
-    async with running_worker(temporal.client, store, task_queue, webhook_timeout=5):
+    async with running_worker(
+        temporal.client, store, task_queue, webhook_timeout=5, allow_private_outbound=True
+    ):
         yield
     await _terminate_leftovers(temporal, store)
 

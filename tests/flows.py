@@ -135,13 +135,23 @@ STEP_EXAMPLES: dict[str, dict[str, Any]] = {
     "wait_for_change": {"type": "wait_for_change", "attribute": "plan", "timeout": "1d"},
     "add_to_flow": {"type": "add_to_flow", "flow": "other"},
     "call_api": {"type": "call_api", "method": "GET", "url": "http://127.0.0.1:1/x"},
+    "notify_internal": {
+        "type": "notify_internal",
+        "channel": "email",
+        "to": ["team@example.com"],
+        "subject": "New lead",
+        "body": "{{ profile.email }}",
+    },
     "exit": {"type": "exit"},
 }
 
 
 def step_types() -> set[str]:
     """The ``type`` of every member of the ``Step`` union."""
-    members = get_args(get_args(Step)[0])
+    members = []
+    for member in get_args(get_args(Step)[0]):
+        # A send is itself a union (one member per channel), all of type "send".
+        members.extend(get_args(get_args(member)[0]) if get_args(member) else [member])
     return {get_args(member.model_fields["type"].annotation)[0] for member in members}
 
 

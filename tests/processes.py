@@ -125,7 +125,8 @@ class WorkerProcess:
             FLOWLINE_DATABASE_URL=self.database_url,
             FLOWLINE_TEMPORAL_ADDRESS=self.temporal_address,
             FLOWLINE_TASK_QUEUE=self.task_queue,
-            FLOWLINE_WEBHOOK_TIMEOUT_SECONDS="5",
+            # The receiver listens on 127.0.0.1, which production refuses (flowline/channels/outbound.py).
+            FLOWLINE_ALLOW_PRIVATE_OUTBOUND="true",
         )
         self.starts += 1
         with self.log.open("ab") as out:

@@ -119,6 +119,26 @@ REPLIES: dict[str, dict[str, Reply]] = {
 }
 
 
+def _send_rules(_url: str) -> dict[str, Any]:
+    """An email inside a window and quiet hours, under the flow's send_rate and a frequency cap
+    (no provider is configured where histories are recorded: the send takes 'failed'), then the
+    in-app message (through SEND_MESSAGE since the send-channels-v1 patch) and the exit."""
+    email = {
+        "id": "mail",
+        "type": "send",
+        "channel": "email",
+        "content": {"subject": "Hi", "text": "Hello {{ profile.id }}"},
+        "window": {"from": "09:00", "to": "17:00"},
+    }
+    doc = send_then_exit_flow("go", first=email)
+    doc["settings"] = {
+        "quiet_hours": {"from": "21:00", "to": "08:00"},
+        "send_rate": {"max": 100, "per": "minute"},
+        "frequency_cap": [{"channel": "in_app", "max": 5, "per": "1d"}],
+    }
+    return doc
+
+
 # Histories recorded earlier stay as they are, and keep proving that journeys in flight from
 # before a patch still replay: welcome_pause_send_webhook_exit, webhook_client_error_goes_on and
 # send_with_branches were recorded before the "lean-bookkeeping-v1" patch.
@@ -154,6 +174,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         200,
     ),
     "call_api_client_error_then_send": (_call("/orders", save={"order": "$.order.id"}), 200),
+    "send_channels_window_rate_cap_then_send": (_send_rules, 200),
     "branch_on_attribute_then_send": (
         _first({"id": "check", "type": "branch", "branches": _BRANCHES, "else": "bye"}),
         200,
@@ -292,7 +313,7 @@ async def main(names: list[str]) -> None:
                 async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
                     await env.client.get_workflow_handle(journey_id).result()
 
-            async with running_worker(env.client, store, QUEUE):
+            async with running_worker(env.client, store, QUEUE, allow_private_outbound=True):
                 for name in names or [*SCENARIOS, *OTHERS]:
                     target = HISTORIES / f"{name}.json"
                     if target.exists():

@@ -52,7 +52,10 @@ async def api(
         database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path, sweep_seconds=0
     )
     app = create_app(settings, store=store, temporal=dev.client)
-    async with app.router.lifespan_context(app), running_worker(dev.client, store, task_queue):
+    async with (
+        app.router.lifespan_context(app),
+        running_worker(dev.client, store, task_queue, allow_private_outbound=True),
+    ):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         headers = {"Authorization": f"Bearer {tenant.key}"}
         async with httpx.AsyncClient(

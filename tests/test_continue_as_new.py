@@ -160,7 +160,7 @@ async def _drive_past_the_signal_limit(
     async with store.begin() as conn:
         await flows.save_draft(store, conn, tenant.id, document)
         await flows.publish(conn, tenant.id, document.id, document)
-    async with running_worker(dev_server.client, store, task_queue):
+    async with running_worker(dev_server.client, store, task_queue, allow_private_outbound=True):
         journey_id = await start_with_limits(store, dev_server, tenant, task_queue, JourneyLimits())
         handle = dev_server.client.get_workflow_handle(journey_id, result_type=JourneyState)
         total = 10_050

@@ -40,7 +40,9 @@ async def own_temporal() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture
 async def own_worker(own_temporal: WorkflowEnvironment, store: Store, task_queue: str) -> AsyncIterator[None]:
-    async with running_worker(own_temporal.client, store, task_queue, webhook_timeout=5):
+    async with running_worker(
+        own_temporal.client, store, task_queue, webhook_timeout=5, allow_private_outbound=True
+    ):
         yield
     # Delayed starts left waiting would fire into a task queue nobody polls.
     await _terminate_leftovers(own_temporal, store)

@@ -12,9 +12,10 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.waits]
+WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.sends, workflows.waits]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -36,8 +37,12 @@ ALLOWED_IMPORTS = {
     "flowline.flow.branching",
     "flowline.flow.graph",
     "flowline.flow.model",
+    "flowline.flow.flow_settings",
+    "flowline.flow.steps_http",
+    "flowline.flow.steps_send",
     "flowline.journey",
     "workflows.calls",
+    "workflows.sends",
     "workflows.waits",
     "workflows.search_attributes",
     "zoneinfo",

@@ -29,6 +29,8 @@ from flowline.flow.model import (
     DoNotContactStep,
     ExitStep,
     FlowDocument,
+    InAppSendStep,
+    NotifyInternalStep,
     PauseStep,
     SendStep,
     SplitStep,
@@ -40,6 +42,7 @@ from flowline.flow.model import (
     WaitForDateStep,
     WebhookStep,
 )
+from flowline.flow.steps_send import SendSteps
 from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import (
     WaitForChangeStep,
@@ -50,11 +53,13 @@ from flowline.journey import (
     DELIVER_WEBHOOK,
     EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
+    NOTIFY_INTERNAL,
     PROFILE_ATTRIBUTES,
     PROFILE_STEP,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
+    SEND_MESSAGE,
     AddToFlowRequest,
     ConditionsRequest,
     ConditionsResult,
@@ -67,18 +72,21 @@ from flowline.journey import (
     JourneyState,
     JourneyStatus,
     NamedCondition,
+    NotifyRequest,
     PathEntry,
     ProfileAttributes,
     ProfileAttributesRequest,
     ProfileStepRequest,
     Resume,
     SendInAppRequest,
+    SendRequest,
     StepResult,
     TemplateScope,
     WebhookRequest,
 )
 from workflows.calls import call_api
 from workflows.search_attributes import STEP_ID
+from workflows.sends import wait_to_send
 from workflows.waits import ContinueAsNew, DeadlineReached, Waiting
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
@@ -88,6 +96,9 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # when only the exit follows it, and skip upserts that change nothing (the exit step, or the
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
+# Journeys after this patch send every channel (in-app too) through SEND_MESSAGE, which checks
+# the send rules; earlier ones keep sending in-app messages through SEND_IN_APP.
+SEND_CHANNELS = "send-channels-v1"
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -282,17 +293,18 @@ class JourneyInterpreter(Waiting):
                 await self._sleep_until(step, end, f"pause until {end.isoformat()}")
                 return StepResult(branch=CONTINUE)
             case SendStep():
-                request = SendInAppRequest(
+                return await self._send(step, ref, scope, flow, iteration)
+            case NotifyInternalStep():
+                notify = NotifyRequest(
                     journey=ref,
-                    step_id=step.id,
+                    step=step,
                     iteration=iteration,
-                    title=step.content.title,
-                    body=step.content.body,
-                    data=step.content.data,
                     scope=scope,
+                    now=workflow.now(),
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(SEND_IN_APP, request, failed_branch="failed")
+                # Telling the team must not change the person's path: a failure is recorded only.
+                return await self._activity(NOTIFY_INTERNAL, notify, failed_branch=CONTINUE)
             case WebhookStep():
                 hook = WebhookRequest(
                     journey=ref,
@@ -390,6 +402,43 @@ class JourneyInterpreter(Waiting):
             case _:
                 assert_never(step)
 
+    async def _send(
+        self, step: SendSteps, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument, iteration: int
+    ) -> StepResult:
+        if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
+            # Journeys recorded before channels existed sent in-app messages only, this way.
+            request = SendInAppRequest(
+                journey=ref,
+                step_id=step.id,
+                iteration=iteration,
+                title=step.content.title,
+                body=step.content.body,
+                data=step.content.data,
+                scope=scope,
+                ends_journey=self._ending(flow, step, ref),
+            )
+            return await self._activity(SEND_IN_APP, request, failed_branch="failed")
+        resume = self._take_resume(step)
+
+        def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
+            return self._sleep_until(step, end, waiting_for)
+
+        await wait_to_send(
+            step, step.channel, flow.settings, ref, sleep_until, resume.until if resume else None
+        )
+        self._state.waiting_for = None
+        cap = next((c for c in flow.settings.frequency_cap if c.channel == step.channel), None)
+        send = SendRequest(
+            journey=ref,
+            step=step,
+            iteration=iteration,
+            scope=scope,
+            cap=cap,
+            now=workflow.now(),
+            ends_journey=self._ending(flow, step, ref),
+        )
+        return await self._activity(SEND_MESSAGE, send, failed_branch="failed")
+
     async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
         """The first branch whose condition holds now; a failed evaluation takes "else"."""
         request = ConditionsRequest(
@@ -412,7 +461,12 @@ class JourneyInterpreter(Waiting):
     async def _activity(
         self,
         name: str,
-        request: SendInAppRequest | WebhookRequest | AddToFlowRequest | ProfileStepRequest,
+        request: SendInAppRequest
+        | SendRequest
+        | NotifyRequest
+        | WebhookRequest
+        | AddToFlowRequest
+        | ProfileStepRequest,
         *,
         failed_branch: str,
         options: dict[str, Any] = SEND_OPTIONS,

@@ -14,6 +14,7 @@ import httpx
 from liquid.exceptions import LiquidError
 
 from flowline import jsonpath
+from flowline.channels.outbound import OutboundRefused
 from flowline.channels.webhook import IDEMPOTENCY_HEADER
 from flowline.flow.steps_http import CallApiStep
 from flowline.journey import CallApiResult
@@ -137,6 +138,8 @@ async def exchange(client: httpx.AsyncClient, request: httpx.Request, seconds: f
                 await response.aclose()
     except (TimeoutError, httpx.TimeoutException):
         raise CallFailed(f"{where(request)} timed out after {seconds:g}s") from None
+    except OutboundRefused as error:
+        raise CallRefused(str(error)) from None
     except httpx.HTTPError as error:
         raise CallFailed(f"{where(request)} failed: {error!r}") from None
     return Answer(response.status_code, response.headers, bytes(body), too_large)

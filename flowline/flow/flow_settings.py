@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal, assert_never
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
 
-from flowline.flow.base import Identifier, VariableName
+from flowline.flow.base import Identifier, TimeOfDay, VariableName, check_zone
 from flowline.flow.base import Strict as _Strict
+from flowline.flow.steps_http import CallRate, CallWindow
 from flowline.flow.triggers import SEGMENT_ENTERED
 from flowline.flow.waiting import EventMatch, Goal, WaitDuration
 
@@ -83,6 +84,44 @@ StopWhen = Annotated[
 ]
 
 
+MessageChannel = Literal["email", "sms", "push", "in_app"]
+# In-app messages wait in the inbox: quiet hours concern the channels that interrupt.
+QuietChannel = Literal["email", "sms", "push"]
+QUIET_CHANNELS: tuple[QuietChannel, ...] = ("email", "sms", "push")
+
+
+class QuietHours(_Strict):
+    """No message goes out between ``from`` and ``to`` (e.g. 21:00 to 08:00) in the person's time
+    zone (else ``timezone``, else UTC); a send due then waits for ``to``, it is not dropped."""
+
+    from_: TimeOfDay = Field(alias="from")
+    to: TimeOfDay
+    timezone: str | None = None
+    channels: list[QuietChannel] = Field(
+        default_factory=lambda: list(QUIET_CHANNELS), min_length=1, max_length=3
+    )
+
+    @model_validator(mode="after")
+    def _sensible(self) -> QuietHours:
+        if self.from_ == self.to:
+            raise ValueError("'from' and 'to' are the same time: quiet hours would be empty")
+        check_zone(self.timezone)
+        return self
+
+    def as_window(self) -> CallWindow:
+        """The hours messages may go out: from the end of the quiet hours to their start."""
+        return CallWindow.model_validate({"from": self.to, "to": self.from_, "timezone": self.timezone})
+
+
+class FrequencyCap(_Strict):
+    """At most ``max`` messages on ``channel`` to one person within ``per``, counting the sends of
+    every flow of the workspace; a send over the cap is skipped (reason ``frequency_cap``)."""
+
+    channel: MessageChannel
+    max: int = Field(ge=1, le=10_000)
+    per: WaitDuration
+
+
 class FlowSettings(_Strict):
     # never: a profile enters once; after_exit: again once its journey ended;
     # concurrent: several journeys at once, one per entry key.
@@ -99,6 +138,11 @@ class FlowSettings(_Strict):
     end_at: AwareDatetime | None = None
     # A journey's waits end by this long after its entry; the journey then leaves (max_duration).
     max_duration: WaitDuration | None = None
+    quiet_hours: QuietHours | None = None
+    frequency_cap: list[FrequencyCap] = Field(default_factory=list, max_length=4)
+    # At most this many messages per minute, hour or day from the whole flow, shared by every
+    # worker; sends beyond it wait (durably) for the next period.
+    send_rate: CallRate | None = None
     # Declared flow variables: values given at entry are checked against them; defaults fill gaps.
     variables: dict[VariableName, VariableDeclaration] = Field(default_factory=dict, max_length=100)
 
@@ -106,4 +150,7 @@ class FlowSettings(_Strict):
     def _window(self) -> FlowSettings:
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             raise ValueError("end_at must come after start_at")
+        channels = [cap.channel for cap in self.frequency_cap]
+        if len(set(channels)) != len(channels):
+            raise ValueError("one frequency_cap per channel")
         return self

@@ -12,6 +12,7 @@ from flowline.flow.model import (
     DoNotContactStep,
     ExitStep,
     FlowDocument,
+    NotifyInternalStep,
     PauseStep,
     SendNext,
     SendStep,
@@ -49,7 +50,7 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {ADDED: to.added, FAILED: to.failed}
         case AddToFlowStep(next=str() | None as to):
             return {ADDED: to, FAILED: to}
-        case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep():
+        case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep() | NotifyInternalStep():
             return {CONTINUE: step.next}
         case CallApiStep(next=CallApiNext() as nxt):
             # A 4xx or 5xx without a branch of its own goes where ``error`` goes.

@@ -20,9 +20,7 @@ from pydantic import (
 from flowline.flow.base import (
     Expression,
     Identifier,
-    LongTemplate,
     StepId,
-    Template,
     TimeOfDay,
     VariableName,
     Weekday,
@@ -47,6 +45,15 @@ from flowline.flow.steps_profile import DoNotContactStep as DoNotContactStep
 from flowline.flow.steps_profile import StartConversationStep as StartConversationStep
 from flowline.flow.steps_profile import TagStep as TagStep
 from flowline.flow.steps_profile import UpdateProfileStep as UpdateProfileStep
+from flowline.flow.steps_send import EmailSendStep as EmailSendStep
+from flowline.flow.steps_send import InAppContent as InAppContent
+from flowline.flow.steps_send import InAppSendStep as InAppSendStep
+from flowline.flow.steps_send import NotifyInternalStep as NotifyInternalStep
+from flowline.flow.steps_send import PushSendStep as PushSendStep
+from flowline.flow.steps_send import SendNext as SendNext
+from flowline.flow.steps_send import SendStep as SendStep
+from flowline.flow.steps_send import SendSteps
+from flowline.flow.steps_send import SmsSendStep as SmsSendStep
 from flowline.flow.triggers import AudienceSchedule as AudienceSchedule
 from flowline.flow.triggers import AudienceTrigger as AudienceTrigger
 from flowline.flow.triggers import CalendarSchedule as CalendarSchedule
@@ -104,27 +111,6 @@ class PauseStep(_StepBase):
         if self.until_time is not None or isinstance(self.until, WeekdayTime):
             return True
         return isinstance(self.until, datetime) and self.until.tzinfo is None
-
-
-class SendNext(_Strict):
-    sent: StepId | None = None
-    skipped: StepId | None = None
-    failed: StepId | None = None
-
-
-class InAppContent(_Strict):
-    # Liquid templates, parsed at validation: a syntax error is a fault with its path.
-    title: Template = ""
-    body: LongTemplate
-    # Custom data and actions for the app (values may be Liquid templates).
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-class SendStep(_StepBase):
-    type: Literal["send"]
-    channel: Literal["in_app"]
-    content: InAppContent
-    next: StepId | SendNext | None = None
 
 
 class WebhookStep(_StepBase):
@@ -230,7 +216,8 @@ class ExitStep(_StepBase):
 
 Step = Annotated[
     PauseStep
-    | SendStep
+    | SendSteps
+    | NotifyInternalStep
     | WebhookStep
     | SplitStep
     | BranchStep

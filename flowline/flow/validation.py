@@ -59,10 +59,12 @@ def json_path(document: Any, loc: Sequence[int | str]) -> str:
     Pydantic puts union tags (a step's ``type``) and union member names (``str``,
     ``SendNext``) into locations; they are not in the document, so they are skipped.
     """
-    path, node, tag_pending = "$", document, isinstance(document, dict)
+    path, node = "$", document
+    # The tags of the node not yet met: a step's ``type``, then (for a send) its ``channel``.
+    tags = _tags(node)
     for part in loc:
-        if tag_pending and isinstance(node, dict) and part == node.get("type"):
-            tag_pending = False
+        if tags and part == tags[0]:
+            tags = tags[1:]
             continue
         if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             path, node = f"{path}[{part}]", node[part]
@@ -78,8 +80,14 @@ def json_path(document: Any, loc: Sequence[int | str]) -> str:
         else:
             # A missing or unknown field: named in the path, with nothing below it.
             path, node = f"{path}.{part}", None
-        tag_pending = isinstance(node, dict)
+        tags = _tags(node)
     return path
+
+
+def _tags(node: Any) -> list[Any]:
+    if not isinstance(node, dict):
+        return []
+    return [node[key] for key in ("type", "channel") if isinstance(node.get(key), str)]
 
 
 _UNION_MEMBER_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import Store, utcnow
@@ -44,13 +44,19 @@ async def find_delivery(conn: AsyncConnection, key: str) -> dict[str, Any] | Non
 
 
 async def _insert(
-    store: Store, conn: AsyncConnection, delivery: Delivery, status: str, now: datetime
+    store: Store,
+    conn: AsyncConnection,
+    delivery: Delivery,
+    status: str,
+    now: datetime,
+    detail: str | None = None,
 ) -> str | None:
     """Insert the ledger row; its new id, or None when the key was there already."""
     row = {
         "id": uuid.uuid4().hex,
         "idempotency_key": delivery.key,
         "status": status,
+        "detail": detail,
         "created_at": now,
         "sent_at": now if status == "sent" else None,
         **asdict(delivery),
@@ -61,24 +67,56 @@ async def _insert(
 
 
 async def open_delivery(
-    store: Store, conn: AsyncConnection, delivery: Delivery
+    store: Store, conn: AsyncConnection, delivery: Delivery, now: datetime | None = None
 ) -> tuple[dict[str, Any], bool]:
     """The ledger row of ``delivery``, created 'pending' if absent; returns (row, created)."""
-    created = await _insert(store, conn, delivery, "pending", utcnow()) is not None
+    created = await _insert(store, conn, delivery, "pending", now or utcnow()) is not None
     row = await find_delivery(conn, delivery.key)
     assert row is not None
     return row, created
 
 
+async def skip_delivery(
+    store: Store, conn: AsyncConnection, delivery: Delivery, reason: str, now: datetime
+) -> dict[str, Any]:
+    """Record that a rule left the recipient out (once: a retry finds the row)."""
+    await _insert(store, conn, delivery, "skipped", now, detail=reason)
+    row = await find_delivery(conn, delivery.key)
+    assert row is not None
+    return row
+
+
+async def recent_sends(
+    conn: AsyncConnection, workspace_id: str, recipient_id: str, channel: str, since: datetime
+) -> int:
+    """Messages on ``channel`` to one person since ``since``, from every flow (frequency caps).
+    Pending ones count: they are being sent."""
+    query = select(func.count()).where(
+        deliveries.c.workspace_id == workspace_id,
+        deliveries.c.recipient_id == recipient_id,
+        deliveries.c.channel == channel,
+        deliveries.c.status.in_(("sent", "pending")),
+        deliveries.c.created_at >= since,
+    )
+    return int(await conn.scalar(query) or 0)
+
+
 async def deliver_in_app(
-    store: Store, conn: AsyncConnection, delivery: Delivery, *, title: str, body: str, data: dict[str, Any]
+    store: Store,
+    conn: AsyncConnection,
+    delivery: Delivery,
+    *,
+    title: str,
+    body: str,
+    data: dict[str, Any],
+    now: datetime | None = None,
 ) -> tuple[str, bool]:
     """Ledger row and inbox message in one go; a second call for ``delivery`` adds nothing.
 
     Returns (delivery id, whether this call delivered). Call it inside one transaction, so the
     message exists exactly when its ledger row does.
     """
-    now = utcnow()
+    now = now or utcnow()
     inserted = await _insert(store, conn, delivery, "sent", now)
     if inserted is None:
         existing = await conn.scalar(
@@ -99,13 +137,20 @@ async def deliver_in_app(
 
 
 async def close_delivery(
-    conn: AsyncConnection, delivery_id: str, status: str, detail: str | None = None
+    conn: AsyncConnection,
+    delivery_id: str,
+    status: str,
+    detail: str | None = None,
+    *,
+    provider_message_id: str | None = None,
+    at: datetime | None = None,
 ) -> None:
-    await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == delivery_id)
-        .values(status=status, detail=detail, sent_at=utcnow() if status == "sent" else None)
-    )
+    values: dict[str, Any] = {"status": status, "detail": detail}
+    if status == "sent":
+        values["sent_at"] = at or utcnow()
+    if provider_message_id is not None:
+        values["provider_message_id"] = provider_message_id
+    await conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
 
 
 async def add_inbox_message(

@@ -221,7 +221,7 @@ deliveries = Table(
     Column("unsubscribed_at", UTCDateTime()),
     Index(None, "workspace_id", "journey_id"),
     # Frequency caps: one person's recent sends on one channel, across flows.
-    Index(None, "workspace_id", "recipient_id", "channel", "sent_at"),
+    Index(None, "workspace_id", "recipient_id", "channel", "created_at"),
     Index(None, "channel", "provider_message_id"),
     Index(None, "workspace_id", "flow_id", "version"),
 )

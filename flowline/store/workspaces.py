@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.channels.config import ChannelSettings
 from flowline.store.database import utcnow
 from flowline.store.tables import api_keys, workspaces
 
@@ -79,3 +80,14 @@ async def person_zone(conn: AsyncConnection, workspace_id: str, attributes: dict
     if isinstance(own, str) and own:
         return own
     return await workspace_timezone(conn, workspace_id)
+
+
+async def channel_settings(conn: AsyncConnection, workspace_id: str) -> ChannelSettings:
+    """Which provider sends each channel of the workspace (none configured: all None)."""
+    raw = await conn.scalar(select(workspaces.c.channels).where(workspaces.c.id == workspace_id))
+    return ChannelSettings.model_validate(raw or {})
+
+
+async def set_channel_settings(conn: AsyncConnection, workspace_id: str, settings: ChannelSettings) -> None:
+    value = settings.model_dump(mode="json", exclude_none=True)
+    await conn.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(channels=value))

@@ -4,7 +4,7 @@ workspaces.channels holds each channel's provider configuration (SMTP, an SMS or
 provider). Deliveries now say where a message went (address, sender, the provider's message id,
 so delivery reports find their row) and what became of it (delivered, opened, clicked, bounced,
 unsubscribed), with the flow and version that sent it for statistics. The index on
-(workspace, recipient, channel, sent_at) serves frequency caps: a count of one person's recent
+(workspace, recipient, channel, created_at) serves frequency caps: a count of one person's recent
 sends on one channel across every flow.
 
 Revision ID: 0012
@@ -39,9 +39,9 @@ def upgrade() -> None:
         for column in _FEEDBACK:
             batch.add_column(sa.Column(column, UTCDateTime(timezone=True), nullable=True))
     op.create_index(
-        op.f("ix_deliveries_workspace_id_recipient_id_channel_sent_at"),
+        op.f("ix_deliveries_workspace_id_recipient_id_channel_created_at"),
         "deliveries",
-        ["workspace_id", "recipient_id", "channel", "sent_at"],
+        ["workspace_id", "recipient_id", "channel", "created_at"],
     )
     op.create_index(
         op.f("ix_deliveries_channel_provider_message_id"), "deliveries", ["channel", "provider_message_id"]
@@ -56,7 +56,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_deliveries_workspace_id_flow_id_version"), table_name="deliveries")
     op.drop_index(op.f("ix_deliveries_channel_provider_message_id"), table_name="deliveries")
-    op.drop_index(op.f("ix_deliveries_workspace_id_recipient_id_channel_sent_at"), table_name="deliveries")
+    op.drop_index(op.f("ix_deliveries_workspace_id_recipient_id_channel_created_at"), table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         for column in reversed(_FEEDBACK):
             batch.drop_column(column)

@@ -1,0 +1,337 @@
+"""The activities of the send and notify_internal steps: each message to each recipient once.
+
+A recipient's delivery moves through the ledger (flowline/store/deliveries.py): the rules are
+checked and the row written in one transaction ('skipped' with its reason, or 'pending'), the
+provider is called outside it with the row's id as idempotency key, and the row is closed
+'sent' (with the provider's message id) or 'failed'. A retry finds the row: a closed one is
+reported as it is, a pending one is sent again with the same key (the provider, or the
+receiver's Message-ID check, recognises the repeat). In-app messages are written with their
+ledger row in one transaction, so they exist exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.journeys import JourneyActivities, template_context
+from flowline.channels.config import ChannelSettings
+from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
+from flowline.channels.registry import provider_for
+from flowline.channels.send_rules import address_of, contact_blocked
+from flowline.durations import format_duration
+from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
+from flowline.journey import (
+    NOTIFY_INTERNAL,
+    SEND_MESSAGE,
+    JourneyRef,
+    NotifyRequest,
+    SendRequest,
+    StepResult,
+)
+from flowline.store import deliveries, push_tokens, workspaces
+from flowline.store.database import Store
+from flowline.store.profile_changes import friends_of, lock_profile
+from flowline.store.profiles import get_profile
+from flowline.templates import TemplateError, render_checked, render_value
+
+# Friends are many: this many sends at once.
+RECIPIENT_CONCURRENCY = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | skipped | failed
+    delivery_id: str | None
+    detail: str | None = None
+
+
+def _outcome(row: dict[str, Any]) -> Outcome:
+    return Outcome(row["status"], row["id"], row.get("detail"))
+
+
+class SendActivities:
+    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+        self.store = store
+        self.http = http
+
+    def all(self) -> Sequence[Callable[..., Any]]:
+        return [self.send_message, self.notify_internal]
+
+    # ------------------------------------------------------------ send
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, request: SendRequest) -> StepResult:
+        ref, step = request.journey, request.step
+        async with self.store.connect() as conn:
+            recipients = await _recipients(conn, ref, step.to)
+            settings = await workspaces.channel_settings(conn, ref.workspace_id)
+        if not recipients:
+            return await self._result(request, [], f"no {step.to}: nobody to send to")
+        gate = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
+
+        async def one(recipient: str) -> Outcome:
+            async with gate:
+                return await self._send_to(request, recipient, settings)
+
+        outcomes = await asyncio.gather(*(one(r) for r in recipients))
+        return await self._result(request, list(outcomes), None)
+
+    async def _result(self, request: SendRequest, outcomes: list[Outcome], nobody: str | None) -> StepResult:
+        sent = [o for o in outcomes if o.status == "sent"]
+        if sent:
+            branch = "sent"
+        elif all(o.status == "skipped" for o in outcomes):
+            branch = "skipped"
+        else:
+            branch = "failed"
+        details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
+        error = nobody or ("; ".join(details) if details else None)
+        async with self.store.begin() as conn:
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+        first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
+        return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
+
+    async def _send_to(self, request: SendRequest, recipient: str, settings: ChannelSettings) -> Outcome:
+        ref, step, now = request.journey, request.step, request.now
+        delivery = deliveries.Delivery(
+            workspace_id=ref.workspace_id,
+            journey_id=ref.journey_id,
+            step_id=step.id,
+            iteration=request.iteration,
+            recipient_id=recipient,
+            channel=step.channel,
+            flow_id=ref.flow_id,
+            version=ref.version,
+            sender=step.sender,
+        )
+        async with self.store.begin() as conn:
+            row = await deliveries.find_delivery(conn, delivery.key)
+            if row is not None and row["status"] != "pending":
+                return _outcome(row)
+            if row is None:
+                # Locked: two sends to one person count each other against the cap.
+                profile = await lock_profile(self.store, conn, ref.workspace_id, recipient)
+                address, reason = await self._check(conn, request, recipient, profile)
+                if reason is not None:
+                    return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
+                context = await _context(conn, ref, request, profile)
+                if isinstance(step, InAppSendStep):
+                    return await self._in_app(conn, step, delivery, context, now)
+                delivery = deliveries.Delivery(**{**delivery.__dict__, "address": address})
+                row, _ = await deliveries.open_delivery(self.store, conn, delivery, now)
+            else:
+                profile = await get_profile(conn, ref.workspace_id, recipient) or {"attributes": {}}
+                context = await _context(conn, ref, request, profile)
+        return await self._deliver(row, step, context, settings, now)
+
+    async def _check(
+        self, conn: AsyncConnection, request: SendRequest, recipient: str, profile: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
+        """(address, None) when the message may go; (None, reason) when a rule leaves it out."""
+        step, ws = request.step, request.journey.workspace_id
+        if contact_blocked(profile["do_not_contact"], step.channel, step.sender):
+            return None, f"do_not_contact: {step.channel}" + (f" from {step.sender}" if step.sender else "")
+        address: str | None = "inbox"
+        if isinstance(step, PushSendStep):
+            tokens = await push_tokens.push_tokens_of(conn, ws, recipient)
+            address = ",".join(t["token"] for t in tokens) or None
+        elif isinstance(step, EmailSendStep | SmsSendStep):
+            address = address_of(step.channel, profile["attributes"])
+        if address is None:
+            return None, f"no contact: no {'push token' if step.channel == 'push' else step.channel} address"
+        cap = request.cap
+        if cap is not None:
+            sent = await deliveries.recent_sends(conn, ws, recipient, step.channel, request.now - cap.per)
+            if sent >= cap.max:
+                within = format_duration(cap.per)
+                return None, f"frequency_cap: {sent} {step.channel} messages within {within}"
+        return address, None
+
+    async def _in_app(
+        self,
+        conn: AsyncConnection,
+        step: InAppSendStep,
+        delivery: deliveries.Delivery,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> Outcome:
+        try:
+            title = render_checked(step.content.title, context)
+            body = render_checked(step.content.body, context)
+        except TemplateError as error:
+            return _outcome(
+                await deliveries.skip_delivery(self.store, conn, delivery, f"template: {error}", now)
+            )
+        data = render_value(step.content.data, context)
+        if step.consumable:
+            data = {**data, "consumable": True}
+        delivery_id, _ = await deliveries.deliver_in_app(
+            self.store, conn, delivery, title=title, body=body, data=data, now=now
+        )
+        return Outcome("sent", delivery_id)
+
+    async def _deliver(
+        self,
+        row: dict[str, Any],
+        step: EmailSendStep | SmsSendStep | PushSendStep | InAppSendStep,
+        context: dict[str, Any],
+        settings: ChannelSettings,
+        now: datetime,
+    ) -> Outcome:
+        assert not isinstance(step, InAppSendStep)
+        channel: MessageChannel = step.channel
+        provider = provider_for(channel, settings, self.http)
+        if provider is None:
+            return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+        try:
+            messages = _messages(step, row, context)
+        except TemplateError as error:
+            return await self._close(row, "failed", f"template: {error}")
+        try:
+            receipt_ids = [(await provider.send(m)).provider_message_id for m in messages]
+        except DeliveryFailed as failure:
+            if failure.permanent:
+                return await self._close(row, "failed", str(failure))
+            # Retried by Temporal with the same key; the row stays pending.
+            raise ApplicationError(f"{channel} provider: {failure}") from failure
+        provider_id = next((r for r in receipt_ids if r), None)
+        return await self._close(row, "sent", None, provider_id, now)
+
+    async def _close(
+        self,
+        row: dict[str, Any],
+        status: str,
+        detail: str | None,
+        provider_message_id: str | None = None,
+        at: datetime | None = None,
+    ) -> Outcome:
+        async with self.store.begin() as conn:
+            await deliveries.close_delivery(
+                conn, row["id"], status, detail, provider_message_id=provider_message_id, at=at
+            )
+        return Outcome(status, row["id"], detail)
+
+    # ------------------------------------------------------------ notify_internal
+
+    @activity.defn(name=NOTIFY_INTERNAL)
+    async def notify_internal(self, request: NotifyRequest) -> StepResult:
+        """The team's message: to each address (rendered), once per address and step visit."""
+        ref, step = request.journey, request.step
+        async with self.store.connect() as conn:
+            settings = await workspaces.channel_settings(conn, ref.workspace_id)
+            context = await template_context(conn, ref, request.scope)
+        provider = provider_for(step.channel, settings, self.http)
+        if provider is None:
+            return StepResult(branch="failed", error=f"no {step.channel} provider is configured")
+        try:
+            addresses = sorted({render_checked(a, context).strip() for a in step.to} - {""})
+            subject = render_checked(step.subject, context)
+            body = render_checked(step.body, context)
+        except TemplateError as error:
+            return StepResult(branch="failed", error=f"template: {error}")
+        if not addresses:
+            return StepResult(branch="skipped", error="no address: every 'to' rendered empty")
+        for address in addresses:
+            await self._notify_one(request, provider, address, subject, body)
+        async with self.store.begin() as conn:
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+        return StepResult(branch="sent", journey_ended=ended)
+
+    async def _notify_one(
+        self, request: NotifyRequest, provider: Provider, address: str, subject: str, body: str
+    ) -> None:
+        ref, step = request.journey, request.step
+        # The recipient of the ledger is the address itself: the team has no profile.
+        delivery = deliveries.Delivery(
+            workspace_id=ref.workspace_id,
+            journey_id=ref.journey_id,
+            step_id=step.id,
+            iteration=request.iteration,
+            recipient_id=f"internal:{address}"[:200],
+            channel=step.channel,
+            flow_id=ref.flow_id,
+            version=ref.version,
+            address=address,
+        )
+        async with self.store.begin() as conn:
+            row, _ = await deliveries.open_delivery(self.store, conn, delivery, request.now)
+        if row["status"] != "pending":
+            return
+        message = OutgoingMessage(
+            channel=step.channel, idempotency_key=row["id"], to=address, subject=subject, text=body
+        )
+        try:
+            receipt = await provider.send(message)
+        except DeliveryFailed as failure:
+            if failure.permanent:
+                await self._close(row, "failed", str(failure))
+                return
+            raise ApplicationError(f"{step.channel} provider: {failure}") from failure
+        await self._close(row, "sent", None, receipt.provider_message_id, request.now)
+
+
+async def _recipients(conn: AsyncConnection, ref: JourneyRef, to: str) -> list[str]:
+    if to == "self":
+        return [ref.profile_id]
+    if to == "referrer":
+        profile = await get_profile(conn, ref.workspace_id, ref.profile_id)
+        referrer = profile.get("referrer_id") if profile else None
+        return [referrer] if referrer else []
+    return await friends_of(conn, ref.workspace_id, ref.profile_id)
+
+
+async def _context(
+    conn: AsyncConnection, ref: JourneyRef, request: SendRequest, recipient: dict[str, Any]
+) -> dict[str, Any]:
+    """Templates see the journey's person as ``profile`` and whoever gets the message as
+    ``recipient`` (the same person unless the step sends to a referrer or friends)."""
+    context = await template_context(conn, ref, request.scope)
+    context["recipient"] = {**dict(recipient.get("attributes") or {}), "id": recipient.get("id")}
+    return context
+
+
+def _messages(
+    step: EmailSendStep | SmsSendStep | PushSendStep, row: dict[str, Any], context: dict[str, Any]
+) -> list[OutgoingMessage]:
+    """The rendered message(s) of one delivery: push goes to each of the person's devices."""
+    key, address, sender = row["id"], row["address"], step.sender
+    match step:
+        case EmailSendStep(content=content):
+            return [
+                OutgoingMessage(
+                    channel="email",
+                    idempotency_key=key,
+                    to=address,
+                    sender=sender,
+                    subject=render_checked(content.subject, context),
+                    text=render_checked(content.text, context) if content.text else None,
+                    html=render_checked(content.html, context) if content.html else None,
+                )
+            ]
+        case SmsSendStep(content=content):
+            text = render_checked(content.body, context)
+            return [OutgoingMessage(channel="sms", idempotency_key=key, to=address, sender=sender, text=text)]
+        case PushSendStep(content=content):
+            title, text = render_checked(content.title, context), render_checked(content.body, context)
+            data = render_value(content.data, context)
+            return [
+                OutgoingMessage(
+                    channel="push",
+                    idempotency_key=f"{key}:{n}",
+                    to=token,
+                    sender=sender,
+                    title=title,
+                    text=text,
+                    data=data,
+                )
+                for n, token in enumerate(address.split(","))
+            ]

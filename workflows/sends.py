@@ -1,0 +1,96 @@
+"""The send step inside a journey: wait until the message may go out, then send it.
+
+A message waits (durable timers, never dropped) for the step's delivery window and the flow's
+quiet hours, both in the person's time zone, and for a slot of the flow's send_rate, which every
+worker shares through the database. Workflow code: deterministic like the interpreter
+(tests/test_workflow_determinism.py reads this file too).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from temporalio import workflow
+
+from flowline.clock import zone
+from flowline.flow.flow_settings import FlowSettings
+from flowline.flow.steps_http import CallWindow
+from flowline.flow.steps_send import SendStep
+from flowline.flow.timing import window_opens
+from flowline.journey import PROFILE_TIME_ZONE, RESERVE_CALL_SLOT, CallSlot, CallSlotRequest, JourneyRef
+from workflows.calls import SleepUntil
+
+# The send_rate's counter in call_rates: one per flow, whatever step sends.
+SEND_RATE_KEY = "@send_rate"
+
+
+def windows_of(step: SendStep, settings: FlowSettings, channel: str) -> list[CallWindow]:
+    """The windows a message of ``step`` must be inside: its own, and outside the quiet hours."""
+    found = [step.window] if step.window is not None else []
+    quiet = settings.quiet_hours
+    if quiet is not None and channel in quiet.channels:
+        found.append(quiet.as_window())
+    return found
+
+
+async def wait_to_send(
+    step: SendStep,
+    channel: str,
+    settings: FlowSettings,
+    ref: JourneyRef,
+    sleep_until: SleepUntil,
+    resume_until: datetime | None = None,
+) -> None:
+    """Returns once every window is open and the flow's rate has a slot for this message.
+    ``resume_until``: the end of a wait a previous run handed over (all is checked again after)."""
+    if resume_until is not None:
+        await sleep_until(resume_until, f"send: waiting until {resume_until.isoformat()}")
+    windows = windows_of(step, settings, channel)
+    rate = settings.send_rate
+    if not windows and rate is None:
+        return
+    zones: list[ZoneInfo] = []
+    person_zone: str | None = None
+    for window in windows:
+        if window.timezone is None and person_zone is None:
+            person_zone = await workflow.execute_local_activity(
+                PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
+            )
+        zones.append(zone(window.timezone or person_zone))
+
+    def all_open_at() -> datetime:
+        """The first moment from now at which every window is open."""
+        moment = workflow.now()
+        for _ in range(20):  # windows that never overlap are caught by validation; this bounds it
+            later = max(
+                (window_opens(w, moment, tz) for w, tz in zip(windows, zones, strict=True)), default=moment
+            )
+            if later == moment:
+                return moment
+            moment = later
+        return moment
+
+    while True:
+        opens = all_open_at()
+        if opens > workflow.now():
+            await sleep_until(opens, f"send window opens {opens.isoformat()}")
+        if rate is None:
+            return
+        slot: CallSlot = await workflow.execute_local_activity(
+            RESERVE_CALL_SLOT,
+            CallSlotRequest(
+                journey=ref,
+                step_id=SEND_RATE_KEY,
+                period_seconds=rate.period_seconds,
+                limit=rate.max,
+                at=workflow.now(),
+            ),
+            result_type=CallSlot,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        if slot.at > workflow.now():
+            await sleep_until(slot.at, f"send rate: a slot at {slot.at.isoformat()}")
+        # A window that closed while waiting for the slot: wait for it again, and a new slot.
+        if all_open_at() == workflow.now():
+            return
