@@ -350,12 +350,12 @@ async def test_a_send_the_worker_dies_in_is_sent_again_under_its_key_within_seco
 async def test_a_stopping_worker_finishes_the_send_it_is_in(
     tmp_path: Path, database_urls: dict[str, str | None], receiver: HttpSink
 ) -> None:
-    """SIGTERM (a deploy, Ctrl-C) while the receiver takes 2 s to answer step ``a``: the worker
+    """SIGTERM (a deploy, Ctrl-C) while the receiver takes 1 s to answer step ``a``: the worker
     lets the send finish and be marked sent before it exits, so nothing goes out twice."""
     url = database_urls["sqlite"]
     assert url is not None
     async with crash_run(tmp_path, url, receiver) as run:
-        receiver.replies["/a"] = Reply(delay=2)
+        receiver.replies["/a"] = Reply(delay=1)
         await run.start_journeys(0, 1)
         await until(lambda: bool(receiver.on("/a")))
         began = time.monotonic()
@@ -394,4 +394,5 @@ async def test_journeys_survive_a_temporal_server_restart(
         waited = await run.wait_for_all(total, patience=120)
         run.note(f"all {total} ended {waited:.1f} s after the last start; worker starts: {run.worker.starts}")
         outcome = await run.check_exactly_once(total)
+    assert run.worker.starts == 1, "the worker should have reconnected by itself"
     assert outcome.distinct_keys == 2 * total
