@@ -316,7 +316,7 @@ async def test_journeys_survive_five_worker_kills(
         await starting
         after_kills = time.monotonic()
         waited = await run.wait_for_all(total, patience=240)
-        run.note(f"all {total} ended {waited:.1f} s after the last kill's restart")
+        run.note(f"all {total} ended {waited:.1f} s after the kills and starts were done")
         outcome = await run.check_exactly_once(total)
     run.note(f"total {time.monotonic() - began:.1f} s (kills done at {after_kills - began:.1f} s)")
     assert outcome.distinct_keys == 2 * total
