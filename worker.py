@@ -50,10 +50,12 @@ async def running_worker(
     *,
     webhook_timeout: float = 10.0,
     allow_private_outbound: bool = False,
+    public_url: str | None = None,
     shutdown_grace: timedelta = timedelta(0),
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too).
-    ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses."""
+    ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses;
+    ``public_url``: where tracking links in emails point (None: emails go as written)."""
     async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
         activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
@@ -68,7 +70,7 @@ async def running_worker(
                 *activities.all(),
                 *flow_activities.all(),
                 *call_activities.all(),
-                *SendActivities(store, http).all(),
+                *SendActivities(store, http, public_url).all(),
                 *ConditionActivities(store).all(),
                 *ProfileStepActivities(store, launcher).all(),
                 *SegmentClockActivities(store, launcher).all(),
@@ -97,6 +99,7 @@ async def serve(settings: Settings) -> None:
             settings.task_queue,
             webhook_timeout=settings.webhook_timeout_seconds,
             allow_private_outbound=settings.allow_private_outbound,
+            public_url=settings.public_url,
             shutdown_grace=SHUTDOWN_GRACE,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)

@@ -22,6 +22,7 @@ from flowline.journey import (
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
+    RECORD_JOURNEY_STEPS,
     SEND_IN_APP,
     EventsFound,
     EventsRequest,
@@ -29,6 +30,7 @@ from flowline.journey import (
     ExpressionsResult,
     JourneyEnd,
     JourneyRef,
+    JourneySteps,
     ProfileAttributes,
     ProfileAttributesRequest,
     SendInAppRequest,
@@ -37,7 +39,7 @@ from flowline.journey import (
     TriggerEvent,
     WebhookRequest,
 )
-from flowline.store import deliveries, events, journeys, profiles, workspaces
+from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value, uses_profile_attributes
 
@@ -69,6 +71,7 @@ class JourneyActivities:
             self.send_in_app,
             self.deliver_webhook,
             self.record_journey_end,
+            self.record_journey_steps,
             self.profile_time_zone,
             self.evaluate_expressions,
             self.profile_attributes,
@@ -95,7 +98,7 @@ class JourneyActivities:
                 body=render(request.body, context),
                 data=render_value(request.data, context),
             )
-            ended = await self._record_end_if_asked(conn, request.ends_journey)
+            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
 
     @staticmethod
@@ -113,11 +116,14 @@ class JourneyActivities:
         )
 
     @staticmethod
-    async def _record_end_if_asked(conn: AsyncConnection, end: JourneyEnd | None) -> bool:
-        """Record the journey's end in the step's own transaction (idempotent, like the step)."""
+    async def _record_end_if_asked(
+        conn: AsyncConnection, end: JourneyEnd | None, branch: str, error: str | None = None
+    ) -> bool:
+        """Record the journey's end in the step's own transaction (idempotent, like the step), the
+        step's visit left by ``branch``."""
         if end is None:
             return False
-        await _record_end(conn, end.model_copy(update={"ended_at": utcnow()}))
+        await _record_end(conn, end.after_step(branch, utcnow(), error))
         return True
 
     @activity.defn(name=DELIVER_WEBHOOK)
@@ -135,7 +141,7 @@ class JourneyActivities:
             row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
         if row["status"] == "sent":
             async with self.store.begin() as conn:
-                ended = await self._record_end_if_asked(conn, request.ends_journey)
+                ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
             return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
         payload = {
@@ -175,13 +181,20 @@ class JourneyActivities:
             await deliveries.close_delivery(conn, row["id"], "sent")
         # Apart from the ledger: if the end must be retried, the webhook must not be sent again.
         async with self.store.begin() as conn:
-            ended = await self._record_end_if_asked(conn, request.ends_journey)
+            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
     @activity.defn(name=RECORD_JOURNEY_END)
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
             await _record_end(conn, end)
+
+    @activity.defn(name=RECORD_JOURNEY_STEPS)
+    async def record_journey_steps(self, steps: JourneySteps) -> None:
+        """The path so far, before the journey waits long (a local activity: upserts, so retries
+        and replays leave the same rows)."""
+        async with self.store.begin() as conn:
+            await journey_steps.record_steps(conn, steps.journey, steps.start, steps.path)
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
@@ -238,6 +251,8 @@ class JourneyActivities:
 
 
 async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
+    """The journey's record closed and its path's last entries written, in one transaction."""
+    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
     if not await journeys.record_end(conn, end):
         # Its record commits with the transaction that started the journey: retry until it shows.
         raise ApplicationError(

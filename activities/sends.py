@@ -24,9 +24,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
+from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
+from flowline.channels.fcm import TokenUnregistered
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
+from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
@@ -59,9 +62,13 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 class SendActivities:
-    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(self, store: Store, http: httpx.AsyncClient, public_url: str | None = None) -> None:
         self.store = store
         self.http = http
+        # Where email tracking links (open pixel, clicks, unsubscribe) point; None: emails go as
+        # written.
+        self.public_url = public_url
+        self.tracking_keys = TrackingKeys(store)
 
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.send_message, self.notify_internal]
@@ -96,7 +103,7 @@ class SendActivities:
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
@@ -192,19 +199,47 @@ class SendActivities:
         provider = provider_for(channel, settings, self.http)
         if provider is None:
             return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+        ws, delivery_id = row["workspace_id"], row["id"]
+        links = await self._email_links(ws) if isinstance(step, EmailSendStep) else None
+        if links is not None:
+            # Templates may place the link themselves: {{ unsubscribe_url }}.
+            unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
+            context = {**context, UNSUBSCRIBE_VARIABLE: unsubscribe}
         try:
             messages = _messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
+        if links is not None:
+            messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
+        receipt_ids: list[str | None] = []
+        gone: list[str] = []
         try:
-            receipt_ids = [(await provider.send(m)).provider_message_id for m in messages]
+            for message in messages:
+                try:
+                    receipt_ids.append((await provider.send(message)).provider_message_id)
+                except TokenUnregistered as unregistered:
+                    # The device is gone: forget its token, the person's other devices still get it.
+                    await self._forget_token(row, unregistered.token)
+                    gone.append(str(unregistered))
         except DeliveryFailed as failure:
             if failure.permanent:
                 return await self._close(row, "failed", str(failure))
             # Retried by Temporal with the same key; the row stays pending.
             raise ApplicationError(f"{channel} provider: {failure}") from failure
+        if not receipt_ids:
+            return await self._close(row, "failed", "; ".join(gone))
         provider_id = next((r for r in receipt_ids if r), None)
         return await self._close(row, "sent", None, provider_id, now)
+
+    async def _forget_token(self, row: dict[str, Any], token: str) -> None:
+        async with self.store.begin() as conn:
+            await push_tokens.remove_push_token(conn, row["workspace_id"], token, row["recipient_id"])
+
+    async def _email_links(self, workspace_id: str) -> EmailLinks | None:
+        if self.public_url is None:
+            return None
+        key = await self.tracking_keys.key(workspace_id)
+        return EmailLinks(self.public_url, key) if key is not None else None
 
     async def _close(
         self,
@@ -243,7 +278,7 @@ class SendActivities:
         for address in addresses:
             await self._notify_one(request, provider, address, subject, body)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", journey_ended=ended)
 
     async def _notify_one(

@@ -13,7 +13,20 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import Services
-from api.routes import attributes, events, flows, health, journeys, profiles, segments, workspace
+from api.routes import (
+    attributes,
+    events,
+    flow_stats,
+    flows,
+    health,
+    inbox,
+    journeys,
+    profiles,
+    reports,
+    segments,
+    tracking,
+    workspace,
+)
 from flowline.flow.model import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -83,7 +96,20 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (flows, events, profiles, attributes, journeys, workspace, segments, health):
+    for module in (
+        flows,
+        flow_stats,
+        events,
+        profiles,
+        attributes,
+        journeys,
+        workspace,
+        segments,
+        inbox,
+        reports,
+        tracking,
+        health,
+    ):
         app.include_router(module.router)
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.

@@ -41,6 +41,7 @@ SEND_MESSAGE = "send_message"
 NOTIFY_INTERNAL = "notify_internal"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
+RECORD_JOURNEY_STEPS = "record_journey_steps"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
@@ -111,6 +112,8 @@ class Resume(_Model):
     until: datetime | None = None
     heard: list[HeardEvent] = Field(default_factory=list)
     runs: int = 1
+    # How many path entries (by seq) the journey_steps table has (see workflows/path_records.py).
+    path_written: int = 0
 
 
 class JourneyLimits(_Model):
@@ -176,6 +179,30 @@ class JourneyEnd(_Model):
     last_step: str | None
     exit_reason: str
     ended_at: datetime
+    # The path entries not yet in journey_steps in their final form, the first numbered ``path_start``.
+    path: list[PathEntry] = Field(default_factory=list)
+    path_start: int = 0
+
+    def after_step(self, branch: str, at: datetime, error: str | None = None) -> JourneyEnd:
+        """This end as the step activity that ends the journey records it: the step's visit (the
+        path's open last entry) left by ``branch`` at ``at``, then the exit step's, if one follows."""
+        path = [entry.model_copy() for entry in self.path]
+        if path and path[-1].left_at is None:
+            current = path[-1]
+            current.left_at, current.branch, current.error = at, branch, error
+            if self.last_step is not None and self.last_step != current.step:
+                path.append(
+                    PathEntry(step=self.last_step, type="exit", entered_at=at, left_at=at, branch="exit")
+                )
+        return self.model_copy(update={"ended_at": at, "path": path})
+
+
+class JourneySteps(_Model):
+    """Path entries of a journey to record (upserted by seq: ``start`` is the first one's)."""
+
+    journey: JourneyRef
+    start: int
+    path: list[PathEntry]
 
 
 class TemplateScope(_Model):

@@ -23,6 +23,7 @@ from flowline.store.database import Store
 from flowline.store.tables import journeys
 from tests.databases import postgres_database, postgres_unavailable, sqlite_database
 from tests.servers import HttpSink, http_sink, start_time_skipping
+from tests.smtp import SmtpServer, smtp_server
 from worker import running_worker
 
 DATABASES = ["sqlite", "postgresql"]
@@ -129,6 +130,13 @@ async def api(
 @pytest.fixture
 def sink() -> Iterator[HttpSink]:
     with http_sink() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) for the session; tests tell their mail apart by recipient."""
+    with smtp_server() as server:
         yield server
 
 

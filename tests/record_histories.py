@@ -210,6 +210,13 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
         200,
     ),
+    # "journey-steps-v1": the path is written (a local activity) before a long wait and before
+    # continuing as new; the end carries the rest.
+    "steps_written_before_pause_then_send": (_first({"id": "wait", "type": "pause", "for": "2d"}), 200),
+    "steps_written_continue_as_new_in_wait": (
+        _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
+        200,
+    ),
 }
 
 
@@ -237,8 +244,12 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "goal_exit_mid_pause": [_heard("purchase", 1)],
     "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
+    "steps_written_continue_as_new_in_wait": [_heard("checkout", n, total=n) for n in range(1, 6)],
 }
-LIMITS = {"continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3)}
+LIMITS = {
+    "continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3),
+    "steps_written_continue_as_new_in_wait": JourneyLimits(signals_per_run=3),
+}
 
 
 async def record(

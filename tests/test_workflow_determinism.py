@@ -12,10 +12,17 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.path_records
 import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.sends, workflows.waits]
+WORKFLOW_MODULES = [
+    workflows.interpreter,
+    workflows.calls,
+    workflows.sends,
+    workflows.waits,
+    workflows.path_records,
+]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -44,6 +51,7 @@ ALLOWED_IMPORTS = {
     "workflows.calls",
     "workflows.sends",
     "workflows.waits",
+    "workflows.path_records",
     "workflows.search_attributes",
     "zoneinfo",
 }

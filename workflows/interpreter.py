@@ -129,6 +129,8 @@ class JourneyInterpreter(Waiting):
         self._signals = 0
         self._resume: Resume | None = None
         self._deadline: datetime | None = None
+        self._ref: JourneyRef | None = None
+        self._path_written = 0
 
     @property
     def state(self) -> JourneyState:
@@ -156,6 +158,7 @@ class JourneyInterpreter(Waiting):
             state.variables = dict(resume.variables)
             state.entered_at, state.converted_at = resume.entered_at, resume.converted_at
             state.runs = resume.runs
+            self._path_written = resume.path_written
             state.current_step = resume.step_id
             first = flow.step(resume.step_id)
         if flow.settings.max_duration is not None and state.entered_at is not None:
@@ -167,6 +170,7 @@ class JourneyInterpreter(Waiting):
             version=journey.version,
             profile_id=journey.profile_id,
         )
+        self._ref = ref
         scope = TemplateScope(
             event=journey.event.model_dump(mode="json") if journey.event else {},
             vars=state.variables,
@@ -179,6 +183,7 @@ class JourneyInterpreter(Waiting):
             try:
                 exit_reason = walk.result()
             except ContinueAsNew as handover:
+                await self._write_path()  # the entries the new run drops are written first
                 self._continue_as_new(journey, handover)
         else:
             assert self._stop is not None
@@ -200,6 +205,7 @@ class JourneyInterpreter(Waiting):
         state.waiting_for = None
         if self._end_recorded:
             return state
+        path_start, path = self._unwritten()
         await workflow.execute_local_activity(
             RECORD_JOURNEY_END,
             JourneyEnd(
@@ -208,6 +214,8 @@ class JourneyInterpreter(Waiting):
                 last_step=state.current_step,
                 exit_reason=exit_reason,
                 ended_at=workflow.now(),
+                path=path,
+                path_start=path_start,
             ),
             start_to_close_timeout=timedelta(seconds=30),
         )
@@ -260,8 +268,15 @@ class JourneyInterpreter(Waiting):
         if ending is None:
             return None
         last_step, reason = ending
+        path_start, path = self._unwritten()
         return JourneyEnd(
-            journey=ref, status="completed", last_step=last_step, exit_reason=reason, ended_at=workflow.now()
+            journey=ref,
+            status="completed",
+            last_step=last_step,
+            exit_reason=reason,
+            ended_at=workflow.now(),
+            path=path,
+            path_start=path_start,
         )
 
     async def _run_step(

@@ -32,6 +32,7 @@ from flowline.journey import (
     TemplateScope,
     TriggerEvent,
 )
+from workflows.path_records import PathRecords
 
 # A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
 MAX_HEARD = MAX_COUNT
@@ -49,7 +50,7 @@ class DeadlineReached(Exception):
     """The flow's max_duration ended a wait: the journey leaves."""
 
 
-class Waiting:
+class Waiting(PathRecords):
     """The interpreter's signals and waits. It sets these attributes in ``run`` and ``__init__``."""
 
     _state: JourneyState
@@ -107,6 +108,7 @@ class Waiting:
             until=handover.until,
             heard=handover.heard,
             runs=state.runs + 1,
+            path_written=self._path_written,
         )
         workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
 
@@ -134,6 +136,7 @@ class Waiting:
         new run that sleeps on to the same ``end``."""
         self._state.waiting_for = waiting_for
         until = self._cut(end)
+        await self._write_path_before_wait(until)
         if until > workflow.now():
             try:
                 await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
@@ -155,6 +158,7 @@ class Waiting:
         names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
         until = self._cut(end)
         inbox = self._inbox = []
+        written = False
         try:
             while True:
                 for item in inbox:
@@ -173,6 +177,9 @@ class Waiting:
                     return "timeout"
                 if self._must_continue_as_new():
                     raise ContinueAsNew(step.id, end, list(heard.values()))
+                if not written:  # events heard meanwhile wait in the inbox
+                    written = True
+                    await self._write_path_before_wait(until)
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda: bool(inbox) or self._must_continue_as_new(),

@@ -22,7 +22,11 @@ def hash_key(key: str) -> str:
 async def create_workspace(conn: AsyncConnection, workspace_id: str, name: str) -> None:
     await conn.execute(
         workspaces.insert().values(
-            id=workspace_id, name=name, webhook_secret=secrets.token_urlsafe(32), created_at=utcnow()
+            id=workspace_id,
+            name=name,
+            webhook_secret=secrets.token_urlsafe(32),
+            tracking_key=secrets.token_urlsafe(32),
+            created_at=utcnow(),
         )
     )
 
@@ -37,6 +41,24 @@ async def webhook_secret(conn: AsyncConnection, workspace_id: str) -> str:
     if secret is None:
         raise LookupError(f"no workspace {workspace_id!r}")
     return str(secret)
+
+
+async def tracking_key(conn: AsyncConnection, workspace_id: str) -> bytes:
+    """The key that signs the workspace's email tracking links, created on first use (workspaces
+    made before migration 0015 have none); LookupError for an unknown workspace."""
+    query = select(workspaces.c.tracking_key).where(workspaces.c.id == workspace_id)
+    key = await conn.scalar(query)
+    if key is None:
+        # Whoever writes first wins; everyone reads the winner's key.
+        await conn.execute(
+            workspaces.update()
+            .where(workspaces.c.id == workspace_id, workspaces.c.tracking_key.is_(None))
+            .values(tracking_key=secrets.token_urlsafe(32))
+        )
+        key = await conn.scalar(query)
+    if key is None:
+        raise LookupError(f"no workspace {workspace_id!r}")
+    return str(key).encode()
 
 
 async def create_api_key(conn: AsyncConnection, workspace_id: str, label: str = "") -> str:
