@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -105,6 +105,10 @@ SEND_OPTIONS = {
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": SEND_RETRY,
 }
+# The webhook activity heartbeats while it runs (activities/heartbeat.py): when a worker dies
+# mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
+# Timeouts are not part of the commands replay compares, so no patch is needed.
+WEBHOOK_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
 
 
 class JourneyInterpreter(Waiting):
@@ -326,7 +330,9 @@ class JourneyInterpreter(Waiting):
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(DELIVER_WEBHOOK, hook, failed_branch=CONTINUE)
+                return await self._activity(
+                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=WEBHOOK_OPTIONS
+                )
             case SplitStep():
                 branch = assign(
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
@@ -478,11 +484,12 @@ class JourneyInterpreter(Waiting):
         | ProfileStepRequest,
         *,
         failed_branch: str,
+        options: dict[str, Any] = SEND_OPTIONS,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:
-            result: StepResult = await workflow.execute_activity(  # type: ignore[call-overload]
-                name, request, result_type=StepResult, **SEND_OPTIONS
+            result: StepResult = await workflow.execute_activity(
+                name, request, result_type=StepResult, **options
             )
             return result
         except ActivityError as error:
