@@ -105,10 +105,10 @@ SEND_OPTIONS = {
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": SEND_RETRY,
 }
-# The webhook activity heartbeats while it runs (activities/heartbeat.py): when a worker dies
+# Webhook and message activities heartbeat while they run (activities/heartbeat.py): when a worker dies
 # mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
 # Timeouts are not part of the commands replay compares, so no patch is needed.
-WEBHOOK_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
+HEARTBEAT_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
 
 
 class JourneyInterpreter(Waiting):
@@ -319,7 +319,9 @@ class JourneyInterpreter(Waiting):
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # Telling the team must not change the person's path: a failure is recorded only.
-                return await self._activity(NOTIFY_INTERNAL, notify, failed_branch=CONTINUE)
+                return await self._activity(
+                    NOTIFY_INTERNAL, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                )
             case WebhookStep():
                 hook = WebhookRequest(
                     journey=ref,
@@ -331,7 +333,7 @@ class JourneyInterpreter(Waiting):
                     ends_journey=self._ending(flow, step, ref),
                 )
                 return await self._activity(
-                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=WEBHOOK_OPTIONS
+                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
                 )
             case SplitStep():
                 branch = assign(
@@ -452,7 +454,8 @@ class JourneyInterpreter(Waiting):
             now=workflow.now(),
             ends_journey=self._ending(flow, step, ref),
         )
-        return await self._activity(SEND_MESSAGE, send, failed_branch="failed")
+        # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
+        return await self._activity(SEND_MESSAGE, send, failed_branch="failed", options=HEARTBEAT_OPTIONS)
 
     async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
         """The first branch whose condition holds now; a failed evaluation takes "else"."""
