@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from flowline import expressions
 from flowline.channels import webhook
 from flowline.channels.outbound import OutboundRefused
@@ -130,6 +131,11 @@ class JourneyActivities:
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
+        # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
+        async with heartbeating():
+            return await self._deliver_webhook(request)
+
+    async def _deliver_webhook(self, request: WebhookRequest) -> StepResult:
         ref = request.journey
         async with self.store.begin() as conn:
             # Reads first: on SQLite the write lock is taken at the ledger insert and held to commit.

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
@@ -77,6 +78,11 @@ class SendActivities:
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> StepResult:
+        # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
+        async with heartbeating():
+            return await self._send_message(request)
+
+    async def _send_message(self, request: SendRequest) -> StepResult:
         ref, step = request.journey, request.step
         async with self.store.connect() as conn:
             recipients = await _recipients(conn, ref, step.to)
@@ -260,6 +266,10 @@ class SendActivities:
     @activity.defn(name=NOTIFY_INTERNAL)
     async def notify_internal(self, request: NotifyRequest) -> StepResult:
         """The team's message: to each address (rendered), once per address and step visit."""
+        async with heartbeating():
+            return await self._notify_internal(request)
+
+    async def _notify_internal(self, request: NotifyRequest) -> StepResult:
         ref, step = request.journey, request.step
         async with self.store.connect() as conn:
             settings = await workspaces.channel_settings(conn, ref.workspace_id)

@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -106,6 +106,10 @@ SEND_OPTIONS = {
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": SEND_RETRY,
 }
+# Webhook and message activities heartbeat while they run (activities/heartbeat.py): when a worker dies
+# mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
+# Timeouts are not part of the commands replay compares, so no patch is needed.
+HEARTBEAT_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
 
 
 class JourneyInterpreter(Moving):
@@ -319,7 +323,9 @@ class JourneyInterpreter(Moving):
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # Telling the team must not change the person's path: a failure is recorded only.
-                return await self._activity(NOTIFY_INTERNAL, notify, failed_branch=CONTINUE)
+                return await self._activity(
+                    NOTIFY_INTERNAL, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                )
             case WebhookStep():
                 hook = WebhookRequest(
                     journey=ref,
@@ -330,7 +336,9 @@ class JourneyInterpreter(Moving):
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(DELIVER_WEBHOOK, hook, failed_branch=CONTINUE)
+                return await self._activity(
+                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                )
             case SplitStep():
                 branch = assign(
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
@@ -450,7 +458,8 @@ class JourneyInterpreter(Moving):
             now=workflow.now(),
             ends_journey=self._ending(flow, step, ref),
         )
-        return await self._activity(SEND_MESSAGE, send, failed_branch="failed")
+        # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
+        return await self._activity(SEND_MESSAGE, send, failed_branch="failed", options=HEARTBEAT_OPTIONS)
 
     async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
         """The first branch whose condition holds now; a failed evaluation takes "else"."""
@@ -482,11 +491,12 @@ class JourneyInterpreter(Moving):
         | ProfileStepRequest,
         *,
         failed_branch: str,
+        options: dict[str, Any] = SEND_OPTIONS,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:
-            result: StepResult = await workflow.execute_activity(  # type: ignore[call-overload]
-                name, request, result_type=StepResult, **SEND_OPTIONS
+            result: StepResult = await workflow.execute_activity(
+                name, request, result_type=StepResult, **options
             )
             return result
         except ActivityError as error:
