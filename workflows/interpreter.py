@@ -18,8 +18,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from flowline.clock import zone
-from flowline.durations import format_duration
 from flowline.flow.branching import BranchStep
 from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
@@ -29,7 +27,6 @@ from flowline.flow.model import (
     DoNotContactStep,
     ExitStep,
     FlowDocument,
-    InAppSendStep,
     NotifyInternalStep,
     PauseStep,
     SendStep,
@@ -43,7 +40,6 @@ from flowline.flow.model import (
     WebhookStep,
 )
 from flowline.flow.steps_send import SendSteps
-from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import (
     WaitForChangeStep,
     WaitForEventStep,
@@ -54,12 +50,9 @@ from flowline.journey import (
     EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
     NOTIFY_INTERNAL,
-    PROFILE_ATTRIBUTES,
     PROFILE_STEP,
-    PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
-    SEND_MESSAGE,
     AddToFlowRequest,
     ConditionsRequest,
     ConditionsResult,
@@ -74,8 +67,6 @@ from flowline.journey import (
     NamedCondition,
     NotifyRequest,
     PathEntry,
-    ProfileAttributes,
-    ProfileAttributesRequest,
     ProfileStepRequest,
     Resume,
     SendInAppRequest,
@@ -84,10 +75,10 @@ from flowline.journey import (
     TemplateScope,
     WebhookRequest,
 )
-from workflows.calls import call_api
+from workflows.calls import SleepUntil, call_api
 from workflows.moves import Moving
 from workflows.search_attributes import STEP_ID
-from workflows.sends import wait_to_send
+from workflows.sends import prepare_send
 from workflows.waits import ContinueAsNew, DeadlineReached
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
@@ -97,9 +88,6 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # when only the exit follows it, and skip upserts that change nothing (the exit step, or the
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
-# Journeys after this patch send every channel (in-app too) through SEND_MESSAGE, which checks
-# the send rules; earlier ones keep sending in-app messages through SEND_IN_APP.
-SEND_CHANNELS = "send-channels-v1"
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -289,27 +277,8 @@ class JourneyInterpreter(Moving):
         """One step; returns the branch taken. Exhaustive over ``Step`` (mypy checks assert_never)."""
         iteration = self._visits[step.id]
         match step:
-            case PauseStep(for_=timedelta() as duration, until_time=None):
-                resume = self._take_resume(step)
-                end = resume.until if resume and resume.until else workflow.now() + duration
-                await self._sleep_until(step, end, f"pause: {format_duration(duration)}")
-                return StepResult(branch=CONTINUE)
             case PauseStep():
-                resume = self._take_resume(step)
-                if resume is not None and resume.until is not None:
-                    end = resume.until
-                else:
-                    # Pauses that read a wall clock need the person's zone (read each time: it may change).
-                    zone_name = step.timezone
-                    if zone_name is None and step.needs_zone:
-                        zone_name = await workflow.execute_local_activity(
-                            PROFILE_TIME_ZONE,
-                            ref,
-                            result_type=str,
-                            start_to_close_timeout=timedelta(seconds=30),
-                        )
-                    end = pause_end(step, workflow.now(), zone(zone_name))
-                await self._sleep_until(step, end, f"pause until {end.isoformat()}")
+                await self._pause(step, ref)
                 return StepResult(branch=CONTINUE)
             case SendStep():
                 return await self._send(step, ref, scope, flow, iteration)
@@ -358,28 +327,7 @@ class JourneyInterpreter(Moving):
                 errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
                 return StepResult(branch=CONTINUE, error=errors or None)
             case WaitForDateStep():
-                resume = self._take_resume(step)
-                if resume is not None and resume.until is not None:
-                    await self._sleep_until(step, resume.until, f"date: {step.attribute}")
-                    return StepResult(branch=CONTINUE)
-                found: ProfileAttributes = await workflow.execute_local_activity(
-                    PROFILE_ATTRIBUTES,
-                    ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
-                    result_type=ProfileAttributes,
-                    start_to_close_timeout=timedelta(seconds=30),
-                )
-                raw, profile_zone = found.values.get(step.attribute), found.values.get("timezone")
-                try:
-                    if not isinstance(raw, str):
-                        raise ValueError("no date")
-                    zone_name = profile_zone if isinstance(profile_zone, str) else None
-                    end = date_wait_end(step, raw, workflow.now(), zone(step.timezone, zone_name))
-                except ValueError:
-                    return StepResult(
-                        branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date"
-                    )
-                await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
-                return StepResult(branch=CONTINUE)
+                return await self._wait_for_date(step, ref)
             case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
                 change = ProfileStepRequest(
                     journey=ref,
@@ -407,12 +355,8 @@ class JourneyInterpreter(Moving):
                 return await self._wait_for_change(step)
             case CallApiStep():
                 resume = self._take_resume(step)
-
-                def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
-                    return self._sleep_until(step, end, waiting_for)
-
                 called = await call_api(
-                    step, ref, scope, iteration, sleep_until, resume.until if resume else None
+                    step, ref, scope, iteration, self._sleeper(step), resume.until if resume else None
                 )
                 if called.variables:
                     self._state.variables.update(called.variables)
@@ -426,40 +370,29 @@ class JourneyInterpreter(Moving):
     async def _send(
         self, step: SendSteps, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument, iteration: int
     ) -> StepResult:
-        if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
-            # Journeys recorded before channels existed sent in-app messages only, this way.
-            request = SendInAppRequest(
-                journey=ref,
-                step_id=step.id,
-                iteration=iteration,
-                title=step.content.title,
-                body=step.content.body,
-                data=step.content.data,
-                scope=scope,
-                ends_journey=self._ending(flow, step, ref),
-            )
-            return await self._activity(SEND_IN_APP, request, failed_branch="failed")
         resume = self._take_resume(step)
+        name, request = await prepare_send(
+            step,
+            ref,
+            scope,
+            flow,
+            iteration,
+            ending=lambda: self._ending(flow, step, ref),
+            sleep_until=self._sleeper(step),
+            resume_until=resume.until if resume else None,
+        )
+        self._state.waiting_for = None
+        # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
+        options = SEND_OPTIONS if name == SEND_IN_APP else HEARTBEAT_OPTIONS
+        return await self._activity(name, request, failed_branch="failed", options=options)
+
+    def _sleeper(self, step: Step) -> SleepUntil:
+        """The durable timer of ``step`` for helpers that wait (call windows, send windows, rates)."""
 
         def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
             return self._sleep_until(step, end, waiting_for)
 
-        await wait_to_send(
-            step, step.channel, flow.settings, ref, sleep_until, resume.until if resume else None
-        )
-        self._state.waiting_for = None
-        cap = next((c for c in flow.settings.frequency_cap if c.channel == step.channel), None)
-        send = SendRequest(
-            journey=ref,
-            step=step,
-            iteration=iteration,
-            scope=scope,
-            cap=cap,
-            now=workflow.now(),
-            ends_journey=self._ending(flow, step, ref),
-        )
-        # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
-        return await self._activity(SEND_MESSAGE, send, failed_branch="failed", options=HEARTBEAT_OPTIONS)
+        return sleep_until
 
     async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
         """The first branch whose condition holds now; a failed evaluation takes "else"."""

@@ -15,11 +15,17 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from flowline.clock import zone
+from flowline.durations import format_duration
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
-from flowline.flow.model import Step
+from flowline.flow.graph import CONTINUE
+from flowline.flow.model import PauseStep, Step, WaitForDateStep
+from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import MAX_COUNT, PROFILE_CHANGED, WaitForChangeStep, WaitForEventStep, timeout_of
 from flowline.journey import (
     EVENTS_SINCE,
+    PROFILE_ATTRIBUTES,
+    PROFILE_TIME_ZONE,
     EventsFound,
     EventsRequest,
     HeardEvent,
@@ -27,6 +33,8 @@ from flowline.journey import (
     JourneyRef,
     JourneyState,
     JourneyStatus,
+    ProfileAttributes,
+    ProfileAttributesRequest,
     Resume,
     StepResult,
     TemplateScope,
@@ -248,3 +256,48 @@ class Waiting(PathRecords):
         branch = await self._listen(step, end, heard, done)
         self._state.waiting_for = None
         return StepResult(branch=branch)
+
+    async def _pause(self, step: PauseStep, ref: JourneyRef) -> None:
+        resume = self._take_resume(step)
+        if resume is not None and resume.until is not None:
+            end = resume.until
+        elif isinstance(step.for_, timedelta) and step.until_time is None:
+            end = workflow.now() + step.for_
+        else:
+            # Pauses that read a wall clock need the person's zone (read each time: it may change).
+            zone_name = step.timezone
+            if zone_name is None and step.needs_zone:
+                zone_name = await workflow.execute_local_activity(
+                    PROFILE_TIME_ZONE,
+                    ref,
+                    result_type=str,
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+            end = pause_end(step, workflow.now(), zone(zone_name))
+        if isinstance(step.for_, timedelta) and step.until_time is None:
+            waiting_for = f"pause: {format_duration(step.for_)}"
+        else:
+            waiting_for = f"pause until {end.isoformat()}"
+        await self._sleep_until(step, end, waiting_for)
+
+    async def _wait_for_date(self, step: WaitForDateStep, ref: JourneyRef) -> StepResult:
+        resume = self._take_resume(step)
+        if resume is not None and resume.until is not None:
+            await self._sleep_until(step, resume.until, f"date: {step.attribute}")
+            return StepResult(branch=CONTINUE)
+        found: ProfileAttributes = await workflow.execute_local_activity(
+            PROFILE_ATTRIBUTES,
+            ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
+            result_type=ProfileAttributes,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        raw, profile_zone = found.values.get(step.attribute), found.values.get("timezone")
+        try:
+            if not isinstance(raw, str):
+                raise ValueError("no date")
+            zone_name = profile_zone if isinstance(profile_zone, str) else None
+            end = date_wait_end(step, raw, workflow.now(), zone(step.timezone, zone_name))
+        except ValueError:
+            return StepResult(branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date")
+        await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
+        return StepResult(branch=CONTINUE)
