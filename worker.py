@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -35,6 +36,10 @@ from workflows.segment_clock import SegmentClockWorkflow
 from workflows.segment_schedule import ensure_segment_clock
 
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
+# On SIGTERM/SIGINT sends in flight get this long to finish and be marked sent; cancelled at once,
+# a send the receiver already has would go out again on the retry. Below the 10 s a container
+# runtime waits before it kills (and the 20 s `cli.py run` waits).
+SHUTDOWN_GRACE = timedelta(seconds=5)
 
 
 @contextlib.asynccontextmanager
@@ -46,6 +51,7 @@ async def running_worker(
     webhook_timeout: float = 10.0,
     allow_private_outbound: bool = False,
     public_url: str | None = None,
+    shutdown_grace: timedelta = timedelta(0),
 ) -> AsyncIterator[Worker]:
     """A worker on ``task_queue`` for as long as the block runs (tests use this too).
     ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses;
@@ -71,6 +77,7 @@ async def running_worker(
                 *EntryActivities(store, launcher).all(),
             ],
             max_concurrent_activities=100,
+            graceful_shutdown_timeout=shutdown_grace,
         )
         async with worker:
             yield worker
@@ -93,6 +100,7 @@ async def serve(settings: Settings) -> None:
             webhook_timeout=settings.webhook_timeout_seconds,
             allow_private_outbound=settings.allow_private_outbound,
             public_url=settings.public_url,
+            shutdown_grace=SHUTDOWN_GRACE,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from flowline import expressions
 from flowline.channels import webhook
 from flowline.channels.outbound import OutboundRefused
@@ -21,13 +22,17 @@ from flowline.journey import (
     PROFILE_ATTRIBUTES,
     PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
+    RECORD_JOURNEY_MOVE,
+    RECORD_JOURNEY_STEPS,
     SEND_IN_APP,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
+    JourneyMoved,
     JourneyRef,
+    JourneySteps,
     ProfileAttributes,
     ProfileAttributesRequest,
     SendInAppRequest,
@@ -36,7 +41,7 @@ from flowline.journey import (
     TriggerEvent,
     WebhookRequest,
 )
-from flowline.store import deliveries, events, journeys, profiles, workspaces
+from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import render, render_value, uses_profile_attributes
 
@@ -68,6 +73,8 @@ class JourneyActivities:
             self.send_in_app,
             self.deliver_webhook,
             self.record_journey_end,
+            self.record_journey_move,
+            self.record_journey_steps,
             self.profile_time_zone,
             self.evaluate_expressions,
             self.profile_attributes,
@@ -94,7 +101,7 @@ class JourneyActivities:
                 body=render(request.body, context),
                 data=render_value(request.data, context),
             )
-            ended = await self._record_end_if_asked(conn, request.ends_journey)
+            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
 
     @staticmethod
@@ -112,15 +119,23 @@ class JourneyActivities:
         )
 
     @staticmethod
-    async def _record_end_if_asked(conn: AsyncConnection, end: JourneyEnd | None) -> bool:
-        """Record the journey's end in the step's own transaction (idempotent, like the step)."""
+    async def _record_end_if_asked(
+        conn: AsyncConnection, end: JourneyEnd | None, branch: str, error: str | None = None
+    ) -> bool:
+        """Record the journey's end in the step's own transaction (idempotent, like the step), the
+        step's visit left by ``branch``."""
         if end is None:
             return False
-        await _record_end(conn, end.model_copy(update={"ended_at": utcnow()}))
+        await _record_end(conn, end.after_step(branch, utcnow(), error))
         return True
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
+        # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
+        async with heartbeating():
+            return await self._deliver_webhook(request)
+
+    async def _deliver_webhook(self, request: WebhookRequest) -> StepResult:
         ref = request.journey
         async with self.store.begin() as conn:
             # Reads first: on SQLite the write lock is taken at the ledger insert and held to commit.
@@ -129,7 +144,7 @@ class JourneyActivities:
             row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
         if row["status"] == "sent":
             async with self.store.begin() as conn:
-                ended = await self._record_end_if_asked(conn, request.ends_journey)
+                ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
             return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
         payload = {
@@ -169,13 +184,26 @@ class JourneyActivities:
             await deliveries.close_delivery(conn, row["id"], "sent")
         # Apart from the ledger: if the end must be retried, the webhook must not be sent again.
         async with self.store.begin() as conn:
-            ended = await self._record_end_if_asked(conn, request.ends_journey)
+            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
     @activity.defn(name=RECORD_JOURNEY_END)
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
             await _record_end(conn, end)
+
+    @activity.defn(name=RECORD_JOURNEY_MOVE)
+    async def record_journey_move(self, moved: JourneyMoved) -> None:
+        """Listing, stats and routing (the events a journey listens to) follow the new version."""
+        async with self.store.begin() as conn:
+            await journeys.record_move(conn, moved.journey.journey_id, moved.journey.version)
+
+    @activity.defn(name=RECORD_JOURNEY_STEPS)
+    async def record_journey_steps(self, steps: JourneySteps) -> None:
+        """The path so far, before the journey waits long (a local activity: upserts, so retries
+        and replays leave the same rows)."""
+        async with self.store.begin() as conn:
+            await journey_steps.record_steps(conn, steps.journey, steps.start, steps.path)
 
     @activity.defn(name=PROFILE_TIME_ZONE)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
@@ -232,6 +260,8 @@ class JourneyActivities:
 
 
 async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
+    """The journey's record closed and its path's last entries written, in one transaction."""
+    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
     if not await journeys.record_end(conn, end):
         # Its record commits with the transaction that started the journey: retry until it shows.
         raise ApplicationError(

@@ -88,7 +88,7 @@ class ProfileStepActivities:
                     )
                 case _:
                     assert_never(step)
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, CONTINUE, error)
         if self.launcher is not None:
             # Apart from the change: a retry finds the change made and routes what is still unrouted.
             touched = {person}

@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from activities.journeys import JourneyActivities, template_context
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
+from flowline.channels.fcm import TokenUnregistered
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
@@ -76,6 +78,11 @@ class SendActivities:
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> StepResult:
+        # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
+        async with heartbeating():
+            return await self._send_message(request)
+
+    async def _send_message(self, request: SendRequest) -> StepResult:
         ref, step = request.journey, request.step
         async with self.store.connect() as conn:
             recipients = await _recipients(conn, ref, step.to)
@@ -102,7 +109,7 @@ class SendActivities:
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
@@ -210,15 +217,29 @@ class SendActivities:
             return await self._close(row, "failed", f"template: {error}")
         if links is not None:
             messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
+        receipt_ids: list[str | None] = []
+        gone: list[str] = []
         try:
-            receipt_ids = [(await provider.send(m)).provider_message_id for m in messages]
+            for message in messages:
+                try:
+                    receipt_ids.append((await provider.send(message)).provider_message_id)
+                except TokenUnregistered as unregistered:
+                    # The device is gone: forget its token, the person's other devices still get it.
+                    await self._forget_token(row, unregistered.token)
+                    gone.append(str(unregistered))
         except DeliveryFailed as failure:
             if failure.permanent:
                 return await self._close(row, "failed", str(failure))
             # Retried by Temporal with the same key; the row stays pending.
             raise ApplicationError(f"{channel} provider: {failure}") from failure
+        if not receipt_ids:
+            return await self._close(row, "failed", "; ".join(gone))
         provider_id = next((r for r in receipt_ids if r), None)
         return await self._close(row, "sent", None, provider_id, now)
+
+    async def _forget_token(self, row: dict[str, Any], token: str) -> None:
+        async with self.store.begin() as conn:
+            await push_tokens.remove_push_token(conn, row["workspace_id"], token, row["recipient_id"])
 
     async def _email_links(self, workspace_id: str) -> EmailLinks | None:
         if self.public_url is None:
@@ -245,6 +266,10 @@ class SendActivities:
     @activity.defn(name=NOTIFY_INTERNAL)
     async def notify_internal(self, request: NotifyRequest) -> StepResult:
         """The team's message: to each address (rendered), once per address and step visit."""
+        async with heartbeating():
+            return await self._notify_internal(request)
+
+    async def _notify_internal(self, request: NotifyRequest) -> StepResult:
         ref, step = request.journey, request.step
         async with self.store.connect() as conn:
             settings = await workspaces.channel_settings(conn, ref.workspace_id)
@@ -263,7 +288,7 @@ class SendActivities:
         for address in addresses:
             await self._notify_one(request, provider, address, subject, body)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey)
+            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", journey_ended=ended)
 
     async def _notify_one(

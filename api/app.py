@@ -16,10 +16,14 @@ from api.deps import Services
 from api.routes import (
     attributes,
     events,
+    flow_lifecycle,
+    flow_stats,
     flows,
     health,
+    inbox,
     journeys,
     profiles,
+    reports,
     segments,
     tracking,
     workspace,
@@ -93,7 +97,21 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (flows, events, profiles, attributes, journeys, workspace, segments, tracking, health):
+    for module in (
+        flows,
+        flow_lifecycle,
+        flow_stats,
+        events,
+        profiles,
+        attributes,
+        journeys,
+        workspace,
+        segments,
+        inbox,
+        reports,
+        tracking,
+        health,
+    ):
         app.include_router(module.router)
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
 from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import JourneyState
+from flowline.store.inbox import is_consumable
 
 MAX_EVENTS_PER_CALL = 1000
 # Events the engine writes that start flows or stop journeys: a client sending them would fake
@@ -100,26 +101,42 @@ class JourneySummary(BaseModel):
     exit_reason: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
+    current_step: str | None = Field(
+        default=None,
+        description="where the journey is: its last step once ended; while it runs, the step it was "
+        "last recorded at (journey_steps: written at waits of a minute or more)",
+    )
 
 
 class JourneyDetail(JourneySummary):
-    current_step: str | None = None
-    waiting_for: str | None = None
+    waiting_for: str | None = Field(default=None, description="what the journey waits for now")
     path: list[dict[str, Any]] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
+    moves: list[dict[str, Any]] = Field(
+        default_factory=list, description="requests to move to a newer version: taken, or ignored and why"
+    )
     live: bool = Field(description="true when current_step and path come from the running workflow")
 
     @classmethod
-    def build(cls, row: dict[str, Any], state: JourneyState | None) -> JourneyDetail:
+    def build(
+        cls, row: dict[str, Any], state: JourneyState | None, stored: list[dict[str, Any]]
+    ) -> JourneyDetail:
+        """From the workflow while it answers; else from the store: the path the journey recorded
+        (journey_steps) and its current step. ``stored`` is that path, numbered by ``seq``."""
         summary = JourneySummary.model_validate(row).model_dump()
         if state is None:
-            return cls(**summary, current_step=row.get("last_step"), live=False)
+            return cls(**summary, path=stored, live=False)
+        # Entries a long journey dropped when it continued as new are in the store only.
+        dropped = [entry for entry in stored if entry["seq"] < state.path_dropped]
+        path = [
+            {"seq": state.path_dropped + i, **p.model_dump(mode="json")} for i, p in enumerate(state.path)
+        ]
         return cls(
-            **summary,
-            current_step=state.current_step,
+            **summary | {"current_step": state.current_step},
             waiting_for=state.waiting_for,
-            path=[p.model_dump(mode="json") for p in state.path],
+            path=[*dropped, *path],
             variables=state.variables,
+            moves=[m.model_dump(mode="json") for m in state.moves],
             live=True,
         )
 
@@ -143,6 +160,22 @@ class InboxMessage(BaseModel):
     created_at: datetime
     read_at: datetime | None = None
     consumed_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def consumable(self) -> bool:
+        """A reward: ``POST /v1/inbox/{id}/consume`` redeems it once."""
+        return is_consumable(self.data)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def consumed(self) -> bool:
+        return self.consumed_at is not None
 
 
 class StartJourneyIn(BaseModel):

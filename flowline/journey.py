@@ -41,17 +41,21 @@ SEND_MESSAGE = "send_message"
 NOTIFY_INTERNAL = "notify_internal"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_JOURNEY_END = "record_journey_end"
+RECORD_JOURNEY_STEPS = "record_journey_steps"
 PROFILE_TIME_ZONE = "profile_time_zone"
 EVALUATE_EXPRESSIONS = "evaluate_expressions"
 PROFILE_ATTRIBUTES = "profile_attributes"
 EVALUATE_CONDITIONS = "evaluate_conditions"
 PROFILE_STEP = "profile_step"
 EVENTS_SINCE = "events_since"
+RECORD_JOURNEY_MOVE = "record_journey_move"
 
 # Signals a journey takes: an event of its profile (routed to it because its flow listens to
 # the event's name), and a stop (from the API or the flow's lifecycle).
 EVENT_SIGNAL = "event"
 STOP_SIGNAL = "stop"
+# Publishing with move_journeys asks journeys of older versions to move (workflows/moves.py).
+MOVE_SIGNAL = "move"
 ADD_TO_FLOW = "add_to_flow"
 CALL_API = "call_api"
 RESERVE_CALL_SLOT = "reserve_call_slot"
@@ -97,6 +101,17 @@ class HeardEvent(_Model):
     heard_at: datetime
 
 
+class VersionMove(_Model):
+    """A request to move to a newer version of the flow: taken, or ignored with the reason."""
+
+    version: int
+    from_version: int
+    step: str | None
+    at: datetime
+    moved: bool
+    reason: str | None = None
+
+
 class Resume(_Model):
     """Where a journey that continued as new picks up: its step, its bookkeeping, and, when it was
     waiting, the moment its timer ends and the events its wait counted so far."""
@@ -111,6 +126,12 @@ class Resume(_Model):
     until: datetime | None = None
     heard: list[HeardEvent] = Field(default_factory=list)
     runs: int = 1
+    # Set on the first run after a move to a newer version: the version it left (the new run
+    # records the move in the store).
+    moved_from: int | None = None
+    moves: list[VersionMove] = Field(default_factory=list)
+    # How many path entries (by seq) the journey_steps table has (see workflows/path_records.py).
+    path_written: int = 0
 
 
 class JourneyLimits(_Model):
@@ -155,6 +176,8 @@ class JourneyState(_Model):
     # Entries dropped from the front of ``path`` when the journey continued as new.
     path_dropped: int = 0
     runs: int = 1
+    # Move requests from publishing with move_journeys: taken or ignored (with the reason).
+    moves: list[VersionMove] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activity contracts
@@ -176,6 +199,30 @@ class JourneyEnd(_Model):
     last_step: str | None
     exit_reason: str
     ended_at: datetime
+    # The path entries not yet in journey_steps in their final form, the first numbered ``path_start``.
+    path: list[PathEntry] = Field(default_factory=list)
+    path_start: int = 0
+
+    def after_step(self, branch: str, at: datetime, error: str | None = None) -> JourneyEnd:
+        """This end as the step activity that ends the journey records it: the step's visit (the
+        path's open last entry) left by ``branch`` at ``at``, then the exit step's, if one follows."""
+        path = [entry.model_copy() for entry in self.path]
+        if path and path[-1].left_at is None:
+            current = path[-1]
+            current.left_at, current.branch, current.error = at, branch, error
+            if self.last_step is not None and self.last_step != current.step:
+                path.append(
+                    PathEntry(step=self.last_step, type="exit", entered_at=at, left_at=at, branch="exit")
+                )
+        return self.model_copy(update={"ended_at": at, "path": path})
+
+
+class JourneySteps(_Model):
+    """Path entries of a journey to record (upserted by seq: ``start`` is the first one's)."""
+
+    journey: JourneyRef
+    start: int
+    path: list[PathEntry]
 
 
 class TemplateScope(_Model):
@@ -317,6 +364,20 @@ class StepResult(_Model):
     started_journey: str | None = None
     # The activity also recorded the journey's end (it was asked to, and it succeeded).
     journey_ended: bool = False
+
+
+class MoveRequest(_Model):
+    """Move to ``version`` (whose document is ``flow``) if waiting at a step it also has."""
+
+    version: int = Field(ge=1)
+    flow: FlowDocument
+
+
+class JourneyMoved(_Model):
+    """The journey (``journey.version`` is the new version) moved from ``from_version``."""
+
+    journey: JourneyRef
+    from_version: int
 
 
 class StopRequest(_Model):

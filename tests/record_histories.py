@@ -23,7 +23,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.validation import parse_flow
 from flowline.flow.waiting import PROFILE_CHANGED
-from flowline.journey import EVENT_SIGNAL, STOP_SIGNAL, JourneyLimits, StopRequest, TriggerEvent
+from flowline.journey import (
+    EVENT_SIGNAL,
+    MOVE_SIGNAL,
+    STOP_SIGNAL,
+    JourneyLimits,
+    MoveRequest,
+    StopRequest,
+    TriggerEvent,
+)
 from flowline.segment_clock import ClockTick
 from flowline.store import flows, profiles, segments, workspaces
 from flowline.store.database import Store
@@ -204,13 +212,32 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _listening({**_WAIT, "timeout": "indefinite"}, max_duration="30d"),
         200,
     ),
+    # Moves mid-pause to version 2 (_MOVED: a shorter pause, another message); the moved run is
+    # recorded, and the first as <name>_first_run.
+    "version_move_mid_pause": (_first({"id": "wait", "type": "pause", "for": "7d"}), 200),
     # Continues as new after every 3 signals: the last run resumes the wait (the first run's
     # history is recorded too, as <name>_first_run).
     "continue_as_new_in_wait_then_send": (
         _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
         200,
     ),
+    # "journey-steps-v1": the path is written (a local activity) before a long wait and before
+    # continuing as new; the end carries the rest.
+    "steps_written_before_pause_then_send": (_first({"id": "wait", "type": "pause", "for": "2d"}), 200),
+    "steps_written_continue_as_new_in_wait": (
+        _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
+        200,
+    ),
 }
+
+
+def _moved_flow() -> dict[str, Any]:
+    flow = send_then_exit_flow("go", first={"id": "wait", "type": "pause", "for": "2d"})
+    flow["steps"][1]["content"] = {"body": "moved"}
+    return flow
+
+
+_MOVED = MoveRequest(version=2, flow=parse_flow(_moved_flow()))
 
 
 def _heard(name: str, number: int, **properties: Any) -> tuple[str, Any]:
@@ -237,8 +264,13 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "goal_exit_mid_pause": [_heard("purchase", 1)],
     "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
+    "version_move_mid_pause": [(MOVE_SIGNAL, _MOVED)],
+    "steps_written_continue_as_new_in_wait": [_heard("checkout", n, total=n) for n in range(1, 6)],
 }
-LIMITS = {"continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3)}
+LIMITS = {
+    "continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3),
+    "steps_written_continue_as_new_in_wait": JourneyLimits(signals_per_run=3),
+}
 
 
 async def record(

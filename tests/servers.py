@@ -97,6 +97,9 @@ class HttpSink:
     received: list[Received] = field(default_factory=list)
     status: int = 200
     replies: dict[str, Reply] = field(default_factory=dict)
+    # Paths that answer 503 to the first request of each Idempotency-Key (a retry then succeeds).
+    fail_first: set[str] = field(default_factory=set)
+    keys_seen: set[str] = field(default_factory=set)
 
     def on(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path.split("?", 1)[0] == path]
@@ -115,7 +118,12 @@ def http_sink() -> Iterator[HttpSink]:
                 sink.received.append(
                     Received(self.path, dict(self.headers.items()), body, self.command, arrived)
                 )
-                reply = sink.replies.get(self.path.split("?", 1)[0], Reply(status=sink.status))
+                path = self.path.split("?", 1)[0]
+                reply = sink.replies.get(path, Reply(status=sink.status))
+                key = self.headers.get("Idempotency-Key")
+                if path in sink.fail_first and key is not None and key not in sink.keys_seen:
+                    sink.keys_seen.add(key)
+                    reply = Reply(status=503)
             if reply.delay:
                 time.sleep(reply.delay)
             content = reply.encoded()

@@ -44,6 +44,13 @@ def test_histories_are_recorded() -> None:
     }
     assert listening <= names
     assert "segment_clock_tick" in names
+    assert {"version_move_mid_pause", "version_move_mid_pause_first_run"} <= names
+    steps_written = {
+        "steps_written_before_pause_then_send",
+        "steps_written_continue_as_new_in_wait",
+        "steps_written_continue_as_new_in_wait_first_run",
+    }
+    assert steps_written <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

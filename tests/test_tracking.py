@@ -20,7 +20,7 @@ from flowline.store import deliveries as ledger
 from flowline.store import tables, workspaces
 from flowline.store.database import Store
 from flowline.store.profile_changes import blocks
-from flowline.store.profiles import get_profile
+from flowline.store.profiles import ensure_profiles, get_profile
 from flowline.store.tables import events
 from tests.conftest import Tenant, finish, new_tenant
 from tests.smtp import SmtpServer
@@ -56,6 +56,8 @@ async def _delivery(
         sender=sender,
     )
     async with store.begin() as conn:
+        # A message goes to a stored person (feedback for an erased one raises no event).
+        await ensure_profiles(store, conn, tenant.id, [profile])
         row, _ = await ledger.open_delivery(store, conn, delivery)
         await ledger.close_delivery(conn, row["id"], "sent")
     return str(row["id"])

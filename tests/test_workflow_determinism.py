@@ -12,10 +12,19 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.moves
+import workflows.path_records
 import workflows.sends
 import workflows.waits
 
-WORKFLOW_MODULES = [workflows.interpreter, workflows.calls, workflows.sends, workflows.waits]
+WORKFLOW_MODULES = [
+    workflows.interpreter,
+    workflows.calls,
+    workflows.sends,
+    workflows.waits,
+    workflows.path_records,
+    workflows.moves,
+]
 
 ALLOWED_IMPORTS = {
     "__future__",
@@ -23,6 +32,7 @@ ALLOWED_IMPORTS = {
     "contextlib",
     "collections.abc",
     "collections",
+    "dataclasses",
     "datetime",
     "typing",
     "temporalio",
@@ -44,6 +54,8 @@ ALLOWED_IMPORTS = {
     "workflows.calls",
     "workflows.sends",
     "workflows.waits",
+    "workflows.moves",
+    "workflows.path_records",
     "workflows.search_attributes",
     "zoneinfo",
 }

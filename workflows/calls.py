@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
 from flowline.flow.model import CallApiStep
+from flowline.flow.steps_http import CallRate
 from flowline.flow.timing import window_opens
 from flowline.journey import (
     CALL_API,
@@ -35,6 +36,20 @@ CALL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffici
 
 # The interpreter's durable timer: sleep until the moment, showing what the journey waits for.
 SleepUntil = Callable[[datetime, str], Awaitable[None]]
+
+
+async def reserve_slot(ref: JourneyRef, key: str, rate: CallRate) -> datetime:
+    """When the next call (or message) under ``rate`` may go out: now or the start of a later
+    period. ``key`` names the counter: a call_api step's id, or the flow's send rate."""
+    slot: CallSlot = await workflow.execute_local_activity(
+        RESERVE_CALL_SLOT,
+        CallSlotRequest(
+            journey=ref, step_id=key, period_seconds=rate.period_seconds, limit=rate.max, at=workflow.now()
+        ),
+        result_type=CallSlot,
+        start_to_close_timeout=timedelta(seconds=30),
+    )
+    return slot.at
 
 
 async def call_api(
@@ -63,19 +78,8 @@ async def call_api(
             await sleep_until(opens, f"call window opens {opens.isoformat()}")
         if rate is None:
             break
-        slot: CallSlot = await workflow.execute_local_activity(
-            RESERVE_CALL_SLOT,
-            CallSlotRequest(
-                journey=ref,
-                step_id=step.id,
-                period_seconds=rate.period_seconds,
-                limit=rate.max,
-                at=workflow.now(),
-            ),
-            result_type=CallSlot,
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        await sleep_until(slot.at, f"call rate: a slot at {slot.at.isoformat()}")
+        slot = await reserve_slot(ref, step.id, rate)
+        await sleep_until(slot, f"call rate: a slot at {slot.isoformat()}")
         # A window that closed meanwhile: wait for it to open again, and for a new slot.
         if window is None or tz is None or window_opens(window, workflow.now(), tz) == workflow.now():
             break

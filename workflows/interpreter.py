@@ -12,14 +12,12 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from flowline.clock import zone
-from flowline.durations import format_duration
 from flowline.flow.branching import BranchStep
 from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
@@ -29,7 +27,6 @@ from flowline.flow.model import (
     DoNotContactStep,
     ExitStep,
     FlowDocument,
-    InAppSendStep,
     NotifyInternalStep,
     PauseStep,
     SendStep,
@@ -43,7 +40,6 @@ from flowline.flow.model import (
     WebhookStep,
 )
 from flowline.flow.steps_send import SendSteps
-from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import (
     WaitForChangeStep,
     WaitForEventStep,
@@ -54,12 +50,9 @@ from flowline.journey import (
     EVALUATE_CONDITIONS,
     EVALUATE_EXPRESSIONS,
     NOTIFY_INTERNAL,
-    PROFILE_ATTRIBUTES,
     PROFILE_STEP,
-    PROFILE_TIME_ZONE,
     RECORD_JOURNEY_END,
     SEND_IN_APP,
-    SEND_MESSAGE,
     AddToFlowRequest,
     ConditionsRequest,
     ConditionsResult,
@@ -74,8 +67,6 @@ from flowline.journey import (
     NamedCondition,
     NotifyRequest,
     PathEntry,
-    ProfileAttributes,
-    ProfileAttributesRequest,
     ProfileStepRequest,
     Resume,
     SendInAppRequest,
@@ -84,10 +75,11 @@ from flowline.journey import (
     TemplateScope,
     WebhookRequest,
 )
-from workflows.calls import call_api
+from workflows.calls import SleepUntil, call_api
+from workflows.moves import Moving
 from workflows.search_attributes import STEP_ID
-from workflows.sends import wait_to_send
-from workflows.waits import ContinueAsNew, DeadlineReached, Waiting
+from workflows.sends import prepare_send
+from workflows.waits import ContinueAsNew, DeadlineReached
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -96,18 +88,19 @@ SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 # when only the exit follows it, and skip upserts that change nothing (the exit step, or the
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
-# Journeys after this patch send every channel (in-app too) through SEND_MESSAGE, which checks
-# the send rules; earlier ones keep sending in-app messages through SEND_IN_APP.
-SEND_CHANNELS = "send-channels-v1"
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": SEND_RETRY,
 }
+# Webhook and message activities heartbeat while they run (activities/heartbeat.py): when a worker dies
+# mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
+# Timeouts are not part of the commands replay compares, so no patch is needed.
+HEARTBEAT_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
 
 
-class JourneyInterpreter(Waiting):
+class JourneyInterpreter(Moving):
     """Walks one journey through its flow. Lives in a module the sandbox passes through, so it is
     not re-imported and recompiled for every journey; it holds no module-level state."""
 
@@ -125,6 +118,9 @@ class JourneyInterpreter(Waiting):
         self._signals = 0
         self._resume: Resume | None = None
         self._deadline: datetime | None = None
+        self._move = None
+        self._ref: JourneyRef | None = None
+        self._path_written = 0
 
     @property
     def state(self) -> JourneyState:
@@ -152,6 +148,8 @@ class JourneyInterpreter(Waiting):
             state.variables = dict(resume.variables)
             state.entered_at, state.converted_at = resume.entered_at, resume.converted_at
             state.runs = resume.runs
+            state.moves = list(resume.moves)
+            self._path_written = resume.path_written
             state.current_step = resume.step_id
             first = flow.step(resume.step_id)
         if flow.settings.max_duration is not None and state.entered_at is not None:
@@ -163,11 +161,13 @@ class JourneyInterpreter(Waiting):
             version=journey.version,
             profile_id=journey.profile_id,
         )
+        self._ref = ref
         scope = TemplateScope(
             event=journey.event.model_dump(mode="json") if journey.event else {},
             vars=state.variables,
             flow={"id": flow.id, "name": flow.name, "version": journey.version},
         )
+        await self._record_move(ref, resume)
         walk = asyncio.create_task(self._walk(first, ref, scope, flow))
         await workflow.wait_condition(lambda: walk.done() or self._stop is not None)
         status: JourneyStatus = "completed"
@@ -175,6 +175,7 @@ class JourneyInterpreter(Waiting):
             try:
                 exit_reason = walk.result()
             except ContinueAsNew as handover:
+                await self._write_path()  # the entries the new run drops are written first
                 self._continue_as_new(journey, handover)
         else:
             assert self._stop is not None
@@ -196,6 +197,7 @@ class JourneyInterpreter(Waiting):
         state.waiting_for = None
         if self._end_recorded:
             return state
+        path_start, path = self._unwritten()
         await workflow.execute_local_activity(
             RECORD_JOURNEY_END,
             JourneyEnd(
@@ -204,6 +206,8 @@ class JourneyInterpreter(Waiting):
                 last_step=state.current_step,
                 exit_reason=exit_reason,
                 ended_at=workflow.now(),
+                path=path,
+                path_start=path_start,
             ),
             start_to_close_timeout=timedelta(seconds=30),
         )
@@ -256,8 +260,15 @@ class JourneyInterpreter(Waiting):
         if ending is None:
             return None
         last_step, reason = ending
+        path_start, path = self._unwritten()
         return JourneyEnd(
-            journey=ref, status="completed", last_step=last_step, exit_reason=reason, ended_at=workflow.now()
+            journey=ref,
+            status="completed",
+            last_step=last_step,
+            exit_reason=reason,
+            ended_at=workflow.now(),
+            path=path,
+            path_start=path_start,
         )
 
     async def _run_step(
@@ -266,27 +277,8 @@ class JourneyInterpreter(Waiting):
         """One step; returns the branch taken. Exhaustive over ``Step`` (mypy checks assert_never)."""
         iteration = self._visits[step.id]
         match step:
-            case PauseStep(for_=timedelta() as duration, until_time=None):
-                resume = self._take_resume(step)
-                end = resume.until if resume and resume.until else workflow.now() + duration
-                await self._sleep_until(step, end, f"pause: {format_duration(duration)}")
-                return StepResult(branch=CONTINUE)
             case PauseStep():
-                resume = self._take_resume(step)
-                if resume is not None and resume.until is not None:
-                    end = resume.until
-                else:
-                    # Pauses that read a wall clock need the person's zone (read each time: it may change).
-                    zone_name = step.timezone
-                    if zone_name is None and step.needs_zone:
-                        zone_name = await workflow.execute_local_activity(
-                            PROFILE_TIME_ZONE,
-                            ref,
-                            result_type=str,
-                            start_to_close_timeout=timedelta(seconds=30),
-                        )
-                    end = pause_end(step, workflow.now(), zone(zone_name))
-                await self._sleep_until(step, end, f"pause until {end.isoformat()}")
+                await self._pause(step, ref)
                 return StepResult(branch=CONTINUE)
             case SendStep():
                 return await self._send(step, ref, scope, flow, iteration)
@@ -300,7 +292,9 @@ class JourneyInterpreter(Waiting):
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # Telling the team must not change the person's path: a failure is recorded only.
-                return await self._activity(NOTIFY_INTERNAL, notify, failed_branch=CONTINUE)
+                return await self._activity(
+                    NOTIFY_INTERNAL, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                )
             case WebhookStep():
                 hook = WebhookRequest(
                     journey=ref,
@@ -311,7 +305,9 @@ class JourneyInterpreter(Waiting):
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(DELIVER_WEBHOOK, hook, failed_branch=CONTINUE)
+                return await self._activity(
+                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                )
             case SplitStep():
                 branch = assign(
                     step.weighted_branches(), flow_id=ref.flow_id, step_id=step.id, profile_id=ref.profile_id
@@ -331,28 +327,7 @@ class JourneyInterpreter(Waiting):
                 errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
                 return StepResult(branch=CONTINUE, error=errors or None)
             case WaitForDateStep():
-                resume = self._take_resume(step)
-                if resume is not None and resume.until is not None:
-                    await self._sleep_until(step, resume.until, f"date: {step.attribute}")
-                    return StepResult(branch=CONTINUE)
-                found: ProfileAttributes = await workflow.execute_local_activity(
-                    PROFILE_ATTRIBUTES,
-                    ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
-                    result_type=ProfileAttributes,
-                    start_to_close_timeout=timedelta(seconds=30),
-                )
-                raw, profile_zone = found.values.get(step.attribute), found.values.get("timezone")
-                try:
-                    if not isinstance(raw, str):
-                        raise ValueError("no date")
-                    zone_name = profile_zone if isinstance(profile_zone, str) else None
-                    end = date_wait_end(step, raw, workflow.now(), zone(step.timezone, zone_name))
-                except ValueError:
-                    return StepResult(
-                        branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date"
-                    )
-                await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
-                return StepResult(branch=CONTINUE)
+                return await self._wait_for_date(step, ref)
             case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
                 change = ProfileStepRequest(
                     journey=ref,
@@ -380,12 +355,8 @@ class JourneyInterpreter(Waiting):
                 return await self._wait_for_change(step)
             case CallApiStep():
                 resume = self._take_resume(step)
-
-                def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
-                    return self._sleep_until(step, end, waiting_for)
-
                 called = await call_api(
-                    step, ref, scope, iteration, sleep_until, resume.until if resume else None
+                    step, ref, scope, iteration, self._sleeper(step), resume.until if resume else None
                 )
                 if called.variables:
                     self._state.variables.update(called.variables)
@@ -399,39 +370,29 @@ class JourneyInterpreter(Waiting):
     async def _send(
         self, step: SendSteps, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument, iteration: int
     ) -> StepResult:
-        if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
-            # Journeys recorded before channels existed sent in-app messages only, this way.
-            request = SendInAppRequest(
-                journey=ref,
-                step_id=step.id,
-                iteration=iteration,
-                title=step.content.title,
-                body=step.content.body,
-                data=step.content.data,
-                scope=scope,
-                ends_journey=self._ending(flow, step, ref),
-            )
-            return await self._activity(SEND_IN_APP, request, failed_branch="failed")
         resume = self._take_resume(step)
+        name, request = await prepare_send(
+            step,
+            ref,
+            scope,
+            flow,
+            iteration,
+            ending=lambda: self._ending(flow, step, ref),
+            sleep_until=self._sleeper(step),
+            resume_until=resume.until if resume else None,
+        )
+        self._state.waiting_for = None
+        # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
+        options = SEND_OPTIONS if name == SEND_IN_APP else HEARTBEAT_OPTIONS
+        return await self._activity(name, request, failed_branch="failed", options=options)
+
+    def _sleeper(self, step: Step) -> SleepUntil:
+        """The durable timer of ``step`` for helpers that wait (call windows, send windows, rates)."""
 
         def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
             return self._sleep_until(step, end, waiting_for)
 
-        await wait_to_send(
-            step, step.channel, flow.settings, ref, sleep_until, resume.until if resume else None
-        )
-        self._state.waiting_for = None
-        cap = next((c for c in flow.settings.frequency_cap if c.channel == step.channel), None)
-        send = SendRequest(
-            journey=ref,
-            step=step,
-            iteration=iteration,
-            scope=scope,
-            cap=cap,
-            now=workflow.now(),
-            ends_journey=self._ending(flow, step, ref),
-        )
-        return await self._activity(SEND_MESSAGE, send, failed_branch="failed")
+        return sleep_until
 
     async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
         """The first branch whose condition holds now; a failed evaluation takes "else"."""
@@ -463,11 +424,12 @@ class JourneyInterpreter(Waiting):
         | ProfileStepRequest,
         *,
         failed_branch: str,
+        options: dict[str, Any] = SEND_OPTIONS,
     ) -> StepResult:
         """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
         try:
-            result: StepResult = await workflow.execute_activity(  # type: ignore[call-overload]
-                name, request, result_type=StepResult, **SEND_OPTIONS
+            result: StepResult = await workflow.execute_activity(
+                name, request, result_type=StepResult, **options
             )
             return result
         except ActivityError as error:

@@ -11,9 +11,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from flowline.journey import (
         EVENT_SIGNAL,
+        MOVE_SIGNAL,
         STOP_SIGNAL,
         JourneyInput,
         JourneyState,
+        MoveRequest,
         StopRequest,
         TriggerEvent,
     )
@@ -36,6 +38,10 @@ class JourneyWorkflow:
     @workflow.signal(name=STOP_SIGNAL)
     def stop(self, request: StopRequest) -> None:
         self._journey.stop(request.reason)
+
+    @workflow.signal(name=MOVE_SIGNAL)
+    def move(self, request: MoveRequest) -> None:
+        self._journey.move(request)
 
     @workflow.run
     async def run(self, journey: JourneyInput) -> JourneyState:

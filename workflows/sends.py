@@ -8,6 +8,7 @@ worker shares through the database. Workflow code: deterministic like the interp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,14 +16,67 @@ from temporalio import workflow
 
 from flowline.clock import zone
 from flowline.flow.flow_settings import FlowSettings
+from flowline.flow.model import FlowDocument
 from flowline.flow.steps_http import CallWindow
-from flowline.flow.steps_send import SendStep
+from flowline.flow.steps_send import InAppSendStep, SendStep, SendSteps
 from flowline.flow.timing import window_opens
-from flowline.journey import PROFILE_TIME_ZONE, RESERVE_CALL_SLOT, CallSlot, CallSlotRequest, JourneyRef
-from workflows.calls import SleepUntil
+from flowline.journey import (
+    PROFILE_TIME_ZONE,
+    SEND_IN_APP,
+    SEND_MESSAGE,
+    JourneyEnd,
+    JourneyRef,
+    SendInAppRequest,
+    SendRequest,
+    TemplateScope,
+)
+from workflows.calls import SleepUntil, reserve_slot
 
 # The send_rate's counter in call_rates: one per flow, whatever step sends.
 SEND_RATE_KEY = "@send_rate"
+# Journeys after this patch send every channel (in-app too) through SEND_MESSAGE, which checks
+# the send rules; earlier ones keep sending in-app messages through SEND_IN_APP.
+SEND_CHANNELS = "send-channels-v1"
+
+
+async def prepare_send(
+    step: SendSteps,
+    ref: JourneyRef,
+    scope: TemplateScope,
+    flow: FlowDocument,
+    iteration: int,
+    *,
+    ending: Callable[[], JourneyEnd | None],
+    sleep_until: SleepUntil,
+    resume_until: datetime | None,
+) -> tuple[str, SendInAppRequest | SendRequest]:
+    """Wait until the message may go out; then the activity to run and its request.
+    ``ending``: the journey's end for the activity to record, if only the end follows."""
+    if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
+        # Journeys recorded before channels existed sent in-app messages only, this way.
+        old = SendInAppRequest(
+            journey=ref,
+            step_id=step.id,
+            iteration=iteration,
+            title=step.content.title,
+            body=step.content.body,
+            data=step.content.data,
+            scope=scope,
+            ends_journey=ending(),
+        )
+        return SEND_IN_APP, old
+    await wait_to_send(step, step.channel, flow.settings, ref, sleep_until, resume_until)
+    cap = next((c for c in flow.settings.frequency_cap if c.channel == step.channel), None)
+    request = SendRequest(
+        journey=ref,
+        step=step,
+        iteration=iteration,
+        scope=scope,
+        cap=cap,
+        now=workflow.now(),
+        ends_journey=ending(),
+    )
+    return SEND_MESSAGE, request
 
 
 def windows_of(step: SendStep, settings: FlowSettings, channel: str) -> list[CallWindow]:
@@ -77,20 +131,9 @@ async def wait_to_send(
             await sleep_until(opens, f"send window opens {opens.isoformat()}")
         if rate is None:
             return
-        slot: CallSlot = await workflow.execute_local_activity(
-            RESERVE_CALL_SLOT,
-            CallSlotRequest(
-                journey=ref,
-                step_id=SEND_RATE_KEY,
-                period_seconds=rate.period_seconds,
-                limit=rate.max,
-                at=workflow.now(),
-            ),
-            result_type=CallSlot,
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        if slot.at > workflow.now():
-            await sleep_until(slot.at, f"send rate: a slot at {slot.at.isoformat()}")
+        slot = await reserve_slot(ref, SEND_RATE_KEY, rate)
+        if slot > workflow.now():
+            await sleep_until(slot, f"send rate: a slot at {slot.isoformat()}")
         # A window that closed while waiting for the slot: wait for it again, and a new slot.
         if all_open_at() == workflow.now():
             return

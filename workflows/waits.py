@@ -15,11 +15,17 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from flowline.clock import zone
+from flowline.durations import format_duration
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
-from flowline.flow.model import Step
+from flowline.flow.graph import CONTINUE
+from flowline.flow.model import PauseStep, Step, WaitForDateStep
+from flowline.flow.timing import date_wait_end, pause_end
 from flowline.flow.waiting import MAX_COUNT, PROFILE_CHANGED, WaitForChangeStep, WaitForEventStep, timeout_of
 from flowline.journey import (
     EVENTS_SINCE,
+    PROFILE_ATTRIBUTES,
+    PROFILE_TIME_ZONE,
     EventsFound,
     EventsRequest,
     HeardEvent,
@@ -27,11 +33,14 @@ from flowline.journey import (
     JourneyRef,
     JourneyState,
     JourneyStatus,
+    ProfileAttributes,
+    ProfileAttributesRequest,
     Resume,
     StepResult,
     TemplateScope,
     TriggerEvent,
 )
+from workflows.path_records import PathRecords
 
 # A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
 MAX_HEARD = MAX_COUNT
@@ -49,7 +58,7 @@ class DeadlineReached(Exception):
     """The flow's max_duration ended a wait: the journey leaves."""
 
 
-class Waiting:
+class Waiting(PathRecords):
     """The interpreter's signals and waits. It sets these attributes in ``run`` and ``__init__``."""
 
     _state: JourneyState
@@ -93,10 +102,14 @@ class Waiting:
             self._stop = ("stopped", reason)
 
     def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
+        workflow.continue_as_new(journey.model_copy(update={"resume": self._handover(journey, handover)}))
+
+    def _handover(self, journey: JourneyInput, handover: ContinueAsNew) -> Resume:
+        """Where the next run picks up."""
         state = self._state
         keep = journey.limits.path_entries_kept
         dropped = max(0, len(state.path) - keep)
-        resume = Resume(
+        return Resume(
             step_id=handover.step_id,
             entered_at=state.entered_at or workflow.now(),
             visits=dict(self._visits),
@@ -107,8 +120,9 @@ class Waiting:
             until=handover.until,
             heard=handover.heard,
             runs=state.runs + 1,
+            moves=state.moves,
+            path_written=self._path_written,
         )
-        workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
 
     def _must_continue_as_new(self) -> bool:
         assert self._journey is not None
@@ -134,6 +148,7 @@ class Waiting:
         new run that sleeps on to the same ``end``."""
         self._state.waiting_for = waiting_for
         until = self._cut(end)
+        await self._write_path_before_wait(until)
         if until > workflow.now():
             try:
                 await workflow.wait_condition(self._must_continue_as_new, timeout=until - workflow.now())
@@ -155,6 +170,7 @@ class Waiting:
         names a branch or ``end`` passes ("timeout"; max_duration ends the journey instead)."""
         until = self._cut(end)
         inbox = self._inbox = []
+        written = False
         try:
             while True:
                 for item in inbox:
@@ -173,6 +189,9 @@ class Waiting:
                     return "timeout"
                 if self._must_continue_as_new():
                     raise ContinueAsNew(step.id, end, list(heard.values()))
+                if not written:  # events heard meanwhile wait in the inbox
+                    written = True
+                    await self._write_path_before_wait(until)
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda: bool(inbox) or self._must_continue_as_new(),
@@ -237,3 +256,48 @@ class Waiting:
         branch = await self._listen(step, end, heard, done)
         self._state.waiting_for = None
         return StepResult(branch=branch)
+
+    async def _pause(self, step: PauseStep, ref: JourneyRef) -> None:
+        resume = self._take_resume(step)
+        if resume is not None and resume.until is not None:
+            end = resume.until
+        elif isinstance(step.for_, timedelta) and step.until_time is None:
+            end = workflow.now() + step.for_
+        else:
+            # Pauses that read a wall clock need the person's zone (read each time: it may change).
+            zone_name = step.timezone
+            if zone_name is None and step.needs_zone:
+                zone_name = await workflow.execute_local_activity(
+                    PROFILE_TIME_ZONE,
+                    ref,
+                    result_type=str,
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+            end = pause_end(step, workflow.now(), zone(zone_name))
+        if isinstance(step.for_, timedelta) and step.until_time is None:
+            waiting_for = f"pause: {format_duration(step.for_)}"
+        else:
+            waiting_for = f"pause until {end.isoformat()}"
+        await self._sleep_until(step, end, waiting_for)
+
+    async def _wait_for_date(self, step: WaitForDateStep, ref: JourneyRef) -> StepResult:
+        resume = self._take_resume(step)
+        if resume is not None and resume.until is not None:
+            await self._sleep_until(step, resume.until, f"date: {step.attribute}")
+            return StepResult(branch=CONTINUE)
+        found: ProfileAttributes = await workflow.execute_local_activity(
+            PROFILE_ATTRIBUTES,
+            ProfileAttributesRequest(journey=ref, names=[step.attribute, "timezone"]),
+            result_type=ProfileAttributes,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        raw, profile_zone = found.values.get(step.attribute), found.values.get("timezone")
+        try:
+            if not isinstance(raw, str):
+                raise ValueError("no date")
+            zone_name = profile_zone if isinstance(profile_zone, str) else None
+            end = date_wait_end(step, raw, workflow.now(), zone(step.timezone, zone_name))
+        except ValueError:
+            return StepResult(branch=CONTINUE, error=f"profile attribute {step.attribute!r} holds no date")
+        await self._sleep_until(step, end, f"date: {step.attribute} ({end.isoformat()})")
+        return StepResult(branch=CONTINUE)

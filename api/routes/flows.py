@@ -1,25 +1,20 @@
-"""Flows: drafts (YAML or JSON), validation, publishing, versions, and API-started journeys."""
+"""Flows: drafts (YAML or JSON), validation, listing, and API-started journeys (publishing and
+the rest of the lifecycle: api/routes/flow_lifecycle.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.service import RPCError
 
-from api.deps import Services, Svc, Workspace
+from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
-from flowline.journey import STOP_SIGNAL, StopRequest
-from flowline.store import flows, journeys, profiles, segments, workspaces
-from flowline.store.flows import FlowStatus
-from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
+from flowline.store import flows, profiles
+from flowline.store.lifecycle import FlowState, flow_states
 from workflows.routing import EntryRefused, JourneyStartFailed
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -48,11 +43,13 @@ async def _document(request: Request, flow_id: str, max_steps: int) -> FlowDocum
     return parse_flow(document, max_steps=max_steps)
 
 
-def _flow_out(row: dict[str, Any]) -> dict[str, Any]:
+def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, Any]:
+    """A flow as the API shows it; ``state``: its shown status and journeys in flight."""
     return {
         "id": row["id"],
         "name": row["name"],
-        "status": row["status"],
+        "status": state.status if state else row["status"],
+        "in_flight": state.in_flight if state else 0,
         "current_version": row["current_version"],
         "draft": row["draft"],
         "created_at": row["created_at"],
@@ -80,102 +77,20 @@ async def validate_flow(flow_id: str, request: Request, workspace: Workspace, sv
 async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     async with svc.store.connect() as conn:
         rows = await flows.list_flows(conn, workspace)
-    return {"flows": [_flow_out(r) for r in rows]}
+        states = await flow_states(conn, workspace)
+    return {"flows": [_flow_out(r, states.get(r["id"])) for r in rows]}
 
 
 @router.get("/{flow_id}", summary="A flow: its draft, status and current version")
 async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+    """``status`` is draft, running, draining, stopped or finished (flowline/store/lifecycle.py);
+    ``in_flight`` counts its journeys in flight over all versions."""
     async with svc.store.connect() as conn:
         row = await flows.get_flow(conn, workspace, flow_id)
+        states = await flow_states(conn, workspace, flow_id)
     if row is None:
         raise ApiError(404, f"no flow {flow_id!r}")
-    return _flow_out(row)
-
-
-@router.get("/{flow_id}/versions", summary="Published versions of a flow")
-async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    async with svc.store.connect() as conn:
-        if await flows.get_flow(conn, workspace, flow_id) is None:
-            raise ApiError(404, f"no flow {flow_id!r}")
-        versions = await flows.list_versions(conn, workspace, flow_id)
-    return {"versions": versions}
-
-
-@router.post("/{flow_id}/publish", summary="Publish the draft as a new immutable version")
-async def publish_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    async with svc.store.begin() as conn:
-        row = await flows.get_flow(conn, workspace, flow_id)
-        if row is None:
-            raise ApiError(404, f"no flow {flow_id!r}")
-        # The draft was valid when saved; validate again in case the rules grew stricter since.
-        document = parse_flow(row["draft"], max_steps=svc.settings.max_steps)
-        missing = await segments.segment_faults(conn, workspace, document)
-        if missing:
-            raise FlowInvalid(missing)
-        scheduled_before = await _scheduled(conn, workspace, flow_id)
-        version = await flows.publish(conn, workspace, flow_id, document)
-        # In the transaction: if Temporal cannot take the schedule, the version is not published.
-        if scheduled_before or document.trigger.type in SCHEDULED_TRIGGERS:
-            await _sync_schedule(conn, workspace, flow_id, svc)
-    svc.launcher.flows_changed(workspace)
-    return {"id": flow_id, "status": "running", "version": version}
-
-
-async def _scheduled(conn: AsyncConnection, workspace: str, flow_id: str) -> bool:
-    """Whether the flow's current version runs on an entry schedule (only then is there one)."""
-    current = await flows.current_trigger_type(conn, workspace, flow_id)
-    return current in SCHEDULED_TRIGGERS
-
-
-async def _sync_schedule(conn: AsyncConnection, workspace: str, flow_id: str, svc: Services) -> None:
-    published = await flows.current_version(conn, workspace, flow_id)
-    assert published is not None
-    zone = await workspaces.workspace_timezone(conn, workspace)
-    try:
-        await sync_entry_schedule(svc.temporal, svc.settings.task_queue, workspace, published, zone)
-    except (RPCError, RuntimeError) as error:
-        raise ApiError(
-            503, f"the flow's entry schedule could not be set up ({error}); publish again"
-        ) from error
-
-
-async def _end_entries(flow_id: str, workspace: str, svc: Services, status: FlowStatus) -> None:
-    async with svc.store.begin() as conn:
-        scheduled = await _scheduled(conn, workspace, flow_id)
-        if not await flows.set_status(conn, workspace, flow_id, status):
-            raise ApiError(404, f"no flow {flow_id!r}")
-        try:
-            if scheduled:
-                await remove_entry_schedule(svc.temporal, workspace, flow_id)
-        except (RPCError, RuntimeError) as error:
-            raise ApiError(
-                503, f"the flow's entry schedule could not be removed ({error}); send again"
-            ) from error
-    svc.launcher.flows_changed(workspace)
-
-
-@router.post("/{flow_id}/drain", summary="Take no new entries; journeys in flight finish")
-async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    await _end_entries(flow_id, workspace, svc, "draining")
-    return {"id": flow_id, "status": "draining"}
-
-
-@router.post("/{flow_id}/stop", summary="Take no new entries and stop every journey in flight")
-async def stop_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    await _end_entries(flow_id, workspace, svc, "stopped")
-    async with svc.store.connect() as conn:
-        running = await journeys.running_journey_ids(conn, workspace, flow_id)
-    gate = asyncio.Semaphore(20)
-
-    async def stop(journey_id: str) -> None:
-        async with gate:
-            with contextlib.suppress(RPCError):  # already ended
-                await svc.temporal.get_workflow_handle(journey_id).signal(
-                    STOP_SIGNAL, StopRequest(reason="flow stopped")
-                )
-
-    await asyncio.gather(*(stop(j) for j in running))
-    return {"id": flow_id, "status": "stopped", "journeys_stopped": len(running)}
+    return _flow_out(row, states.get(flow_id))
 
 
 @router.post("/{flow_id}/journeys", status_code=201, summary="Start a journey for one profile")
@@ -183,7 +98,9 @@ async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace
     async with svc.store.begin() as conn:
         published = await flows.current_version(conn, workspace, flow_id)
         if published is None:
-            raise ApiError(409, f"flow {flow_id!r} is not running")
+            state = (await flow_states(conn, workspace, flow_id)).get(flow_id)
+            status = "not published" if state is None else state.status  # 409 either way, as before
+            raise ApiError(409, f"flow {flow_id!r} is {status}: it takes no new entries")
         await profiles.ensure_profiles(svc.store, conn, workspace, [body.profile_id])
     entry = f"api:{body.entry_id or uuid.uuid4().hex}"
     try:

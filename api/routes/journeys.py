@@ -13,7 +13,7 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import JourneyDetail, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
-from flowline.store import journeys
+from flowline.store import journey_steps, journeys
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 log = logging.getLogger(__name__)
@@ -32,15 +32,18 @@ async def list_journeys(
         rows = await journeys.list_journeys(
             conn, workspace, flow_id=flow, profile_id=profile, limit=limit, offset=offset
         )
-    return {"journeys": [JourneySummary.model_validate(r) for r in rows]}
+        current = await journey_steps.current_steps(conn, rows)
+    return {"journeys": [JourneySummary.model_validate(r | {"current_step": current[r["id"]]}) for r in rows]}
 
 
 @router.get("/{journey_id}", response_model=JourneyDetail, summary="Current step, path taken and variables")
 async def get_journey(journey_id: str, workspace: Workspace, svc: Svc) -> JourneyDetail:
     async with svc.store.connect() as conn:
         row = await journeys.get_journey(conn, workspace, journey_id)
-    if row is None:
-        raise ApiError(404, f"no journey {journey_id!r}")
+        if row is None:
+            raise ApiError(404, f"no journey {journey_id!r}")
+        stored = await journey_steps.path_of(conn, workspace, journey_id)
+        row["current_step"] = (await journey_steps.current_steps(conn, [row]))[journey_id]
     state: JourneyState | None = None
     try:
         handle = svc.temporal.get_workflow_handle(journey_id)
@@ -48,7 +51,7 @@ async def get_journey(journey_id: str, workspace: Workspace, svc: Svc) -> Journe
     except (RPCError, TimeoutError) as error:
         # No worker to answer, or the history is past retention: the stored record still answers.
         log.info("journey %s: query unavailable (%s)", journey_id, error)
-    return JourneyDetail.build(row, state)
+    return JourneyDetail.build(row, state, stored)
 
 
 class StopJourneyIn(BaseModel):

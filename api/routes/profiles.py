@@ -14,7 +14,15 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
 from flowline.journey import STOP_SIGNAL, StopRequest
-from flowline.store import attribute_types, deliveries, erasure, journeys, profiles, push_tokens
+from flowline.store import (
+    attribute_types,
+    deliveries,
+    erasure,
+    journey_steps,
+    journeys,
+    profiles,
+    push_tokens,
+)
 from flowline.store import profile_changes as changes
 from workflows.routing import JourneyStartFailed
 
@@ -77,7 +85,8 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
 async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
-        summaries = [JourneySummary.model_validate(j) for j in rows]
+        current = await journey_steps.current_steps(conn, rows)
+        summaries = [JourneySummary.model_validate(j | {"current_step": current[j["id"]]}) for j in rows]
         return await _profile_out(conn, workspace, profile_id, journeys=summaries)
 
 
@@ -133,8 +142,12 @@ async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Res
 
 @router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")
 async def get_inbox(
-    profile_id: str, workspace: Workspace, svc: Svc, limit: int = Query(100, ge=1, le=500)
+    profile_id: str,
+    workspace: Workspace,
+    svc: Svc,
+    limit: int = Query(100, ge=1, le=500),
+    unread: bool = Query(False, description="only messages not read yet"),
 ) -> dict[str, list[InboxMessage]]:
     async with svc.store.connect() as conn:
-        rows = await deliveries.list_inbox(conn, workspace, profile_id, limit)
+        rows = await deliveries.list_inbox(conn, workspace, profile_id, limit, unread=unread)
     return {"messages": [InboxMessage.model_validate(r) for r in rows]}

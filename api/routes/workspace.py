@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.deps import Svc, Workspace
+from api.errors import ApiError
+from flowline.channels.config import ChannelSettings
 from flowline.store import workspaces
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"])
@@ -41,3 +46,99 @@ async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc)
     async with svc.store.begin() as conn:
         await workspaces.set_workspace_timezone(conn, workspace, body.timezone)
     return body
+
+
+# Secrets never leave the API; sending "***" back in a PUT keeps the stored value.
+MASK = "***"
+SECRET_FIELDS = ("auth_token", "password", "access_token")
+CHANNELS = ("email", "sms", "push")
+
+
+def masked(settings: ChannelSettings) -> dict[str, Any]:
+    shown = settings.model_dump(mode="json")
+    for channel in CHANNELS:
+        for name in SECRET_FIELDS:
+            if isinstance(shown[channel], dict) and shown[channel].get(name) is not None:
+                shown[channel][name] = MASK
+    return shown
+
+
+def settings_path(document: Any, loc: Sequence[int | str]) -> str:
+    """A pydantic location as a JSON path into ``document``, without the union tag pydantic adds
+    (``sms.twilio.account_sid`` is ``$.sms.account_sid`` in the document)."""
+    path, node = "$", document
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part == node.get("provider"):
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        node = node.get(part) if isinstance(node, dict) and isinstance(part, str) else None
+    return path
+
+
+def _unmask(document: dict[str, Any], stored: ChannelSettings) -> list[dict[str, str]]:
+    """Put the stored secrets where ``document`` sends the mask back; faults where none is stored."""
+    faults = []
+    for channel in CHANNELS:
+        given, kept = document.get(channel), getattr(stored, channel)
+        if not isinstance(given, dict):
+            continue
+        for name in SECRET_FIELDS:
+            if given.get(name) != MASK:
+                continue
+            same_provider = kept is not None and given.get("provider") == kept.provider
+            secret = getattr(kept, name, None) if same_provider else None
+            if secret is None:
+                faults.append(
+                    {
+                        "path": f"$.{channel}.{name}",
+                        "message": f"{MASK!r} keeps a stored secret; none is stored",
+                    }
+                )
+            else:
+                given[name] = secret
+    return faults
+
+
+_CHANNELS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": f"Each channel's provider; secrets sent as {MASK!r} keep their stored value.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChannelSettings"}}},
+    }
+}
+
+
+@router.get("/channels", response_model=ChannelSettings, summary="The channels' providers (secrets masked)")
+async def get_channels(workspace: Workspace, svc: Svc) -> Any:
+    async with svc.store.connect() as conn:
+        return masked(await workspaces.channel_settings(conn, workspace))
+
+
+@router.put(
+    "/channels",
+    response_model=ChannelSettings,
+    openapi_extra=_CHANNELS_BODY,
+    summary="Set the channels' providers",
+)
+async def put_channels(request: Request, workspace: Workspace, svc: Svc) -> Any:
+    """Replaces the whole configuration: a channel left out has no provider afterwards."""
+    try:
+        document = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(
+            422, "the request is invalid", faults=[{"path": "$", "message": f"not JSON: {error}"}]
+        ) from error
+    if not isinstance(document, dict):
+        raise ApiError(422, "the request is invalid", faults=[{"path": "$", "message": "expected an object"}])
+    async with svc.store.begin() as conn:
+        faults = _unmask(document, await workspaces.channel_settings(conn, workspace))
+        try:
+            settings = ChannelSettings.model_validate(document)
+        except ValidationError as error:
+            faults += [
+                {"path": settings_path(document, e["loc"]), "message": e["msg"]} for e in error.errors()
+            ]
+        if faults:
+            raise ApiError(422, "the channel settings are invalid; nothing was changed", faults=faults)
+        await workspaces.set_channel_settings(conn, workspace, settings)
+    return masked(settings)

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from flowline.store import deliveries as ledger
 from flowline.store.database import Store
 from flowline.store.profile_changes import Origin, change_do_not_contact
+from flowline.store.profiles import get_profile
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ async def record_feedback(
             return False
         ws, person = delivery["workspace_id"], delivery["recipient_id"]
         await ledger.record_feedback(conn, delivery_id, kind, at)
+        # An erased person keeps ledger rows as ids only: an event would bring the profile back.
+        if await get_profile(conn, ws, person) is None:
+            return False
         contact_changed = False
         if kind == "unsubscribed":
             changed = await change_do_not_contact(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import httpx
 
 from flowline.channels.config import ChannelSettings
+from flowline.channels.fcm import FcmPush
 from flowline.channels.outbound import GuardedTransport
 from flowline.channels.providers import MessageChannel, Provider
 from flowline.channels.smtp import SmtpProvider
+from flowline.channels.twilio import TwilioSms
 
 
 def _guarded(http: httpx.AsyncClient) -> bool:
@@ -26,6 +28,6 @@ def provider_for(
                 return None
             return SmtpProvider(settings.email, allow_private=not _guarded(http))
         case "sms":
-            return None
+            return None if settings.sms is None else TwilioSms(settings.sms, http)
         case "push":
-            return None
+            return None if settings.push is None else FcmPush(settings.push, http)

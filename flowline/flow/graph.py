@@ -115,6 +115,8 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         return None
     if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
+    if isinstance(step, WebhookStep):
+        branch = CONTINUE  # one way out: its activity answers "sent", or "next" when it failed for good
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)
 

@@ -181,18 +181,22 @@ async def add_inbox_message(
 
 
 async def list_inbox(
-    conn: AsyncConnection, workspace_id: str, profile_id: str, limit: int = 100
+    conn: AsyncConnection, workspace_id: str, profile_id: str, limit: int = 100, *, unread: bool = False
 ) -> list[dict[str, Any]]:
+    """Newest first; ``unread``: only messages not read yet."""
+    query = select(inbox_messages).where(
+        inbox_messages.c.workspace_id == workspace_id, inbox_messages.c.profile_id == profile_id
+    )
+    if unread:
+        query = query.where(inbox_messages.c.read_at.is_(None))
     rows = await conn.execute(
-        select(inbox_messages)
-        .where(inbox_messages.c.workspace_id == workspace_id, inbox_messages.c.profile_id == profile_id)
-        .order_by(inbox_messages.c.created_at.desc(), inbox_messages.c.id)
-        .limit(limit)
+        query.order_by(inbox_messages.c.created_at.desc(), inbox_messages.c.id).limit(limit)
     )
     return [dict(r._mapping) for r in rows]
 
 
-# Feedback kinds with a column that keeps the first time each happened.
+# Feedback kinds and the ledger column holding the first time each happened (failures have none:
+# the event is their record).
 FEEDBACK_COLUMNS = {
     "delivered": deliveries.c.delivered_at,
     "opened": deliveries.c.opened_at,
@@ -207,13 +211,34 @@ async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any
     return None if row is None else dict(row._mapping)
 
 
+async def delivery_by_provider_id(
+    conn: AsyncConnection, channel: str, provider_message_id: str, workspace_id: str | None = None
+) -> dict[str, Any] | None:
+    """The ledger row a provider's delivery report names (index (channel, provider_message_id))."""
+    query = select(deliveries).where(
+        deliveries.c.channel == channel, deliveries.c.provider_message_id == provider_message_id
+    )
+    if workspace_id is not None:
+        query = query.where(deliveries.c.workspace_id == workspace_id)
+    row = (await conn.execute(query.limit(1))).first()
+    return None if row is None else dict(row._mapping)
+
+
 async def record_feedback(conn: AsyncConnection, delivery_id: str, kind: str, at: datetime) -> bool:
-    """Set the delivery's ``{kind}_at`` unless set before; True when this call set it (False too
-    for a kind without a column, such as ``failed``)."""
+    """Set the column of ``kind`` (delivered_at, opened_at ...) unless it is set; True the first time."""
     column = FEEDBACK_COLUMNS.get(kind)
     if column is None:
         return False
-    updated = await conn.execute(
+    result = await conn.execute(
         deliveries.update().where(deliveries.c.id == delivery_id, column.is_(None)).values({column: at})
     )
-    return updated.rowcount == 1
+    return bool(result.rowcount)
+
+
+async def note_provider_message_id(conn: AsyncConnection, delivery_id: str, provider_message_id: str) -> None:
+    """Keep the provider's id when a report names it before the send recorded it."""
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.provider_message_id.is_(None))
+        .values(provider_message_id=provider_message_id)
+    )

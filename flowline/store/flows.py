@@ -32,12 +32,17 @@ class PublishedFlow:
         settings = self.document.settings
         if settings.start_at is not None and now < settings.start_at:
             return f"flow {self.flow_id!r} takes entries from {settings.start_at.isoformat()}"
-        end = settings.end_at
-        if end is None and self.published_at is not None:
-            end = self.published_at + DEFAULT_LIFETIME
+        end = self.entries_end()
         if end is not None and now >= end:
             return f"flow {self.flow_id!r} took entries until {end.isoformat()}"
         return None
+
+    def entries_end(self) -> datetime | None:
+        """When the flow stops taking entries: end_at, else a year after publishing."""
+        end = self.document.settings.end_at
+        if end is None and self.published_at is not None:
+            end = self.published_at + DEFAULT_LIFETIME
+        return end
 
 
 async def save_draft(
@@ -151,6 +156,33 @@ async def current_version(conn: AsyncConnection, workspace_id: str, flow_id: str
     return PublishedFlow(
         row.flow_id, row.version, FlowDocument.model_validate(row.document), row.published_at
     )
+
+
+async def published_flows(
+    conn: AsyncConnection, workspace_id: str, flow_id: str | None = None
+) -> dict[str, PublishedFlow]:
+    """The current version of each published flow of the workspace (or of ``flow_id``), whatever
+    the flow's status."""
+    query = select(
+        flow_versions.c.flow_id,
+        flow_versions.c.version,
+        flow_versions.c.document,
+        flow_versions.c.published_at,
+    ).join(
+        flows,
+        (flows.c.workspace_id == flow_versions.c.workspace_id)
+        & (flows.c.id == flow_versions.c.flow_id)
+        & (flows.c.current_version == flow_versions.c.version),
+    )
+    query = query.where(flows.c.workspace_id == workspace_id)
+    if flow_id is not None:
+        query = query.where(flows.c.id == flow_id)
+    return {
+        r.flow_id: PublishedFlow(
+            r.flow_id, r.version, FlowDocument.model_validate(r.document), r.published_at
+        )
+        for r in await conn.execute(query)
+    }
 
 
 async def current_trigger_type(conn: AsyncConnection, workspace_id: str, flow_id: str) -> str | None:

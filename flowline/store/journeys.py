@@ -10,13 +10,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import case, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
 from flowline.store.database import Store, one_of, utcnow
-from flowline.store.tables import events, journeys, profiles
+from flowline.store.tables import events, journey_steps, journeys, profiles
 
 Reentry = Literal["never", "after_exit", "concurrent"]
 ONCE = "once"
@@ -256,3 +256,62 @@ async def running_journey_ids(conn: AsyncConnection, workspace_id: str, flow_id:
         journeys.c.workspace_id == workspace_id, journeys.c.flow_id == flow_id, journeys.c.status == "running"
     )
     return [str(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def record_move(conn: AsyncConnection, journey_id: str, version: int) -> None:
+    """A journey in flight moved to a newer version of its flow (idempotent). The visit it is in
+    (recorded open before a wait) moves too: the stats show it at the new version's step; the
+    visits it finished stay with the version it made them in."""
+    await conn.execute(
+        journeys.update()
+        .where(journeys.c.id == journey_id, journeys.c.status == "running", journeys.c.version < version)
+        .values(version=version)
+    )
+    await conn.execute(
+        journey_steps.update()
+        .where(
+            journey_steps.c.journey_id == journey_id,
+            journey_steps.c.left_at.is_(None),
+            journey_steps.c.version < version,
+        )
+        .values(version=version)
+    )
+
+
+async def running_on_older_versions(
+    conn: AsyncConnection, workspace_id: str, flow_id: str, version: int
+) -> list[str]:
+    """Journeys in flight on a version of the flow older than ``version``."""
+    query = select(journeys.c.id).where(
+        journeys.c.workspace_id == workspace_id,
+        journeys.c.flow_id == flow_id,
+        journeys.c.status == "running",
+        journeys.c.version < version,
+    )
+    return [str(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def counts_by_version(
+    conn: AsyncConnection, workspace_id: str, flow_id: str
+) -> dict[int, tuple[int, int]]:
+    """Per version of the flow: (journeys that entered it or moved to it, journeys in flight)."""
+    running = func.sum(case((journeys.c.status == "running", 1), else_=0))
+    query = (
+        select(journeys.c.version, func.count(), running)
+        .where(journeys.c.workspace_id == workspace_id, journeys.c.flow_id == flow_id)
+        .group_by(journeys.c.version)
+    )
+    return {int(v): (int(n), int(r or 0)) for v, n, r in await conn.execute(query)}
+
+
+async def in_flight_by_flow(
+    conn: AsyncConnection, workspace_id: str, flow_id: str | None = None
+) -> dict[str, int]:
+    """Journeys in flight per flow of the workspace, or of ``flow_id`` (flows with none are left out)."""
+    query = select(journeys.c.flow_id, func.count()).where(
+        journeys.c.workspace_id == workspace_id, journeys.c.status == "running"
+    )
+    if flow_id is not None:
+        query = query.where(journeys.c.flow_id == flow_id)
+    query = query.group_by(journeys.c.flow_id)
+    return {str(f): int(n) for f, n in await conn.execute(query)}

@@ -46,3 +46,15 @@ async def push_tokens_of(conn: AsyncConnection, workspace_id: str, profile_id: s
         .order_by(push_tokens.c.token)
     )
     return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def remove_push_token(
+    conn: AsyncConnection, workspace_id: str, token: str, profile_id: str | None = None
+) -> int:
+    """Forget a token the push provider no longer knows (fcm.TokenUnregistered); with
+    ``profile_id`` only that person's registration. Returns how many rows went."""
+    condition = [push_tokens.c.workspace_id == workspace_id, push_tokens.c.token == token]
+    if profile_id is not None:
+        condition.append(push_tokens.c.profile_id == profile_id)
+    result = await conn.execute(push_tokens.delete().where(*condition))
+    return int(result.rowcount or 0)

@@ -228,6 +228,28 @@ deliveries = Table(
     Index(None, "workspace_id", "flow_id", "version"),
 )
 
+journey_steps = Table(
+    "journey_steps",
+    metadata,
+    # One row per step visit of a journey (its path), numbered from 0 across continue-as-new:
+    # written when the journey starts a long wait and at its end, upserted by (journey_id, seq)
+    # so that retried writes leave the same rows. left_at NULL: the journey is at that step.
+    Column("journey_id", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("flow_id", String(ID), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("step_type", String(32), nullable=False),
+    Column("entered_at", UTCDateTime(), nullable=False),
+    Column("left_at", UTCDateTime()),
+    Column("branch", String(64)),
+    Column("error", Text),
+    Column("started_journey", String(128)),
+    # Flow statistics group a flow's visits by version and step.
+    Index(None, "workspace_id", "flow_id", "version", "step_id"),
+)
+
 inbox_messages = Table(
     "inbox_messages",
     metadata,

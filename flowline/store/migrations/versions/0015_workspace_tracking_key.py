@@ -1,7 +1,7 @@
 """workspace tracking key (signs email tracking links)
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Create Date: 2026-11-23 03:35:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,169 @@
+"""Fake SMS and push providers: real HTTP servers on 127.0.0.1 that speak Twilio's Messages API
+and the FCM HTTP v1 API closely enough to catch a wrong request: they check the credentials and
+the body's shape as the real ones do, record what they accepted, and can be told to answer an
+error (``fail_next``) or refuse given numbers / tokens as the real services do."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.servers import free_port
+
+Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass
+class FakeProvider:
+    url: str = ""
+    # Every request as (path, headers, body); ``accepted`` only the messages taken.
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    # Statuses answered (in order) before behaving normally again: 400, 429, 500 ...
+    fail_next: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        raise NotImplementedError
+
+
+@dataclass
+class FakeTwilio(FakeProvider):
+    account_sid: str = "AC0123456789abcdef0123456789abcdef"
+    auth_token: str = "twilio-token"
+    # Numbers Twilio refuses with 21211 (not a valid phone number).
+    invalid_numbers: set[str] = field(default_factory=set)
+    # Idempotency token -> sid: a repeated request is the same message (no second SMS).
+    by_token: dict[str, str] = field(default_factory=dict)
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        match = re.fullmatch(r"/2010-04-01/Accounts/([^/]+)/Messages\.json", path)
+        if match is None:
+            return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if match.group(1) != self.account_sid or headers.get("authorization") != f"Basic {expected}":
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return 400, {"code": 20001, "message": "expected a form body", "status": 400}
+        form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return status, {"code": 20500 if status >= 500 else 20429, "message": "failing", "status": status}
+        if not form.get("To") or not form.get("From") or not form.get("Body"):
+            return 400, {"code": 21604, "message": "A 'To', 'From' and 'Body' are required", "status": 400}
+        if form["To"] in self.invalid_numbers:
+            return 400, {
+                "code": 21211,
+                "message": f"The 'To' number {form['To']} is not valid",
+                "status": 400,
+            }
+        token = headers.get("i-twilio-idempotency-token", "")
+        if token and token in self.by_token:
+            return 201, {"sid": self.by_token[token], "status": "queued"}
+        sid = f"SM{uuid.uuid4().hex}"  # globally unique, as Twilio's
+        self.accepted.append(form | {"sid": sid, "idempotency_token": token})
+        if token:
+            self.by_token[token] = sid
+        return 201, {"sid": sid, "status": "queued", "to": form["To"], "from": form["From"]}
+
+
+def fcm_error(status: int, name: str, code: str | None = None) -> Answer:
+    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]
+    error = {"code": status, "message": name.lower(), "status": name, "details": details if code else []}
+    return status, {"error": error}
+
+
+@dataclass
+class FakeFcm(FakeProvider):
+    project_id: str = "flowline-test"
+    access_token: str = "fcm-access-token"
+    # Tokens FCM no longer knows: 404 UNREGISTERED.
+    unregistered: set[str] = field(default_factory=set)
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        if path != f"/v1/projects/{self.project_id}/messages:send":
+            return fcm_error(404, "NOT_FOUND")
+        if headers.get("authorization") != f"Bearer {self.access_token}":
+            return fcm_error(401, "UNAUTHENTICATED")
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+            return fcm_error(status, names.get(status, "INTERNAL"), names.get(status, "INTERNAL"))
+        try:
+            message = json.loads(body)["message"]
+            token, notification, data = (
+                message["token"],
+                message.get("notification", {}),
+                message.get("data", {}),
+            )
+        except (ValueError, KeyError, TypeError):
+            return fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")
+        shape_ok = (
+            isinstance(token, str)
+            and set(message) <= {"token", "notification", "data"}
+            and set(notification) <= {"title", "body"}
+            and all(isinstance(v, str) for v in notification.values())
+            and isinstance(data, dict)
+            and all(isinstance(v, str) for v in data.values())
+        )
+        if not shape_ok:
+            return fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")
+        if token in self.unregistered:
+            return fcm_error(404, "NOT_FOUND", "UNREGISTERED")
+        name = f"projects/{self.project_id}/messages/{uuid.uuid4().hex[:16]}"
+        self.accepted.append(message | {"name": name})
+        return 200, {"name": name}
+
+
+@contextmanager
+def serving(fake: FakeProvider) -> Iterator[FakeProvider]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            with fake.lock:
+                fake.requests.append((self.path, headers, body))
+                status, answer = fake.handle(self.path, headers, body)
+            content = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    fake.url = f"http://127.0.0.1:{port}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def fake_twilio(**options: Any) -> Iterator[FakeTwilio]:
+    with serving(FakeTwilio(**options)) as fake:
+        assert isinstance(fake, FakeTwilio)
+        yield fake
+
+
+@contextmanager
+def fake_fcm(**options: Any) -> Iterator[FakeFcm]:
+    with serving(FakeFcm(**options)) as fake:
+        assert isinstance(fake, FakeFcm)
+        yield fake
