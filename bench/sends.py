@@ -41,8 +41,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity
-
 if __name__ == "__main__":
     # Run as a script: make the repo root importable (not at import: the sandbox re-imports).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -85,53 +83,6 @@ def email_available() -> bool:
 
     smtp = SmtpSettings(host="127.0.0.1", port=25, from_address=FROM_ADDRESS)
     return provider_for("email", ChannelSettings(email=smtp), httpx.AsyncClient()) is not None
-
-
-class BaselineSends:
-    """The baseline's one activity: the provider call of each path, without journey or ledger."""
-
-    def __init__(self, smtp: Any, http: Any, sink_url: str, secret: str) -> None:
-        self.smtp, self.http, self.sink_url, self.secret = smtp, http, sink_url, secret
-
-    @activity.defn(name="bench_send")
-    async def send(self, kind: str, key: str) -> str:
-        from flowline.channels import webhook
-
-        first_name, event = f"Ada {key[-6:]}", {"name": "bench", "plan": "pro"}
-        if kind == "email":
-            from flowline.channels.config import ChannelSettings
-            from flowline.channels.providers import OutgoingMessage
-            from flowline.channels.registry import provider_for
-
-            provider = provider_for("email", ChannelSettings(email=self.smtp), self.http)
-            assert provider is not None
-            words = f"{first_name}, thanks for {event['name']} on the {event['plan']} plan."
-            message = OutgoingMessage(
-                channel="email",
-                idempotency_key=key,
-                to=f"{key}@bench.test",
-                subject=f"Welcome, {first_name}",
-                text=f"Hello {words}",
-                html=f"<p>Hello <b>{first_name}</b>{words[len(first_name) :]}</p>",
-            )
-            return (await provider.send(message)).provider_message_id or ""
-        payload = {
-            "flow": {"id": "bench-http", "version": 1, "name": "Sends benchmark (http)"},
-            "step": {"id": "send", "iteration": 0},
-            "journey": {"id": key},
-            "profile": {"id": key, "first_name": first_name, "email": f"{key}@bench.test"},
-            "event": event,
-            "data": {"greeting": f"Hello {first_name}", "plan": "pro"},
-        }
-        body = webhook.encode(payload)
-        headers = {
-            "Content-Type": "application/json",
-            webhook.SIGNATURE_HEADER: webhook.sign(self.secret, body),
-            webhook.IDEMPOTENCY_HEADER: key,
-        }
-        response = await self.http.post(self.sink_url, content=body, headers=headers)
-        response.raise_for_status()
-        return key
 
 
 # ---------------------------------------------------------------- measuring
@@ -234,7 +185,7 @@ async def journeys(
 
 
 async def baseline(
-    client: Any, sends: BaselineSends, sinks: Any, path: str, label: str, n: int, concurrency: int
+    client: Any, sends: Any, sinks: Any, path: str, label: str, n: int, concurrency: int
 ) -> Measured:
     from temporalio.worker import Worker
 
@@ -268,7 +219,7 @@ async def baseline(
 
 
 async def run_path(
-    args: argparse.Namespace, client: Any, store: Any, api: Any, sinks: Any, sends: BaselineSends, path: str
+    args: argparse.Namespace, client: Any, store: Any, api: Any, sinks: Any, sends: Any, path: str
 ) -> tuple[Measured, Measured]:
     c, n = args.concurrency, args.messages
     if args.warmup:
@@ -316,6 +267,7 @@ async def main(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from bench.report import report
+    from bench.send_baseline import BaselineSends
     from bench.sinks import sinks as started_sinks
     from flowline.channels.config import ChannelSettings, SmtpSettings
     from flowline.channels.outbound import outbound_client
