@@ -141,14 +141,14 @@ async def test_visits_are_numbered_across_continue_as_new(
     task_queue: str,
 ) -> None:
     """Five steps, then a wait that continues as new after 3 signals keeping 2 path entries: the
-    dropped entries are written before the hand-over (the wait is too short to write them before
-    it), and numbering goes on in the new runs."""
+    numbering goes on in the new runs. (The wait is long: on the time-skipping server a wait of
+    seconds could time out while the test sends its events.)"""
     flow = ticking_flow(
         {
             "id": "wait",
             "type": "wait_for_event",
             "conditions": [{"event": "tick", "count": {"op": ">=", "value": 7}}],
-            "timeout": "30s",
+            "timeout": "30d",
         }
     )
     steps = [{"id": f"s{i}", "type": "update_variable", "set": {"n": str(i)}} for i in range(5)]
