@@ -108,8 +108,12 @@ class SendActivities:
             branch = "failed"
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
-        async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, branch, error)
+        ended = False
+        if request.ends_journey is not None:
+            async with self.store.begin() as conn:
+                ended = await JourneyActivities._record_end_if_asked(
+                    conn, request.ends_journey, branch, error
+                )
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
@@ -131,8 +135,7 @@ class SendActivities:
             if row is not None and row["status"] != "pending":
                 return _outcome(row)
             if row is None:
-                # Locked: two sends to one person count each other against the cap.
-                profile = await lock_profile(self.store, conn, ref.workspace_id, recipient)
+                profile = await self._recipient_row(conn, request, recipient)
                 address, reason = await self._check(conn, request, recipient, profile)
                 if reason is not None:
                     return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
@@ -145,6 +148,17 @@ class SendActivities:
                 profile = await get_profile(conn, ref.workspace_id, recipient) or {"attributes": {}}
                 context = await _context(conn, ref, request, profile)
         return await self._deliver(row, step, context, settings, now)
+
+    async def _recipient_row(
+        self, conn: AsyncConnection, request: SendRequest, recipient: str
+    ) -> dict[str, Any]:
+        """The recipient's profile; locked under a frequency cap, so that two sends to one person
+        count each other against it (without a cap, a plain read: no write lock to wait for)."""
+        ws = request.journey.workspace_id
+        if request.cap is not None:
+            return await lock_profile(self.store, conn, ws, recipient)
+        found = await get_profile(conn, ws, recipient)
+        return found if found is not None else {"id": recipient, "attributes": {}, "do_not_contact": []}
 
     async def _check(
         self, conn: AsyncConnection, request: SendRequest, recipient: str, profile: dict[str, Any]
@@ -339,8 +353,12 @@ async def _context(
 ) -> dict[str, Any]:
     """Templates see the journey's person as ``profile`` and whoever gets the message as
     ``recipient`` (the same person unless the step sends to a referrer or friends)."""
-    context = await template_context(conn, ref, request.scope)
-    context["recipient"] = {**dict(recipient.get("attributes") or {}), "id": recipient.get("id")}
+    own = recipient.get("id") == ref.profile_id
+    context = await template_context(conn, ref, request.scope, load_profile=not own)
+    attributes = dict(recipient.get("attributes") or {})
+    if own:  # the recipient's row is the journey's person: no second read
+        context["profile"] = {**attributes, "id": ref.profile_id}
+    context["recipient"] = {**attributes, "id": recipient.get("id")}
     return context
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
@@ -21,6 +22,8 @@ from flowline.channels.config import SmtpSettings
 from flowline.channels.outbound import OutboundRefused, check_host
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage, Receipt
 
+# The name this host gives in EHLO, looked up once per process.
+LOCAL_HOSTNAME = socket.getfqdn()
 _BREAKS = re.compile(r"[\r\n]+")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,200}$")
 # Headers the provider sets itself; a step's extra headers cannot replace them.
@@ -104,6 +107,8 @@ class SmtpProvider:
                 use_tls=settings.security == "tls",
                 start_tls=settings.security == "starttls",
                 timeout=settings.timeout_seconds,
+                # Without it aiosmtplib looks up this machine's FQDN (in a thread) for every message.
+                local_hostname=LOCAL_HOSTNAME,
             )
         except OutboundRefused as refused:
             raise DeliveryFailed(str(refused), permanent=True) from refused
