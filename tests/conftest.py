@@ -22,7 +22,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.tables import journeys
 from tests.databases import postgres_database, postgres_unavailable, sqlite_database
-from tests.servers import HttpSink, http_sink, start_time_skipping
+from tests.servers import HttpSink, http_sink, start_dev_server, start_time_skipping
 from tests.smtp import SmtpServer, smtp_server
 from worker import running_worker
 
@@ -111,11 +111,23 @@ async def tenant(store: Store) -> Tenant:
     return await new_tenant(store)
 
 
-@pytest_asyncio.fixture
-async def api(
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server for the module (schedules, visibility queries, signal limits: what the
+    time-skipping server lacks)."""
+    env = await start_dev_server()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def app_client(
     store: Store, temporal: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app in-process, authenticated as ``tenant``, starting journeys on ``task_queue``."""
+    """The real app in-process on ``temporal``, authenticated as ``tenant``, starting journeys on
+    ``task_queue``."""
     # The sweeper is off: it would route other tests' leftovers onto this test's task queue
     # (tests/test_routing_recovery.py runs it explicitly).
     settings = Settings(
@@ -129,6 +141,15 @@ async def api(
             transport=transport, base_url="http://flowline", headers=headers
         ) as client:
             yield client
+
+
+@pytest_asyncio.fixture
+async def api(
+    store: Store, temporal: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in-process on the time-skipping server (see app_client)."""
+    async with app_client(store, temporal, task_queue, tenant, tmp_path) as client:
+        yield client
     await _terminate_leftovers(temporal, store)
 
 

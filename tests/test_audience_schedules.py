@@ -21,13 +21,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.entries import EntryActivities, EntryProgress
-from api.app import create_app
 from flowline.entry_runs import EntryRunRequest, EntryRunResult
-from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
-from tests.conftest import Tenant
-from tests.servers import start_dev_server
+from tests.conftest import Tenant, app_client
 from worker import running_worker
 from workflows.entry_run import EntryRunWorkflow
 from workflows.entry_schedules import schedule_id
@@ -36,32 +33,14 @@ from workflows.routing import JourneyLauncher
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}
 
 
-@pytest_asyncio.fixture(scope="module")
-async def dev() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    yield env
-    await env.shutdown()
-
-
 @pytest_asyncio.fixture
 async def api(
-    store: Store, dev: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
+    store: Store, dev_server: WorkflowEnvironment, task_queue: str, tenant: Tenant, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app on the dev server, with a worker on ``task_queue``."""
-    settings = Settings(
-        database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path, sweep_seconds=0
-    )
-    app = create_app(settings, store=store, temporal=dev.client)
-    async with (
-        app.router.lifespan_context(app),
-        running_worker(dev.client, store, task_queue, allow_private_outbound=True),
-    ):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        headers = {"Authorization": f"Bearer {tenant.key}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://flowline", headers=headers
-        ) as client:
-            yield client
+    worker = running_worker(dev_server.client, store, task_queue, allow_private_outbound=True)
+    async with worker, app_client(store, dev_server, task_queue, tenant, tmp_path) as client:
+        yield client
 
 
 def audience_flow(
@@ -94,7 +73,7 @@ async def next_times(client: Client, tenant: Tenant, flow_id: str) -> list[str]:
 
 
 async def test_second_monday_at_22_in_berlin_across_both_dst_changes(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, tenant: Tenant
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, tenant: Tenant
 ) -> None:
     await setup_audience(api)
     calendar = {"at": "22:00", "weekdays": ["monday"], "week_of_month": 2}
@@ -114,17 +93,17 @@ async def test_second_monday_at_22_in_berlin_across_both_dst_changes(
         "2027-10-11T20:00:00+00:00",
         "2027-11-08T21:00:00+00:00",
     ]
-    assert (await next_times(dev.client, tenant, "monthly"))[: len(expected)] == expected
+    assert (await next_times(dev_server.client, tenant, "monthly"))[: len(expected)] == expected
     # Without a zone of its own the schedule reads the workspace's.
     assert (await api.put("/v1/workspace", json={"timezone": "Europe/Berlin"})).status_code == 200
     doc = audience_flow("monthly-ws", calendar=calendar)
     doc["settings"]["start_at"] = "2027-01-15T00:00:00Z"
     assert (await publish(api, doc)).status_code == 200
-    assert (await next_times(dev.client, tenant, "monthly-ws"))[: len(expected)] == expected
+    assert (await next_times(dev_server.client, tenant, "monthly-ws"))[: len(expected)] == expected
 
 
 async def test_cron_in_new_york_across_dst_and_every_hour(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, tenant: Tenant
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, tenant: Tenant
 ) -> None:
     await setup_audience(api)
     doc = audience_flow("tenth", cron="0 9 10 * *", timezone="America/New_York")
@@ -138,10 +117,10 @@ async def test_cron_in_new_york_across_dst_and_every_hour(
         *summer,
         "2027-11-10T14:00:00+00:00",
     ]
-    assert (await next_times(dev.client, tenant, "tenth"))[: len(expected)] == expected
+    assert (await next_times(dev_server.client, tenant, "tenth"))[: len(expected)] == expected
 
     assert (await publish(api, audience_flow("hourly", every="1h"))).status_code == 200
-    times = [datetime.fromisoformat(t) for t in await next_times(dev.client, tenant, "hourly")]
+    times = [datetime.fromisoformat(t) for t in await next_times(dev_server.client, tenant, "hourly")]
     assert len(times) >= 3
     assert all(t.minute == 0 and t.second == 0 for t in times)
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(times))
@@ -183,29 +162,29 @@ async def setup_audience(api: httpx.AsyncClient, *profiles: tuple[str, str]) -> 
 
 
 async def test_a_run_starts_exactly_the_audience_and_a_repeated_run_starts_no_duplicates(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
 ) -> None:
     await setup_audience(api, ("ada", "pro"), ("bob", "pro"), ("cy", "free"))
     assert (await publish(api, audience_flow())).status_code == 200
-    handle = dev.client.get_schedule_handle(schedule_id(tenant.id, "monthly"))
+    handle = dev_server.client.get_schedule_handle(schedule_id(tenant.id, "monthly"))
     await handle.trigger()
-    result = await entry_run(dev.client, handle, set())
+    result = await entry_run(dev_server.client, handle, set())
     assert (result.skipped, result.considered, result.started) == (None, 2, 2)
     # The run's time is the schedule's (TemporalScheduledStartTime, whole seconds).
     assert result.scheduled_at is not None and result.scheduled_at.microsecond == 0
     first = await journey_rows(store, tenant, "monthly")
     assert [p for p, _ in first] == ["ada", "bob"]
     for _, journey_id in first:
-        state = await dev.client.get_workflow_handle(journey_id).result()
+        state = await dev_server.client.get_workflow_handle(journey_id).result()
         assert state["status"] == "completed" and state["variables"] == {"seen": 1}
 
     # The same run again (a retried activity, a repeated workflow): the same journeys, no others.
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="monthly", scheduled_at=result.scheduled_at)
-    again = await dev.client.execute_workflow(
+    again = await dev_server.client.execute_workflow(
         EntryRunWorkflow.run, request, id=f"again-{task_queue}", task_queue=task_queue
     )
     assert (again.considered, again.started) == (2, 2)
-    launcher = JourneyLauncher(store, dev.client, task_queue)
+    launcher = JourneyLauncher(store, dev_server.client, task_queue)
     direct = await EntryActivities(store, launcher).run(request)
     assert (direct.considered, direct.started) == (2, 2)
     assert await journey_rows(store, tenant, "monthly") == first
@@ -224,17 +203,17 @@ async def test_a_run_starts_exactly_the_audience_and_a_repeated_run_starts_no_du
 
 
 async def test_reentry_never_holds_across_runs(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
 ) -> None:
     await setup_audience(api, ("ada", "pro"), ("bob", "free"))
     assert (await publish(api, audience_flow(reentry="never"))).status_code == 200
-    handle = dev.client.get_schedule_handle(schedule_id(tenant.id, "monthly"))
+    handle = dev_server.client.get_schedule_handle(schedule_id(tenant.id, "monthly"))
     seen: set[str] = set()
     await handle.trigger()
-    assert (await entry_run(dev.client, handle, seen)).started == 1
+    assert (await entry_run(dev_server.client, handle, seen)).started == 1
     # Bob joins the audience; the next run enters him, never Ada again.
     assert (await api.put("/v1/profiles/bob", json={"attributes": {"plan": "pro"}})).status_code == 200
-    launcher = JourneyLauncher(store, dev.client, task_queue)
+    launcher = JourneyLauncher(store, dev_server.client, task_queue)
     later = datetime.now(UTC) + timedelta(minutes=5)
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="monthly", scheduled_at=later)
     result = await EntryActivities(store, launcher).run(request)
@@ -252,30 +231,30 @@ async def schedule_exists(client: Client, tenant: Tenant, flow_id: str) -> bool:
 
 
 async def test_stopping_the_flow_or_changing_its_trigger_deletes_the_schedule(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
 ) -> None:
     await setup_audience(api, ("ada", "pro"))
     assert (await publish(api, audience_flow())).status_code == 200
-    assert await schedule_exists(dev.client, tenant, "monthly")
+    assert await schedule_exists(dev_server.client, tenant, "monthly")
     response = await api.post("/v1/flows/monthly/stop")
     assert response.status_code == 200 and response.json()["status"] == "stopped"
-    assert not await schedule_exists(dev.client, tenant, "monthly")
+    assert not await schedule_exists(dev_server.client, tenant, "monthly")
     # A run already on its way starts nobody once the flow stopped.
-    launcher = JourneyLauncher(store, dev.client, task_queue)
+    launcher = JourneyLauncher(store, dev_server.client, task_queue)
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="monthly", scheduled_at=datetime.now(UTC))
     result = await EntryActivities(store, launcher).run(request)
     assert result.skipped == "flow 'monthly' is not running" and result.started == 0
 
     # Published again: a schedule; a version with an event trigger: none; draining: none.
     assert (await publish(api, audience_flow())).status_code == 200
-    assert await schedule_exists(dev.client, tenant, "monthly")
+    assert await schedule_exists(dev_server.client, tenant, "monthly")
     doc = audience_flow()
     doc["trigger"] = {"type": "event", "event": "signed_up"}
     assert (await publish(api, doc)).status_code == 200
-    assert not await schedule_exists(dev.client, tenant, "monthly")
+    assert not await schedule_exists(dev_server.client, tenant, "monthly")
     assert (await publish(api, audience_flow())).status_code == 200
     assert (await api.post("/v1/flows/monthly/drain")).json()["status"] == "draining"
-    assert not await schedule_exists(dev.client, tenant, "monthly")
+    assert not await schedule_exists(dev_server.client, tenant, "monthly")
     assert (await api.post("/v1/flows/nope/stop")).status_code == 404
 
 
@@ -309,11 +288,11 @@ async def test_bad_schedules_are_a_422_with_their_path(
 
 
 async def test_a_retried_attempt_resumes_after_the_last_page_it_started(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
 ) -> None:
     await setup_audience(api, ("ada", "pro"), ("bob", "pro"), ("cy", "pro"))
     assert (await publish(api, audience_flow())).status_code == 200
-    launcher = JourneyLauncher(store, dev.client, task_queue)
+    launcher = JourneyLauncher(store, dev_server.client, task_queue)
     request = EntryRunRequest(workspace_id=tenant.id, flow_id="monthly", scheduled_at=datetime.now(UTC))
     beats: list[EntryProgress] = []
     # As the heartbeat left it: Ada's page started.
@@ -326,7 +305,7 @@ async def test_a_retried_attempt_resumes_after_the_last_page_it_started(
 
 
 async def test_stopping_a_flow_stops_its_journeys_in_flight(
-    api: httpx.AsyncClient, dev: WorkflowEnvironment, store: Store, tenant: Tenant
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, store: Store, tenant: Tenant
 ) -> None:
     doc = {
         "id": "slow",
@@ -339,7 +318,7 @@ async def test_stopping_a_flow_stops_its_journeys_in_flight(
     [journey_id] = response.json()["journeys"]
     stopped = await api.post("/v1/flows/slow/stop")
     assert stopped.json() == {"id": "slow", "status": "stopped", "journeys_stopped": 1}
-    state = await dev.client.get_workflow_handle(journey_id).result()
+    state = await dev_server.client.get_workflow_handle(journey_id).result()
     assert (state["status"], state["exit_reason"]) == ("stopped", "flow stopped")
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest_asyncio
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -17,7 +15,6 @@ from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, TriggerE
 from flowline.store import flows
 from flowline.store.database import Store
 from tests.conftest import Tenant, finish, new_tenant
-from tests.servers import start_dev_server
 from tests.test_journeys import publish
 from worker import running_worker
 from workflows.routing import JourneyLauncher
@@ -127,14 +124,6 @@ async def test_a_pause_that_hears_many_events_continues_as_new_and_ends_on_time(
     assert wait.left_at is not None
     assert timedelta(days=1) <= wait.left_at - wait.entered_at < timedelta(days=1, seconds=1)
     assert state.variables == {"kept": "yes"}
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """The real dev server: unlike the time-skipping server, it enforces the signal limit."""
-    env = await start_dev_server()
-    yield env
-    await env.shutdown()
 
 
 async def test_a_journey_hears_more_signals_than_one_run_may_take(

@@ -4,24 +4,12 @@ to date when a worker starts again."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest_asyncio
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from tests.servers import start_dev_server
 from workflows.segment_schedule import ensure_segment_clock
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_dev_server()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_the_clock_schedule_is_created_once_and_updated(dev_server: WorkflowEnvironment) -> None:
