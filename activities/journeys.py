@@ -180,12 +180,19 @@ class JourneyActivities:
                 async with self.store.begin() as conn:
                     await deliveries.close_delivery(conn, row["id"], "failed", message)
             raise ApplicationError(message, non_retryable=not retryable)
-        async with self.store.begin() as conn:
-            await deliveries.close_delivery(conn, row["id"], "sent")
-        # Apart from the ledger: if the end must be retried, the webhook must not be sent again.
-        async with self.store.begin() as conn:
-            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
+        ended = await self._close_sent_and_end(row["id"], request.ends_journey)
         return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
+
+    async def _close_sent_and_end(self, delivery_id: str, end: JourneyEnd | None) -> bool:
+        """The ledger row closed as sent and, when asked, the journey's end: one transaction. If
+        the journey's record is not committed yet, the close commits all the same and the end is
+        retried: the retry finds the row sent, sends nothing again and records the end."""
+        async with self.store.begin() as conn:
+            await deliveries.close_delivery(conn, delivery_id, "sent")
+            recorded = end is None or await _end_recorded(conn, end.after_step("sent", utcnow()))
+        if end is not None and not recorded:
+            raise _not_recorded_yet(end)
+        return end is not None
 
     @activity.defn(name=RECORD_JOURNEY_END)
     async def record_journey_end(self, end: JourneyEnd) -> None:
@@ -261,9 +268,21 @@ class JourneyActivities:
 
 async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
     """The journey's record closed and its path's last entries written, in one transaction."""
-    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
+    if not await _end_recorded(conn, end):
+        raise _not_recorded_yet(end)
+
+
+async def _end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
+    """``_record_end`` that answers False, having written nothing, when the journey's record is
+    not there yet."""
     if not await journeys.record_end(conn, end):
-        # Its record commits with the transaction that started the journey: retry until it shows.
-        raise ApplicationError(
-            f"journey {end.journey.journey_id} is not recorded yet", type="JourneyNotRecordedYet"
-        )
+        return False
+    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
+    return True
+
+
+def _not_recorded_yet(end: JourneyEnd) -> ApplicationError:
+    # Its record commits with the transaction that started the journey: retry until it shows.
+    return ApplicationError(
+        f"journey {end.journey.journey_id} is not recorded yet", type="JourneyNotRecordedYet"
+    )

@@ -9,10 +9,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities import JourneyActivities
-from flowline.journey import JourneyEnd, JourneyRef, SendInAppRequest, TemplateScope
+from flowline.journey import JourneyEnd, JourneyRef, SendInAppRequest, TemplateScope, WebhookRequest
 from flowline.store import deliveries, journeys
 from flowline.store.database import Store
 from tests.conftest import Tenant
+from tests.servers import http_sink
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -72,3 +73,38 @@ async def test_an_in_app_send_whose_end_must_wait_keeps_nothing_then_delivers_on
     assert first.journey_ended and again.delivery_id == first.delivery_id
     async with store.connect() as conn:
         assert len(await deliveries.list_inbox(conn, tenant.id, "p")) == 1
+
+
+async def test_a_webhook_whose_end_must_wait_is_sent_once_and_its_end_retried(
+    store: Store, tenant: Tenant
+) -> None:
+    # The ledger row closes in the end's transaction, yet commits without it: the retry must find
+    # the webhook sent (one request, not two) and then record the end.
+    ref = _ref(tenant, f"{tenant.id}-hook")
+    end = JourneyEnd(journey=ref, status="completed", last_step="bye", exit_reason="exit_step", ended_at=T0)
+    with http_sink() as sink:
+        request = WebhookRequest(
+            journey=ref,
+            step_id="hook",
+            iteration=1,
+            url=f"{sink.url}/hook",
+            scope=TemplateScope(),
+            ends_journey=end,
+        )
+        async with httpx.AsyncClient() as http:
+            activities = JourneyActivities(store, http)
+            with pytest.raises(ApplicationError) as caught:
+                await activities._deliver_webhook(request)
+            assert caught.value.type == "JourneyNotRecordedYet"
+            async with store.connect() as conn:
+                row = await deliveries.find_delivery(
+                    conn, deliveries.delivery_key(ref.journey_id, "hook", 1, "p")
+                )
+            assert row is not None and row["status"] == "sent"
+            await _claim(store, ref)
+            retried = await activities._deliver_webhook(request)
+        assert len(sink.on("/hook")) == 1
+    assert retried.branch == "sent" and retried.journey_ended and retried.delivery_id == row["id"]
+    async with store.connect() as conn:
+        journey = await journeys.get_journey(conn, tenant.id, ref.journey_id)
+    assert journey is not None and journey["status"] == "completed"

@@ -1,6 +1,6 @@
-"""The interpreter is passed through the sandbox (for speed), so the sandbox no longer stops it
-from reading the clock or doing I/O: this test does, by reading its source (and that of the
-workflow modules beside it)."""
+"""The journey workflow runs outside the sandbox (for speed), so the sandbox does not stop it
+from reading the clock or doing I/O: this test does, by reading its source and that of the
+interpreter modules it runs."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import pytest
 
 import workflows.calls
 import workflows.interpreter
+import workflows.journey
 import workflows.moves
 import workflows.path_records
 import workflows.sends
 import workflows.waits
 
 WORKFLOW_MODULES = [
+    workflows.journey,
     workflows.interpreter,
     workflows.calls,
     workflows.sends,
@@ -52,6 +54,7 @@ ALLOWED_IMPORTS = {
     "flowline.flow.steps_send",
     "flowline.journey",
     "workflows.calls",
+    "workflows.interpreter",
     "workflows.sends",
     "workflows.waits",
     "workflows.moves",

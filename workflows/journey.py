@@ -1,28 +1,30 @@
 """The journey workflow: one profile in one flow version (see workflows/interpreter.py).
 
-Kept this small on purpose: the sandbox re-imports this module for every new journey, while
-the interpreter it wraps is passed through and loaded once per worker.
+Not sandboxed: the sandbox re-imported this module for every new journey, a sixth of the
+worker's CPU under bench/latency.py, and guarded nothing, since the interpreter it wraps was
+passed through it anyway. tests/test_workflow_determinism.py keeps clocks, randomness and I/O out
+of this module and of the interpreter's; the recorded histories (tests/test_replay.py) check
+that the commands stay the same.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from flowline.journey import (
-        EVENT_SIGNAL,
-        MOVE_SIGNAL,
-        STOP_SIGNAL,
-        JourneyInput,
-        JourneyState,
-        MoveRequest,
-        StopRequest,
-        TriggerEvent,
-    )
-    from workflows.interpreter import JourneyInterpreter
+from flowline.journey import (
+    EVENT_SIGNAL,
+    MOVE_SIGNAL,
+    STOP_SIGNAL,
+    JourneyInput,
+    JourneyState,
+    MoveRequest,
+    StopRequest,
+    TriggerEvent,
+)
+from workflows.interpreter import JourneyInterpreter
 
 
-@workflow.defn(name="Journey")
+@workflow.defn(name="Journey", sandboxed=False)
 class JourneyWorkflow:
     def __init__(self) -> None:
         self._journey = JourneyInterpreter()
