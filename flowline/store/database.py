@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -46,6 +48,9 @@ class Store:
 
     def __init__(self, url: str, *, ping_after_idle_s: float = 10.0, **engine_options: Any) -> None:
         self.url = make_url(url)
+        self._writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {}
@@ -72,8 +77,23 @@ class Store:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction: committed when the block ends, rolled back if it raises."""
-        async with self.engine.begin() as conn:
+        if self.dialect != "sqlite":
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer. Left to its busy handler, a process's waiting transactions poll
+        # the lock with sleeps of up to 100 ms and whoever polls at the right moment wins: under
+        # load some waited seconds (bench/RESULTS.md, latency). Queued here first, in order, they
+        # leave one contender per process.
+        async with self._sqlite_writer(), self.engine.begin() as conn:
             yield conn
+
+    def _sqlite_writer(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._writer_locks.get(loop)
+        if lock is None:
+            lock = self._writer_locks[loop] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
