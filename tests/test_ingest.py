@@ -96,6 +96,37 @@ async def test_a_journey_started_by_a_batch_hears_its_later_events(
     assert state.status == "stopped" and state.exit_reason == "stop_when: order_completed"
 
 
+async def test_an_event_that_only_starts_a_journey_is_not_looked_up_for_listeners(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    # Nobody can hear it (the journey it starts hears only later events): step 3 of the ingest
+    # marks it routed without asking which journeys of ada listen.
+    await publish(api, paused_flow(stop_when=[{"event": "order_completed"}]))
+    router = api._transport.app.state.services.launcher.router  # type: ignore[attr-defined]
+    looked_up: list[list[str]] = []
+    route = router.route
+
+    async def spy(conn: Any, workspace_id: str, items: Any) -> Any:
+        looked_up.append([i.event.id for i in items])
+        return await route(conn, workspace_id, items)
+
+    router.route = spy
+    try:
+        first = await api.post("/v1/events", json=[{"id": "c1", "profile_id": "ada", "name": "cart_updated"}])
+        assert first.status_code == 202 and len(first.json()["journeys"]) == 1
+        assert looked_up == [] and await unrouted(store, tenant) == set()
+        # Once ada has a journey in flight that listens, her stop event is routed to it.
+        second = await api.post(
+            "/v1/events", json=[{"id": "o1", "profile_id": "ada", "name": "order_completed"}]
+        )
+        assert second.status_code == 202
+        assert looked_up == [["o1"]]
+    finally:
+        router.route = route
+    state = await finish(temporal, first.json()["journeys"][0])
+    assert state.status == "stopped"
+
+
 async def test_events_are_stored_routed_or_not_with_their_instants(store: Store, tenant: Tenant) -> None:
     berlin = timezone(timedelta(hours=1))
     batch: list[dict[str, Any]] = [

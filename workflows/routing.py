@@ -209,23 +209,28 @@ class JourneyLauncher:
             return result
         now = utcnow()
         flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
-        # The people first, in a transaction of their own: a new profile's row stays locked until
-        # its transaction ends, and another batch naming the same person waits for it (PostgreSQL).
+        people = {r["profile_id"] for r in rows}
+        if self.store.dialect == "postgresql":
+            # The people first, in a transaction of their own: a new profile's row stays locked
+            # until its transaction ends, and another batch naming the same person waits for it.
+            # (SQLite locks the whole file for any write: one transaction fewer is better there.)
+            async with self.store.begin() as conn:
+                await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
         async with self.store.begin() as conn:
-            await ensure_profiles(
-                self.store, conn, workspace_id, {r["profile_id"] for r in rows}, read_first=True
-            )
-        async with self.store.begin() as conn:
-            quiet = await self._quiet(conn, workspace_id, flows, rows)
+            if self.store.dialect != "postgresql":
+                await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
+            quiet, listened = await self._quiet(conn, workspace_id, flows, rows)
             result.stored = await events_store.insert_events(
                 self.store, conn, workspace_id, rows, routed=quiet
             )
             # Events sent before whose routing did not finish are routed now (as stored then).
             earlier = [r["id"] for r in rows if r["id"] not in result.stored]
             pending = [r for r in rows if r["id"] in result.stored and r["id"] not in quiet]
-            pending += await events_store.unrouted_by_id(conn, workspace_id, earlier)
+            retried = await events_store.unrouted_by_id(conn, workspace_id, earlier)
+            pending += retried
+            listened |= {r["id"] for r in retried}
             claims = await self._claims(conn, workspace_id, flows, pending, result)
-        await self._route(workspace_id, pending, claims)
+        await self._route(workspace_id, pending, claims, listened=listened)
         result.journeys = [c.journey_id for c in claims]
         await self.after_data_change(
             workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}
@@ -238,16 +243,27 @@ class JourneyLauncher:
         workspace_id: str,
         flows: list[PublishedFlow],
         rows: Sequence[dict[str, Any]],
-    ) -> set[str]:
-        """The ids of the events that concern no flow and no journey, stored routed at once: most
-        of a stream, which then costs no second transaction. An event may start a journey (its
-        trigger's name and ``where`` fit), or a journey of its profile in flight may hear it;
-        then its profile's events stay unrouted, as a journey it starts may hear the later ones."""
+    ) -> tuple[set[str], set[str]]:
+        """Two sets of event ids. First, the events that concern no flow and no journey, stored
+        routed at once: most of a stream, which then costs no second transaction. An event may
+        start a journey (its trigger's name and ``where`` fit), or a journey of its profile in
+        flight may hear it; then its profile's events stay unrouted until the journeys started.
+        Second, of those, the ones a journey may hear: heard by one in flight, or an event after
+        one that starts a journey of its profile. The others (an event that starts a journey and
+        nothing else) are only marked routed once their journeys started: nobody to signal."""
         names = {trigger_event(f.document.trigger) for f in flows}
-        starting = {r["profile_id"] for r in rows if r["name"] in names and self.targets(flows, _event(r))}
-        rest = [r for r in rows if r["profile_id"] not in starting]
-        heard = await self.router.heard(conn, workspace_id, rest)
-        return {r["id"] for r in rest if r["id"] not in heard}
+        starts = {r["id"] for r in rows if r["name"] in names and self.targets(flows, _event(r))}
+        starting = {r["profile_id"] for r in rows if r["id"] in starts}
+        heard = await self.router.heard(conn, workspace_id, rows)
+        listened = set(heard)
+        started: set[str] = set()
+        for row in rows:
+            if row["profile_id"] in started:
+                listened.add(row["id"])
+            if row["id"] in starts:
+                started.add(row["profile_id"])
+        quiet = {r["id"] for r in rows if r["profile_id"] not in starting and r["id"] not in heard}
+        return quiet, listened
 
     async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
         """After a change to these profiles committed (PUT /v1/profiles, a profile step): their
@@ -332,15 +348,23 @@ class JourneyLauncher:
         return claims
 
     async def _route(
-        self, workspace_id: str, rows: Sequence[dict[str, Any]], claims: list[JourneyInput]
+        self,
+        workspace_id: str,
+        rows: Sequence[dict[str, Any]],
+        claims: list[JourneyInput],
+        *,
+        listened: set[str] | None = None,
     ) -> None:
-        """Steps 2 and 3 of ``ingest``."""
+        """Steps 2 and 3 of ``ingest``. ``listened``: the only ``rows`` a journey may hear, when
+        the caller knows (``_quiet``); the others are marked routed without a look."""
         await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
         if not rows:
             return
+        heard = rows if listened is None else [r for r in rows if r["id"] in listened]
         async with self.store.begin() as conn:
             # The journeys in flight that listen (the ones just started included).
-            await self.route_to_journeys(conn, workspace_id, rows)
+            if heard:
+                await self.route_to_journeys(conn, workspace_id, heard)
             await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
 
     async def route_to_journeys(
