@@ -1,7 +1,7 @@
 """The activity of bench/sends.py's baseline: each path's provider call, without journey or ledger.
 
 Outside bench/sends.py so that the script stays small; the workflow that runs it is in
-bench/baseline_workflow.py (the sandbox re-imports a workflow's module for every workflow).
+bench/baseline_workflow.py.
 """
 
 from __future__ import annotations
