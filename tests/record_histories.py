@@ -194,6 +194,21 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         ),
         200,
     ),
+    # No email provider is configured where histories are recorded: the team's message is
+    # recorded as failed and the person goes on (the activity is scheduled all the same).
+    "notify_internal_then_send": (
+        _first(
+            {
+                "id": "team",
+                "type": "notify_internal",
+                "channel": "email",
+                "to": ["team@example.com", "{{ profile.email }}"],
+                "subject": "New lead",
+                "body": "{{ profile.id }} signed up",
+            }
+        ),
+        200,
+    ),
     # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
     "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
     # Signal-driven paths (SIGNALS below says what each hears once it waits).
