@@ -50,9 +50,10 @@ def render_checked(source: str, context: dict[str, Any]) -> str:
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render every string inside a JSON-like value, keeping its structure."""
+    """Render every string inside a JSON-like value, keeping its structure; a Liquid failure is a
+    TemplateError (callers record it: a template failing on the journey's data will not heal)."""
     if isinstance(value, str):
-        return render(value, context)
+        return render_checked(value, context)
     if isinstance(value, dict):
         return {k: render_value(v, context) for k, v in value.items()}
     if isinstance(value, list):
