@@ -25,13 +25,18 @@ class TemplateError(ValueError):
     pass
 
 
-def check(source: str) -> str:
-    """``source`` if it parses as Liquid; otherwise TemplateError with the first line of the reason."""
+def check(source: str, *, filters: bool = False) -> str:
+    """``source`` if it parses as Liquid (and, with ``filters``, names only filters that exist);
+    otherwise TemplateError with the first line of the reason."""
     if "{" in source:
         try:
-            _compile(source)
+            template = _compile(source)
         except LiquidError as error:
             raise TemplateError(f"not a valid template: {_reason(error)}") from None
+        if filters:
+            unknown = sorted(set(template.filter_names()) - set(_ENV.filters))
+            if unknown:
+                raise TemplateError(f"not a valid template: unknown filter {unknown[0]!r}")
     return source
 
 

@@ -11,9 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.flow.validation import parse_flow
+from flowline.flow.model import FlowDocument
+from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import JourneyState, PathEntry
 from tests.conftest import finish
 from tests.servers import HttpSink
@@ -98,3 +100,56 @@ async def test_a_call_whose_body_fails_to_render_takes_its_error_branch(
     bad = failed_at_once(await run(api, temporal, call | {"next": {"error": "after"}}))
     assert bad.branch == "error"
     assert sink.on("/x") == []
+
+
+UNKNOWN = "{{ profile.name | shout }}"  # no filter 'shout': known without running the journey
+
+
+def faults(step: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(FlowInvalid) as caught:
+        parse_flow(failing_flow(step))
+    return {f.path: f.message for f in caught.value.faults}
+
+
+@pytest.mark.parametrize(
+    ("step", "path", "message"),
+    [
+        ({"type": "send", "channel": "in_app", "content": {"body": UNKNOWN}}, "content.body", ""),
+        (
+            {"type": "send", "channel": "in_app", "content": {"body": "hi", "data": {"a": {"b": UNKNOWN}}}},
+            "content.data",
+            "a.b: ",
+        ),
+        (
+            {"type": "webhook", "url": "http://127.0.0.1:1/hook", "data": {"n": [1, UNKNOWN]}},
+            "data",
+            "n[1]: ",
+        ),
+        (
+            {
+                "type": "call_api",
+                "method": "POST",
+                "url": "http://127.0.0.1:1/x",
+                "body": {"json": {"n": UNKNOWN}},
+            },
+            "body.json",
+            "",
+        ),
+        ({"type": "update_profile", "set": {"a": {"template": UNKNOWN}}}, "set.a.template", ""),
+        ({"type": "add_to_flow", "flow": "other", "variables": {"a": UNKNOWN}}, "variables.a", ""),
+    ],
+)
+def test_an_unknown_filter_is_a_fault_at_validation_with_its_path(
+    step: dict[str, Any], path: str, message: str
+) -> None:
+    assert faults({"id": "bad", **step}) == {
+        f"$.steps[0].{path}": f"{message}not a valid template: unknown filter 'shout'"
+    }
+
+
+def test_a_flow_saved_before_the_filter_rule_still_decodes() -> None:
+    """Journeys in flight carry their flow in their input: decoding it (no validation context)
+    must not fail on a filter the rule would now refuse; the step fails when it runs instead."""
+    webhook = {"id": "bad", "type": "webhook", "url": "http://127.0.0.1:1/hook", "data": {"n": UNKNOWN}}
+    decoded = FlowDocument.model_validate(failing_flow(webhook))
+    assert decoded.steps[0].data == {"n": UNKNOWN}  # type: ignore[union-attr]
