@@ -221,6 +221,12 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
     "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    # Recorded before the "stop-mid-listen-v1" patch: the stop event, also heard by the wait, was
+    # lost with the wait's cancellation (Python 3.11's asyncio.wait_for), and the journey went on
+    # to the end of the wait. Kept to prove such journeys in flight still replay.
+    "stop_when_mid_event_wait_unpatched": (_listening(_WAIT), 200),
+    # Since "stop-mid-listen-v1": the same stop ends the wait and the journey at once.
+    "stop_when_mid_event_wait": (_listening(_WAIT), 200),
     "stop_when_segment_mid_pause": (_segment_stop, 200),
     "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
     "max_duration_ends_indefinite_wait": (
@@ -271,6 +277,8 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "stop_when_mid_pause": [_heard("order_completed", 1)],
     "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    "stop_when_mid_event_wait_unpatched": [_heard("order_completed", 1)],
+    "stop_when_mid_event_wait": [_heard("order_completed", 1)],
     # Another segment's entry, then this segment's exit, go unheeded; its entry stops the journey.
     "stop_when_segment_mid_pause": [
         _heard("segment_entered", 1, segment="other"),

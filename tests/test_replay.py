@@ -56,6 +56,8 @@ def test_histories_are_recorded() -> None:
     }
     assert steps_written <= names
     assert "notify_internal_then_send" in names
+    # Recorded before and after the "stop-mid-listen-v1" patch.
+    assert {"stop_when_mid_event_wait_unpatched", "stop_when_mid_event_wait"} <= names
 
 
 def _journey_input(path: Path) -> dict[str, Any]:
