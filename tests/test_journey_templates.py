@@ -1,4 +1,5 @@
-"""Issue 3: "A template or expression error is caught at validation where possible and otherwise
+"""Templates in journeys: what they see (profile, event, vars, flow, journey), and what happens
+when they fail. Issue 3: "A template or expression error is caught at validation where possible and otherwise
 sends the journey down a defined path with the error recorded, never a stuck workflow."
 
 Each template here parses (validation lets it through) and fails only on the journey's data:
@@ -60,6 +61,24 @@ def failed_at_once(state: JourneyState) -> PathEntry:
 
 async def inbox(api: httpx.AsyncClient) -> list[str]:
     return [m["body"] for m in (await api.get("/v1/profiles/ada/inbox")).json()["messages"]]
+
+
+async def test_templates_see_profile_event_vars_flow_and_journey(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, sink: HttpSink
+) -> None:
+    body = (
+        "{{ profile.first_name }}|{{ event.plan }}|{{ event.name }}|{{ vars.zero | plus: 1 }}|"
+        "{{ flow.id }}/{{ flow.name }}/{{ flow.version }}|{{ journey.id }}"
+    )
+    document = failing_flow({"type": "send", "channel": "in_app", "content": {"body": body}})
+    document["trigger"] = {"type": "event", "event": "signed_up"}
+    await publish(api, document)
+    await api.put("/v1/profiles/ada", json={"attributes": {"first_name": "Ada"}})
+    event = {"id": "s-1", "profile_id": "ada", "name": "signed_up", "properties": {"plan": "pro"}}
+    [journey_id] = (await api.post("/v1/events", json=event)).json()["journeys"]
+    state = await finish(temporal, journey_id)
+    assert state.path[0].branch == "sent", state.path
+    assert sorted(await inbox(api)) == [f"Ada|pro|signed_up|1|fails/Fails/1|{journey_id}", "went on"]
 
 
 async def test_a_webhook_whose_data_fails_to_render_goes_on_with_the_error(
