@@ -136,13 +136,13 @@ def faults(step: dict[str, Any]) -> dict[str, str]:
         ({"type": "send", "channel": "in_app", "content": {"body": UNKNOWN}}, "content.body", ""),
         (
             {"type": "send", "channel": "in_app", "content": {"body": "hi", "data": {"a": {"b": UNKNOWN}}}},
-            "content.data",
-            "a.b: ",
+            "content.data.a",
+            "b: ",
         ),
         (
             {"type": "webhook", "url": "http://127.0.0.1:1/hook", "data": {"n": [1, UNKNOWN]}},
-            "data",
-            "n[1]: ",
+            "data.n",
+            "[1]: ",
         ),
         (
             {

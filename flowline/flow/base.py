@@ -91,27 +91,28 @@ Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
 LongTemplate = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]
 
 
-def _templated_data(data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    """Every string inside ``data`` is a Liquid template. Checked only when a flow is saved: these
+def _templated_value(value: Any, info: ValidationInfo) -> Any:
+    """Every string inside ``value`` is a Liquid template. Checked only when a flow is saved: these
     fields were not checked before, and journeys in flight must still decode their flows."""
     if strict_templates(info):
-        _check_strings(data, "", info)
-    return data
+        _check_strings(value, "")
+    return value
 
 
-def _check_strings(value: Any, where: str, info: ValidationInfo) -> None:
+def _check_strings(value: Any, where: str) -> None:
     if isinstance(value, str):
         try:
             check_template(value, filters=True)
         except TemplateError as error:
-            raise ValueError(f"{where.lstrip('.')}: {error}") from None
+            raise ValueError(f"{where.lstrip('.')}: {error}" if where else str(error)) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_strings(item, f"{where}.{key}", info)
+            _check_strings(item, f"{where}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_strings(item, f"{where}[{index}]", info)
+            _check_strings(item, f"{where}[{index}]")
 
 
-# JSON data whose strings are Liquid templates (a webhook's data, a push or in-app message's data).
-TemplatedData = Annotated[dict[str, Any], AfterValidator(_templated_data)]
+# JSON data whose strings are Liquid templates (a webhook's data, a push or in-app message's data);
+# a fault's path names the key, and the message where inside its value.
+TemplatedData = dict[str, Annotated[Any, AfterValidator(_templated_value)]]
