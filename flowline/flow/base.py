@@ -50,9 +50,9 @@ def check_zone(name: str | None) -> None:
             raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def _expression(text: str) -> str:
+def _expression(text: str, info: ValidationInfo) -> str:
     try:
-        return check(text)
+        return check(text, functions=strict_templates(info))
     except ExpressionError as error:
         raise ValueError(str(error)) from None
 
@@ -68,10 +68,11 @@ class ExpressionValue(Strict):
     expression: Expression
 
 
-# The validation context under which templates must also name only known filters: parse_flow
-# (every flow the API saves or publishes) asks for it. Flows read back from the store or from a
-# journey's input are validated without it, so a journey in flight from before this rule, whose
-# flow has an unknown filter, still decodes (the filter fails at run time, recorded on its path).
+# The validation context under which templates must also name only known filters, and CEL
+# expressions only known functions: parse_flow (every flow the API saves or publishes) asks for
+# it. Flows read back from the store or from a journey's input are validated without it, so a
+# journey in flight from before these rules, whose flow has an unknown filter or function, still
+# decodes (the step fails at run time, recorded on its path).
 STRICT_TEMPLATES = "strict_templates"
 
 
