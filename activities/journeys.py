@@ -43,7 +43,7 @@ from flowline.journey import (
 )
 from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
-from flowline.templates import render, render_value, uses_profile_attributes
+from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes
 
 
 async def template_context(
@@ -93,13 +93,16 @@ class JourneyActivities:
             context = await self._template_context(
                 conn, ref, request.scope, load_profile=uses_profile_attributes(templates)
             )
+            try:
+                title = render_checked(request.title, context)
+                body = render_checked(request.body, context)
+                data = render_value(request.data, context)
+            except TemplateError as error:
+                # Journeys from before send-channels-v1 still send in-app messages here: a template
+                # that fails on their data fails the step at once instead of a day of retries.
+                raise ApplicationError(f"template: {error}", non_retryable=True) from None
             delivery_id, _delivered = await deliveries.deliver_in_app(
-                self.store,
-                conn,
-                self._delivery(request, "in_app"),
-                title=render(request.title, context),
-                body=render(request.body, context),
-                data=render_value(request.data, context),
+                self.store, conn, self._delivery(request, "in_app"), title=title, body=body, data=data
             )
             ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
@@ -147,13 +150,22 @@ class JourneyActivities:
                 ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
             return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
+        try:
+            data = render_value(request.data, context)
+        except TemplateError as error:
+            # Retrying a template that fails on the journey's data cannot help: the step fails at
+            # once, recorded on the path, and the journey goes on.
+            message = f"template: {error}"
+            async with self.store.begin() as conn:
+                await deliveries.close_delivery(conn, row["id"], "failed", message)
+            raise ApplicationError(message, non_retryable=True) from None
         payload = {
             "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
             "step": {"id": request.step_id, "iteration": request.iteration},
             "journey": {"id": ref.journey_id},
             "profile": context["profile"],
             "event": request.scope.event or None,
-            "data": render_value(request.data, context),
+            "data": data,
         }
         body = webhook.encode(payload)
         headers = {

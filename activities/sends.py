@@ -194,11 +194,11 @@ class SendActivities:
         try:
             title = render_checked(step.content.title, context)
             body = render_checked(step.content.body, context)
+            data = render_value(step.content.data, context)
         except TemplateError as error:
             return _outcome(
                 await deliveries.skip_delivery(self.store, conn, delivery, f"template: {error}", now)
             )
-        data = render_value(step.content.data, context)
         if step.consumable:
             data = {**data, "consumable": True}
         delivery_id, _ = await deliveries.deliver_in_app(

@@ -13,7 +13,7 @@ from typing import Any
 import celpy
 from celpy.adapter import CELJSONEncoder, json_to_cel
 from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import CELEvalError, base_functions
 
 _ENV = celpy.Environment()
 
@@ -30,10 +30,32 @@ def _program(text: str) -> Any:
         raise ExpressionError(f"not a valid expression: {' '.join(str(error).split())}") from None
 
 
-def check(text: str) -> str:
-    """``text`` if it compiles; otherwise ExpressionError saying where it breaks."""
+# Names celpy's evaluator takes besides its functions: macros (has, dyn) and list/map macros, with
+# its extensions reduce and min. Anything else called is unknown until evaluation fails on it.
+_CALLS = frozenset(base_functions) | {"has", "dyn"}
+_METHODS = frozenset(base_functions) | {"map", "filter", "all", "exists", "exists_one", "reduce", "min"}
+
+
+def check(text: str, *, functions: bool = False) -> str:
+    """``text`` if it compiles (and, with ``functions``, calls only functions CEL has); otherwise
+    ExpressionError saying where it breaks."""
     _program(text)
+    if functions:
+        unknown = sorted(_unknown_calls(text))
+        if unknown:
+            raise ExpressionError(f"not a valid expression: unknown function {unknown[0]!r}")
     return text
+
+
+@lru_cache(maxsize=1024)
+def _unknown_calls(text: str) -> frozenset[str]:
+    unknown = set()
+    for node in _ENV.compile(text).iter_subtrees():
+        if node.data == "ident_arg" and str(node.children[0]) not in _CALLS:
+            unknown.add(str(node.children[0]))
+        elif node.data == "member_dot_arg" and str(node.children[1]) not in _METHODS:
+            unknown.add(str(node.children[1]))
+    return frozenset(unknown)
 
 
 def evaluate(text: str, context: dict[str, Any]) -> Any:

@@ -25,13 +25,18 @@ class TemplateError(ValueError):
     pass
 
 
-def check(source: str) -> str:
-    """``source`` if it parses as Liquid; otherwise TemplateError with the first line of the reason."""
+def check(source: str, *, filters: bool = False) -> str:
+    """``source`` if it parses as Liquid (and, with ``filters``, names only filters that exist);
+    otherwise TemplateError with the first line of the reason."""
     if "{" in source:
         try:
-            _compile(source)
+            template = _compile(source)
         except LiquidError as error:
             raise TemplateError(f"not a valid template: {_reason(error)}") from None
+        if filters:
+            unknown = sorted(set(template.filter_names()) - set(_ENV.filters))
+            if unknown:
+                raise TemplateError(f"not a valid template: unknown filter {unknown[0]!r}")
     return source
 
 
@@ -50,9 +55,10 @@ def render_checked(source: str, context: dict[str, Any]) -> str:
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render every string inside a JSON-like value, keeping its structure."""
+    """Render every string inside a JSON-like value, keeping its structure; a Liquid failure is a
+    TemplateError (callers record it: a template failing on the journey's data will not heal)."""
     if isinstance(value, str):
-        return render(value, context)
+        return render_checked(value, context)
     if isinstance(value, dict):
         return {k: render_value(v, context) for k, v in value.items()}
     if isinstance(value, list):

@@ -194,6 +194,21 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         ),
         200,
     ),
+    # No email provider is configured where histories are recorded: the team's message is
+    # recorded as failed and the person goes on (the activity is scheduled all the same).
+    "notify_internal_then_send": (
+        _first(
+            {
+                "id": "team",
+                "type": "notify_internal",
+                "channel": "email",
+                "to": ["team@example.com", "{{ profile.email }}"],
+                "subject": "New lead",
+                "body": "{{ profile.id }} signed up",
+            }
+        ),
+        200,
+    ),
     # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
     "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
     # Signal-driven paths (SIGNALS below says what each hears once it waits).
@@ -206,6 +221,12 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
     "stop_signal_mid_wait": (_listening(_WAIT), 200),
+    # Recorded before the "stop-mid-listen-v1" patch: the stop event, also heard by the wait, was
+    # lost with the wait's cancellation (Python 3.11's asyncio.wait_for), and the journey went on
+    # to the end of the wait. Kept to prove such journeys in flight still replay.
+    "stop_when_mid_event_wait_unpatched": (_listening(_WAIT), 200),
+    # Since "stop-mid-listen-v1": the same stop ends the wait and the journey at once.
+    "stop_when_mid_event_wait": (_listening(_WAIT), 200),
     "stop_when_segment_mid_pause": (_segment_stop, 200),
     "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
     "max_duration_ends_indefinite_wait": (
@@ -256,6 +277,8 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "stop_when_mid_pause": [_heard("order_completed", 1)],
     "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
+    "stop_when_mid_event_wait_unpatched": [_heard("order_completed", 1)],
+    "stop_when_mid_event_wait": [_heard("order_completed", 1)],
     # Another segment's entry, then this segment's exit, go unheeded; its entry stops the journey.
     "stop_when_segment_mid_pause": [
         _heard("segment_entered", 1, segment="other"),

@@ -108,3 +108,27 @@ async def test_a_webhook_whose_end_must_wait_is_sent_once_and_its_end_retried(
     async with store.connect() as conn:
         journey = await journeys.get_journey(conn, tenant.id, ref.journey_id)
     assert journey is not None and journey["status"] == "completed"
+
+
+async def test_a_legacy_in_app_send_whose_template_fails_fails_at_once_and_delivers_nothing(
+    store: Store, tenant: Tenant
+) -> None:
+    """The in-app activity of journeys from before send-channels-v1: a template that fails on the
+    journey's data is not retried (it cannot heal); the step fails with the reason."""
+    ref = _ref(tenant, f"{tenant.id}-legacy")
+    await _claim(store, ref)
+    request = SendInAppRequest(
+        journey=ref,
+        step_id="hi",
+        iteration=1,
+        title="",
+        body="{{ 10 | divided_by: vars.zero }}",
+        scope=TemplateScope(vars={"zero": 0}),
+    )
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ApplicationError) as caught:
+            await JourneyActivities(store, http).send_in_app(request)
+    assert caught.value.non_retryable and "divided_by: can't divide by 0" in str(caught.value)
+    assert str(caught.value).startswith("template: ")
+    async with store.connect() as conn:
+        assert await deliveries.list_inbox(conn, tenant.id, "p") == []

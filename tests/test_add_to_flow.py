@@ -170,6 +170,30 @@ async def test_participant_is_created_when_no_one_has_the_email(
     assert await inbox(api, first) == [f"none for {first}"] * 2
 
 
+async def test_participant_found_by_phone_and_by_id(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    await publish(api, target_flow(reentry="concurrent"))
+    by_phone = {"by": "phone", "from": {"variable": "friend"}}
+    await publish(api, caller_flow("by-phone", flow="target", participant=by_phone))
+    by_id = {"by": "id", "from": {"variable": "friend"}}
+    await publish(api, caller_flow("by-id", flow="target", participant=by_id))
+    await api.put("/v1/profiles/carol", json={"attributes": {"phone": "+15551234567"}})
+    assert (await api.get("/v1/profiles/dave")).status_code == 404
+
+    added = {}
+    for flow_id, friend in (("by-phone", "+15551234567"), ("by-id", "dave")):
+        state = await run_caller(api, temporal, variables={"friend": friend}, flow_id=flow_id)
+        add = state.path[0]
+        assert add.branch == "added" and add.started_journey is not None, add
+        await finish(temporal, add.started_journey)
+        added[flow_id] = (await api.get(f"/v1/journeys/{add.started_journey}")).json()["profile_id"]
+    assert added == {"by-phone": "carol", "by-id": "dave"}
+    assert (await api.get("/v1/profiles/dave")).status_code == 200  # created with that id
+    assert await inbox(api, "carol") == ["none for carol"]
+    assert await inbox(api, "dave") == ["none for dave"]
+
+
 async def test_then_exit_ends_the_caller_once_added(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
 ) -> None:

@@ -168,3 +168,47 @@ async def _drive_past_the_signal_limit(
     assert state.runs > total // JourneyLimits().signals_per_run, state
     assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
     assert state.variables == {"kept": "yes"} and [p.step for p in state.path] == ["wait"]
+
+
+def looping_flow(days: int) -> dict[str, Any]:
+    """A journey that runs for ``days``: a day's pause and a count, round and round, until the
+    flow's max_duration ends it. No event reaches it: only its own history grows."""
+    return {
+        "id": "years",
+        "name": "Years",
+        "trigger": {"type": "flow"},
+        "settings": {"max_duration": f"{days}d", "variables": {"n": {"type": "number", "default": 0}}},
+        "steps": [
+            {"id": "wait", "type": "pause", "for": "1d", "next": "count"},
+            {"id": "count", "type": "update_variable", "set": {"n": "vars.n + 1"}, "next": "wait"},
+        ],
+    }
+
+
+async def test_a_journey_that_loops_for_years_continues_as_new_on_its_history_length(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    """Issue 3: a journey that runs for years continues as new before Temporal's limits, with the
+    default limits (JourneyLimits().history_events, below the 4,096 events at which Temporal
+    suggests continuing as new). Over two years a run of one journey would pass that number."""
+    days = 730
+    await publish(api, looping_flow(days))
+    started = await api.post("/v1/flows/years/journeys", json={"profile_id": "ada"})
+    assert started.status_code == 201, started.text
+    handle = temporal.client.get_workflow_handle(started.json()["journey_id"])
+    first_run = (await handle.describe()).run_id
+    state = await finish(temporal, handle.id)
+
+    assert (state.status, state.exit_reason) == ("completed", "max_duration")
+    assert state.runs >= 2
+    # The count went on across the runs: one per day of the two years.
+    assert state.variables["n"] in (days - 1, days)
+    assert state.path_dropped + len(state.path) == 2 * state.variables["n"] + 1
+    assert state.path[-1].step == "wait" and state.path[-1].branch == "max_duration"
+    # Each run ended well before Temporal's limits (51,200 events; 4,096 suggests a new run).
+    limit = JourneyLimits().history_events
+    history = await temporal.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    assert limit <= len(history.events) < 4_096
+    last = await handle.fetch_history()
+    assert len(last.events) < 4_096
+    assert (await handle.describe()).run_id != first_run

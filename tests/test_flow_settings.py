@@ -70,6 +70,36 @@ async def test_entries_are_taken_only_between_start_at_and_end_at(
     await finish(temporal, journey_id)
 
 
+async def order(api: httpx.AsyncClient, event_id: str, order_id: str | None) -> list[str]:
+    properties = {} if order_id is None else {"order_id": order_id}
+    event = {"id": event_id, "profile_id": "ada", "name": "go", "properties": properties}
+    response = await api.post("/v1/events", json=event)
+    assert response.status_code == 202, response.text
+    journeys: list[str] = response.json()["journeys"]
+    return journeys
+
+
+async def test_concurrent_reentry_runs_one_journey_per_entry_key_at_a_time(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    """reentry: concurrent with entry_key: one person in several journeys at once, one per order;
+    a second event of an order whose journey runs starts nothing; once it ended, it enters again."""
+    await publish(api, simple_flow("{{ event.order_id }}", reentry="concurrent", entry_key="order_id"))
+    [first] = await order(api, "e-1", "A")
+    [second] = await order(api, "e-2", "B")
+    assert await order(api, "e-3", "A") == []  # order A's journey is still paused
+    # Without the property every event is an entry of its own.
+    [bare] = await order(api, "e-4", None)
+    [other_bare] = await order(api, "e-5", None)
+    assert len({first, second, bare, other_bare}) == 4
+    for journey in (first, second, bare, other_bare):
+        await finish(temporal, journey)
+    [again] = await order(api, "e-6", "A")
+    await finish(temporal, again)
+    inbox = (await api.get("/v1/profiles/ada/inbox")).json()["messages"]
+    assert sorted(m["body"] for m in inbox) == ["", "", "A", "A", "B"]
+
+
 async def test_declared_variables_are_checked_and_filled_with_defaults(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
 ) -> None:

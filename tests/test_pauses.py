@@ -93,3 +93,25 @@ async def test_an_exact_date_time_in_the_past_does_not_wait(
     await publish(api, paused({"until": "2020-01-01T00:00:00+00:00"}))
     entered, left = await waited(api, temporal, "past")
     assert left - entered < timedelta(seconds=1)
+
+
+async def test_waits_of_years_end_on_time(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
+) -> None:
+    """The longest pause (5 years, 1830d) ends 1830 days later to the second; so does a two-year
+    wait_for_event timeout (Feb 29 of 2028 falls inside both)."""
+    await publish(api, paused({"for": "1830d"}))
+    entered, left = await waited(api, temporal, "five-years")
+    assert timedelta(days=1830) <= left - entered.replace(microsecond=0) < timedelta(days=1830, seconds=2)
+
+    event_wait = {"id": "wait", "type": "wait_for_event", "conditions": [{"event": "x"}], "timeout": "104w"}
+    doc = send_then_exit_flow("later", first=event_wait)
+    doc["id"] = "later"
+    await publish(api, doc)
+    response = await api.post("/v1/events", json={"id": "l-1", "profile_id": "ada", "name": "later"})
+    [journey_id] = response.json()["journeys"]
+    state = await finish(temporal, journey_id)
+    wait = state.path[0]
+    assert wait.branch == "timeout" and wait.left_at is not None
+    assert timedelta(weeks=104) <= wait.left_at - wait.entered_at < timedelta(weeks=104, seconds=1)
+    assert state.path[-1].step == "bye"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.flows import step_types
 from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -51,6 +55,33 @@ def test_histories_are_recorded() -> None:
         "steps_written_continue_as_new_in_wait_first_run",
     }
     assert steps_written <= names
+    assert "notify_internal_then_send" in names
+    # Recorded before and after the "stop-mid-listen-v1" patch.
+    assert {"stop_when_mid_event_wait_unpatched", "stop_when_mid_event_wait"} <= names
+
+
+def _journey_input(path: Path) -> dict[str, Any]:
+    """The input a recorded run started with (the JourneyInput, or a continued run's carry-over)."""
+    started = json.loads(path.read_text())["events"][0]
+    [payload] = started["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
+    data: dict[str, Any] = json.loads(base64.b64decode(payload["data"]))
+    return data
+
+
+def test_recorded_histories_cover_every_step_type() -> None:
+    """Issue 3: the recorded histories run every member of the Step union, so a change to any
+    step's commands shows in the replay test."""
+    recorded = set()
+    journeys = 0
+    for path in HISTORIES:
+        started = _journey_input(path)
+        if "flow" not in started:  # not a journey (the segment clock)
+            continue
+        journeys += 1
+        recorded |= {step["type"] for step in started["flow"]["steps"]}
+    assert journeys >= len(HISTORIES) - 1
+    assert recorded >= step_types(), f"no recorded history runs {sorted(step_types() - recorded)}"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -68,6 +69,50 @@ async def test_a_stop_event_ends_the_journey_in_the_middle_of_a_pause(
         "stop_when: order_completed",
         "wait",
     )
+
+
+EVENT_WAIT = {"id": "wait", "type": "wait_for_event", "conditions": [{"event": "checkout"}], "timeout": "7d"}
+CHANGE_WAIT = {"id": "wait", "type": "wait_for_change", "attribute": "plan", "timeout": "indefinite"}
+
+
+@pytest.mark.parametrize(
+    ("wait", "settings", "event", "ended"),
+    [
+        (EVENT_WAIT, {"stop_when": [{"event": "order_completed"}]}, "order_completed", "stopped"),
+        (CHANGE_WAIT, {"stop_when": [{"event": "order_completed"}]}, "order_completed", "stopped"),
+        (EVENT_WAIT, {"goal": {"event": "purchase", "within": "7d", "exit": True}}, "purchase", "completed"),
+        # The stop event is also the one the wait waits for: the stop wins.
+        (
+            {**EVENT_WAIT, "conditions": [{"event": "order_completed"}]},
+            {"stop_when": [{"event": "order_completed"}]},
+            "order_completed",
+            "stopped",
+        ),
+    ],
+    ids=["stop-mid-event-wait", "stop-mid-change-wait", "goal-exit-mid-event-wait", "stop-event-awaited"],
+)
+async def test_a_stop_ends_the_journey_at_once_in_the_middle_of_a_wait_that_listens(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    wait: dict[str, Any],
+    settings: dict[str, Any],
+    event: str,
+    ended: str,
+) -> None:
+    """Also mid wait_for_event or wait_for_change, whose wait hears the same signal: the journey
+    leaves at once, long before the wait's end, and sends nothing after it."""
+    document = paused_flow(**settings)
+    document["steps"][0] = wait
+    await publish(api, document)
+    journey_id = await enter(api, temporal)
+    await send(api, {"id": "e-1", "name": event})
+    state = await finish(temporal, journey_id)
+    assert state.status == ended
+    assert [(p.step, p.branch) for p in state.path] == [("wait", ended)], state.path
+    [left] = state.path
+    assert left.left_at is not None and left.left_at - left.entered_at < timedelta(hours=1)
+    assert await inbox(api) == []
 
 
 async def test_without_a_stop_event_the_journey_goes_on(

@@ -53,6 +53,31 @@ def test_invalid_expressions_are_faults_with_their_path() -> None:
     assert caught.value.faults[0].path == "$.steps[0].set.not a name"
 
 
+# Calls CEL has, macros included: none is refused at validation.
+KNOWN_CALLS = [
+    "size(vars.items) > 1 && has(profile.nick)",
+    "profile.first_name.startsWith('A') || profile.first_name.matches('^B')",
+    "vars.items.map(x, x * 2).exists(x, x > 2) && vars.items.all(x, x > 0)",
+    "int('3') + int(double(vars.total)) + dyn(1) + timestamp('2026-01-01T00:00:00Z').getFullYear()",
+]
+
+
+def test_an_unknown_function_is_a_fault_at_validation_with_its_path() -> None:
+    """It compiles, but only evaluation would find that CEL has no such function: validation
+    names it (in flows saved from now on; flows in flight still decode, see flowline/flow/base.py)."""
+    with pytest.raises(FlowInvalid) as caught:
+        parse_flow(
+            variables_flow({"ok": "1 + 1", "a": "sizee(vars.items)", "b": "profile.name.startswith('A')"})
+        )
+    assert {f.path: f.message for f in caught.value.faults} == {
+        "$.steps[0].set.a": "not a valid expression: unknown function 'sizee'",
+        "$.steps[0].set.b": "not a valid expression: unknown function 'startswith'",
+    }
+    assert parse_flow(variables_flow({f"v{i}": text for i, text in enumerate(KNOWN_CALLS)}))
+    context = {"vars": {"items": [1, 2], "total": 2}, "profile": {"first_name": "Ada", "nick": "A"}}
+    assert [evaluate(text, context) for text in KNOWN_CALLS] == [True, True, True, 3 + 2 + 1 + 2026]
+
+
 async def test_variables_are_computed_and_used_by_later_steps(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None
 ) -> None:

@@ -3,10 +3,10 @@ expressions (model.py and the step modules beside it share them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from flowline.expressions import ExpressionError, check
 from flowline.templates import TemplateError
@@ -50,9 +50,9 @@ def check_zone(name: str | None) -> None:
             raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def _expression(text: str) -> str:
+def _expression(text: str, info: ValidationInfo) -> str:
     try:
-        return check(text)
+        return check(text, functions=strict_templates(info))
     except ExpressionError as error:
         raise ValueError(str(error)) from None
 
@@ -68,9 +68,21 @@ class ExpressionValue(Strict):
     expression: Expression
 
 
-def _template(text: str) -> str:
+# The validation context under which templates must also name only known filters, and CEL
+# expressions only known functions: parse_flow (every flow the API saves or publishes) asks for
+# it. Flows read back from the store or from a journey's input are validated without it, so a
+# journey in flight from before these rules, whose flow has an unknown filter or function, still
+# decodes (the step fails at run time, recorded on its path).
+STRICT_TEMPLATES = "strict_templates"
+
+
+def strict_templates(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(STRICT_TEMPLATES))
+
+
+def _template(text: str, info: ValidationInfo) -> str:
     try:
-        return check_template(text)
+        return check_template(text, filters=strict_templates(info))
     except TemplateError as error:
         raise ValueError(str(error)) from None
 
@@ -78,3 +90,30 @@ def _template(text: str) -> str:
 # A Liquid template, parsed when the flow is validated (a fault names its path).
 Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
 LongTemplate = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]
+
+
+def _templated_value(value: Any, info: ValidationInfo) -> Any:
+    """Every string inside ``value`` is a Liquid template. Checked only when a flow is saved: these
+    fields were not checked before, and journeys in flight must still decode their flows."""
+    if strict_templates(info):
+        _check_strings(value, "")
+    return value
+
+
+def _check_strings(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            check_template(value, filters=True)
+        except TemplateError as error:
+            raise ValueError(f"{where.lstrip('.')}: {error}" if where else str(error)) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{where}[{index}]")
+
+
+# JSON data whose strings are Liquid templates (a webhook's data, a push or in-app message's data);
+# a fault's path names the key, and the message where inside its value.
+TemplatedData = dict[str, Annotated[Any, AfterValidator(_templated_value)]]

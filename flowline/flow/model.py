@@ -21,6 +21,7 @@ from flowline.flow.base import (
     Expression,
     Identifier,
     StepId,
+    TemplatedData,
     TimeOfDay,
     VariableName,
     Weekday,
@@ -118,7 +119,7 @@ class WebhookStep(_StepBase):
 
     type: Literal["webhook"]
     url: AnyHttpUrl
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: TemplatedData = Field(default_factory=dict)
     next: StepId | None = None
 
 

@@ -18,12 +18,22 @@ from pydantic import (
     JsonValue,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from flowline import templates
 from flowline.durations import Duration
-from flowline.flow.base import StepBase, StepId, Strict, TimeOfDay, VariableName, Weekday, check_zone
+from flowline.flow.base import (
+    StepBase,
+    StepId,
+    Strict,
+    TimeOfDay,
+    VariableName,
+    Weekday,
+    check_zone,
+    strict_templates,
+)
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 CALL_BRANCHES = ("success", "client_error", "server_error", "error")
@@ -32,28 +42,28 @@ _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"
 _LITERAL_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
-def _template(text: str) -> str:
+def _template(text: str, info: ValidationInfo) -> str:
     try:
-        return templates.check(text)
+        return templates.check(text, filters=strict_templates(info))
     except templates.TemplateError as error:
         raise ValueError(str(error)) from None
 
 
-def _templates(value: JsonValue) -> JsonValue:
+def _templates(value: JsonValue, info: ValidationInfo) -> JsonValue:
     """Every string inside a JSON body must parse as Liquid."""
     if isinstance(value, str):
-        _template(value)
+        _template(value, info)
     elif isinstance(value, dict):
         for item in value.values():
-            _templates(item)
+            _templates(item, info)
     elif isinstance(value, list):
         for item in value:
-            _templates(item)
+            _templates(item, info)
     return value
 
 
-def _url(text: str) -> str:
-    text = _template(text).strip()
+def _url(text: str, info: ValidationInfo) -> str:
+    text = _template(text, info).strip()
     if not text.lower().startswith(("http://", "https://")):
         raise ValueError("the URL starts with http:// or https:// (templates may follow)")
     if "{" not in text:

@@ -8,11 +8,11 @@ one recipient got the message, ``skipped`` when every recipient was left out by 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from flowline.flow.base import LongTemplate, StepBase, StepId, Strict, Template
+from flowline.flow.base import LongTemplate, StepBase, StepId, Strict, Template, TemplatedData
 from flowline.flow.steps_http import CallWindow
 
 Recipients = Literal["self", "referrer", "friends"]
@@ -45,14 +45,14 @@ class PushContent(Strict):
     title: Template = ""
     body: LongTemplate = Field(min_length=1)
     # Custom data for the app (values may be Liquid templates).
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: TemplatedData = Field(default_factory=dict)
 
 
 class InAppContent(Strict):
     title: Template = ""
     body: LongTemplate
     # Custom data and actions for the app (values may be Liquid templates).
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: TemplatedData = Field(default_factory=dict)
 
 
 class SendStep(StepBase):

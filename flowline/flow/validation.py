@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
-from flowline.flow.base import PATTERN_MEANINGS
+from flowline.flow.base import PATTERN_MEANINGS, STRICT_TEMPLATES
 from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import (
     CallApiStep,
@@ -234,7 +234,7 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
     if not isinstance(document, dict):
         raise FlowInvalid([FlowFault("$", "a flow document is a mapping (object)")])
     try:
-        flow = FlowDocument.model_validate(document)
+        flow = FlowDocument.model_validate(document, context={STRICT_TEMPLATES: True})
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
     faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps)]))
