@@ -102,6 +102,30 @@ async def test_second_monday_at_22_in_berlin_across_both_dst_changes(
     assert (await next_times(dev_server.client, tenant, "monthly-ws"))[: len(expected)] == expected
 
 
+async def test_a_schedule_without_a_zone_follows_the_workspace_zone_when_it_changes(
+    api: httpx.AsyncClient, dev_server: WorkflowEnvironment, tenant: Tenant
+) -> None:
+    await setup_audience(api)
+    calendar = {"at": "22:00", "weekdays": ["monday"], "week_of_month": 2}
+    for flow_id, zone in (("follows", None), ("own-zone", "America/New_York")):
+        doc = audience_flow(flow_id, calendar=calendar, **({"timezone": zone} if zone else {}))
+        doc["settings"]["start_at"] = "2027-01-15T00:00:00Z"
+        assert (await publish(api, doc)).status_code == 200
+    assert (await next_times(dev_server.client, tenant, "follows"))[:2] == [
+        "2027-02-08T22:00:00+00:00",  # no workspace zone yet: UTC
+        "2027-03-08T22:00:00+00:00",
+    ]
+    new_york = await next_times(dev_server.client, tenant, "own-zone")
+
+    assert (await api.put("/v1/workspace", json={"timezone": "Europe/Berlin"})).status_code == 200
+    assert (await next_times(dev_server.client, tenant, "follows"))[:3] == [
+        "2027-02-08T21:00:00+00:00",  # 22:00 in Berlin, UTC+1, then UTC+2 from 28 March
+        "2027-03-08T21:00:00+00:00",
+        "2027-04-12T20:00:00+00:00",
+    ]
+    assert await next_times(dev_server.client, tenant, "own-zone") == new_york
+
+
 async def test_cron_in_new_york_across_dst_and_every_hour(
     api: httpx.AsyncClient, dev_server: WorkflowEnvironment, tenant: Tenant
 ) -> None:

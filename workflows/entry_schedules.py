@@ -138,6 +138,16 @@ async def sync_entry_schedule(
     return True
 
 
+def reads_workspace_zone(flow: PublishedFlow) -> bool:
+    """Whether the flow's entry schedule is read in the workspace's time zone: an audience cron or
+    calendar without a zone of its own (intervals and the hourly date scan have no wall clock)."""
+    trigger = flow.document.trigger
+    if not isinstance(trigger, AudienceTrigger):
+        return False
+    schedule = trigger.schedule
+    return schedule.timezone is None and schedule.every is None
+
+
 async def remove_entry_schedule(client: Client, workspace_id: str, flow_id: str) -> bool:
     """Delete the flow's entry schedule (runs in flight finish); False if it had none."""
     try:

@@ -9,11 +9,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from temporalio.service import RPCError
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.channels.config import ChannelSettings
-from flowline.store import workspaces
+from flowline.store import flows, workspaces
+from flowline.store.lifecycle import flow_states
+from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"])
 
@@ -45,6 +48,22 @@ async def get_workspace(workspace: Workspace, svc: Svc) -> WorkspaceSettings:
 async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc) -> WorkspaceSettings:
     async with svc.store.begin() as conn:
         await workspaces.set_workspace_timezone(conn, workspace, body.timezone)
+        # Audience schedules without a zone of their own follow the workspace's, in this
+        # transaction as when publishing: if Temporal refuses, the zone is not changed either.
+        states = await flow_states(conn, workspace, lock=True)
+        for flow in (await flows.published_flows(conn, workspace)).values():
+            state = states.get(flow.flow_id)
+            if state is None or state.status != "running" or not reads_workspace_zone(flow):
+                continue
+            try:
+                await sync_entry_schedule(
+                    svc.temporal, svc.settings.task_queue, workspace, flow, body.timezone
+                )
+            except (RPCError, RuntimeError) as error:
+                raise ApiError(
+                    503,
+                    f"the entry schedule of flow {flow.flow_id!r} could not follow the time zone ({error})",
+                ) from error
     return body
 
 
