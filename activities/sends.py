@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.journeys import JourneyActivities, template_context
+from activities.send_messages import render_messages
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
@@ -228,7 +229,7 @@ class SendActivities:
             unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
             context = {**context, UNSUBSCRIBE_VARIABLE: unsubscribe}
         try:
-            messages = _messages(step, row, context)
+            messages = render_messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
         if links is not None:
@@ -382,41 +383,3 @@ async def _context(
         context["profile"] = {**attributes, "id": ref.profile_id}
     context["recipient"] = {**attributes, "id": recipient.get("id")}
     return context
-
-
-def _messages(
-    step: EmailSendStep | SmsSendStep | PushSendStep, row: dict[str, Any], context: dict[str, Any]
-) -> list[OutgoingMessage]:
-    """The rendered message(s) of one delivery: push goes to each of the person's devices."""
-    key, address, sender = row["id"], row["address"], step.sender
-    match step:
-        case EmailSendStep(content=content):
-            return [
-                OutgoingMessage(
-                    channel="email",
-                    idempotency_key=key,
-                    to=address,
-                    sender=sender,
-                    subject=render_checked(content.subject, context),
-                    text=render_checked(content.text, context) if content.text else None,
-                    html=render_checked(content.html, context) if content.html else None,
-                )
-            ]
-        case SmsSendStep(content=content):
-            text = render_checked(content.body, context)
-            return [OutgoingMessage(channel="sms", idempotency_key=key, to=address, sender=sender, text=text)]
-        case PushSendStep(content=content):
-            title, text = render_checked(content.title, context), render_checked(content.body, context)
-            data = render_value(content.data, context)
-            return [
-                OutgoingMessage(
-                    channel="push",
-                    idempotency_key=f"{key}:{n}",
-                    to=token,
-                    sender=sender,
-                    title=title,
-                    text=text,
-                    data=data,
-                )
-                for n, token in enumerate(address.split(","))
-            ]
