@@ -5,7 +5,9 @@ checked and the row written in one transaction ('skipped' with its reason, or 'p
 provider is called outside it with the row's id as idempotency key, and the row is closed
 'sent' (with the provider's message id) or 'failed'. A retry finds the row: a closed one is
 reported as it is, a pending one is sent again with the same key (the provider, or the
-receiver's Message-ID check, recognises the repeat). In-app messages are written with their
+receiver's Message-ID check, recognises the repeat). Push is one FCM call per device and FCM takes
+no key: each device's success is written at once (flowline/store/push_sends.py), and a retry
+sends only to the devices without one. In-app messages are written with their
 ledger row in one transaction, so they exist exactly once.
 """
 
@@ -24,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.journeys import JourneyActivities, template_context
+from activities.send_messages import render_messages
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
@@ -41,7 +44,7 @@ from flowline.journey import (
     SendRequest,
     StepResult,
 )
-from flowline.store import deliveries, push_tokens, workspaces
+from flowline.store import deliveries, push_sends, push_tokens, workspaces
 from flowline.store.database import Store
 from flowline.store.profile_changes import friends_of, lock_profile
 from flowline.store.profiles import get_profile
@@ -226,21 +229,31 @@ class SendActivities:
             unsubscribe = links.unsubscribe_url(workspace_id=ws, delivery_id=delivery_id)
             context = {**context, UNSUBSCRIBE_VARIABLE: unsubscribe}
         try:
-            messages = _messages(step, row, context)
+            messages = render_messages(step, row, context)
         except TemplateError as error:
             return await self._close(row, "failed", f"template: {error}")
         if links is not None:
             messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
+        # Push: the devices an earlier attempt reached (FCM takes no key: never message them twice).
+        reached = await self._devices_sent(row) if channel == "push" else {}
         receipt_ids: list[str | None] = []
         gone: list[str] = []
         try:
             for message in messages:
+                if message.to in reached:
+                    receipt_ids.append(reached[message.to])
+                    continue
                 try:
-                    receipt_ids.append((await provider.send(message)).provider_message_id)
+                    receipt = await provider.send(message)
                 except TokenUnregistered as unregistered:
                     # The device is gone: forget its token, the person's other devices still get it.
                     await self._forget_token(row, unregistered.token)
                     gone.append(str(unregistered))
+                    continue
+                if channel == "push":
+                    # Committed before the next device: a retry or re-run skips this one.
+                    await self._device_sent(row, message.to, receipt.provider_message_id, now)
+                receipt_ids.append(receipt.provider_message_id)
         except DeliveryFailed as failure:
             if failure.permanent:
                 return await self._close(row, "failed", str(failure))
@@ -250,6 +263,16 @@ class SendActivities:
             return await self._close(row, "failed", "; ".join(gone))
         provider_id = next((r for r in receipt_ids if r), None)
         return await self._close(row, "sent", None, provider_id, now)
+
+    async def _devices_sent(self, row: dict[str, Any]) -> dict[str, str | None]:
+        async with self.store.connect() as conn:
+            return await push_sends.sent_devices(conn, row["id"])
+
+    async def _device_sent(
+        self, row: dict[str, Any], token: str, provider_message_id: str | None, now: datetime
+    ) -> None:
+        async with self.store.begin() as conn:
+            await push_sends.record_device_send(self.store, conn, row["id"], token, provider_message_id, now)
 
     async def _forget_token(self, row: dict[str, Any], token: str) -> None:
         async with self.store.begin() as conn:
@@ -360,41 +383,3 @@ async def _context(
         context["profile"] = {**attributes, "id": ref.profile_id}
     context["recipient"] = {**attributes, "id": recipient.get("id")}
     return context
-
-
-def _messages(
-    step: EmailSendStep | SmsSendStep | PushSendStep, row: dict[str, Any], context: dict[str, Any]
-) -> list[OutgoingMessage]:
-    """The rendered message(s) of one delivery: push goes to each of the person's devices."""
-    key, address, sender = row["id"], row["address"], step.sender
-    match step:
-        case EmailSendStep(content=content):
-            return [
-                OutgoingMessage(
-                    channel="email",
-                    idempotency_key=key,
-                    to=address,
-                    sender=sender,
-                    subject=render_checked(content.subject, context),
-                    text=render_checked(content.text, context) if content.text else None,
-                    html=render_checked(content.html, context) if content.html else None,
-                )
-            ]
-        case SmsSendStep(content=content):
-            text = render_checked(content.body, context)
-            return [OutgoingMessage(channel="sms", idempotency_key=key, to=address, sender=sender, text=text)]
-        case PushSendStep(content=content):
-            title, text = render_checked(content.title, context), render_checked(content.body, context)
-            data = render_value(content.data, context)
-            return [
-                OutgoingMessage(
-                    channel="push",
-                    idempotency_key=f"{key}:{n}",
-                    to=token,
-                    sender=sender,
-                    title=title,
-                    text=text,
-                    data=data,
-                )
-                for n, token in enumerate(address.split(","))
-            ]

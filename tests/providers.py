@@ -88,6 +88,12 @@ class FakeFcm(FakeProvider):
     access_token: str = "fcm-access-token"
     # Tokens FCM no longer knows: 404 UNREGISTERED.
     unregistered: set[str] = field(default_factory=set)
+    # Statuses answered (in order) to messages for one device token before accepting them: one
+    # device failing after others were sent.
+    fail_tokens: dict[str, list[int]] = field(default_factory=dict)
+    # A message to a token in here waits until the event is set, then gets a 503 (the sender
+    # died or gave up meanwhile: FCM took nothing).
+    hold_tokens: dict[str, threading.Event] = field(default_factory=dict)
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if path != f"/v1/projects/{self.project_id}/messages:send":
@@ -95,9 +101,7 @@ class FakeFcm(FakeProvider):
         if headers.get("authorization") != f"Bearer {self.access_token}":
             return fcm_error(401, "UNAUTHENTICATED")
         if self.fail_next:
-            status = self.fail_next.pop(0)
-            names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
-            return fcm_error(status, names.get(status, "INTERNAL"), names.get(status, "INTERNAL"))
+            return self._failure(self.fail_next.pop(0))
         try:
             message = json.loads(body)["message"]
             token, notification, data = (
@@ -119,9 +123,20 @@ class FakeFcm(FakeProvider):
             return fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")
         if token in self.unregistered:
             return fcm_error(404, "NOT_FOUND", "UNREGISTERED")
+        if self.fail_tokens.get(token):
+            return self._failure(self.fail_tokens[token].pop(0))
+        if token in self.hold_tokens:
+            # Under the lock: any other request waits for the release too.
+            self.hold_tokens.pop(token).wait(timeout=30)
+            return self._failure(503)
         name = f"projects/{self.project_id}/messages/{uuid.uuid4().hex[:16]}"
         self.accepted.append(message | {"name": name})
         return 200, {"name": name}
+
+    @staticmethod
+    def _failure(status: int) -> Answer:
+        names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+        return fcm_error(status, names.get(status, "INTERNAL"), names.get(status, "INTERNAL"))
 
 
 @contextmanager
@@ -134,11 +149,14 @@ def serving(fake: FakeProvider) -> Iterator[FakeProvider]:
                 fake.requests.append((self.path, headers, body))
                 status, answer = fake.handle(self.path, headers, body)
             content = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client is gone (a held request whose sender gave up)
 
         def log_message(self, *_args: Any) -> None:
             pass

@@ -1,7 +1,7 @@
 """Email end to end: a flow sends through a real SMTP server (aiosmtpd), the person opens it (the
 pixel read from the received HTML), and a journey waiting for the open hears it; without an open
-it takes the fallback after 4 hours (time-skipping server); after a one-click unsubscribe the
-next email is skipped."""
+it takes the fallback after 4 hours (time-skipping server); a scanner opening the unsubscribe
+link unsubscribes nobody, and after a one-click unsubscribe (POST) the next email is skipped."""
 
 from __future__ import annotations
 
@@ -155,18 +155,26 @@ async def test_without_an_open_the_journey_falls_back_after_4_hours(
     assert [m["body"] for m in inbox] == ["no open"]
 
 
-async def test_after_a_one_click_unsubscribe_the_next_email_is_skipped(
+async def test_a_scanner_opening_the_links_unsubscribes_nobody_the_one_click_post_does(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, mail_worker: None, smtp: SmtpServer
 ) -> None:
-    await publish(api, _flow("first", then_wait=False))
-    await publish(api, _flow("second", then_wait=False))
+    for flow_id in ("first", "second", "third"):
+        await publish(api, _flow(flow_id, then_wait=False))
     person, address = await _person(api)
     await finish(temporal, await _start(api, "first", person))
     received = await _arrival(smtp, address)
     one_click = received.message["List-Unsubscribe"].strip("<>")
     assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # A mail scanner or link prefetcher follows the header's URL and every link of the body.
+    [in_body] = [h for h in _src(received.part("html"), 'href="') if "/t/u/" in h]
+    for url in (one_click, in_body):
+        page = await api.get(url)
+        assert page.status_code == 200 and 'method="post"' in page.text
+    state = await finish(temporal, await _start(api, "second", person))
+    assert [(p.step, p.branch) for p in state.path][:1] == [("mail", "sent")]
+    # The mail client's RFC 8058 one-click POST to the header's URL is what unsubscribes.
     response = await api.post(one_click, content=b"List-Unsubscribe=One-Click")
     assert response.status_code == 200
-    state = await finish(temporal, await _start(api, "second", person))
+    state = await finish(temporal, await _start(api, "third", person))
     assert [(p.step, p.branch) for p in state.path][:1] == [("mail", "skipped")]
-    assert len(smtp.to(address)) == 1
+    assert len(smtp.to(address)) == 2

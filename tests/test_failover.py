@@ -3,6 +3,7 @@ activity, the fake FCM and Twilio servers, and delivery reports, on the time-ski
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,3 +162,22 @@ async def test_the_other_devices_still_get_the_push(
     await in_pause(temporal, journey_id)
     assert [m["token"] for m in fcm.accepted] == ["device-1"]
     assert await tokens(api) == ["device-1"]
+
+
+async def test_a_device_failing_once_is_retried_alone_and_a_report_on_either_device_counts(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, providers: tuple[FakeFcm, FakeTwilio]
+) -> None:
+    fcm, sms = providers
+    await setup(api, fcm, sms, "device-1", "device-2")
+    fcm.fail_tokens["device-2"] = [503]  # after device-1 was sent: the activity is retried
+    journey_id = await start(api)
+    await in_pause(temporal, journey_id)
+    assert fcm.fail_tokens["device-2"] == []
+    assert Counter(m["token"] for m in fcm.accepted) == {"device-1": 1, "device-2": 1}
+    # The second device's message id is kept too: its open is the delivery's open.
+    second = next(m["name"] for m in fcm.accepted if m["token"] == "device-2")
+    opened = await api.post("/v1/reports/push", json={"provider_message_id": second, "status": "opened"})
+    assert opened.status_code == 200 and opened.json()["recorded"] is True, opened.text
+    state = await finish(temporal, journey_id)
+    assert steps(state) == [("push", "sent"), ("wait", "happened"), ("done", "exit")]
+    assert sms.accepted == []

@@ -4,7 +4,9 @@ channel events they record reach a journey that waits for them."""
 from __future__ import annotations
 
 import uuid
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -184,20 +186,78 @@ async def test_one_click_unsubscribe_adds_do_not_contact_for_the_sender(
     assert (await _delivery_row(store, delivery_id))["unsubscribed_at"] is not None
 
 
-async def test_the_unsubscribe_page_unsubscribes_from_every_sender_without_one(
+def _form_action(page: str) -> str:
+    """The action of the page's only form, which must POST."""
+    parser = _Forms()
+    parser.feed(page)
+    [(method, action)] = parser.forms
+    assert method == "post"
+    return action
+
+
+class _Forms(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "form":
+            found = dict(attrs)
+            self.forms.append(((found.get("method") or "get").lower(), found.get("action") or ""))
+
+
+async def test_opening_the_unsubscribe_link_only_asks_and_its_button_unsubscribes(
     api: httpx.AsyncClient, store: Store, tenant: Tenant
 ) -> None:
+    """Scanners and prefetchers follow links with GET: the page changes nothing, its button POSTs."""
     key = await _key(store, tenant)
     delivery_id = await _delivery(store, tenant, profile="bob")
-    response = await api.get(_url(key, tenant, delivery_id, "unsubscribe"))
-    assert response.status_code == 200 and "unsubscribed" in response.text
+    leave = _url(key, tenant, delivery_id, "unsubscribe")
+    for _ in range(2):
+        page = await api.get(leave, headers={"Authorization": ""})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "no-store" in page.headers["cache-control"]
+    # It loads nothing and posts only to us; it names nobody.
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "bob" not in page.text and delivery_id not in page.text
+    async with store.connect() as conn:
+        profile = await get_profile(conn, tenant.id, "bob")
+    assert profile is not None and profile["do_not_contact"] == []
+    assert await _events(store, tenant, "message_unsubscribed") == []
+    assert (await _delivery_row(store, delivery_id))["unsubscribed_at"] is None
+
+    # The form posts (relative to the page) to the link itself, with the one-click body.
+    target = urljoin(leave, _form_action(page.text))
+    assert target == leave
+    done = await api.post(target, data={"List-Unsubscribe": "One-Click"}, headers={"Authorization": ""})
+    assert done.status_code == 200 and "unsubscribed" in done.text
     async with store.connect() as conn:
         profile = await get_profile(conn, tenant.id, "bob")
     assert profile is not None and blocks(profile["do_not_contact"], "email", "anyone")
     assert not blocks(profile["do_not_contact"], "sms")
-    # A click token is no unsubscribe token.
-    forged = _url(key, tenant, delivery_id, "click", "https://x.example/").replace("/t/c/", "/t/u/")
-    assert (await api.post(forged)).status_code == 404
+    assert len(await _events(store, tenant, "message_unsubscribed")) == 1
+
+
+async def test_a_tampered_unsubscribe_token_is_404_for_the_page_and_the_post(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    key = await _key(store, tenant)
+    delivery_id = await _delivery(store, tenant)
+    good = _url(key, tenant, delivery_id, "unsubscribe")
+    # A click token is no unsubscribe token; a changed tag or payload verifies under no key.
+    forged = [
+        _url(key, tenant, delivery_id, "click", "https://x.example/").replace("/t/c/", "/t/u/"),
+        good[:-3] + "AAA",
+        _url(key, tenant, "someone-else", "unsubscribe").rsplit(".", 1)[0] + "." + good.rsplit(".", 1)[1],
+        f"{PUBLIC}/t/u/x.y",
+    ]
+    for url in forged:
+        for method in ("GET", "POST"):
+            response = await api.request(method, url)
+            assert response.status_code == 404 and response.json() == {"message": "unknown link"}, url
+    assert await _events(store, tenant, "message_unsubscribed") == []
+    assert (await _delivery_row(store, delivery_id))["unsubscribed_at"] is None
 
 
 async def test_each_workspace_signs_with_its_own_key(

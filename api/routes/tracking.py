@@ -1,5 +1,8 @@
 """Email tracking links: the open pixel, click redirects and unsubscribe (RFC 8058 one-click).
 
+Unsubscribing takes a POST (the one-click POST of mail clients, or the button of the page a GET
+shows): scanners and prefetchers that follow links with GET unsubscribe nobody.
+
 No API key: these URLs are opened by mail clients and the people reading the mail, and the
 signed token in the path is the authority (flowline.channels.tracking). A token that does not
 verify records nothing; a click token only ever redirects to the URL it signs.
@@ -105,23 +108,50 @@ async def _unsubscribe(token: str, request: Request, svc: Svc) -> TrackingToken:
     return found
 
 
-_PAGE = """<!doctype html>
+# The confirmation page a GET answers. Mail scanners and link prefetchers follow every link of a
+# message, so a GET changes nothing: the person confirms with the button, which POSTs to the same
+# URL (relative, so a FLOWLINE_PUBLIC_URL with a path prefix still works). It names nobody: the
+# token is all it knows, and only its (URL-safe, escaped all the same) text is echoed.
+_CONFIRM = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Unsubscribed</title></head>
+<meta name="robots" content="noindex"><title>Unsubscribe</title></head>
 <body style="font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">
-<h1>You are unsubscribed</h1><p>{message}</p></body></html>
+<h1>Unsubscribe?</h1><p>You will not receive these emails any more.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form></body></html>
 """
 
+_DONE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex"><title>Unsubscribed</title></head>
+<body style="font-family:sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">
+<h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p></body></html>
+"""
 
-@router.get("/u/{token}", summary="Unsubscribe (link)", include_in_schema=False)
+# The pages load nothing and post only to us; the token in the URL goes to no one else.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+}
+
+
+@router.get("/u/{token}", summary="Unsubscribe (confirmation page)", include_in_schema=False)
 async def unsubscribe_page(token: str, request: Request, svc: Svc) -> HTMLResponse:
-    await _unsubscribe(token, request, svc)
-    message = html.escape("You will not receive these emails any more.")
-    return HTMLResponse(_PAGE.format(message=message), headers=_NO_STORE)
+    # The token is checked (a tampered one is a 404 here too) but nothing is recorded.
+    if await _token(request, svc, token, "unsubscribe") is None:
+        raise ApiError(404, "unknown link")
+    action = html.escape(f"./{token}", quote=True)
+    return HTMLResponse(_CONFIRM.format(action=action), headers=_PAGE_HEADERS)
 
 
-@router.post("/u/{token}", summary="Unsubscribe (RFC 8058 one-click)", include_in_schema=False)
-async def unsubscribe_one_click(token: str, request: Request, svc: Svc) -> Response:
-    # The body is "List-Unsubscribe=One-Click" (RFC 8058); the token alone decides.
+@router.post(
+    "/u/{token}", summary="Unsubscribe (RFC 8058 one-click, or the page's button)", include_in_schema=False
+)
+async def unsubscribe_one_click(token: str, request: Request, svc: Svc) -> HTMLResponse:
+    # A mail client's body is "List-Unsubscribe=One-Click" (RFC 8058), the page's form posts the
+    # same; the token alone decides. The page is for the person who pressed the button.
     await _unsubscribe(token, request, svc)
-    return Response(status_code=200, headers=_NO_STORE)
+    return HTMLResponse(_DONE, headers=_PAGE_HEADERS)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.store import push_sends
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import deliveries, inbox_messages
 
@@ -214,13 +215,17 @@ async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any
 async def delivery_by_provider_id(
     conn: AsyncConnection, channel: str, provider_message_id: str, workspace_id: str | None = None
 ) -> dict[str, Any] | None:
-    """The ledger row a provider's delivery report names (index (channel, provider_message_id))."""
+    """The ledger row a provider's delivery report names (index (channel, provider_message_id));
+    a push delivery's row keeps its first device's id, the others are found in push_sends."""
     query = select(deliveries).where(
         deliveries.c.channel == channel, deliveries.c.provider_message_id == provider_message_id
     )
     if workspace_id is not None:
         query = query.where(deliveries.c.workspace_id == workspace_id)
     row = (await conn.execute(query.limit(1))).first()
+    if row is None and channel == "push":
+        delivery_id = await push_sends.delivery_id_of_message(conn, provider_message_id, workspace_id)
+        return None if delivery_id is None else await get_delivery(conn, delivery_id)
     return None if row is None else dict(row._mapping)
 
 

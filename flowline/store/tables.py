@@ -228,6 +228,20 @@ deliveries = Table(
     Index(None, "workspace_id", "flow_id", "version"),
 )
 
+push_sends = Table(
+    "push_sends",
+    metadata,
+    # One push delivery reaches each of the person's devices with its own FCM call, and FCM takes
+    # no idempotency key: a device's row is written right after FCM accepts its message, so a
+    # retried (or crashed and re-run) send skips the devices already sent, and keeps every
+    # device's message id (delivery reports may name any of them).
+    Column("delivery_id", String(40), ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(500), primary_key=True),
+    Column("provider_message_id", String(200)),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Index(None, "provider_message_id"),
+)
+
 journey_steps = Table(
     "journey_steps",
     metadata,
