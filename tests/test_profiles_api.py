@@ -14,8 +14,11 @@ from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.journey import JourneyState
+from flowline.store import deliveries as ledger
 from flowline.store.database import Store
+from flowline.store.erasure import erase_profile
 from flowline.store.profile_changes import resolve_targets
+from flowline.store.profiles import upsert_profile
 from flowline.store.tables import (
     conversations,
     deliveries,
@@ -187,6 +190,27 @@ async def test_erasure_stops_the_journeys_and_deletes_every_personal_row(
         assert [d.detail for d in sent] == [None]
     assert (await api.get("/v1/profiles/bob")).json()["friends"] == []
     assert (await api.delete("/v1/profiles/ada")).status_code == 404
+
+
+async def test_erasure_clears_the_address_a_message_went_to(store: Store, tenant: Tenant) -> None:
+    delivery = ledger.Delivery(
+        workspace_id=tenant.id,
+        journey_id="j-1",
+        step_id="mail",
+        iteration=1,
+        recipient_id="ada",
+        channel="email",
+        address="ada@example.com",
+    )
+    async with store.begin() as conn:
+        await upsert_profile(store, conn, tenant.id, "ada", {"email": "ada@example.com"})
+        row, _ = await ledger.open_delivery(store, conn, delivery)
+        await ledger.close_delivery(conn, row["id"], "failed", "mailbox full for ada@example.com")
+    async with store.begin() as conn:
+        assert await erase_profile(conn, tenant.id, "ada")
+    async with store.connect() as conn:
+        kept = await ledger.get_delivery(conn, row["id"])
+    assert kept is not None and (kept["status"], kept["address"], kept["detail"]) == ("failed", None, None)
 
 
 async def test_erasure_deletes_nothing_when_temporal_cannot_take_the_stop(

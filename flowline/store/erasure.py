@@ -1,7 +1,7 @@
 """Erasing a person (right to be forgotten): every row that holds their data, in one transaction.
 
 Journey records stay, as ids only (flow, version, profile id, status, steps, times), so flow
-statistics keep counting them; deliveries stay likewise with their free-text ``detail`` cleared
+statistics keep counting them; deliveries stay likewise with their free-text ``detail`` and the ``address`` sent to cleared
 (and the device tokens their pushes reached, push_sends, deleted).
 The caller stops the person's running journeys first (their workflows hold the rest of the data
 until Temporal's retention removes the histories).
@@ -65,7 +65,7 @@ async def erase_profile(conn: AsyncConnection, workspace_id: str, profile_id: st
     await conn.execute(
         deliveries.update()
         .where(deliveries.c.workspace_id == workspace_id, deliveries.c.recipient_id == profile_id)
-        .values(detail=None)
+        .values(detail=None, address=None)
     )
     await push_sends.forget_devices(conn, workspace_id, profile_id)
     return True
