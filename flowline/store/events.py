@@ -106,9 +106,9 @@ async def insert_system_event(
     name: str,
     timestamp: datetime,
     properties: dict[str, Any],
-) -> None:
+) -> bool:
     """Store one event the engine writes, unrouted (the sweeper routes it), unless its
-    (deterministic) id is stored already: a retried transaction writes it once."""
+    (deterministic) id is stored already: a retried transaction writes it once. True if stored."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     row = {
         "workspace_id": workspace_id,
@@ -120,7 +120,8 @@ async def insert_system_event(
         "received_at": utcnow(),
         "routed_at": None,
     }
-    await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+    result = await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+    return bool(result.rowcount)
 
 
 async def named_events(
