@@ -220,11 +220,8 @@ async def test_message_sent_completes_a_wait_and_triggers_a_flow_once_swept(
     follow = {
         "id": "follow",
         "name": "follow",
-        "trigger": {
-            "type": "event",
-            "event": "message_sent",
-            "where": [{"property": "flow_id", "op": "is", "value": "mailer"}],
-        },
+        "settings": {"reentry": "concurrent"},
+        "trigger": {"type": "event", "event": "message_sent"},
         "steps": [
             {"id": "thanks", "type": "send", "channel": "in_app", "content": {"body": "thanks"}},
             {"id": "done", "type": "exit"},
@@ -246,11 +243,13 @@ async def test_message_sent_completes_a_wait_and_triggers_a_flow_once_swept(
         )
         [followed] = [r.id for r in started]
     assert (await finish(temporal, followed)).status == "completed"
-    # The follow-up's own message_sent (flow "follow") is not routed yet and would start nothing.
+    # The follow-up's own message_sent, swept too, does not start "follow" again.
+    assert await launcher.sweep(older_than=timedelta(0), workspace_id=tenant.id) >= 1
     async with store.connect() as conn:
         rows = await conn.execute(
             deliveries_table.select().where(deliveries_table.c.workspace_id == tenant.id)
         )
         by_step = sorted((r.step_id, r.flow_id) for r in rows)
     assert by_step == [("hi", "mailer"), ("thanks", "follow")]
-    assert len(await events_named(store, tenant.id, "message_sent")) == 2
+    sent = await events_named(store, tenant.id, "message_sent")
+    assert len(sent) == 2 and all(e["routed_at"] is not None for e in sent)

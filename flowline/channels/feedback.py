@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store import deliveries as ledger
 from flowline.store.database import Store
-from flowline.store.events import insert_system_event
+from flowline.store.events import MESSAGE_SENT, insert_system_event
 from flowline.store.profile_changes import Origin, change_do_not_contact
 from flowline.store.profiles import get_profile, profile_exists
 
@@ -54,7 +54,6 @@ class EventIngest(Protocol):
     async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None: ...
 
 
-MESSAGE_SENT = "message_sent"
 # Channels whose sends are a person's message (notify_internal's and webhooks are not).
 PERSONAL_CHANNELS = frozenset({"email", "sms", "push", "in_app"})
 

@@ -91,10 +91,13 @@ async def _insert_from_json(
     return {str(r) for r in (await conn.execute(_FROM_JSON, parameters)).scalars()}
 
 
-# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them.
+# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them, a
+# flow never on its own, and only the sweeper routes them (they may start journeys). message_sent
+# is the send activity's (flowline/channels/feedback.py record_sent).
 FLOW_ENTERED = "flow_entered"
 FLOW_EXITED = "flow_exited"
-JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED})
+MESSAGE_SENT = "message_sent"
+JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED, MESSAGE_SENT})
 
 
 async def insert_system_event(
@@ -170,7 +173,7 @@ async def unrouted_events(
 ) -> list[dict[str, Any]]:
     """Events of these profiles not routed yet (system events written beside a change), oldest first.
 
-    Not flow_entered / flow_exited: they may start journeys, which only the sweeper does for
+    Not flow_entered / flow_exited / message_sent: they may start journeys, which only the sweeper does for
     events written outside ``ingest`` (routing here reaches journeys in flight only)."""
     query = (
         select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)
