@@ -4,6 +4,7 @@ Temporal runs an activity at least once: a retry after a crash must not send twi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from flowline import expressions
 from flowline.channels import webhook
+from flowline.channels.feedback import record_sent
 from flowline.channels.outbound import OutboundRefused
 from flowline.journey import (
     DELIVER_WEBHOOK,
@@ -101,9 +103,13 @@ class JourneyActivities:
                 # Journeys from before send-channels-v1 still send in-app messages here: a template
                 # that fails on their data fails the step at once instead of a day of retries.
                 raise ApplicationError(f"template: {error}", non_retryable=True) from None
-            delivery_id, _delivered = await deliveries.deliver_in_app(
-                self.store, conn, self._delivery(request, "in_app"), title=title, body=body, data=data
+            delivery = self._delivery(request, "in_app")
+            now = utcnow()
+            delivery_id, delivered = await deliveries.deliver_in_app(
+                self.store, conn, delivery, title=title, body=body, data=data, now=now
             )
+            if delivered:
+                await record_sent(conn, {**asdict(delivery), "id": delivery_id}, now)
             ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from activities.send_messages import render_messages
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
+from flowline.channels.feedback import record_sent
 from flowline.channels.providers import DeliveryFailed, MessageChannel, OutgoingMessage, Provider
 from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
@@ -45,7 +46,7 @@ from flowline.journey import (
     StepResult,
 )
 from flowline.store import deliveries, push_sends, push_tokens, workspaces
-from flowline.store.database import Store
+from flowline.store.database import Store, utcnow
 from flowline.store.profile_changes import friends_of, lock_profile
 from flowline.store.profiles import get_profile
 from flowline.templates import TemplateError, render_checked, render_value
@@ -204,9 +205,11 @@ class SendActivities:
             )
         if step.consumable:
             data = {**data, "consumable": True}
-        delivery_id, _ = await deliveries.deliver_in_app(
+        delivery_id, delivered = await deliveries.deliver_in_app(
             self.store, conn, delivery, title=title, body=body, data=data, now=now
         )
+        if delivered:
+            await record_sent(conn, {**asdict(delivery), "id": delivery_id}, now)
         return Outcome("sent", delivery_id)
 
     async def _deliver(
@@ -262,7 +265,7 @@ class SendActivities:
         if not receipt_ids:
             return await self._close(row, "failed", "; ".join(gone))
         provider_id = next((r for r in receipt_ids if r), None)
-        return await self._close(row, "sent", None, provider_id, now)
+        return await self._close(row, "sent", None, provider_id, now, personal=True)
 
     async def _devices_sent(self, row: dict[str, Any]) -> dict[str, str | None]:
         async with self.store.connect() as conn:
@@ -291,11 +294,17 @@ class SendActivities:
         detail: str | None,
         provider_message_id: str | None = None,
         at: datetime | None = None,
+        *,
+        personal: bool = False,
     ) -> Outcome:
+        """Close the ledger row; ``personal``: a person's message, whose 'sent' writes
+        message_sent in the same transaction (notify_internal's messages are the team's)."""
         async with self.store.begin() as conn:
             await deliveries.close_delivery(
                 conn, row["id"], status, detail, provider_message_id=provider_message_id, at=at
             )
+            if personal and status == "sent":
+                await record_sent(conn, row, at or utcnow())
         return Outcome(status, row["id"], detail)
 
     # ------------------------------------------------------------ notify_internal

@@ -136,10 +136,10 @@ async def test_flow_entered_and_flow_exited_are_written_once_and_can_trigger_flo
     # A profile change routes that profile's pending system events, but leaves these to the sweeper.
     assert (await api.put("/v1/profiles/ada", json={"attributes": {"plan": "pro"}})).status_code == 200
 
-    # The sweeper routes them: flow_exited of "short" starts "follow"; flow_entered of "short"
-    # does not start "short" again.
+    # The sweeper routes them (and the send's message_sent): flow_exited of "short" starts
+    # "follow"; flow_entered of "short" does not start "short" again.
     launcher = JourneyLauncher(store, temporal.client, task_queue)
-    assert await launcher.sweep(older_than=timedelta(0), workspace_id=tenant.id) == 2
+    assert await launcher.sweep(older_than=timedelta(0), workspace_id=tenant.id) == 3
     async with store.connect() as conn:
         started = await conn.execute(
             select(journeys.c.id, journeys.c.flow_id).where(journeys.c.workspace_id == tenant.id)

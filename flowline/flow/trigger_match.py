@@ -21,8 +21,9 @@ from flowline.flow.triggers import (
 )
 from flowline.flow.waiting import PROFILE_CHANGED
 
-# The engine's own journey events (flowline/store/events.py): a flow's own never start it again.
-_JOURNEY_EVENTS = frozenset({"flow_entered", "flow_exited"})
+# The engine's own journey events (flowline/store/events.py): a flow's own never start it again
+# (a flow triggered by message_sent would otherwise restart on each of its own messages).
+_JOURNEY_EVENTS = frozenset({"flow_entered", "flow_exited", "message_sent"})
 _MISSING: Any = object()
 
 

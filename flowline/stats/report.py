@@ -13,7 +13,9 @@ from flowline.store.flow_stats import BranchPeople, FlowCounts, StepCounts
 
 class Sends(BaseModel):
     """Messages of a send or webhook step (the delivery ledger): ``sends`` were handed over,
-    ``deliveries``, ``opens`` and ``clicks`` are what providers reported back."""
+    ``deliveries``, ``opens`` and ``clicks`` are what providers reported back. ``failed``: the
+    provider refused the message, or took it and reported later that it failed or bounced (such a
+    message counts in ``sends`` too)."""
 
     sends: int = 0
     deliveries: int = 0

@@ -196,10 +196,10 @@ async def list_inbox(
     return [dict(r._mapping) for r in rows]
 
 
-# Feedback kinds and the ledger column holding the first time each happened (failures have none:
-# the event is their record).
+# Feedback kinds and the ledger column holding the first time each happened.
 FEEDBACK_COLUMNS = {
     "delivered": deliveries.c.delivered_at,
+    "failed": deliveries.c.failed_at,
     "opened": deliveries.c.opened_at,
     "clicked": deliveries.c.clicked_at,
     "bounced": deliveries.c.bounced_at,

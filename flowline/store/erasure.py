@@ -1,8 +1,8 @@
 """Erasing a person (right to be forgotten): every row that holds their data, in one transaction.
 
 Journey records stay, as ids only (flow, version, profile id, status, steps, times), so flow
-statistics keep counting them; deliveries stay likewise with their free-text ``detail`` and the ``address`` sent to cleared
-(and the device tokens their pushes reached, push_sends, deleted).
+statistics keep counting them; deliveries stay likewise, their free-text ``detail`` and the
+``address`` sent to cleared (and the device tokens their pushes reached, push_sends, deleted).
 The caller stops the person's running journeys first (their workflows hold the rest of the data
 until Temporal's retention removes the histories).
 """

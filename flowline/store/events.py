@@ -91,10 +91,13 @@ async def _insert_from_json(
     return {str(r) for r in (await conn.execute(_FROM_JSON, parameters)).scalars()}
 
 
-# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them.
+# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them, a
+# flow never on its own, and only the sweeper routes them (they may start journeys). message_sent
+# is the send activity's (flowline/channels/feedback.py record_sent).
 FLOW_ENTERED = "flow_entered"
 FLOW_EXITED = "flow_exited"
-JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED})
+MESSAGE_SENT = "message_sent"
+JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED, MESSAGE_SENT})
 
 
 async def insert_system_event(
@@ -106,9 +109,9 @@ async def insert_system_event(
     name: str,
     timestamp: datetime,
     properties: dict[str, Any],
-) -> None:
+) -> bool:
     """Store one event the engine writes, unrouted (the sweeper routes it), unless its
-    (deterministic) id is stored already: a retried transaction writes it once."""
+    (deterministic) id is stored already: a retried transaction writes it once. True if stored."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     row = {
         "workspace_id": workspace_id,
@@ -120,7 +123,8 @@ async def insert_system_event(
         "received_at": utcnow(),
         "routed_at": None,
     }
-    await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+    result = await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+    return bool(result.rowcount)
 
 
 async def named_events(
@@ -169,7 +173,7 @@ async def unrouted_events(
 ) -> list[dict[str, Any]]:
     """Events of these profiles not routed yet (system events written beside a change), oldest first.
 
-    Not flow_entered / flow_exited: they may start journeys, which only the sweeper does for
+    Not flow_entered / flow_exited / message_sent: they may start journeys, which only the sweeper does for
     events written outside ``ingest`` (routing here reaches journeys in flight only)."""
     query = (
         select(events.c.id, events.c.profile_id, events.c.name, events.c.timestamp, events.c.properties)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.tables import deliveries, journey_steps, journeys
@@ -117,6 +117,11 @@ async def flow_counts(conn: AsyncConnection, workspace_id: str, flow_id: str) ->
     for r in at_step:
         counts.steps.setdefault((r.version, r.step_id), StepCounts()).at_step = int(r.journeys)
 
+    # Failed: the provider refused the message (status 'failed'), or took it and a report said it
+    # failed or bounced later (the row stays 'sent'; its feedback column tells). One per row.
+    d = deliveries.c
+    reported = or_(d.failed_at.is_not(None), d.bounced_at.is_not(None))
+    failed = or_(d.status == "failed", and_(d.status == "sent", reported))
     sent = await conn.execute(
         select(
             journeys.c.version,
@@ -125,7 +130,7 @@ async def flow_counts(conn: AsyncConnection, workspace_id: str, flow_id: str) ->
             func.count(deliveries.c.delivered_at).label("deliveries"),
             func.count(deliveries.c.opened_at).label("opens"),
             func.count(deliveries.c.clicked_at).label("clicks"),
-            func.count(case((deliveries.c.status == "failed", 1))).label("failed"),
+            func.count(case((failed, 1))).label("failed"),
         )
         .join(journeys, journeys.c.id == deliveries.c.journey_id)
         .where(of_flow, deliveries.c.workspace_id == workspace_id)

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
 from flowline.store.database import Store, one_of, utcnow
-from flowline.store.tables import events, journey_steps, journeys, profiles
+from flowline.store.profiles import profile_exists
+from flowline.store.tables import events, journey_steps, journeys
 
 Reentry = Literal["never", "after_exit", "concurrent"]
 ONCE = "once"
@@ -101,7 +102,7 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
     # In the end's own transaction; routed by the sweeper (JourneyLauncher.sweep) like the other
     # events an activity writes. Not for an erased person: nothing personal is written after that.
     ref = end.journey
-    if not await _profile_exists(conn, ref.workspace_id, ref.profile_id):
+    if not await profile_exists(conn, ref.workspace_id, ref.profile_id):
         return True
     await events_store.insert_system_event(
         conn,
@@ -118,18 +119,6 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
         },
     )
     return True
-
-
-async def _profile_exists(conn: AsyncConnection, workspace_id: str, profile_id: str) -> bool:
-    """Locked (FOR SHARE on PostgreSQL): an erasure in flight either waits for this transaction,
-    and then deletes its event too, or commits first, and then the profile is gone. SQLite
-    serializes the two writers anyway."""
-    query = (
-        select(profiles.c.id)
-        .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
-        .with_for_update(read=True)
-    )
-    return (await conn.execute(query)).first() is not None
 
 
 async def get_journey(conn: AsyncConnection, workspace_id: str, journey_id: str) -> dict[str, Any] | None:

@@ -155,3 +155,17 @@ async def ensure_profiles(
     ]
     statement = store.insert(profiles).on_conflict_do_nothing().returning(profiles.c.id)
     return {str(r) for r in (await conn.execute(statement, rows)).scalars()}
+
+
+async def profile_exists(conn: AsyncConnection, workspace_id: str, profile_id: str) -> bool:
+    """Whether the profile exists, before writing an event about the person.
+
+    Locked (FOR SHARE on PostgreSQL): an erasure in flight either waits for this transaction,
+    and then deletes its event too, or commits first, and then the profile is gone. SQLite
+    serializes the two writers anyway."""
+    query = (
+        select(profiles.c.id)
+        .where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
+        .with_for_update(read=True)
+    )
+    return (await conn.execute(query)).first() is not None

@@ -221,6 +221,9 @@ deliveries = Table(
     Column("clicked_at", UTCDateTime()),
     Column("bounced_at", UTCDateTime()),
     Column("unsubscribed_at", UTCDateTime()),
+    # A report that the message failed after the send was accepted ('status' stays 'sent': it
+    # drives the send's retries; statistics count this column).
+    Column("failed_at", UTCDateTime()),
     Index(None, "workspace_id", "journey_id"),
     # Frequency caps: one person's recent sends on one channel, across flows.
     Index(None, "workspace_id", "recipient_id", "channel", "created_at"),

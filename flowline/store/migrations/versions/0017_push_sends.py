@@ -1,7 +1,7 @@
 """push_sends: each device a push delivery reached, with its provider message id
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-11-23 06:40:00
 """
 
@@ -13,8 +13,7 @@ from alembic import op
 from flowline.store.tables import UTCDateTime
 
 revision = "0017"
-# 0016 may come from a branch merged at the same time: then this revises it instead.
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
