@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from flowline.settings import Settings, get_settings
 from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.migrate import upgrade
+from workflows.payload_codec import new_key_setting
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flowline: automated customer journeys.")
 console = Console()
@@ -33,6 +35,8 @@ DEFAULT_WORKSPACE = "default"
 
 def _temporal_command(settings: Settings) -> list[str]:
     host, _, port = settings.temporal_address.rpartition(":")
+    # The UI (in a browser) asks the API to decrypt the payloads it shows (api/routes/codec.py).
+    api_host = "127.0.0.1" if settings.api_host in ("", "0.0.0.0", "::") else settings.api_host
     command = [
         str(BIN / "temporal"),
         "server",
@@ -47,6 +51,8 @@ def _temporal_command(settings: Settings) -> list[str]:
         str(settings.temporal_ui_port),
         "--namespace",
         settings.temporal_namespace,
+        "--ui-codec-endpoint",
+        f"http://{api_host}:{settings.api_port}/codec",
         "--log-level",
         "warn",
         # WAL without an fsync per commit: Temporal's own writes on every workflow step were the
@@ -95,6 +101,23 @@ async def _dev_api_key(settings: Settings) -> str:
         await store.dispose()
 
 
+def payload_keys(settings: Settings) -> str:
+    """FLOWLINE_PAYLOAD_KEYS if set; otherwise the key in <data dir>/payload-key, made on first
+    use, so the embedded stack encrypts histories and a restart still reads its old journeys."""
+    configured = settings.payload_keys.get_secret_value().strip()
+    if configured:
+        return configured
+    key_file = settings.data_dir / "payload-key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    setting = new_key_setting(f"dev-{secrets.token_hex(4)}")
+    # Created 0600 from the start: the key never sits readable by others, even briefly.
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(setting + "\n")
+    return setting
+
+
 def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     # API and worker first, the Temporal server last, so the others can finish their calls.
     for _name, process in reversed(processes):
@@ -125,6 +148,9 @@ def run(
     env = dict(os.environ)
     # The embedded stack runs on a developer's machine: flows may call local receivers.
     env.setdefault("FLOWLINE_ALLOW_PRIVATE_OUTBOUND", "true")
+    env["FLOWLINE_PAYLOAD_KEYS"] = payload_keys(settings)
+    # The embedded UI decrypts through the API (the API listens on this machine only by default).
+    env.setdefault("FLOWLINE_CODEC_ENDPOINT", "true")
     try:
         if embedded_temporal:
             console.print("[bold]starting[/] Temporal dev server")
@@ -144,6 +170,8 @@ def run(
                 f"Temporal {settings.temporal_address}  UI: {ui}\n"
                 f"Database {settings.database_url}\n"
                 f"API key  {key}   (also in {settings.data_dir / 'dev-api-key'})\n"
+                "Payloads in Temporal are encrypted (FLOWLINE_PAYLOAD_KEYS, or the key in "
+                f"{settings.data_dir / 'payload-key'})\n"
                 "Ctrl-C stops everything; data and journeys in flight are kept.",
                 title="Flowline is running",
             )

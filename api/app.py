@@ -15,6 +15,7 @@ from api import errors
 from api.deps import Services
 from api.routes import (
     attributes,
+    codec,
     events,
     flow_lifecycle,
     flow_stats,
@@ -113,6 +114,8 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
+    if settings.codec_endpoint:  # decrypts for whoever reaches it: only where chosen
+        app.include_router(codec.router_for(settings))
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.
     def openapi() -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     # Where people reach this API: the base of the links in messages (open pixel, click
     # redirects, unsubscribe).
     public_url: str = "http://127.0.0.1:8000"
+    # Payloads in Temporal histories (flow documents, event properties, variables, profile data)
+    # are AES-256-GCM encrypted under these keys: "<key id>:<base64 32-byte key>,...". The first
+    # encrypts, all decrypt (rotation: put the new key first). Empty: payloads stay plain JSON.
+    payload_keys: SecretStr = SecretStr("")
+    # Serve POST /codec/decode (Temporal's remote codec protocol) so a Temporal UI can show the
+    # decrypted payloads. Unauthenticated: off unless chosen; `cli.py run` turns it on for its UI.
+    codec_endpoint: bool = False
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,9 @@ Each scenario runs a real journey (time-skipping server, real worker, SQLite, lo
 receiver) and writes its history to tests/histories/<scenario>.json. Record new scenarios
 when you add a workflow path; never re-record an existing file to make a replay pass —
 a failing replay means the change needs ``workflow.patched``. Existing files are kept.
+
+Payloads are encrypted with the tests' fixed key (tests/payload_keys.py), as Flowline's payload
+codec does in production; histories recorded before the codec are plain JSON and stay so.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from tests.databases import sqlite_database
 from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
+from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
+from workflows.payload_codec import data_converter
 from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
 
@@ -249,6 +254,8 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _listening({**_WAIT, "conditions": [{"event": "checkout", "count": {"op": ">=", "value": 5}}]}),
         200,
     ),
+    # The first history recorded with the payload codec: every payload encrypted.
+    "encrypted_send_then_exit": (_first({"id": "wait", "type": "pause", "for": "1d"}), 200),
 }
 
 
@@ -346,7 +353,7 @@ OTHERS = {"segment_clock_tick": record_segment_clock}
 
 
 async def main(names: list[str]) -> None:
-    env = await start_time_skipping()
+    env = await start_time_skipping(data_converter(TEST_PAYLOAD_KEYS))
     HISTORIES.mkdir(exist_ok=True)
     try:
         with (

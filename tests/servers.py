@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.journey import SEARCH_ATTRIBUTES
@@ -31,9 +32,9 @@ _TYPES = {
 }
 
 
-async def start_time_skipping() -> WorkflowEnvironment:
+async def start_time_skipping(converter: DataConverter = pydantic_data_converter) -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=converter
     )
     await register_search_attributes(env.client)
     return env

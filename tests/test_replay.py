@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.flows import step_types
+from tests.payload_keys import TEST_PAYLOAD_KEYS
 from worker import WORKFLOWS
+from workflows.payload_codec import ENCODING, data_converter
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -58,24 +61,42 @@ def test_histories_are_recorded() -> None:
     assert "notify_internal_then_send" in names
     # Recorded before and after the "stop-mid-listen-v1" patch.
     assert {"stop_when_mid_event_wait_unpatched", "stop_when_mid_event_wait"} <= names
+    # Recorded with the payload codec: no step input in the clear.
+    assert "encrypted_send_then_exit" in names
+    encrypted = {p.stem for p in HISTORIES if _encrypted(WorkflowHistory.from_json(p.stem, p.read_text()))}
+    assert encrypted == {"encrypted_send_then_exit"}
 
 
-def _journey_input(path: Path) -> dict[str, Any]:
+# Histories recorded since the payload codec are encrypted with the tests' key; older ones are
+# plain JSON, and journeys in flight from before the codec must still decode and replay with it.
+CODEC_CONVERTER = data_converter(TEST_PAYLOAD_KEYS)
+
+
+def _encrypted(history: WorkflowHistory) -> bool:
+    started = history.events[0].workflow_execution_started_event_attributes
+    return any(p.metadata.get("encoding") == ENCODING for p in started.input.payloads)
+
+
+async def _journey_input(path: Path) -> dict[str, Any]:
     """The input a recorded run started with (the JourneyInput, or a continued run's carry-over)."""
-    started = json.loads(path.read_text())["events"][0]
+    started = json.loads(path.read_text())["events"][0]  # noqa: ASYNC240 - a small local file
     [payload] = started["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
-    assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
-    data: dict[str, Any] = json.loads(base64.b64decode(payload["data"]))
+    proto = Payload(metadata={k: base64.b64decode(v) for k, v in payload["metadata"].items()})
+    proto.data = base64.b64decode(payload.get("data", ""))
+    assert CODEC_CONVERTER.payload_codec is not None
+    [plain] = await CODEC_CONVERTER.payload_codec.decode([proto])
+    assert plain.metadata["encoding"] == b"json/plain"
+    data: dict[str, Any] = json.loads(plain.data)
     return data
 
 
-def test_recorded_histories_cover_every_step_type() -> None:
+async def test_recorded_histories_cover_every_step_type() -> None:
     """Issue 3: the recorded histories run every member of the Step union, so a change to any
     step's commands shows in the replay test."""
     recorded = set()
     journeys = 0
     for path in HISTORIES:
-        started = _journey_input(path)
+        started = await _journey_input(path)
         if "flow" not in started:  # not a journey (the segment clock)
             continue
         journeys += 1
@@ -84,9 +105,22 @@ def test_recorded_histories_cover_every_step_type() -> None:
     assert recorded >= step_types(), f"no recorded history runs {sorted(step_types() - recorded)}"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+def _replays() -> list[Any]:
+    """Every history with the codec; the plain ones (recorded before it) also without."""
+    cases = []
+    for path in HISTORIES:
+        encrypted = _encrypted(WorkflowHistory.from_json(path.stem, path.read_text()))
+        cases += [pytest.param(path, True, id=f"{path.stem}-codec")]
+        cases += [] if encrypted else [pytest.param(path, False, id=f"{path.stem}-plain")]
+    return cases
+
+
+@pytest.mark.parametrize(("path", "codec"), _replays())
+async def test_history_replays(path: Path, codec: bool) -> None:
+    """Replays with Flowline's converter as deployed: without keys, and with the payload codec
+    (which must pass plain payloads through)."""
     history = WorkflowHistory.from_json(path.stem, path.read_text())  # noqa: ASYNC240 - a small local file
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    converter = CODEC_CONVERTER if codec else pydantic_data_converter
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

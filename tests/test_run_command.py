@@ -3,6 +3,9 @@ second start keeps the data. Runs `python cli.py run` on free ports with its own
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import signal
 import socket
@@ -12,8 +15,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from google.protobuf.json_format import MessageToDict
+from temporalio.client import Client
 
 from tests.servers import free_port, http_sink
 
@@ -93,14 +99,34 @@ def test_run_brings_up_the_stack_runs_a_journey_and_keeps_data_across_restarts(t
         assert len(sink.on("/hook")) == 1
         ui = httpx.get(f"http://127.0.0.1:{ui_port}/", timeout=5)
         assert ui.status_code == 200, "the Temporal UI answers"
+        # The journey's input is encrypted in Temporal, and the UI's codec endpoint decrypts it.
+        started = asyncio.run(_journey_input(env["FLOWLINE_TEMPORAL_ADDRESS"], journey))
+        assert base64.b64decode(started["metadata"]["encoding"]) == b"binary/encrypted"
+        origin = f"http://127.0.0.1:{ui_port}"
+        decoded = httpx.post(f"{api}/codec/decode", json={"payloads": [started]}, headers={"Origin": origin})
+        assert decoded.headers["access-control-allow-origin"] == origin
+        [plain] = decoded.json()["payloads"]
+        assert json.loads(base64.b64decode(plain["data"]))["profile_id"] == "ada"
+    payload_key = (tmp_path / "payload-key").read_text()
+    assert (tmp_path / "payload-key").stat().st_mode & 0o777 == 0o600
     assert process.returncode == 0
     assert not _listening(api_port) and not _listening(temporal_port), "Ctrl-C stopped every process"
 
     with flowline_run(env, api):
         assert (tmp_path / "dev-api-key").read_text().strip() == key, "the same key works after a restart"
+        assert (tmp_path / "payload-key").read_text() == payload_key, "and the same payload key"
         with httpx.Client(base_url=api, headers=headers, timeout=10) as client:
             assert client.get(f"/v1/journeys/{journey}").json()["status"] == "completed"
             assert client.get("/v1/flows/hello").json()["current_version"] == 1
+
+
+async def _journey_input(address: str, journey_id: str) -> dict[str, Any]:
+    """The journey's first payload as Temporal stores it (proto JSON, as the UI gets it)."""
+    client = await Client.connect(address)
+    history = await client.get_workflow_handle(journey_id).fetch_history()
+    [payload] = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    found: dict[str, Any] = MessageToDict(payload)
+    return found
 
 
 def _listening(port: int) -> bool:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from flowline.settings import Settings
+from workflows.payload_codec import data_converter
 
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        # Encrypts payloads when FLOWLINE_PAYLOAD_KEYS is set (workflows/payload_codec.py).
+        data_converter=data_converter(settings.payload_keys.get_secret_value()),
     )

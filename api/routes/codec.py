@@ -1,0 +1,66 @@
+"""Temporal's remote codec protocol, so a Temporal UI shows the payloads Flowline encrypts.
+
+The UI (a browser page on another origin) POSTs ``{"payloads": [...]}`` (proto-JSON payloads:
+base64 metadata values and data) to ``<endpoint>/decode`` and shows what comes back. The route
+exists only when ``FLOWLINE_CODEC_ENDPOINT`` is true (``cli.py run`` sets it for its embedded
+UI): it decrypts for anyone who can reach it, so production exposes it only by choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from temporalio.api.common.v1 import Payload
+
+from api.errors import ApiError
+from flowline.settings import Settings
+from workflows.payload_codec import PayloadKeyError, codec_from_setting
+
+# What the UI sends besides the body (X-Namespace names the namespace; Authorization when the UI
+# is set to pass its credentials on).
+_ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
+
+
+def ui_origins(settings: Settings) -> set[str]:
+    """The embedded Temporal UI's origins (cli.py run serves it on 127.0.0.1:<ui port>)."""
+    return {f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")}
+
+
+def router_for(settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["codec"], include_in_schema=False)
+    codec = codec_from_setting(settings.payload_keys.get_secret_value())
+    origins = ui_origins(settings)
+
+    def cors(request: Request) -> dict[str, str]:
+        origin = request.headers.get("origin")
+        if origin not in origins:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": _ALLOWED_HEADERS,
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+
+    @router.options("/codec/decode")
+    async def preflight(request: Request) -> Response:
+        return Response(status_code=200 if cors(request) else 403, headers=cors(request))
+
+    @router.post("/codec/decode")
+    async def decode(request: Request) -> Response:
+        body: Any = await request.json()
+        try:
+            payloads = [ParseDict(p, Payload()) for p in body["payloads"]]
+        except (KeyError, TypeError, ParseError) as error:
+            raise ApiError(400, f"expected {{'payloads': [...]}} of Temporal payloads: {error}") from error
+        try:
+            decoded = payloads if codec is None else await codec.decode(payloads)
+        except PayloadKeyError as error:
+            raise ApiError(400, str(error)) from error
+        return JSONResponse({"payloads": [MessageToDict(p) for p in decoded]}, headers=cors(request))
+
+    return router
