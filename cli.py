@@ -25,7 +25,7 @@ from flowline.settings import Settings, get_settings
 from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.migrate import upgrade
-from workflows.payload_codec import new_key_setting
+from workflows.payload_codec import PayloadKeyError, new_key_setting, parse_keys
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flowline: automated customer journeys.")
 console = Console()
@@ -109,7 +109,10 @@ def payload_keys(settings: Settings) -> str:
         return configured
     key_file = settings.data_dir / "payload-key"
     if key_file.exists():
-        return key_file.read_text().strip()
+        setting = key_file.read_text().strip()
+        if not parse_keys(setting):  # a bad key raises here too, before any process starts
+            raise PayloadKeyError(f"{key_file} holds no key: restore it, or set FLOWLINE_PAYLOAD_KEYS")
+        return setting
     setting = new_key_setting(f"dev-{secrets.token_hex(4)}")
     # Created 0600 from the start: the key never sits readable by others, even briefly.
     descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -287,11 +287,12 @@ async def test_codec_endpoint_decodes_what_the_codec_encoded_for_the_ui() -> Non
         answered = await api.post("/codec/decode", json=body, headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in answered.headers
 
-        bad = await api.post("/codec/decode", json={"payloads": "nope"})
-        assert bad.status_code == 400
+        bad = await api.post("/codec/decode", json={"payloads": "nope"}, headers={"Origin": UI_ORIGIN})
+        assert bad.status_code == 400 and bad.headers["access-control-allow-origin"] == UI_ORIGIN
     async with _codec_api(payload_keys=f"k9:{NEW_KEY}", codec_endpoint=True) as api:
-        unknown = await api.post("/codec/decode", json=body)
+        unknown = await api.post("/codec/decode", json=body, headers={"Origin": UI_ORIGIN})
         assert unknown.status_code == 400 and "does not hold" in unknown.json()["message"]
+        assert unknown.headers["access-control-allow-origin"] == UI_ORIGIN, "the UI can show why"
 
 
 async def test_codec_endpoint_is_absent_unless_enabled() -> None:
@@ -312,3 +313,6 @@ def test_run_makes_the_payload_key_once_and_keeps_it(tmp_path: Path) -> None:
     assert payload_keys(settings) == made, "a restart reads the same key"
     configured = Settings(data_dir=tmp_path, payload_keys=KEYS)  # type: ignore[arg-type]
     assert payload_keys(configured) == KEYS, "FLOWLINE_PAYLOAD_KEYS wins over the file"
+    key_file.write_text("\n")  # emptied: journeys encrypted before could not be read, so refuse
+    with pytest.raises(PayloadKeyError, match="holds no key"):
+        payload_keys(settings)

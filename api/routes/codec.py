@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payload
 
-from api.errors import ApiError
 from flowline.settings import Settings
 from workflows.payload_codec import PayloadKeyError, codec_from_setting
 
@@ -52,15 +51,17 @@ def router_for(settings: Settings) -> APIRouter:
 
     @router.post("/codec/decode")
     async def decode(request: Request) -> Response:
-        body: Any = await request.json()
+        # Errors carry the CORS headers too, so the UI can show why it could not decode.
         try:
+            body: Any = await request.json()
             payloads = [ParseDict(p, Payload()) for p in body["payloads"]]
-        except (KeyError, TypeError, ParseError) as error:
-            raise ApiError(400, f"expected {{'payloads': [...]}} of Temporal payloads: {error}") from error
+        except (ValueError, KeyError, TypeError, ParseError) as error:
+            message = f"expected {{'payloads': [...]}} of Temporal payloads: {error}"
+            return JSONResponse({"message": message}, status_code=400, headers=cors(request))
         try:
             decoded = payloads if codec is None else await codec.decode(payloads)
         except PayloadKeyError as error:
-            raise ApiError(400, str(error)) from error
+            return JSONResponse({"message": str(error)}, status_code=400, headers=cors(request))
         return JSONResponse({"payloads": [MessageToDict(p) for p in decoded]}, headers=cors(request))
 
     return router
