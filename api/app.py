@@ -47,7 +47,10 @@ async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
         try:
             # Batch after batch until the backlog is gone (flow_entered / flow_exited events of
             # every journey come this way).
-            while routed := await launcher.sweep(older_than=timedelta(seconds=settings.sweep_after_seconds)):
+            while routed := await launcher.sweep(
+                older_than=timedelta(seconds=settings.sweep_after_seconds),
+                engine_older_than=timedelta(seconds=settings.sweep_engine_after_seconds),
+            ):
                 log.info("swept %d unrouted events", routed)
                 if routed < SWEEP_BATCH:
                     break

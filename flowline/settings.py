@@ -29,9 +29,13 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 30.0
     flow_cache_seconds: float = 5.0
     # Every sweep_seconds the API routes events whose routing did not finish (Temporal refused,
-    # a process died) once they are sweep_after_seconds old. 0 turns the sweeper off.
-    sweep_seconds: float = 10.0
+    # a process died) once they are sweep_after_seconds old, and the events the engine writes
+    # (flow_entered / flow_exited, message_sent, profile_changed, segment_*: only the sweeper
+    # routes those an activity writes) once they are sweep_engine_after_seconds old. 0 turns the
+    # sweeper off.
+    sweep_seconds: float = 2.0
     sweep_after_seconds: float = 30.0
+    sweep_engine_after_seconds: float = 2.0
     # Outbound HTTP (webhooks).
     webhook_timeout_seconds: float = 10.0
     # Webhooks, call_api and HTTP providers may reach only public addresses (SSRF protection),

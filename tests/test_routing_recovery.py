@@ -12,12 +12,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
+from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
+from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.store.database import Store, utcnow
+from flowline.store.events import ENGINE_EVENTS, JOURNEY_EVENTS
 from flowline.store.tables import events, journeys
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
 from tests.test_journeys import publish
 from workflows.routing import JourneyLauncher, JourneyStartFailed
+
+
+def test_engine_events_are_every_event_the_engine_writes() -> None:
+    assert JOURNEY_EVENTS | {PROFILE_CHANGED, SEGMENT_ENTERED, SEGMENT_EXITED} == ENGINE_EVENTS
 
 
 async def test_the_sweeper_routes_events_left_unrouted(
@@ -45,8 +52,20 @@ async def test_the_sweeper_routes_events_left_unrouted(
     assert (
         await healthy.sweep(older_than=timedelta(hours=1), workspace_id=tenant.id) == 0
     )  # too fresh to sweep yet
-    # The event and the flow_entered its (claimed) journey wrote.
-    assert await healthy.sweep(older_than=timedelta(0), workspace_id=tenant.id) == 2
+    # The flow_entered its (claimed) journey wrote is the engine's own: swept after seconds,
+    # while the client's event waits for the API's own routing to have had its half minute.
+    engine_only = await healthy.sweep(
+        older_than=timedelta(hours=1), engine_older_than=timedelta(0), workspace_id=tenant.id
+    )
+    assert engine_only == 1
+    async with store.connect() as conn:
+        assert (
+            await conn.scalar(
+                select(events.c.routed_at).where(events.c.workspace_id == tenant.id, events.c.id == "s-1")
+            )
+            is None
+        )
+    assert await healthy.sweep(older_than=timedelta(0), workspace_id=tenant.id) == 1
     async with store.connect() as conn:
         [journey_id] = (
             await conn.execute(select(journeys.c.id).where(journeys.c.workspace_id == tenant.id))

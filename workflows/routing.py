@@ -300,14 +300,27 @@ class JourneyLauncher:
             claims = await self._claims(conn, workspace_id, flows, rows, IngestResult())
         await self._route(workspace_id, rows, claims)
 
-    async def sweep(self, *, older_than: timedelta, limit: int = 500, workspace_id: str | None = None) -> int:
+    async def sweep(
+        self,
+        *,
+        older_than: timedelta,
+        engine_older_than: timedelta | None = None,
+        limit: int = 500,
+        workspace_id: str | None = None,
+    ) -> int:
         """Route events whose routing did not finish (Temporal refused, the process died between
-        the steps of ``ingest``, an activity's system events): once they are ``older_than``.
-        Returns how many events it routed."""
+        the steps of ``ingest``, an activity's system events): once they are ``older_than``, or
+        ``engine_older_than`` for the events the engine writes (``ENGINE_EVENTS``: the sweeper is
+        the only router of those an activity writes). Returns how many events it routed."""
         now = utcnow()
+        engine_before = None if engine_older_than is None else now - engine_older_than
         async with self.store.connect() as conn:
             stale = await events_store.stale_unrouted(
-                conn, before=now - older_than, limit=limit, workspace_id=workspace_id
+                conn,
+                before=now - older_than,
+                engine_before=engine_before,
+                limit=limit,
+                workspace_id=workspace_id,
             )
         routed = 0
         by_workspace: dict[str, list[dict[str, Any]]] = {}

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, select, text
+from sqlalchemy import ColumnElement, DateTime, and_, bindparam, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -98,6 +98,11 @@ FLOW_ENTERED = "flow_entered"
 FLOW_EXITED = "flow_exited"
 MESSAGE_SENT = "message_sent"
 JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED, MESSAGE_SENT})
+# Every event the engine writes itself (flowline.flow.waiting.PROFILE_CHANGED and
+# flowline.flow.triggers.SEGMENT_*, named here to keep the store free of flow imports). Written by
+# activities, nothing but the sweeper routes them, so it takes them after seconds, not the half
+# minute it leaves the API's own routing of client events.
+ENGINE_EVENTS = JOURNEY_EVENTS | {"profile_changed", "segment_entered", "segment_exited"}
 
 
 async def insert_system_event(
@@ -217,10 +222,15 @@ async def unrouted_by_id(
 
 
 async def stale_unrouted(
-    conn: AsyncConnection, *, before: datetime, limit: int, workspace_id: str | None = None
+    conn: AsyncConnection,
+    *,
+    before: datetime,
+    limit: int,
+    workspace_id: str | None = None,
+    engine_before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Events (of every workspace, or of one) received before ``before`` and still not routed,
-    oldest first."""
+    """Events (of every workspace, or of one) received before ``before`` (``ENGINE_EVENTS``:
+    before ``engine_before`` when given) and still not routed, oldest first."""
     query = (
         select(
             events.c.workspace_id,
@@ -230,10 +240,20 @@ async def stale_unrouted(
             events.c.timestamp,
             events.c.properties,
         )
-        .where(events.c.routed_at.is_(None), events.c.received_at < before)
+        .where(events.c.routed_at.is_(None), _stale(before, engine_before))
         .order_by(events.c.received_at, events.c.id)
         .limit(limit)
     )
     if workspace_id is not None:
         query = query.where(events.c.workspace_id == workspace_id)
     return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def _stale(before: datetime, engine_before: datetime | None) -> ColumnElement[bool]:
+    if engine_before is None or engine_before <= before:
+        return events.c.received_at < before
+    # received_at < engine_before first: the partial index of unrouted events serves the scan.
+    return and_(
+        events.c.received_at < engine_before,
+        or_(events.c.received_at < before, events.c.name.in_(sorted(ENGINE_EVENTS))),
+    )
