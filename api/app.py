@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from temporalio.client import Client
 
 from api import errors
+from api.body import CheckedRoute
 from api.deps import Services
 from api.routes import (
     attributes,
@@ -99,6 +101,8 @@ def create_app(
         description="Automated customer journeys on Temporal. "
         "Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        # 413 before a larger body is read (Content-Length, else bytes counted as they stream).
+        max_body_size=settings.max_body_bytes,
     )
     errors.install(app)
     for module in (
@@ -119,6 +123,9 @@ def create_app(
         app.include_router(module.router)
     if settings.codec_endpoint:  # decrypts for whoever reaches it: only where chosen
         app.include_router(codec.router_for(settings))
+    unchecked = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, CheckedRoute)]
+    if unchecked:  # every body passes api/body.py's checks: a router without them is a bug
+        raise RuntimeError(f"routes without route_class=CheckedRoute: {unchecked}")
 
     # Publish the flow document's JSON Schema for editors and the PUT /v1/flows body.
     def openapi() -> dict[str, object]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 
 def member_path(path: str, key: str) -> str:
@@ -42,3 +44,146 @@ def is_finite(value: Any) -> bool:
 def dumps(value: Any) -> str:
     """JSON text for the store; ValueError on a non-finite number instead of writing ``NaN``."""
     return json.dumps(value, allow_nan=False)
+
+
+# ---------------------------------------------------------------- bodies a client sends
+
+# The largest integer a double holds without overflowing: beyond it SQLite reads the number as
+# Infinity, which is what 1e400 is refused for.
+_DOUBLE_MAX_BITS = 1024
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    """What one JSON value a client sends may hold (README "Limits")."""
+
+    max_depth: int = 32  # containers inside containers, the outermost counted
+    max_string: int = 100_000  # characters of a string
+    max_key: int = 256  # characters of an object key
+    max_values: int = 1_000_000  # values walked: YAML aliases can repeat a subtree without bytes
+    max_faults: int = 100  # faults reported (the rest are dropped, the answer stays small)
+
+
+class JsonFault(NamedTuple):
+    path: str
+    message: str
+
+
+class JsonUnreadable(ValueError):
+    """A body that parses as JSON only past a limit; ``faults`` say where."""
+
+    def __init__(self, faults: list[JsonFault]) -> None:
+        super().__init__("; ".join(f"{f.path}: {f.message}" for f in faults))
+        self.faults = faults
+
+
+class _OutOfRange:
+    """An integer literal Python refuses to read (more than 4,300 digits)."""
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def _int_or_marker(text: str) -> int | _OutOfRange:
+    try:
+        return int(text)
+    except ValueError:
+        return _OUT_OF_RANGE
+
+
+def loads(text: str | bytes, limits: JsonLimits = JsonLimits()) -> Any:
+    """JSON as Python's ``json`` reads it, but never a RecursionError or a bare ValueError.
+
+    ``json.JSONDecodeError`` stays for text that is not JSON. Nesting too deep for Python's
+    parser (about 1,000 levels) and integers of more than 4,300 digits raise ``JsonUnreadable``
+    with the path; every other limit is ``value_faults``' business, on the parsed value.
+    """
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except RecursionError:
+        source = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise JsonUnreadable([JsonFault(_too_deep_path(source, limits.max_depth), _deep(limits))]) from None
+    except ValueError:
+        # Only int() raises a plain ValueError here: read again marking such numbers, for paths.
+        return json.loads(text, parse_int=_int_or_marker)
+
+
+def _deep(limits: JsonLimits) -> str:
+    return f"nested deeper than {limits.max_depth} levels"
+
+
+def _too_deep_path(text: str, max_depth: int) -> str:
+    """The path of the first container at depth ``max_depth + 1``, found by scanning tokens (no
+    recursion, so it works where ``json.loads`` ran out of stack)."""
+    frames: list[list[Any]] = []  # [is_object, key or index, expecting a key]
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            if len(frames) == max_depth:
+                path = "$"
+                for is_object, label, _ in frames:
+                    path = member_path(path, str(label)) if is_object else f"{path}[{label}]"
+                return path
+            frames.append([token == "{", "" if token == "{" else 0, token == "{"])
+        elif token in "]}":
+            if frames:
+                frames.pop()
+        elif not frames:
+            continue
+        elif token == ",":
+            if frames[-1][0]:
+                frames[-1][2] = True
+            else:
+                frames[-1][1] += 1
+        elif token == ":":
+            frames[-1][2] = False
+        elif frames[-1][0] and frames[-1][2]:
+            try:
+                frames[-1][1] = json.loads(token)
+            except ValueError:
+                frames[-1][1] = token[1:-1]
+    return "$"
+
+
+def value_faults(value: Any, limits: JsonLimits = JsonLimits(), path: str = "$") -> list[JsonFault]:
+    """Every place where ``value`` breaks a limit: numbers that are not finite or overflow a
+    double, strings and keys too long, containers nested too deep. Iterative: no depth is too
+    deep for it, and it stops after ``limits.max_values`` values."""
+    faults: list[JsonFault] = []
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    walked = 0
+    while stack and len(faults) < limits.max_faults:
+        node, where, depth = stack.pop()
+        walked += 1
+        if walked > limits.max_values:
+            faults.append(JsonFault(path, f"more than {limits.max_values} values"))
+            break
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                faults.append(JsonFault(where, "not a finite number (NaN, Infinity, beyond ±1.8e308)"))
+        elif isinstance(node, int):
+            if node.bit_length() > _DOUBLE_MAX_BITS:
+                faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
+        elif isinstance(node, str):
+            if len(node) > limits.max_string:
+                faults.append(JsonFault(where, f"a string longer than {limits.max_string} characters"))
+        elif isinstance(node, _OutOfRange):
+            faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
+        elif isinstance(node, dict | list | tuple):
+            if depth == limits.max_depth:
+                faults.append(JsonFault(where, _deep(limits)))
+                continue
+            if isinstance(node, dict):
+                children = []
+                for key, child in node.items():
+                    at = member_path(where, str(key))
+                    if len(str(key)) > limits.max_key:
+                        faults.append(JsonFault(at, f"a key longer than {limits.max_key} characters"))
+                    children.append((child, at, depth + 1))
+            else:
+                children = [(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(node)]
+            stack.extend(reversed(children))
+    return faults[: limits.max_faults]

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowline.json_values import JsonLimits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWLINE_", env_file=".env", extra="ignore")
@@ -24,6 +26,14 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     # Flow language limits.
     max_steps: int = 100
+    # What one request may carry (README "Limits"): a larger body is refused with 413 before it
+    # is read further (also when chunked); the rest are 422 with the path of each fault.
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    max_string_chars: int = 100_000
+    max_key_chars: int = 256
+    max_profile_attributes: int = 500
+    max_event_properties: int = 500
     # How long a process trusts what it looked up: an API key, and the running flows an event can
     # trigger (publishing through the same process refreshes the latter at once). 0 turns caching off.
     api_key_cache_seconds: float = 30.0
@@ -53,6 +63,15 @@ class Settings(BaseSettings):
     # Serve POST /codec/decode (Temporal's remote codec protocol) so a Temporal UI can show the
     # decrypted payloads. Unauthenticated: off unless chosen; `cli.py run` turns it on for its UI.
     codec_endpoint: bool = False
+
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(
+            max_depth=self.max_json_depth,
+            max_string=self.max_string_chars,
+            max_key=self.max_key_chars,
+            # A JSON value takes at least two bytes with its separator: only YAML aliases reach this.
+            max_values=self.max_body_bytes // 2 + 1,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from flowline.store import attribute_types
 from flowline.store.attribute_types import AttributeType
 
-router = APIRouter(prefix="/v1/attributes", tags=["attributes"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/attributes", tags=["attributes"])
 
 
 class AttributeIn(BaseModel):

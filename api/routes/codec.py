@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payload
 
+from api.body import CheckedRoute
 from flowline.settings import Settings
 from workflows.payload_codec import PayloadKeyError, codec_from_setting
 
@@ -29,7 +30,7 @@ def ui_origins(settings: Settings) -> set[str]:
 
 
 def router_for(settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["codec"], include_in_schema=False)
+    router = APIRouter(route_class=CheckedRoute, tags=["codec"], include_in_schema=False)
     codec = codec_from_setting(settings.payload_keys.get_secret_value())
     origins = ui_origins(settings)
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from api.body import BatchRoute, json_body
 from api.deps import Svc, Workspace
 from api.errors import ApiError, loc_path
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
+from flowline.json_values import value_faults
+from flowline.settings import Settings
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(route_class=BatchRoute, prefix="/v1/events", tags=["events"])
 
 _BODY: dict[str, Any] = {
     "requestBody": {
@@ -37,65 +38,46 @@ def _items(body: Any) -> list[Any]:
     return items
 
 
-class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    events: list[EventIn]
+# The usual batch, every event valid, is checked in one call into pydantic-core; only a batch
+# with faults is checked event by event, so that each invalid one is reported by its index.
+_EVENTS: TypeAdapter[list[EventIn]] = TypeAdapter(list[EventIn])
 
 
-# The whole body at once, JSON parsed and checked in pydantic-core: a batch where every event is
-# valid (the usual case) costs a fraction of parsing and checking its events one by one.
-_BODY_ADAPTER: TypeAdapter[list[EventIn] | _Envelope | EventIn] = TypeAdapter(
-    list[EventIn] | _Envelope | EventIn
-)
-
-
-def _all_valid(raw: bytes) -> list[EventIn] | None:
-    """The events of a body where each one is valid, else None (then they are checked one by one)."""
+def _checked(body: Any, settings: Settings) -> tuple[list[EventIn], list[RejectedEvent]]:
+    items = _items(body)
     try:
-        body = _BODY_ADAPTER.validate_json(raw)
+        all_valid: list[EventIn] | None = _EVENTS.validate_python(items)
     except ValidationError:
-        return None
-    events = body.events if isinstance(body, _Envelope) else body if isinstance(body, list) else [body]
-    if len(events) > MAX_EVENTS_PER_CALL:
-        raise ApiError(413, f"{len(events)} events in one call; send at most {MAX_EVENTS_PER_CALL}")
-    return events
-
-
-def _parse(raw: bytes) -> Any:
-    """The body as JSON; faults as FastAPI reports them for a body it parses itself."""
-    if not raw.strip():
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        position = error.pos if isinstance(error, json.JSONDecodeError) else error.start
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error"}]
-        ) from error
-
-
-def _one_by_one(body: Any) -> tuple[list[EventIn], list[RejectedEvent]]:
-    """Each event checked on its own, so that each invalid one is reported by its index."""
+        all_valid = None
+    limits = settings.json_limits()
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
-    for index, item in enumerate(_items(body)):
-        try:
-            valid.append(EventIn.model_validate(item))
-        except ValidationError as error:
-            faults = [Fault(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in error.errors()]
+    for index, item in enumerate(items):
+        # Values first (api/body.py leaves them to this route): a NaN must not reach pydantic.
+        faults = [Fault(path=f.path, message=f.message) for f in value_faults(item, limits)]
+        properties = item.get("properties") if isinstance(item, dict) else None
+        if isinstance(properties, dict) and len(properties) > settings.max_event_properties:
+            message = f"{len(properties)} properties; at most {settings.max_event_properties}"
+            faults.append(Fault(path="$.properties", message=message))
+        event = all_valid[index] if all_valid is not None else None
+        if event is None and not faults:
+            try:
+                event = EventIn.model_validate(item)
+            except ValidationError as error:
+                faults = [Fault(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in error.errors()]
+        if faults or event is None:
+            item_id = item.get("id") if isinstance(item, dict) else None
             rejected.append(
-                RejectedEvent(
-                    index=index, id=item.get("id") if isinstance(item, dict) else None, faults=faults
-                )
+                RejectedEvent(index=index, id=item_id if isinstance(item_id, str) else None, faults=faults)
             )
+        else:
+            valid.append(event)
     return valid, rejected
 
 
 @router.post("", status_code=202, response_model=EventsAccepted, openapi_extra=_BODY, summary="Send events")
 async def post_events(request: Request, workspace: Workspace, svc: Svc) -> Any:
-    raw = await request.body()
-    checked = _all_valid(raw)
-    valid, rejected = (checked, []) if checked is not None else _one_by_one(_parse(raw))
+    valid, rejected = _checked(await json_body(request), svc.settings)
     seen: set[str] = set()
     now = utcnow()
     rows = []

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
+from api.body import CheckedRoute
 from api.deps import Services, Svc, Workspace
 from api.errors import ApiError
 from flowline.flow.validation import FlowInvalid, parse_flow
@@ -26,7 +27,7 @@ from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
 from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
 
 # Signals to journeys in flight go out this many at a time.
 SIGNAL_CONCURRENCY = 20

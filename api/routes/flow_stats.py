@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.stats.report import FlowStats, flow_stats
 from flowline.store import flow_stats as counts_store
 from flowline.store import flows
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
 
 
 @router.get(

@@ -8,16 +8,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
+from flowline.json_values import value_faults
+from flowline.settings import Settings
 from flowline.store import flows, profiles
 from flowline.store.lifecycle import FlowState, flow_states
 from workflows.routing import EntryRefused, JourneyStartFailed
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -31,16 +34,21 @@ _DOCUMENT_BODY: dict[str, Any] = {
 }
 
 
-async def _document(request: Request, flow_id: str, max_steps: int) -> FlowDocument:
+async def _document(request: Request, flow_id: str, settings: Settings) -> FlowDocument:
     raw = await request.body()
     document = load_document(raw)
+    # A JSON body was checked as it came in (api/body.py); YAML is checked here, by the same rules
+    # (YAML has .nan and .inf, and aliases that repeat a subtree without its bytes).
+    faults = value_faults(document, settings.json_limits())
+    if faults:
+        raise FlowInvalid([FlowFault(f.path, f.message) for f in faults])
     if isinstance(document, dict):
         document.setdefault("id", flow_id)
         if document["id"] != flow_id:
             raise FlowInvalid(
                 [FlowFault("$.id", f"the document's id {document['id']!r} is not the URL's {flow_id!r}")]
             )
-    return parse_flow(document, max_steps=max_steps)
+    return parse_flow(document, max_steps=settings.max_steps)
 
 
 def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, 
 
 @router.put("/{flow_id}", openapi_extra=_DOCUMENT_BODY, summary="Create or replace the draft of a flow")
 async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    flow = await _document(request, flow_id, svc.settings.max_steps)
+    flow = await _document(request, flow_id, svc.settings)
     async with svc.store.begin() as conn:
         row = await flows.save_draft(svc.store, conn, workspace, flow)
     return _flow_out(row)
@@ -69,7 +77,7 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
     "/{flow_id}/validate", openapi_extra=_DOCUMENT_BODY, summary="Validate a document without saving it"
 )
 async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    flow = await _document(request, flow_id, svc.settings.max_steps)
+    flow = await _document(request, flow_id, svc.settings)
     return {"valid": True, "flow": flow.dump()}
 
 

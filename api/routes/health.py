@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from api.body import CheckedRoute
 from api.deps import Svc
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=CheckedRoute, tags=["health"])
 
 
 @router.get("/healthz")

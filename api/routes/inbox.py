@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import InboxMessage
@@ -20,7 +21,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/inbox", tags=["inbox"])
 
 
 def _not_found(message_id: str) -> ApiError:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import JourneyDetail, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journey_steps, journeys
 
-router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/journeys", tags=["journeys"])
 log = logging.getLogger(__name__)
 
 

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
 from flowline.journey import STOP_SIGNAL, StopRequest
+from flowline.settings import Settings
 from flowline.store import (
     attribute_types,
     deliveries,
@@ -28,7 +30,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/profiles", tags=["profiles"])
 
 ERASED = "profile erased"
 
@@ -53,10 +55,32 @@ async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
         log.warning("profile change of %s not routed yet (the sweeper will): %s", profile_ids, error)
 
 
+async def _within_attribute_limit(
+    conn: AsyncConnection, workspace: str, profile_id: str, changes: dict[str, Any], settings: Settings
+) -> None:
+    """A profile holds at most ``max_profile_attributes`` attributes, counted after the merge (and
+    a request carries at most as many)."""
+    limit = settings.max_profile_attributes
+    count = len(changes)
+    if count <= limit:
+        row = await profiles.get_profile(conn, workspace, profile_id)
+        current: dict[str, Any] = row["attributes"] if row is not None else {}
+        if len(current) + count <= limit:
+            return
+        count = len(profiles.merge_attributes(current, changes))
+    if count > limit:
+        raise ApiError(
+            422,
+            "too many attributes; nothing was changed",
+            faults=[{"path": "$.attributes", "message": f"{count} attributes; at most {limit}"}],
+        )
+
+
 @router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
 async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     origin = changes.Origin(source="api")
     async with svc.store.begin() as conn:
+        await _within_attribute_limit(conn, workspace, profile_id, body.attributes, svc.settings)
         declared = await attribute_types.declared_types(conn, workspace)
         faults = attribute_types.attribute_faults(declared, body.attributes)
         if faults:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.channels import twilio
@@ -25,7 +26,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/reports", tags=["reports"])
 
 
 class ReportOut(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.conditions.rules import Condition
@@ -24,7 +25,7 @@ from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/segments", tags=["segments"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/segments", tags=["segments"])
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.body import CheckedRoute
 from api.deps import Svc
 from api.errors import ApiError
 from flowline.channels.feedback import FeedbackKind, record_feedback
@@ -27,7 +28,7 @@ from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger("flowline.tracking")
-router = APIRouter(prefix="/t", tags=["tracking"])
+router = APIRouter(route_class=CheckedRoute, prefix="/t", tags=["tracking"])
 
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from temporalio.service import RPCError
 
+from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.channels.config import ChannelSettings
@@ -18,7 +19,7 @@ from flowline.store import flows, workspaces
 from flowline.store.lifecycle import flow_states
 from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
 
-router = APIRouter(prefix="/v1/workspace", tags=["workspace"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/workspace", tags=["workspace"])
 
 
 class WorkspaceSettings(BaseModel):

@@ -1,0 +1,100 @@
+"""Every request body is read here first: one place, so a new route cannot forget a limit.
+
+The app refuses a body above ``max_body_bytes`` with 413 while it streams in (FastAPI's
+``max_body_size``: the Content-Length, else the bytes counted as they arrive). ``CheckedRoute``,
+the route class of every router (``api.app`` refuses to start with another), then reads each
+non-empty body as JSON, whatever its Content-Type says, since some routes parse their body
+themselves. A body that is not JSON (YAML flows, form posts, garbage) goes on to its route
+unchanged and keeps the answer it had. A JSON body is parsed once, kept for the route
+(``request.json()``), and refused with 422 and the path of each fault when it holds a number that
+is not finite, a string or key too long, or nesting too deep (``flowline.json_values``), before
+anything of it can be written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from api.errors import ApiError
+from flowline.json_values import JsonFault, JsonUnreadable, loads, value_faults
+from flowline.settings import Settings
+
+# Where the parsed body waits for the route (FastAPI and request.json() read it from Starlette's
+# cache attribute, set below; this key says the body was looked at).
+_PARSED = "flowline.json_body"
+
+
+def fault_list(faults: list[JsonFault]) -> list[dict[str, str]]:
+    return [{"path": f.path, "message": f.message} for f in faults]
+
+
+def invalid(faults: list[JsonFault]) -> ApiError:
+    return ApiError(422, "the request is invalid; nothing was changed", faults=fault_list(faults))
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.services.settings
+    return settings
+
+
+async def read_body(request: Request, *, check_values: bool) -> None:
+    raw = await request.body()  # bounded: the app's max_body_size stops it at the limit
+    if not raw.strip():
+        return
+    limits = _settings(request).json_limits()
+    try:
+        value = loads(raw, limits)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # not JSON: the route answers as it always did
+    except JsonUnreadable as error:
+        raise invalid(error.faults) from None
+    request._json = value  # Starlette's cache: request.json() and FastAPI's body reading use it
+    request.scope[_PARSED] = True
+    if check_values:
+        faults = value_faults(value, limits)
+        if faults:
+            raise invalid(faults)
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON for a route that reads it itself; not JSON: FastAPI's own 422 for it."""
+    if request.scope.get(_PARSED):
+        return await request.json()
+    raw = await request.body()
+    if not raw.strip():
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    try:
+        return json.loads(raw)  # not JSON (read_body tried): raises the error to report
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        position = error.pos if isinstance(error, json.JSONDecodeError) else error.start
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error"}]
+        ) from error
+
+
+class CheckedRoute(APIRoute):
+    """Reads and checks the body before FastAPI's handler (see the module's docstring)."""
+
+    # False where the route checks the values itself, item by item (POST /v1/events keeps the
+    # valid events of a batch); the size, the parse and nesting beyond the parser still apply.
+    check_values: ClassVar[bool] = True
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        check_values = self.check_values
+
+        async def checked(request: Request) -> Response:
+            await read_body(request, check_values=check_values)
+            return await handler(request)
+
+        return checked
+
+
+class BatchRoute(CheckedRoute):
+    check_values = False
