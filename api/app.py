@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from temporalio.client import Client
 
 from api import errors
-from api.body import CheckedRoute
+from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
     attributes,
@@ -101,10 +101,9 @@ def create_app(
         description="Automated customer journeys on Temporal. "
         "Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
-        # 413 before a larger body is read (Content-Length, else bytes counted as they stream).
-        max_body_size=settings.max_body_bytes,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (
         flows,
         flow_lifecycle,

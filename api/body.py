@@ -1,7 +1,7 @@
 """Every request body is read here first: one place, so a new route cannot forget a limit.
 
-The app refuses a body above ``max_body_bytes`` with 413 while it streams in (FastAPI's
-``max_body_size``: the Content-Length, else the bytes counted as they arrive). ``CheckedRoute``,
+``BodyLimit`` refuses a body above ``max_body_bytes`` with 413 before it is read (its
+Content-Length), or as it streams in (bytes counted, never more buffered). ``CheckedRoute``,
 the route class of every router (``api.app`` refuses to start with another), then reads each
 non-empty body as JSON, whatever its Content-Type says, since some routes parse their body
 themselves. A body that is not JSON (YAML flows, form posts, garbage) goes on to its route
@@ -19,7 +19,11 @@ from typing import Any, ClassVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
 from flowline.json_values import JsonFault, JsonUnreadable, loads, value_faults
@@ -44,7 +48,7 @@ def _settings(request: Request) -> Settings:
 
 
 async def read_body(request: Request, *, check_values: bool) -> None:
-    raw = await request.body()  # bounded: the app's max_body_size stops it at the limit
+    raw = await request.body()  # bounded: BodyLimit stops it at the limit
     if not raw.strip():
         return
     limits = _settings(request).json_limits()
@@ -98,3 +102,38 @@ class CheckedRoute(APIRoute):
 
 class BatchRoute(CheckedRoute):
     check_values = False
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, in the API's error shape.
+
+    (Starlette's own limit answers in plain text, over any answer of the app.)"""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await JSONResponse({"message": self._message()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException: FastAPI passes it on from its own body reading too.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)

@@ -83,6 +83,7 @@ class _OutOfRange:
 
 
 _OUT_OF_RANGE = _OutOfRange()
+_LONG_KEY = object()  # value_faults' marker for a key too long
 
 
 def _int_or_marker(text: str) -> int | _OutOfRange:
@@ -172,6 +173,8 @@ def value_faults(value: Any, limits: JsonLimits = JsonLimits(), path: str = "$")
                 faults.append(JsonFault(where, f"a string longer than {limits.max_string} characters"))
         elif isinstance(node, _OutOfRange):
             faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
+        elif node is _LONG_KEY:
+            faults.append(JsonFault(where, f"a key longer than {limits.max_key} characters"))
         elif isinstance(node, dict | list | tuple):
             if depth == limits.max_depth:
                 faults.append(JsonFault(where, _deep(limits)))
@@ -180,8 +183,8 @@ def value_faults(value: Any, limits: JsonLimits = JsonLimits(), path: str = "$")
                 children = []
                 for key, child in node.items():
                     at = member_path(where, str(key))
-                    if len(str(key)) > limits.max_key:
-                        faults.append(JsonFault(at, f"a key longer than {limits.max_key} characters"))
+                    if len(str(key)) > limits.max_key:  # reported in document order, before its value
+                        children.append((_LONG_KEY, at, depth))
                     children.append((child, at, depth + 1))
             else:
                 children = [(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(node)]
