@@ -102,6 +102,7 @@ def create_app(
         "Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (

@@ -43,7 +43,7 @@ def invalid(faults: list[JsonFault]) -> ApiError:
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.services.settings
+    settings: Settings = request.app.state.settings  # set by create_app (services come later)
     return settings
 
 
