@@ -47,7 +47,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-async def read_body(request: Request, *, check_values: bool) -> None:
+async def read_body(request: Request) -> None:
     raw = await request.body()  # bounded: BodyLimit stops it at the limit
     if not raw.strip():
         return
@@ -60,21 +60,23 @@ async def read_body(request: Request, *, check_values: bool) -> None:
         raise invalid(error.faults) from None
     request._json = value  # Starlette's cache: request.json() and FastAPI's body reading use it
     request.scope[_PARSED] = True
-    if check_values:
-        faults = value_faults(value, limits)
-        if faults:
-            raise invalid(faults)
+    faults = value_faults(value, limits)
+    if faults:
+        raise invalid(faults)
 
 
 async def json_body(request: Request) -> Any:
-    """The body as JSON for a route that reads it itself; not JSON: FastAPI's own 422 for it."""
+    """The body as JSON for a route that reads it itself (``BatchRoute``): unreadable past a
+    limit, 422 with the path; not JSON, FastAPI's own 422 for it. Values are the route's to check."""
     if request.scope.get(_PARSED):
         return await request.json()
     raw = await request.body()
     if not raw.strip():
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
     try:
-        return json.loads(raw)  # not JSON (read_body tried): raises the error to report
+        return loads(raw, _settings(request).json_limits())
+    except JsonUnreadable as error:
+        raise invalid(error.faults) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         position = error.pos if isinstance(error, json.JSONDecodeError) else error.start
         raise RequestValidationError(
@@ -85,23 +87,27 @@ async def json_body(request: Request) -> Any:
 class CheckedRoute(APIRoute):
     """Reads and checks the body before FastAPI's handler (see the module's docstring)."""
 
-    # False where the route checks the values itself, item by item (POST /v1/events keeps the
-    # valid events of a batch); the size, the parse and nesting beyond the parser still apply.
-    check_values: ClassVar[bool] = True
+    # False where the route parses the body itself with json_body and checks the values item by
+    # item (POST /v1/events keeps the valid events of a batch, and parses the usual batch in
+    # pydantic-core at once); the size limit still applies.
+    parse_json: ClassVar[bool] = True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        check_values = self.check_values
+        parse_json = self.parse_json
 
         async def checked(request: Request) -> Response:
-            await read_body(request, check_values=check_values)
+            if parse_json:
+                await read_body(request)
+            else:
+                await request.body()  # the size limit, before anything else
             return await handler(request)
 
         return checked
 
 
 class BatchRoute(CheckedRoute):
-    check_values = False
+    parse_json = False
 
 
 class BodyLimit:
