@@ -20,7 +20,8 @@ def member_path(path: str, key: str) -> str:
     """``$.a`` + ``b`` -> ``$.a.b``; keys that are not plain names are quoted: ``$.a["b c"]``."""
     if key.isidentifier():
         return f"{path}.{key}"
-    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+    # Escaped only when it must be: a lone surrogate could not be sent back in a JSON answer.
+    return f"{path}[{json.dumps(key, ensure_ascii=_not_utf8(key))}]"
 
 
 def non_finite_paths(value: Any, path: str = "$") -> Iterator[str]:
@@ -83,7 +84,12 @@ class _OutOfRange:
 
 
 _OUT_OF_RANGE = _OutOfRange()
-_LONG_KEY = object()  # value_faults' marker for a key too long
+
+
+class _BadKey(NamedTuple):
+    """value_faults' marker for a key it refuses."""
+
+    reason: str
 
 
 def _int_or_marker(text: str) -> int | _OutOfRange:
@@ -174,12 +180,13 @@ def value_faults(
             if node.bit_length() > _DOUBLE_MAX_BITS:
                 faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
         elif isinstance(node, str):
-            if len(node) > limits.max_string:
-                faults.append(JsonFault(where, f"a string longer than {limits.max_string} characters"))
+            reason = _text_fault(node, limits.max_string)
+            if reason is not None:
+                faults.append(JsonFault(where, f"a string {reason}"))
         elif isinstance(node, _OutOfRange):
             faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
-        elif node is _LONG_KEY:
-            faults.append(JsonFault(where, f"a key longer than {limits.max_key} characters"))
+        elif isinstance(node, _BadKey):
+            faults.append(JsonFault(where, f"a key {node.reason}"))
         elif isinstance(node, dict | list | tuple):
             if depth >= limits.max_depth:
                 faults.append(JsonFault(where, _deep(limits)))
@@ -188,8 +195,9 @@ def value_faults(
                 children = []
                 for key, child in node.items():
                     at = member_path(where, str(key))
-                    if len(str(key)) > limits.max_key:  # reported in document order, before its value
-                        children.append((_LONG_KEY, at, depth))
+                    reason = _text_fault(str(key), limits.max_key)
+                    if reason is not None:  # reported in document order, before its value
+                        children.append((_BadKey(reason), at, depth))
                     children.append((child, at, depth + 1))
             else:
                 children = [(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(node)]
@@ -200,7 +208,7 @@ def value_faults(
 def _leaf_breaks(leaf: Any, limits: JsonLimits) -> bool:
     kind = type(leaf)
     if kind is str:
-        return bool(len(leaf) > limits.max_string)
+        return _text_fault(leaf, limits.max_string) is not None
     if kind is float:
         return not math.isfinite(leaf)
     if kind is int:
@@ -225,7 +233,7 @@ def _may_break(value: Any, limits: JsonLimits, depth: int) -> bool:
         if walked > limits.max_values:
             return True
         if type(node) is dict:
-            if any(len(str(key)) > max_key for key in node):
+            if any(_text_fault(str(key), max_key) is not None for key in node):
                 return True
             children = node.values()
         else:
@@ -233,7 +241,7 @@ def _may_break(value: Any, limits: JsonLimits, depth: int) -> bool:
         for child in children:
             kind = type(child)
             if kind is str:
-                if len(child) > max_string:
+                if len(child) > max_string or "\x00" in child or (not child.isascii() and _not_utf8(child)):
                     return True
             elif kind in _CONTAINERS:
                 stack.append((child, level + 1))
@@ -246,3 +254,24 @@ def _may_break(value: Any, limits: JsonLimits, depth: int) -> bool:
 
 
 _CONTAINERS = frozenset({dict, list, tuple})
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text_fault(text: str, max_length: int) -> str | None:
+    """Why a string (a value or a key) cannot be kept, or None. JSON's ``\\ud800`` escapes make
+    lone surrogates, which UTF-8 (SQLite's text, every JSON encoder downstream) cannot carry;
+    PostgreSQL refuses U+0000 in text and jsonb."""
+    if len(text) > max_length:
+        return f"longer than {max_length} characters"
+    if "\x00" in text:
+        return "with the character U+0000, which cannot be stored"
+    if not text.isascii() and _not_utf8(text):
+        return "with a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return None

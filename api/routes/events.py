@@ -50,42 +50,59 @@ _BODY_ADAPTER: TypeAdapter[list[EventIn] | _Envelope | EventIn] = TypeAdapter(
 )
 
 
-def _property_faults(properties: Any, depth: int, settings: Settings, limits: JsonLimits) -> list[Fault]:
-    """What api/body.py checks in other bodies, for one event's properties (``depth``: theirs in
-    the body), and their number."""
-    faults = value_faults(properties, limits, "$.properties", depth)
-    found = [Fault(path=f.path, message=f.message) for f in faults]
+def _event_faults(item: Any, depth: int, settings: Settings, limits: JsonLimits) -> list[Fault]:
+    """What api/body.py checks in other bodies, for one event (``depth``: the containers around
+    it in the body), and the number of its properties. Paths are the event's, as for its other
+    faults."""
+    found = [Fault(path=f.path, message=f.message) for f in value_faults(item, limits, "$", depth)]
+    properties = item.get("properties") if isinstance(item, dict) else None
     if isinstance(properties, dict) and len(properties) > settings.max_event_properties:
         message = f"{len(properties)} properties; at most {settings.max_event_properties}"
         found.append(Fault(path="$.properties", message=message))
     return found
 
 
+def _as_sent(event: EventIn) -> dict[str, Any]:
+    """The parts of an event the limits concern (its timestamp was parsed already)."""
+    return {
+        "id": event.id,
+        "profile_id": event.profile_id,
+        "name": event.name,
+        "properties": event.properties,
+    }
+
+
+def _shown_id(item_id: Any, limits: JsonLimits) -> str | None:
+    """The id a rejected event is reported with, when it can be shown (JSON can carry it back)."""
+    return item_id if isinstance(item_id, str) and not value_faults(item_id, limits) else None
+
+
 def _all_valid(raw: bytes, settings: Settings) -> tuple[list[EventIn], list[RejectedEvent]] | None:
-    """A body whose events pydantic takes (the usual case): those whose properties pass the
-    limits, and the others rejected; None when some event is invalid (then each is checked)."""
+    """A body whose events pydantic takes (the usual case): those within the limits, and the
+    others rejected; None when some event is invalid (then each is checked on its own)."""
     try:
         body = _BODY_ADAPTER.validate_json(raw)
     except ValidationError:
         return None
     if isinstance(body, _Envelope):
-        events, depth = body.events, 3  # $.events[i].properties
+        events, depth = body.events, 2  # $.events[i]
     elif isinstance(body, list):
-        events, depth = body, 2  # $[i].properties
+        events, depth = body, 1  # $[i]
     else:
-        events, depth = [body], 1
+        events, depth = [body], 0
     if len(events) > MAX_EVENTS_PER_CALL:
         raise ApiError(413, f"{len(events)} events in one call; send at most {MAX_EVENTS_PER_CALL}")
     limits = settings.json_limits()
+    sent = [_as_sent(e) for e in events]
     many = max((len(e.properties) for e in events), default=0) > settings.max_event_properties
-    if not many and not value_faults([e.properties for e in events], limits, depth=depth - 1):
-        return events, []  # the usual batch: one walk over all the properties
+    if not many and not value_faults(sent, limits, depth=depth - 1):
+        return events, []  # the usual batch: one walk over all of it
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
     for index, event in enumerate(events):
-        faults = _property_faults(event.properties, depth, settings, limits)
+        faults = _event_faults(sent[index], depth, settings, limits)
         if faults:
-            rejected.append(RejectedEvent(index=index, id=event.id, faults=faults))
+            rejected.append(RejectedEvent(index=index, id=_shown_id(event.id, limits), faults=faults))
         else:
             valid.append(event)
     return valid, rejected
@@ -98,19 +115,16 @@ def _one_by_one(body: Any, settings: Settings) -> tuple[list[EventIn], list[Reje
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
     for index, item in enumerate(_items(body)):
-        properties = item.get("properties") if isinstance(item, dict) else None
         # The limits first: a NaN or a 5,000-digit number must not reach pydantic.
-        faults = _property_faults(properties, depth + 1, settings, limits) if properties is not None else []
+        faults = _event_faults(item, depth, settings, limits)
         if not faults:
             try:
                 valid.append(EventIn.model_validate(item))
                 continue
             except ValidationError as error:
                 faults = [Fault(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in error.errors()]
-        item_id = item.get("id") if isinstance(item, dict) else None
-        rejected.append(
-            RejectedEvent(index=index, id=item_id if isinstance(item_id, str) else None, faults=faults)
-        )
+        item_id = _shown_id(item.get("id") if isinstance(item, dict) else None, limits)
+        rejected.append(RejectedEvent(index=index, id=item_id, faults=faults))
     return valid, rejected
 
 

@@ -85,7 +85,13 @@ class _Compiler:
 
     def _number_literal(self, value: float) -> ColumnElement[Any]:
         # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers).
-        return literal(value, Numeric) if self.pg else literal(value)
+        if self.pg:
+            return literal(value, Numeric)
+        # SQLite binds 64-bit integers only (OverflowError beyond, a 500); its JSON reads larger
+        # integers as REAL too, so compare those as doubles.
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return literal(float(value))
+        return literal(value)
 
     def compile(self, condition: Condition) -> ColumnElement[bool]:
         match condition:
