@@ -49,9 +49,22 @@ def dumps(value: Any) -> str:
 
 # ---------------------------------------------------------------- bodies a client sends
 
-# The largest integer a double holds without overflowing: beyond it SQLite reads the number as
-# Infinity, which is what 1e400 is refused for.
+# Integers of 1,024 bits may overflow a double: SQLite reads such a number as Infinity (what
+# 1e400 is refused for), and comparing it with a float raises OverflowError.
 _DOUBLE_MAX_BITS = 1024
+
+
+def _beyond_double(number: int) -> bool:
+    """An integer no double holds: float() overflows from 2**1024 - 2**970 (rounding) on."""
+    if number.bit_length() < _DOUBLE_MAX_BITS:
+        return False
+    try:
+        float(number)
+    except OverflowError:
+        return True
+    return False
+
+
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
 
 
@@ -177,7 +190,7 @@ def value_faults(
             if not math.isfinite(node):
                 faults.append(JsonFault(where, "not a finite number (NaN, Infinity, beyond ±1.8e308)"))
         elif isinstance(node, int):
-            if node.bit_length() > _DOUBLE_MAX_BITS:
+            if _beyond_double(node):
                 faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
         elif isinstance(node, str):
             reason = _text_fault(node, limits.max_string)
@@ -212,7 +225,7 @@ def _leaf_breaks(leaf: Any, limits: JsonLimits) -> bool:
     if kind is float:
         return not math.isfinite(leaf)
     if kind is int:
-        return bool(leaf.bit_length() > _DOUBLE_MAX_BITS)
+        return _beyond_double(leaf)
     return kind is _OutOfRange
 
 
