@@ -7,7 +7,7 @@ back as sent, or was refused with 422 and exactly the paths ``value_faults`` nam
 rules compare the fuzzed attribute are saved and list exactly the members the in-memory evaluator
 expects; flow stats, journeys and the inbox answer.
 
-Sized for the suite (``FLOWLINE_FUZZ_EXAMPLES``, default 25 per database, about 20 s in all). A
+Sized for the suite (``FLOWLINE_FUZZ_EXAMPLES``, default 50 per database, about 15 s in all). A
 longer run: ``FLOWLINE_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_fuzz_values.py``.
 """
 
@@ -180,7 +180,7 @@ _PUBLISHED: set[str] = set()
 
 @pytest.mark.usefixtures("worker")
 @settings(
-    max_examples=int(os.environ.get("FLOWLINE_FUZZ_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("FLOWLINE_FUZZ_EXAMPLES", "50")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
