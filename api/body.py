@@ -5,10 +5,11 @@ Content-Length), or as it streams in (bytes counted, never more buffered). ``Che
 the route class of every router (``api.app`` refuses to start with another), then reads each
 non-empty body as JSON, whatever its Content-Type says, since some routes parse their body
 themselves. A body that is not JSON (YAML flows, form posts, garbage) goes on to its route
-unchanged and keeps the answer it had. A JSON body is parsed once, kept for the route
-(``request.json()``), and refused with 422 and the path of each fault when it holds a number that
-is not finite, a string or key too long, or nesting too deep (``flowline.json_values``), before
-anything of it can be written.
+unchanged and keeps the answer it had (flows check their YAML with the same rules). A JSON body
+is parsed once, kept for the route (``request.json()``), and refused with 422 and the path of
+each fault (``flowline.json_values.value_faults``: numbers a double cannot hold, strings and keys
+too long or not storable, nesting too deep) before anything of it can be written. Only
+``BatchRoute`` (POST /v1/events) checks its items itself, to keep the valid events of a batch.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from api.errors import ApiError
 from flowline.json_values import JsonFault, JsonUnreadable, loads, value_faults
 from flowline.settings import Settings
 
-# Where the parsed body waits for the route (FastAPI and request.json() read it from Starlette's
-# cache attribute, set below; this key says the body was looked at).
+# Set in the request's scope once read_body parsed the body (kept in Starlette's request.json()
+# cache, where FastAPI's body reading finds it too).
 _PARSED = "flowline.json_body"
 
 

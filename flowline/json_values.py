@@ -115,20 +115,28 @@ def _int_or_marker(text: str) -> int | _OutOfRange:
 def loads(text: str | bytes, limits: JsonLimits = JsonLimits()) -> Any:
     """JSON as Python's ``json`` reads it, but never a RecursionError or a bare ValueError.
 
-    ``json.JSONDecodeError`` stays for text that is not JSON. Nesting too deep for Python's
-    parser (about 1,000 levels) and integers of more than 4,300 digits raise ``JsonUnreadable``
-    with the path; every other limit is ``value_faults``' business, on the parsed value.
+    ``json.JSONDecodeError`` (and UnicodeDecodeError) stay for text that is not JSON. Nesting too
+    deep for Python's parser (about 1,000 levels) raises ``JsonUnreadable`` with the path; an
+    integer of more than 4,300 digits (``int()`` refuses it) is read as a marker that
+    ``value_faults`` reports with the others.
     """
     try:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise
     except RecursionError:
-        source = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        raise JsonUnreadable([JsonFault(_too_deep_path(source, limits.max_depth), _deep(limits))]) from None
+        raise _too_deep(text, limits) from None
     except ValueError:
-        # Only int() raises a plain ValueError here: read again marking such numbers, for paths.
+        pass  # only int() raises a plain ValueError here: read again marking such numbers
+    try:
         return json.loads(text, parse_int=_int_or_marker)
+    except RecursionError:  # nesting after the number
+        raise _too_deep(text, limits) from None
+
+
+def _too_deep(text: str | bytes, limits: JsonLimits) -> JsonUnreadable:
+    source = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return JsonUnreadable([JsonFault(_too_deep_path(source, limits.max_depth), _deep(limits))])
 
 
 def _deep(limits: JsonLimits) -> str:

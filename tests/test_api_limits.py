@@ -22,7 +22,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from flowline.json_values import JsonLimits, loads, value_faults
+from flowline.json_values import JsonLimits, JsonUnreadable, loads, value_faults
 from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.tables import events
@@ -288,6 +288,12 @@ def test_yaml_aliases_cannot_make_the_walk_unbounded() -> None:
 def test_a_huge_integer_literal_is_read_with_a_path_not_a_value_error() -> None:
     value = loads('{"a": [1, 1' + "0" * 5000 + "]}")
     assert [f.path for f in value_faults(value)] == ["$.a[1]"]
+    # The number stops the first reading; nesting past the parser's stack after it, the second.
+    with pytest.raises(JsonUnreadable) as raised:
+        loads('{"a": 1' + "0" * 5000 + ', "b": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert raised.value.faults == [
+        ("$.b" + "[0]" * (LIMITS.max_depth - 1), f"nested deeper than {LIMITS.max_depth} levels")
+    ]
 
 
 @contextlib.asynccontextmanager
