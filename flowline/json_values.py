@@ -254,7 +254,7 @@ def _may_break(value: Any, limits: JsonLimits, depth: int) -> bool:
         if walked > limits.max_values:
             return True
         if type(node) is dict:
-            if any(_text_fault(str(key), max_key) is not None for key in node):
+            if node and _keys_break(node, max_key):
                 return True
             children = node.values()
         else:
@@ -269,12 +269,24 @@ def _may_break(value: Any, limits: JsonLimits, depth: int) -> bool:
             elif kind is float:
                 if not isfinite(child):
                     return True
+            elif kind is int:
+                if child.bit_length() >= _DOUBLE_MAX_BITS and _beyond_double(child):
+                    return True
             elif child is not None and kind is not bool and _leaf_breaks(child, limits):
                 return True
     return False
 
 
 _CONTAINERS = frozenset({dict, list, tuple})
+
+
+def _keys_break(node: dict[Any, Any], max_key: int) -> bool:
+    """Whether a key of ``node`` breaks a limit: its keys checked at once, in C, where they can be."""
+    try:
+        keys = "".join(node)
+    except TypeError:  # keys that are not strings (YAML): one by one
+        return any(_text_fault(str(key), max_key) is not None for key in node)
+    return bool(max(map(len, node)) > max_key or "\x00" in keys or (not keys.isascii() and _not_utf8(keys)))
 
 
 def _not_utf8(text: str) -> bool:
