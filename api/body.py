@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
-from flowline.json_values import JsonFault, JsonUnreadable, loads, value_faults
+from flowline.json_values import JsonFault, JsonUnreadable, loads, text_fault, value_faults
 from flowline.settings import Settings
 
 # Set in the request's scope once read_body parsed the body (kept in Starlette's request.json()
@@ -85,6 +85,21 @@ async def json_body(request: Request) -> Any:
         ) from error
 
 
+def _check_parameters(request: Request) -> None:
+    """Path and query parameters hold text the store can keep (PostgreSQL refuses U+0000: an id
+    with it was a 500), reported as FastAPI reports their other faults (``path.profile_id``)."""
+    max_string = _settings(request).max_string_chars
+    given = [("path", k, v) for k, v in request.path_params.items()]
+    given += [("query", k, v) for k, v in request.query_params.multi_items()]
+    faults = []
+    for where, name, value in given:
+        reason = text_fault(value, max_string) if isinstance(value, str) else None
+        if reason is not None:
+            faults.append(JsonFault(f"{where}.{name}", f"a parameter {reason}"))
+    if faults:
+        raise invalid(faults)
+
+
 class CheckedRoute(APIRoute):
     """Reads and checks the body before FastAPI's handler (see the module's docstring)."""
 
@@ -98,6 +113,7 @@ class CheckedRoute(APIRoute):
         parse_json = self.parse_json
 
         async def checked(request: Request) -> Response:
+            _check_parameters(request)
             if parse_json:
                 await read_body(request)
             else:

@@ -201,7 +201,7 @@ def value_faults(
             if _beyond_double(node):
                 faults.append(JsonFault(where, "a number beyond the range of a double (±1.8e308)"))
         elif isinstance(node, str):
-            reason = _text_fault(node, limits.max_string)
+            reason = text_fault(node, limits.max_string)
             if reason is not None:
                 faults.append(JsonFault(where, f"a string {reason}"))
         elif isinstance(node, _OutOfRange):
@@ -216,7 +216,7 @@ def value_faults(
                 children = []
                 for key, child in node.items():
                     at = member_path(where, str(key))
-                    reason = _text_fault(str(key), limits.max_key)
+                    reason = text_fault(str(key), limits.max_key)
                     if reason is not None:  # reported in document order, before its value
                         children.append((_BadKey(reason), at, depth))
                     children.append((child, at, depth + 1))
@@ -229,7 +229,7 @@ def value_faults(
 def _leaf_breaks(leaf: Any, limits: JsonLimits) -> bool:
     kind = type(leaf)
     if kind is str:
-        return _text_fault(leaf, limits.max_string) is not None
+        return text_fault(leaf, limits.max_string) is not None
     if kind is float:
         return not math.isfinite(leaf)
     if kind is int:
@@ -285,7 +285,7 @@ def _keys_break(node: dict[Any, Any], max_key: int) -> bool:
     try:
         keys = "".join(node)
     except TypeError:  # keys that are not strings (YAML): one by one
-        return any(_text_fault(str(key), max_key) is not None for key in node)
+        return any(text_fault(str(key), max_key) is not None for key in node)
     return bool(max(map(len, node)) > max_key or "\x00" in keys or (not keys.isascii() and _not_utf8(keys)))
 
 
@@ -297,7 +297,7 @@ def _not_utf8(text: str) -> bool:
     return False
 
 
-def _text_fault(text: str, max_length: int) -> str | None:
+def text_fault(text: str, max_length: int) -> str | None:
     """Why a string (a value or a key) cannot be kept, or None. JSON's ``\\ud800`` escapes make
     lone surrogates, which UTF-8 (SQLite's text, every JSON encoder downstream) cannot carry;
     PostgreSQL refuses U+0000 in text and jsonb."""

@@ -267,6 +267,18 @@ async def test_attribute_and_property_counts_are_limited(api: httpx.AsyncClient)
     ]
 
 
+async def test_parameters_with_text_the_store_cannot_keep_are_422(api: httpx.AsyncClient) -> None:
+    # PostgreSQL refuses U+0000 in text: these were 500s there (SQLite kept the id).
+    response = await api.put("/v1/profiles/a%00b", json={"attributes": {}})
+    assert response.status_code == 422, response.text
+    assert paths(response) == ["path.profile_id"]
+    response = await api.get("/v1/journeys", params={"flow": "a\x00", "profile": "b"})
+    assert response.status_code == 422, response.text
+    assert paths(response) == ["query.flow"]
+    assert (await api.get("/v1/profiles/a%00b")).status_code == 422
+    assert (await api.get("/v1/journeys", params={"flow": "a", "profile": "b"})).status_code == 200
+
+
 async def test_unparsable_bodies_keep_their_answer(api: httpx.AsyncClient) -> None:
     for url, method in (("/v1/profiles/p", "PUT"), ("/v1/events", "POST")):
         response = await api.request(method, url, content='{"attributes": ', headers=JSON)
