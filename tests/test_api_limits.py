@@ -18,10 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import APIRouter
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
+from api.app import create_app, unchecked_routes
 from flowline.json_values import JsonLimits, JsonUnreadable, loads, value_faults
 from flowline.settings import Settings
 from flowline.store.database import Store
@@ -286,6 +287,16 @@ async def test_unparsable_bodies_keep_their_answer(api: httpx.AsyncClient) -> No
         assert faults(response) == [{"path": "$[15]", "message": "JSON decode error"}]
     response = await api.put("/v1/flows/f", content="a: [", headers={"Content-Type": "application/yaml"})
     assert response.status_code == 422 and paths(response) == ["$"]
+
+
+def test_every_route_reads_its_body_through_the_checks() -> None:
+    app = create_app(Settings(codec_endpoint=True))
+    assert unchecked_routes(app) == []
+    # A router made without the route class is found (create_app refuses to start with one).
+    plain = APIRouter(prefix="/v1/forgotten")
+    plain.add_api_route("/route", lambda: None, methods=["POST"])
+    app.include_router(plain)
+    assert unchecked_routes(app) == ["/v1/forgotten/route"]
 
 
 def test_yaml_aliases_cannot_make_the_walk_unbounded() -> None:
