@@ -173,9 +173,9 @@ async def check_segments(api: httpx.AsyncClient, profile_id: str, value: Any, no
         assert (profile_id in members.json()["members"]) == expected, (rule, facts.attributes)
 
 
-# The workspaces whose flow is published: the api fixture (one workspace) lives for the whole test,
-# across hypothesis's examples.
-_PUBLISHED: set[str] = set()
+# Journeys started so far per workspace whose flow is published: the api fixture (one workspace)
+# lives for the whole test, across hypothesis's examples.
+_STARTED: dict[str, int] = {}
 
 
 @pytest.mark.usefixtures("worker")
@@ -194,9 +194,9 @@ async def test_fuzzed_values_never_break_a_workspace(
     api: httpx.AsyncClient, temporal: WorkflowEnvironment, value: Any
 ) -> None:
     workspace_key = api.headers["Authorization"]
-    if workspace_key not in _PUBLISHED:
+    if workspace_key not in _STARTED:
         await publish(api, flow("fz"))
-        _PUBLISHED.add(workspace_key)
+        _STARTED[workspace_key] = 0
     profile_id = f"p-{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
 
@@ -248,8 +248,14 @@ async def test_fuzzed_values_never_break_a_workspace(
         inbox = await api.get(f"/v1/profiles/{profile_id}/inbox")
         assert inbox.status_code == 200, inbox.text
         assert len(inbox.json()["messages"]) == 1
+        _STARTED[workspace_key] += 1
+        listed = await api.get("/v1/journeys", params={"flow": "fz", "profile": profile_id})
+        assert [j["id"] for j in listed.json()["journeys"]] == [journey_id], listed.text
 
-    # The workspace as a whole still answers.
-    for url in ("/v1/flows/fz/stats", f"/v1/journeys?flow=fz&profile={profile_id}", "/v1/segments"):
+    # The workspace as a whole still answers, and its stats count every journey started.
+    stats = await api.get("/v1/flows/fz/stats")
+    assert stats.status_code == 200, stats.text
+    assert sum(v["entered"] for v in stats.json()["versions"]) == _STARTED[workspace_key]
+    for url in (f"/v1/journeys?flow=fz&profile={profile_id}", "/v1/segments", "/v1/flows"):
         response = await api.get(url)
         assert response.status_code == 200, (url, response.text)
