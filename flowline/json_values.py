@@ -42,3 +42,26 @@ def is_finite(value: Any) -> bool:
 def dumps(value: Any) -> str:
     """JSON text for the store; ValueError on a non-finite number instead of writing ``NaN``."""
     return json.dumps(value, allow_nan=False)
+
+
+def without_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` with every NaN / ±Infinity made null, everything else kept as it was (key order
+    and list positions included), and how many were made null. For repairing stored documents."""
+    if isinstance(value, float):
+        return (value, 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        repaired: dict[Any, Any] = {}
+        count = 0
+        for key, item in value.items():
+            repaired[key], found = without_non_finite(item)
+            count += found
+        return repaired, count
+    if isinstance(value, list):
+        items: list[Any] = []
+        count = 0
+        for item in value:
+            kept, found = without_non_finite(item)
+            items.append(kept)
+            count += found
+        return items, count
+    return value, 0
