@@ -38,6 +38,10 @@ _MISSING = object()
 # "nan" or "1_000"), so that SQL (flowline/conditions/sql.py) reads exactly the same numbers.
 NUMERIC_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"
 _NUMERIC = re.compile(NUMERIC_TEXT)
+# Longer numeric strings are not numbers: PostgreSQL's numeric takes at most 16,383 digits after
+# the point, and a cast of a longer one failed the whole segment query (with the exponent's two
+# digits, 16,000 characters always fit).
+NUMERIC_TEXT_MAX = 16_000
 
 
 def plain_number(value: Any) -> float | None:
@@ -46,7 +50,7 @@ def plain_number(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+    if isinstance(value, str) and len(value) <= NUMERIC_TEXT_MAX and _NUMERIC.fullmatch(value):
         return float(value)
     return None
 

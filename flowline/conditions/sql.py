@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
-from flowline.conditions.property_filter import NUMERIC_TEXT, PropertyFilter, plain_number
+from flowline.conditions.property_filter import NUMERIC_TEXT, NUMERIC_TEXT_MAX, PropertyFilter, plain_number
 from flowline.conditions.rules import (
     DAY_OFFSET_OPS,
     WINDOW_OPS,
@@ -327,7 +327,10 @@ class _Compiler:
             raw = value.text()
             return case(
                 (kind == "number", cast(raw, Numeric)),
-                (and_(kind == "string", raw.op("~")(NUMERIC_TEXT)), cast(func.btrim(raw), Numeric)),
+                (
+                    and_(kind == "string", func.length(raw) <= NUMERIC_TEXT_MAX, raw.op("~")(NUMERIC_TEXT)),
+                    cast(func.btrim(raw), Numeric),
+                ),
                 else_=None,
             )
         return case(
