@@ -22,7 +22,7 @@ from flowline.conditions.evaluate import evaluate
 from flowline.conditions.facts import ProfileFacts
 from flowline.conditions.rules import Condition
 from flowline.segment_clock import ClockResult, ClockTick
-from flowline.store import segment_members, segments_query
+from flowline.store import entry_candidates, segment_members, segments_query
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import events, profiles
 from tests.conftest import Tenant
@@ -240,3 +240,36 @@ async def test_the_happy_path_runs_the_statements_it_always_did(store: Store, te
         event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
     queries = [s for s in statements if "set_config" not in s]
     assert len(queries) == 4, queries
+
+
+async def test_scheduled_entry_pages_skip_an_unreadable_profile(
+    store: Store, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``audience`` or ``date`` flow's run pages through the same SQL: the bad row is skipped,
+    every page past it still comes, in id order."""
+    sqlite_only(store)
+    people = {f"p{i}": {"plan": "pro", "birthday": "1990-12-04"} for i in range(7)}
+    await add_people(store, tenant.id, people)
+    await write_raw(store, tenant.id, "profiles", ["p3"], '{"plan":"pro","birthday":"1990-12-04","x":NaN}')
+    condition: Condition = segment_members._RULE.validate_python(PRO)
+    at = utcnow() + timedelta(minutes=1)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    audience: list[list[str]] = []
+    dated: list[list[str]] = []
+    after: str | None = None
+    async with store.connect() as conn:
+        while page := await entry_candidates.audience_page(
+            conn, tenant.id, condition, at, after=after, limit=2
+        ):
+            audience.append(page)
+            after = page[-1]
+        after = None
+        while rows := await entry_candidates.dated_page(
+            conn, tenant.id, "birthday", ["12-04"], 6, at, None, after=after, limit=4
+        ):
+            dated.append([r[0] for r in rows])
+            after = rows[-1][0]
+    assert audience == [["p0", "p1"], ["p2", "p4"], ["p5", "p6"]]
+    assert dated == [["p0", "p1", "p2", "p4"], ["p5", "p6"]]
+    # Once per run: only the page whose scan reaches p3 fails (pages stop at their limit).
+    assert sum(m.startswith("profile p3 ") for m in skipped(caplog)) == 2

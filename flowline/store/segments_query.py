@@ -13,7 +13,7 @@ compiled SQL has no such failure: jsonb holds no malformed value and every cast 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -85,7 +85,7 @@ async def members(
     try:
         return list((await conn.execute(query)).scalars().all())
     except DBAPIError as error:
-        if not _row_fault(conn, error):
+        if not row_fault(conn, error):
             raise
     found = sorted(await _tolerant_matching(conn, workspace_id, condition, now, None))
     return found[offset : offset + limit]
@@ -99,7 +99,7 @@ async def count(conn: AsyncConnection, workspace_id: str, condition: Condition, 
     try:
         return int((await conn.execute(query)).scalar_one())
     except DBAPIError as error:
-        if not _row_fault(conn, error):
+        if not row_fault(conn, error):
             raise
     return len(await _tolerant_matching(conn, workspace_id, condition, now, None))
 
@@ -122,7 +122,7 @@ async def matching(
     try:
         return {str(i) for i in (await conn.execute(query)).scalars()}
     except DBAPIError as error:
-        if not _row_fault(conn, error):
+        if not row_fault(conn, error):
             raise
     return await _tolerant_matching(conn, workspace_id, condition, now, profile_ids)
 
@@ -143,7 +143,7 @@ async def _tolerant_matching(
         )
         return [str(i) for i in (await conn.execute(query)).scalars()]
 
-    return set(await _per_profile(conn, workspace_id, profile_ids, run))
+    return set(await skipping_unreadable(conn, workspace_id, profile_ids, run))
 
 
 async def membership_changes(
@@ -181,14 +181,14 @@ async def membership_changes(
             )
         ).all()
     except DBAPIError as error:
-        if not _row_fault(conn, error):
+        if not row_fault(conn, error):
             raise
 
         async def run(chunk: list[str]) -> Sequence[Any]:
             return (await conn.execute(query.where(profiles.c.id.in_(chunk)))).all()
 
         # An unreadable profile is neither entering nor leaving: its membership stays as it was.
-        rows = sorted(await _per_profile(conn, workspace_id, profile_ids, run), key=lambda r: r.id)
+        rows = sorted(await skipping_unreadable(conn, workspace_id, profile_ids, run), key=lambda r: r.id)
     entering: list[str] = []
     leaving: dict[str, datetime] = {}
     for row in rows:
@@ -199,40 +199,61 @@ async def membership_changes(
     return entering, leaving
 
 
-def _row_fault(conn: AsyncConnection, error: DBAPIError) -> bool:
+def row_fault(conn: AsyncConnection, error: DBAPIError) -> bool:
     """Whether ``error`` comes from one row's data (see the module's docstring)."""
     return conn.dialect.name == "sqlite" and any(fault in str(error.orig) for fault in _ROW_FAULTS)
 
 
-async def _per_profile(
+async def skipping_unreadable(
     conn: AsyncConnection,
     workspace_id: str,
     profile_ids: Collection[str] | None,
     run: Callable[[list[str]], Awaitable[Sequence[T]]],
+    *,
+    after: str | None = None,
+    enough: int | None = None,
 ) -> list[T]:
-    """``run`` over chunks of ``profile_ids`` (None: the workspace's profiles), halving a chunk
-    that fails on a row until the one profile is left, which is skipped and logged."""
-    if profile_ids is None:
-        query = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id).order_by(profiles.c.id)
-        ids = [str(i) for i in (await conn.execute(query)).scalars()]
-    else:
-        ids = sorted(profile_ids)
-    pending = [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
-    pending.reverse()
+    """``run`` over chunks of ``profile_ids`` (None: the workspace's profiles past ``after``, in id
+    order), halving a chunk that fails on a row until the one profile is left, which is skipped
+    and logged. Stops once ``enough`` results are found (a page)."""
     found: list[T] = []
-    while pending:
-        chunk = pending.pop()
-        try:
-            found.extend(await run(chunk))
-        except DBAPIError as error:
-            if not _row_fault(conn, error):
-                raise
-            if len(chunk) == 1:
-                await _log_unreadable(conn, workspace_id, chunk[0], error)
-            else:
-                half = len(chunk) // 2
-                pending += [chunk[half:], chunk[:half]]
+    async for ids in _id_chunks(conn, workspace_id, profile_ids, after):
+        pending = [ids]
+        while pending:
+            chunk = pending.pop()
+            try:
+                found.extend(await run(chunk))
+            except DBAPIError as error:
+                if not row_fault(conn, error):
+                    raise
+                if len(chunk) == 1:
+                    await _log_unreadable(conn, workspace_id, chunk[0], error)
+                else:
+                    half = len(chunk) // 2
+                    pending += [chunk[half:], chunk[:half]]
+        if enough is not None and len(found) >= enough:
+            break
     return found
+
+
+async def _id_chunks(
+    conn: AsyncConnection, workspace_id: str, profile_ids: Collection[str] | None, after: str | None
+) -> AsyncIterator[list[str]]:
+    if profile_ids is not None:
+        ids = sorted(profile_ids)
+        for start in range(0, len(ids), _CHUNK):
+            yield ids[start : start + _CHUNK]
+        return
+    while True:
+        query = select(profiles.c.id).where(profiles.c.workspace_id == workspace_id)
+        if after is not None:
+            query = query.where(profiles.c.id > after)
+        chunk = [str(i) for i in (await conn.execute(query.order_by(profiles.c.id).limit(_CHUNK))).scalars()]
+        if chunk:
+            yield chunk
+        if len(chunk) < _CHUNK:
+            return
+        after = chunk[-1]
 
 
 async def _log_unreadable(
