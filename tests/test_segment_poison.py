@@ -24,6 +24,7 @@ from flowline.conditions.rules import Condition
 from flowline.segment_clock import ClockResult, ClockTick
 from flowline.store import entry_candidates, segment_members, segments_query
 from flowline.store.database import Store, utcnow
+from flowline.store.profile_facts import load_profile_facts
 from flowline.store.tables import events, profiles
 from tests.conftest import Tenant
 from workflows.routing import JourneyLauncher
@@ -273,3 +274,109 @@ async def test_scheduled_entry_pages_skip_an_unreadable_profile(
     assert dated == [["p0", "p1", "p2", "p4"], ["p5", "p6"]]
     # Once per run: only the page whose scan reaches p3 fails (pages stop at their limit).
     assert sum(m.startswith("profile p3 ") for m in skipped(caplog)) == 2
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"v": [value]}
+    return value
+
+
+# Values a client could store before any limit, each as attribute ``v`` and as an order's ``total``.
+EDGE_VALUES: list[Any] = [
+    10**400,
+    -(10**400),
+    1e308,
+    -0.0,
+    5,
+    "5",
+    "1e99",
+    "-1E-99",
+    "9" * 20_000,
+    "0." + "1" * 16_384,
+    "0." + "1" * 15_998,
+    "١٢",  # Arabic-Indic digits: not a number
+    " 5",
+    "x" * 100_000,
+    "2026-02-30",
+    "0001-01-01T00:00:00+23:59",
+    "0001-01-01",
+    "9999-12-31",
+    "9999-12-31T23:59:59-23:59",
+    "2026-11-30T12:00:00Z",
+    True,
+    None,
+    [],
+    [5, "5", [5]],
+    {"a": 5},
+    _deep(200),
+]
+ZONES = [None, "Z" * 300, "+05:00", "Pacific/Kiritimati", "Pacific/Honolulu", 5]
+EDGE_RULES: list[dict[str, Any]] = [
+    *(
+        {"attribute": "v", "op": op, "value": 5}
+        for op in ("is", "less_than", "greater_than_or_equal", "is_not")
+    ),
+    *({"attribute": "v", "op": op, "value": "5"} for op in ("contains", "starts_with", "ends_with")),
+    *(
+        {"attribute": "v", "op": op, "value": value}
+        for op, value in (
+            ("before", "2026-01-01"),
+            ("after", "2026-01-01T00:00:00"),
+            ("was_within", "7d"),
+            ("was", "3d"),
+            ("will_be_in", "1d"),
+        )
+    ),
+    {"attribute": "v", "op": "was_today"},
+    {"attribute": "v", "op": "is", "value": True},
+    {"attribute": "v", "op": "is_empty"},
+    *(
+        {"event": "order", "where": [{"property": "total", "op": op, "value": value}]}
+        for op, value in (
+            ("greater_than", 0.1),
+            ("less_than_or_equal", 5),
+            ("is", 5),
+            ("is_not", "5"),
+            ("contains", 5),
+            ("starts_with", "9"),
+            ("is_empty", None),
+        )
+    ),
+]
+
+
+async def test_edge_values_answer_on_both_databases_as_in_memory(store: Store, tenant: Tenant) -> None:
+    """Every rule kind over extreme stored values and time zones: on PostgreSQL no statement
+    fails, and on both databases the SQL answers what the in-memory evaluator answers, for every
+    profile it can evaluate; SQLite skips exactly those it cannot (a date-time past year 9999 in
+    UTC, which the evaluator cannot take either)."""
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    people: dict[str, dict[str, Any]] = {}
+    for i, value in enumerate(EDGE_VALUES):
+        # Zones matter to dates only (and each costs PostgreSQL a pg_timezone_names lookup).
+        zones = ZONES if isinstance(value, str) and value[:4].isdigit() and value[4:5] == "-" else [None]
+        for j, zone in enumerate(zones):
+            people[f"e{i:02d}-{j}"] = {"v": value} if zone is None else {"v": value, "timezone": zone}
+    await add_people(store, tenant.id, people)
+    await add_orders(store, tenant.id, {p: a["v"] for p, a in people.items()})
+    async with store.connect() as conn:
+        facts = {p: await load_profile_facts(conn, tenant.id, p, event_names=["order"]) for p in people}
+    for rule in EDGE_RULES:
+        condition: Condition = segment_members._RULE.validate_python(rule)
+        async with store.connect() as conn:
+            found = await segments_query.matching(conn, tenant.id, condition, now)
+            counted = await segments_query.count(conn, tenant.id, condition, now)
+        expected: set[str] = set()
+        unreadable: set[str] = set()
+        for profile_id, known in facts.items():
+            try:
+                if evaluate(condition, known, now):
+                    expected.add(profile_id)
+            except OverflowError:
+                unreadable.add(profile_id)
+        assert found - unreadable == expected, rule
+        if store.dialect == "sqlite":
+            assert not found & unreadable, rule
+        assert counted == len(found), rule

@@ -11,6 +11,7 @@ objects only (a numeric part never indexes a list).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -48,8 +49,13 @@ def plain_number(value: Any) -> float | None:
     """A JSON number, or a numeric string (see NUMERIC_TEXT), as a float; None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a double: infinite, as SQLite reads it
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str) and len(value) <= NUMERIC_TEXT_MAX and _NUMERIC.fullmatch(value):
         return float(value)
     return None

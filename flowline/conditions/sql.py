@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, assert_never
 
 from sqlalchemy import (
@@ -84,8 +85,13 @@ class _Compiler:
         self.pg, self.audience = dialect == "postgresql", audience
 
     def _number_literal(self, value: float) -> ColumnElement[Any]:
-        # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers).
-        return literal(value, Numeric) if self.pg else literal(value)
+        # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers). A
+        # float goes as a Decimal of its shortest text, the number the rule wrote: psycopg binds a
+        # float as float8, and numeric > float8 compared in float8, so a stored 1e400 failed the
+        # statement (out of range for type double precision).
+        if not self.pg:
+            return literal(value)
+        return literal(Decimal(repr(value)) if isinstance(value, float) else value, Numeric)
 
     def compile(self, condition: Condition) -> ColumnElement[bool]:
         match condition:
