@@ -295,5 +295,7 @@ async def _log_unreadable(
         profile_id,
         workspace_id,
         error.orig,
-        f"; malformed JSON: {', '.join(malformed)}" if malformed else "",
+        f"; malformed JSON: {', '.join(malformed)} (python cli.py repair-json makes NaN / Infinity null)"
+        if malformed
+        else "",
     )
