@@ -25,7 +25,7 @@ from flowline.segment_clock import ClockResult, ClockTick
 from flowline.store import entry_candidates, segment_members, segments_query
 from flowline.store.database import Store, utcnow
 from flowline.store.profile_facts import load_profile_facts
-from flowline.store.tables import events, profiles
+from flowline.store.tables import events, profiles, segments
 from tests.conftest import Tenant
 from workflows.routing import JourneyLauncher
 
@@ -380,3 +380,38 @@ async def test_edge_values_answer_on_both_databases_as_in_memory(store: Store, t
         if store.dialect == "sqlite":
             assert not found & unreadable, rule
         assert counted == len(found), rule
+
+
+async def test_a_stored_rule_that_no_longer_validates_skips_that_segment_only(
+    api: httpx.AsyncClient,
+    store: Store,
+    tenant: Tenant,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rule whose NaN migration 0018 made null (``greater_than`` then has no number) failed the
+    validation of every segment read, so the clock stopped for every workspace."""
+    await add_people(store, tenant.id, pros(6))
+    await put_segment(api, "broken", PRO)
+    await put_segment(api, "pros", PRO)
+    async with store.begin() as conn:
+        await conn.execute(
+            segments.update()
+            .where(segments.c.workspace_id == tenant.id, segments.c.id == "broken")
+            .values(rule={"attribute": "score", "op": "greater_than", "value": None})
+        )
+        await conn.execute(
+            profiles.update()
+            .where(profiles.c.workspace_id == tenant.id, profiles.c.id == "p0001")
+            .values(attributes={"plan": "pro"})
+        )
+    caplog.set_level(logging.WARNING, logger="flowline.store.segment_members")
+    clock = SegmentClockActivities(store, JourneyLauncher(store, temporal.client, task_queue))
+    result = await clock.reevaluate_segments(ClockTick(now=utcnow(), workspace_id=tenant.id))
+    assert result == ClockResult(segments=1, entered=1, exited=0)
+    assert await stored_members(store, tenant, "pros") == ["p0000", "p0001", "p0003"]
+    assert any(m.startswith(f"segment broken of workspace {tenant.id} skipped") for m in caplog.messages)
+    # Saved anew, it is evaluated again.
+    await put_segment(api, "broken", PRO)
+    assert await stored_members(store, tenant, "broken") == ["p0000", "p0001", "p0003"]
