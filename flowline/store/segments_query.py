@@ -5,9 +5,10 @@ malformed (NaN / Infinity stored before they were refused) or a value a register
 cannot take (a date-time beyond year 9999 in the profile's zone) fails the statement that reads
 it. Then, and only then, the same query runs again restricted to chunks of profile ids, a failing
 chunk is halved down to the one profile that fails, and that profile is skipped and logged with
-its id (``unreadable``); the happy path runs exactly the statements it always did. PostgreSQL's
-compiled SQL has no such failure: jsonb holds no malformed value and every cast is guarded
-(tests/test_segment_poison.py tries the values that could break one).
+its id (``skipping_unreadable``); the happy path runs exactly the statements it always did.
+PostgreSQL's compiled SQL has no such failure: jsonb holds no malformed value, and the casts that
+could fail on a value (a numeric string too long for numeric, a number beyond a double compared
+in float8) are guarded in flowline/conditions/sql.py; tests/test_segment_poison.py tries them.
 """
 
 from __future__ import annotations
