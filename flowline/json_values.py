@@ -39,6 +39,15 @@ def is_finite(value: Any) -> bool:
     return next(non_finite_paths(value), None) is None
 
 
+def non_finite_error(value: Any, path: str = "$") -> str | None:
+    """Why ``value`` cannot be kept (naming where its NaN / Infinity sit below ``path``), or None."""
+    found = list(non_finite_paths(value, path))
+    if not found:
+        return None
+    where = "" if found == [path] else f" at {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}"
+    return f"NaN or Infinity (not a finite number){where}"
+
+
 def dumps(value: Any) -> str:
     """JSON text for the store; ValueError on a non-finite number instead of writing ``NaN``."""
     return json.dumps(value, allow_nan=False)
