@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from flowline.store import events, profiles, segments
+from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from flowline.store.tables import events as events_table
 from flowline.store.tables import profiles as profiles_table
@@ -88,3 +89,45 @@ async def test_the_stored_text_is_json_every_database_reads(store: Store, tenant
             text(f"SELECT {function} FROM profiles WHERE workspace_id = :w AND id = 'p'"), {"w": tenant.id}
         )
     assert float(found) == 1.5
+
+
+async def _poison(store: Store, tenant: Tenant, profile_id: str) -> None:
+    """What SQLite may hold from before the store refused non-finite numbers (PostgreSQL's JSONB
+    never took them)."""
+    async with store.begin() as conn:
+        await profiles.upsert_profile(store, conn, tenant.id, profile_id, {})
+        await conn.execute(
+            text("UPDATE profiles SET attributes = :poison WHERE workspace_id = :w AND id = :p"),
+            {"poison": '{"a": NaN, "deep": [1, -Infinity], "keep": "x"}', "w": tenant.id, "p": profile_id},
+        )
+
+
+async def test_a_profile_holding_nan_from_before_still_takes_changes(store: Store, tenant: Tenant) -> None:
+    """Without this, every merge into such a profile would fail for good (PUT /v1/profiles a 500,
+    a profile step a day of retries) until the repair ran: the old values are written back as null."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL's JSONB never held NaN or Infinity")
+    await _poison(store, tenant, "api")
+    async with store.begin() as conn:
+        row, _ = await profiles.upsert_profile(store, conn, tenant.id, "api", {"b": 2})
+    assert row["attributes"] == {"a": None, "deep": [1, None], "keep": "x", "b": 2}
+
+    await _poison(store, tenant, "flow")
+    origin = changes.Origin(flow_id="f", journey_id="j-1", step_id="s", iteration=1)
+    async with store.begin() as conn:
+        altered = await changes.change_attributes(
+            store, conn, tenant.id, "flow", {"b": 2, "keep": "x"}, origin
+        )
+    assert altered == {"b": {"from": None, "to": 2}}
+    async with store.connect() as conn:
+        stored = await profiles.get_profile(conn, tenant.id, "flow")
+        event = (
+            await conn.execute(
+                select(events_table.c.properties).where(
+                    events_table.c.workspace_id == tenant.id,
+                    events_table.c.id == origin.event_id("profile_changed", "flow"),
+                )
+            )
+        ).scalar_one()
+    assert stored is not None and stored["attributes"] == {"a": None, "deep": [1, None], "keep": "x", "b": 2}
+    assert event["changed"] == {"b": {"from": None, "to": 2}}
