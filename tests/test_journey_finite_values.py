@@ -7,6 +7,7 @@ HTTP server on 127.0.0.1, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -14,13 +15,15 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.graph import CONTINUE
-from flowline.journey import JourneyState, PathEntry
+from flowline.journey import CallApiResult, ExpressionsResult, JourneyState, PathEntry
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from tests.conftest import Tenant, finish
+from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, Reply
 from tests.test_journeys import publish
 from tests.test_profile_changes import profile, system_events
+from workflows.payload_codec import data_converter
 
 NOT_FINITE = "NaN or Infinity (not a finite number)"
 
@@ -173,3 +176,20 @@ async def test_add_to_flow_with_an_infinite_variable_starts_nothing_and_takes_fa
     assert entry.error == f"variable n: '-1e308 * 10.0' gave {NOT_FINITE}"
     assert entry.started_journey is None
     assert (await api.get("/v1/journeys", params={"flow": "target"})).json()["journeys"] == []
+
+
+def test_no_nan_or_infinity_reaches_workflow_code() -> None:
+    """Why the interpreter needs no check (and no patch): every value crosses into the workflow
+    in a pydantic model, and pydantic writes a NaN or Infinity as null. Before the activities
+    refused them, ``1.0 / 0.0`` thus set its variable to null with no error on the path."""
+    converter = data_converter(TEST_PAYLOAD_KEYS).payload_converter
+    results = [
+        ExpressionsResult(values={"x": math.inf, "y": [math.nan]}),
+        CallApiResult(branch="success", variables={"t": -math.inf}),
+    ]
+    expression, call = [
+        converter.from_payload(payload, type(result))
+        for payload, result in zip(converter.to_payloads(results), results, strict=True)
+    ]
+    assert expression.values == {"x": None, "y": [None]}
+    assert call.variables == {"t": None}
