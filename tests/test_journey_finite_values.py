@@ -7,11 +7,14 @@ HTTP server on 127.0.0.1, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.graph import CONTINUE
@@ -193,3 +196,57 @@ def test_no_nan_or_infinity_reaches_workflow_code() -> None:
     ]
     assert expression.values == {"x": None, "y": [None]}
     assert call.variables == {"t": None}
+
+
+def _strict_json(body: bytes) -> Any:
+    """JSON as RFC 8259 has it: Python's json.loads would take NaN and Infinity."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+async def test_a_nan_stored_before_goes_out_as_null_in_webhooks_and_calls(
+    api: httpx.AsyncClient,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    sink: HttpSink,
+    store: Store,
+    tenant: Tenant,
+) -> None:
+    """A profile attribute SQLite still holds as NaN from before the store refused it (until the
+    repair runs) reaches no receiver: the journey's activities read it as null."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL's JSONB never held NaN or Infinity")
+    assert (await api.put("/v1/profiles/ada", json={"attributes": {"plan": "free"}})).status_code in (
+        200,
+        201,
+    )
+    async with store.begin() as conn:
+        await conn.execute(
+            text("UPDATE profiles SET attributes = :a WHERE workspace_id = :w AND id = 'ada'"),
+            {"a": '{"plan": "free", "score": NaN, "deep": [Infinity]}', "w": tenant.id},
+        )
+    hook = {"type": "webhook", "url": f"{sink.url}/hook", "data": {"n": 1}}
+    call = {
+        "id": "call",
+        "type": "call_api",
+        "method": "POST",
+        "url": f"{sink.url}/call",
+        "body": {"json": {"score": "{{ profile.score }}", "deep": "{{ profile.deep }}"}},
+    }
+    document = flow(hook)
+    document["steps"].insert(1, call)
+    await publish(api, document)
+    started = await api.post("/v1/flows/computes/journeys", json={"profile_id": "ada"})
+    state = await finish(temporal, started.json()["journey_id"])
+    assert [(p.step, p.branch) for p in state.path] == [
+        ("compute", "sent"),
+        ("call", "success"),
+        ("after", "sent"),
+    ]
+    [sent] = sink.on("/hook")
+    assert _strict_json(sent.body)["profile"] == {"id": "ada", "plan": "free", "score": None, "deep": [None]}
+    [called] = sink.on("/call")
+    assert _strict_json(called.body) == {"score": None, "deep": [None]}
