@@ -39,6 +39,31 @@ def is_finite(value: Any) -> bool:
     return next(non_finite_paths(value), None) is None
 
 
+def non_finite_error(value: Any, path: str = "$") -> str | None:
+    """Why ``value`` cannot be kept (naming where its NaN / Infinity sit below ``path``), or None."""
+    found = list(non_finite_paths(value, path))
+    if not found:
+        return None
+    where = "" if found == [path] else f" at {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}"
+    return f"NaN or Infinity (not a finite number){where}"
+
+
+def nulled(value: Any) -> Any:
+    """``value`` with each NaN / ±Infinity made null, as the repair of issue 12 does: what SQLite may
+    still hold from before the store refused them, read back so that writing it again cannot fail."""
+    return value if is_finite(value) else _nulled(value)
+
+
+def _nulled(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nulled(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> str:
     """JSON text for the store; ValueError on a non-finite number instead of writing ``NaN``."""
     return json.dumps(value, allow_nan=False)
