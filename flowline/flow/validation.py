@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
 from flowline.document_paths import error_path
+from flowline.engine_events import filter_faults
 from flowline.flow.base import PATTERN_MEANINGS, STRICT_TEMPLATES
 from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import (
@@ -199,7 +200,10 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         flow = FlowDocument.model_validate(document, context={STRICT_TEMPLATES: True})
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
-    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps)]))
+    # Filters on the engine's own events that can never match (new documents only: stored
+    # versions load with model_validate, unchecked, so journeys in flight keep running).
+    engine = [FlowFault(path, message) for path, message in filter_faults(flow)]
+    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps), *engine]))
     if faults:
         raise FlowInvalid(faults)
     return flow
