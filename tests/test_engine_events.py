@@ -65,6 +65,7 @@ def test_every_kind_of_filter_on_an_engine_event_is_checked_in_flows() -> None:
             {"event": "message_clicked", "where": wrong},
         ],
         "timeout": "1d",
+        "save": {"opened_step": "step_id", "opened_at": "at"},
     }
     branch = {
         "id": "pick",
@@ -98,6 +99,7 @@ def test_every_kind_of_filter_on_an_engine_event_is_checked_in_flows() -> None:
         "$.settings.stop_when[0].where[0].property",
         "$.steps[0].branches[0].when.any[0].where[0].property",
         "$.steps[1].conditions[1].where[0].property",
+        "$.steps[1].save.opened_at",
     }
     assert faults["$.trigger.where[0].property"].startswith("'segment_entered' never carries 'segment_id'")
     # Client events and the right names pass.
@@ -105,7 +107,10 @@ def test_every_kind_of_filter_on_an_engine_event_is_checked_in_flows() -> None:
     document["settings"] = {
         "goal": {"event": "message_clicked", "where": [{"property": "url", "op": "is_not_empty"}]}
     }
-    document["steps"] = [{**waits, "conditions": waits["conditions"][:1]}, {"id": "bye", "type": "exit"}]
+    document["steps"] = [
+        {**waits, "conditions": waits["conditions"][:1], "save": {"s": "step_id"}},
+        {"id": "bye", "type": "exit"},
+    ]
     parse_flow(document)
 
 

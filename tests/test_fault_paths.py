@@ -184,6 +184,16 @@ async def test_each_body_faults_at_its_document_paths(
     assert sorted(_paths(response)) == sorted(paths), response.text
 
 
+async def test_a_body_that_is_not_json_faults_at_the_root(api: httpx.AsyncClient) -> None:
+    for url in ("/v1/segments/s", "/v1/profiles/p", "/v1/workspace"):
+        response = await api.put(url, content=b'{"name": ', headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        [fault] = response.json()["faults"]
+        assert fault["path"] == "$" and fault["message"].startswith("JSON decode error: "), fault
+    events = await api.post("/v1/events", content=b"[1,", headers={"Content-Type": "application/json"})
+    assert events.status_code == 422 and events.json()["faults"][0]["path"] == "$"
+
+
 # ------------------------------------------------------------------ any invalid body
 
 VALID: list[tuple[str, str, Any]] = [

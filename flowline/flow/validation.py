@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
 from flowline.document_paths import error_path
-from flowline.engine_events import filter_faults
+from flowline.engine_events import filter_faults, property_fault
 from flowline.flow.base import PATTERN_MEANINGS, STRICT_TEMPLATES
 from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import (
@@ -192,6 +192,22 @@ def _jsonpath_faults(flow: FlowDocument) -> list[FlowFault]:
     return faults
 
 
+def _save_faults(flow: FlowDocument) -> list[FlowFault]:
+    """A wait's ``save`` reading a property that none of the engine events it hears carries would
+    save null every time (a client's event may carry anything: not checked)."""
+    faults = []
+    for index, step in enumerate(flow.steps):
+        if not isinstance(step, WaitForEventStep):
+            continue
+        heard = [c.event for c in step.conditions if c.happened]
+        for name, dotted in step.save.items():
+            reasons = [property_fault(event, dotted) for event in heard]
+            if all(reasons):
+                message = "; ".join(dict.fromkeys(str(r) for r in reasons))
+                faults.append(FlowFault(member_path(f"$.steps[{index}].save", name), message))
+    return faults
+
+
 def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocument:
     """Validate a parsed document; raise ``FlowInvalid`` listing every fault with its path."""
     if not isinstance(document, dict):
@@ -202,7 +218,7 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         raise FlowInvalid(_schema_faults(document, error)) from None
     # Filters on the engine's own events that can never match (new documents only: stored
     # versions load with model_validate, unchecked, so journeys in flight keep running).
-    engine = [FlowFault(path, message) for path, message in filter_faults(flow)]
+    engine = [FlowFault(path, message) for path, message in filter_faults(flow)] + _save_faults(flow)
     faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps), *engine]))
     if faults:
         raise FlowInvalid(faults)
