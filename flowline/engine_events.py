@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -187,9 +188,8 @@ def property_fault(event: str, dotted: str) -> str | None:
     each: Property | None = None
     kind, read = "object", ""
     for part in dotted.split("."):
-        where = f"{read!r} of {event!r}" if read else repr(event)
         if kind not in _OPEN:
-            return f"{where} is a {kind}: a dotted path reads nothing below it"
+            return f"{read!r} of {event!r} is a {kind}: a dotted path reads nothing below it"
         if each is not None:
             prop = each
         elif keys is None:
@@ -197,6 +197,7 @@ def property_fault(event: str, dotted: str) -> str | None:
         elif part in keys:
             prop = keys[part]
         else:
+            where = f"{read!r} of {event!r}" if read else repr(event)
             return f"{where} never carries {part!r}; it carries {', '.join(keys)} (docs/engine-events.md)"
         read = f"{read}.{part}" if read else part
         kind, keys, each = prop.type, prop.keys, prop.each
@@ -217,20 +218,36 @@ def filter_faults(model: BaseModel, path: str = "$") -> list[tuple[str, str]]:
 
 def _faults(node: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(node, BaseModel):
-        event = getattr(node, "event", None)
-        if isinstance(event, str):
-            for index, item in enumerate(getattr(node, "where", None) or ()):
+        # A model's fields are in its __dict__ (getattr of an absent name is slow in pydantic).
+        fields = node.__dict__
+        event = fields.get("event")
+        if isinstance(event, str) and event in ENGINE_EVENTS:
+            for index, item in enumerate(fields.get("where") or ()):
                 if isinstance(item, PropertyFilter) and (fault := property_fault(event, item.property)):
                     yield f"{member_path(path, 'where')}[{index}].property", fault
-            for index, item in enumerate(getattr(node, "match", None) or ()):
+            for index, item in enumerate(fields.get("match") or ()):
                 prop = getattr(item, "event_property", None)
                 if isinstance(prop, str) and (fault := property_fault(event, prop)):
                     yield f"{member_path(path, 'match')}[{index}].event_property", fault
-        for name, info in type(node).model_fields.items():
-            yield from _faults(getattr(node, name), member_path(path, info.alias or name))
+        keys = _keys(type(node))
+        for name, child in fields.items():
+            # Only containers can hold a filter: scalars (most fields) cost no path.
+            if isinstance(child, _CONTAINERS) and child:
+                yield from _faults(child, member_path(path, keys.get(name, name)))
     elif isinstance(node, list | tuple):
         for index, item in enumerate(node):
-            yield from _faults(item, f"{path}[{index}]")
+            if isinstance(item, _CONTAINERS):
+                yield from _faults(item, f"{path}[{index}]")
     elif isinstance(node, dict):
         for key, item in node.items():
-            yield from _faults(item, member_path(path, str(key)))
+            if isinstance(item, _CONTAINERS):
+                yield from _faults(item, member_path(path, str(key)))
+
+
+_CONTAINERS = (BaseModel, list, tuple, dict)
+
+
+@cache
+def _keys(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's key in the document: its alias (``for``, ``not``) or its name."""
+    return {name: info.alias or name for name, info in model.model_fields.items()}

@@ -266,11 +266,11 @@ def _mutate(document: Any, rng: random.Random) -> Any:
             parent = parent[part]
         kind = rng.choice(["replace", "replace", "add", "drop"])
         if not at:
-            document = rng.choice(ODD_VALUES) if kind == "replace" else document
+            document = copy.deepcopy(rng.choice(ODD_VALUES)) if kind == "replace" else document
             continue
         target = parent[at[-1]]
         if kind == "add" and isinstance(target, dict):
-            target[rng.choice(ODD_KEYS)] = rng.choice(ODD_VALUES)
+            target[rng.choice(ODD_KEYS)] = copy.deepcopy(rng.choice(ODD_VALUES))
         elif kind == "drop" and isinstance(parent, dict):
             del parent[at[-1]]
         else:
