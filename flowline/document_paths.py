@@ -20,21 +20,22 @@ from flowline.json_values import member_path
 TAG_KEYS = ("type", "channel", "provider")
 
 
-def document_path(document: Any, loc: Sequence[int | str], *, missing: bool = False) -> str:
-    """The JSON path of ``loc`` in ``document``; ``missing``: the last part is a field the
-    document lacks (pydantic's ``missing`` error), named in the path with nothing below it."""
+def document_path(document: Any, loc: Sequence[int | str], *, last_is_key: bool = False) -> str:
+    """The JSON path of ``loc`` in ``document``; ``last_is_key``: the last part is a key, never a
+    tag (pydantic's ``missing`` and ``extra_forbidden`` errors), named even when the document
+    lacks it."""
     path, node = "$", document
     tags = _tags(node)
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
-        if part in tags and not (last and missing):
+        if part in tags and not (last and last_is_key):
             tags.remove(str(part))
             continue
         if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             path, node = f"{path}[{part}]", node[part]
         elif isinstance(part, str) and isinstance(node, dict) and part in node:
             path, node = member_path(path, part), node[part]
-        elif last and missing:
+        elif last and last_is_key:
             return member_path(path, str(part))
         else:
             # Not in the document: pydantic only walks into what it was given, so this is a
@@ -48,7 +49,11 @@ def error_path(document: Any, error: Mapping[str, Any], prefix: int = 0) -> str:
     """The path of one pydantic error (``ValidationError.errors()`` item); the first ``prefix``
     parts of its location are not in the document (FastAPI's ``body``)."""
     loc = tuple(error.get("loc", ()))[prefix:]
-    return document_path(document, loc, missing=error.get("type") == "missing")
+    return document_path(document, loc, last_is_key=error.get("type") in _KEY_ERRORS)
+
+
+# Errors about a key itself: a missing field, an unknown one.
+_KEY_ERRORS = frozenset({"missing", "extra_forbidden"})
 
 
 def _tags(node: Any) -> list[str]:

@@ -26,15 +26,18 @@ def test_a_location_is_walked_through_the_document() -> None:
     loc = ("rule", "All", "all", 1, "Not", "not", "Attribute", "op")
     assert document_path(rule, loc) == "$.rule.all[1].not.op"
     # A missing field is named last, even when it looks like a tag.
-    assert document_path({"rule": {"attribute": "a"}}, ("rule", "Attribute", "op"), missing=True) == (
+    assert document_path({"rule": {"attribute": "a"}}, ("rule", "Attribute", "op"), last_is_key=True) == (
         "$.rule.op"
     )
     # A tag that is also a key of the same mapping: {type: event, event: ...}.
     trigger = {"trigger": {"type": "event", "event": 5}}
     assert document_path(trigger, ("trigger", "event", "event")) == "$.trigger.event"
-    assert document_path({"trigger": {"type": "event"}}, ("trigger", "event", "event"), missing=True) == (
+    assert document_path({"trigger": {"type": "event"}}, ("trigger", "event", "event"), last_is_key=True) == (
         "$.trigger.event"
     )
+    # An unknown key named like the mapping's tag is still that key.
+    declared = {"variables": {"n": {"type": "text", "text": 1}}}
+    assert document_path(declared, ("variables", "n", "text"), last_is_key=True) == "$.variables.n.text"
     # Plain union members are not data; keys that are not names are quoted.
     document = {"steps": [{"next": {"sent": 1}, "headers": {"X-A": 1}}]}
     assert document_path(document, ("steps", 0, "next", "SendNext", "sent")) == "$.steps[0].next.sent"
