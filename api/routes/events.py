@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from api.deps import Svc, Workspace
-from api.errors import ApiError, loc_path
+from api.errors import ApiError
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
+from flowline.document_paths import error_path
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
@@ -28,13 +29,17 @@ _BODY: dict[str, Any] = {
 }
 
 
-def _items(body: Any) -> list[Any]:
+def _events_of(body: Any) -> tuple[list[Any], tuple[str, ...] | None]:
+    """The events sent and where the list of them is in the body (None: the body is one event)."""
     if isinstance(body, dict) and "events" in body and set(body) == {"events"}:
+        where: tuple[str, ...] | None = ("events",)
         body = body["events"]
+    else:
+        where = () if isinstance(body, list) else None
     items = body if isinstance(body, list) else [body]
     if len(items) > MAX_EVENTS_PER_CALL:
         raise ApiError(413, f"{len(items)} events in one call; send at most {MAX_EVENTS_PER_CALL}")
-    return items
+    return items, where
 
 
 class _Envelope(BaseModel):
@@ -70,7 +75,14 @@ def _parse(raw: bytes) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         position = error.pos if isinstance(error, json.JSONDecodeError) else error.start
         raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error"}]
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", position),
+                    "msg": "JSON decode error",
+                    "ctx": {"error": error.msg if isinstance(error, json.JSONDecodeError) else error.reason},
+                }
+            ]
         ) from error
 
 
@@ -78,15 +90,21 @@ def _one_by_one(body: Any) -> tuple[list[EventIn], list[RejectedEvent]]:
     """Each event checked on its own, so that each invalid one is reported by its index."""
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
-    for index, item in enumerate(_items(body)):
+    items, where = _events_of(body)
+    for index, item in enumerate(items):
         try:
             valid.append(EventIn.model_validate(item))
         except ValidationError as error:
-            faults = [Fault(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in error.errors()]
+            # Paths into the body as sent: $.events[2].properties, $[2].name or $.name.
+            prefix = () if where is None else (*where, index)
+            faults = [
+                Fault(path=error_path(body, {**e, "loc": (*prefix, *e["loc"])}), message=e["msg"])
+                for e in error.errors()
+            ]
+            # The id only when it is one: an invalid event's "id" may be any JSON value.
+            given = item.get("id") if isinstance(item, dict) else None
             rejected.append(
-                RejectedEvent(
-                    index=index, id=item.get("id") if isinstance(item, dict) else None, faults=faults
-                )
+                RejectedEvent(index=index, id=given if isinstance(given, str) else None, faults=faults)
             )
     return valid, rejected
 
