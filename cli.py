@@ -3,6 +3,7 @@
 python cli.py run          # everything on this machine (what `make run` does)
 python cli.py migrate      # bring the database to the newest schema
 python cli.py create-key   # a new API key for a workspace
+python cli.py repair-json  # make NaN / Infinity stored before they were refused null
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.panel import Panel
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
 from flowline.store import workspaces
-from flowline.store.database import Store
+from flowline.store.database import Store, sync_url
+from flowline.store.json_repair import repair_non_finite
 from flowline.store.migrate import upgrade
 from workflows.payload_codec import PayloadKeyError, new_key_setting, parse_keys
 
@@ -195,6 +199,23 @@ def migrate() -> None:
     """Bring the database (FLOWLINE_DATABASE_URL) to the newest schema."""
     upgrade(get_settings().database_url)
     console.print("database is up to date")
+
+
+@app.command("repair-json")
+def repair_json() -> None:
+    """Make NaN / Infinity stored in JSON columns before they were refused null, and print the counts
+    per column (what migration 0018 did once; safe to run again: a repaired row is not found)."""
+    engine = create_engine(sync_url(get_settings().database_url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            repairs = repair_non_finite(conn)
+    finally:
+        engine.dispose()
+    for repair in repairs:
+        line = f"{repair.name}: {repair.values} values made null in {repair.rows} rows"
+        if repair.unreadable:
+            line += f", {repair.unreadable} rows unreadable (left as they are)"
+        typer.echo(line)  # plain lines: rich would wrap them at the terminal width
 
 
 @app.command("create-key")

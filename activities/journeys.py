@@ -43,6 +43,7 @@ from flowline.journey import (
     TriggerEvent,
     WebhookRequest,
 )
+from flowline.json_values import nulled
 from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes
@@ -55,7 +56,9 @@ async def template_context(
     attributes: dict[str, Any] = {}
     if load_profile:
         profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        attributes = dict(profile["attributes"]) if profile else {}
+        # A NaN / Infinity stored before the store refused them reads as null (as the API shows it):
+        # none goes out in a webhook or call body, nor into a template or expression.
+        attributes = dict(nulled(profile["attributes"])) if profile else {}
     return {
         "profile": {**attributes, "id": ref.profile_id},
         "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},

@@ -80,8 +80,16 @@ async def json_body(request: Request) -> Any:
         raise invalid(error.faults) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         position = error.pos if isinstance(error, json.JSONDecodeError) else error.start
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else error.reason
         raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error"}]
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", position),
+                    "msg": "JSON decode error",
+                    "ctx": {"error": reason},
+                }
+            ]
         ) from error
 
 

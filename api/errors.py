@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy.exc
@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from flowline.document_paths import error_path
 from flowline.flow.validation import FlowInvalid
 
 log = logging.getLogger("flowline.api")
@@ -26,15 +27,19 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def loc_path(loc: Sequence[int | str]) -> str:
-    """``("body", "events", 0, "name")`` -> ``$.events[0].name``; query and path parameters by name."""
-    if not loc:
-        return "$"
-    where, rest = loc[0], loc[1:]
-    path = "$" if where == "body" else str(where)
-    for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+def request_fault(body: Any, error: Mapping[str, Any]) -> dict[str, str]:
+    """A fault of a request: body faults as paths into the body sent (``exc.body``), without the
+    union tags and member names pydantic puts into locations; query and path parameters by name."""
+    loc = tuple(error.get("loc", ()))
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":
+        # The location's index is a character offset, not an index of the document.
+        detail = error.get("ctx", {}).get("error")
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return {"path": "$", "message": f"{message}: {detail}{where}" if detail else message}
+    if not loc or loc[0] != "body":
+        return {"path": ".".join(str(part) for part in loc) or "$", "message": message}
+    return {"path": error_path(body, error, prefix=1), "message": message}
 
 
 def install(app: FastAPI) -> None:
@@ -51,9 +56,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        faults = [
-            {"path": loc_path(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()
-        ]
+        faults = [request_fault(exc.body, e) for e in exc.errors()]
         return JSONResponse({"message": "the request is invalid", "faults": faults}, status_code=422)
 
     @app.exception_handler(HTTPException)

@@ -22,7 +22,7 @@ def zone(*names: str | None) -> ZoneInfo:
         if name:
             try:
                 return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
                 continue
     return ZoneInfo(DEFAULT_ZONE)
 

@@ -15,6 +15,8 @@ from celpy.adapter import CELJSONEncoder, json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError, base_functions
 
+from flowline.json_values import non_finite_error
+
 _ENV = celpy.Environment()
 
 
@@ -67,4 +69,9 @@ def evaluate(text: str, context: dict[str, Any]) -> Any:
         raise ExpressionError(f"{text!r} failed: {error.args[0] if error.args else error}") from None
     if isinstance(result, CELEvalError):
         raise ExpressionError(f"{text!r} failed: {result.args[0] if result.args else result}")
-    return json.loads(json.dumps(result, cls=CELJSONEncoder))
+    value = json.loads(json.dumps(result, cls=CELJSONEncoder))
+    # CEL doubles overflow to inf and 0.0/0.0 is NaN: no JSON number, so nothing a step may keep.
+    why = non_finite_error(value)
+    if why is not None:
+        raise ExpressionError(f"{text!r} gave {why}")
+    return value

@@ -42,6 +42,31 @@ def is_finite(value: Any) -> bool:
     return next(non_finite_paths(value), None) is None
 
 
+def non_finite_error(value: Any, path: str = "$") -> str | None:
+    """Why ``value`` cannot be kept (naming where its NaN / Infinity sit below ``path``), or None."""
+    found = list(non_finite_paths(value, path))
+    if not found:
+        return None
+    where = "" if found == [path] else f" at {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}"
+    return f"NaN or Infinity (not a finite number){where}"
+
+
+def nulled(value: Any) -> Any:
+    """``value`` with each NaN / ±Infinity made null, as the repair of issue 12 does: what SQLite may
+    still hold from before the store refused them, read back so that writing it again cannot fail."""
+    return value if is_finite(value) else _nulled(value)
+
+
+def _nulled(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nulled(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> str:
     """JSON text for the store; ValueError on a non-finite number instead of writing ``NaN``."""
     return json.dumps(value, allow_nan=False)
@@ -308,3 +333,26 @@ def text_fault(text: str, max_length: int) -> str | None:
     if not text.isascii() and _not_utf8(text):
         return "with a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
     return None
+
+
+def without_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` with every NaN / ±Infinity made null, everything else kept as it was (key order
+    and list positions included), and how many were made null. For repairing stored documents."""
+    if isinstance(value, float):
+        return (value, 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        repaired: dict[Any, Any] = {}
+        count = 0
+        for key, item in value.items():
+            repaired[key], found = without_non_finite(item)
+            count += found
+        return repaired, count
+    if isinstance(value, list):
+        items: list[Any] = []
+        count = 0
+        for item in value:
+            kept, found = without_non_finite(item)
+            items.append(kept)
+            count += found
+        return items, count
+    return value, 0

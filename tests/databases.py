@@ -26,14 +26,14 @@ def postgres_unavailable() -> str | None:
 
 
 @contextmanager
-def sqlite_database(directory: Path) -> Iterator[str]:
+def sqlite_database(directory: Path, revision: str = "head") -> Iterator[str]:
     url = f"sqlite+aiosqlite:///{directory / 'flowline-test.db'}"
-    upgrade(url)
+    upgrade(url, revision)
     yield url
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(revision: str = "head") -> Iterator[str]:
     """A schema of its own in the ``test`` database, dropped afterwards, so runs never collide."""
     schema = f"flowline_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
@@ -47,7 +47,7 @@ def postgres_database() -> Iterator[str]:
     user = params.get("user", "")
     url = f"postgresql+psycopg://{user}@{host}:{port}/{dbname}?options=-csearch_path%3D{schema}"
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:

@@ -129,6 +129,8 @@ REPLIES: dict[str, dict[str, Reply]] = {
         "/orders": Reply(200, {"order": {"id": "A-1"}, "items": [1, 2]}, headers={"X-Request-Id": "r-1"})
     },
     "call_api_client_error_then_send": {"/orders": Reply(422, {"error": "invalid"})},
+    # Raw text: json.dumps would not write 1e400 (Python's json.loads reads it as inf).
+    "call_api_not_finite_save_then_send": {"/score": Reply(200, b'{"total": 1e400, "id": "A-1"}')},
 }
 
 
@@ -256,6 +258,23 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     # The first history recorded with the payload codec: every payload encrypted.
     "encrypted_send_then_exit": (_first({"id": "wait", "type": "pause", "for": "1d"}), 200),
+    # Non-finite values refused at the step (issue 12): the activities report the error and keep
+    # nothing, so the workflow issues the same commands as for any failing expression or save.
+    "update_variable_not_finite_then_send": (
+        _first({"id": "compute", "type": "update_variable", "set": {"ratio": "1.0 / 0.0", "n": "2"}}),
+        200,
+    ),
+    "update_profile_not_finite_then_send": (
+        _first(
+            {
+                "id": "set",
+                "type": "update_profile",
+                "set": {"score": {"expression": "1e308 * 10.0"}, "plan": "pro"},
+            }
+        ),
+        200,
+    ),
+    "call_api_not_finite_save_then_send": (_call("/score", save={"total": "$.total", "id": "$.id"}), 200),
 }
 
 

@@ -105,9 +105,9 @@ async def test_event_batch_keeps_valid_events_and_reports_each_invalid_one(api: 
     assert body["accepted"] == 2 and body["duplicates"] == 0
     rejected = {r["index"]: r for r in body["rejected"]}
     assert set(rejected) == {1, 2, 3, 4}
-    assert rejected[1]["faults"] == [{"path": "$.profile_id", "message": "Field required"}]
-    assert rejected[2]["faults"][0]["path"] == "$.timestamp"
-    assert rejected[4]["faults"][0]["path"] == "$.extra"
+    assert rejected[1]["faults"] == [{"path": "$.events[1].profile_id", "message": "Field required"}]
+    assert rejected[2]["faults"][0]["path"] == "$.events[2].timestamp"
+    assert rejected[4]["faults"][0]["path"] == "$.events[4].extra"
     again = (await api.post("/v1/events", json=batch[0])).json()
     assert again["accepted"] == 0 and again["duplicates"] == 1
     # Events name people we had not seen: they now exist.

@@ -153,7 +153,11 @@ async def check_segments(api: httpx.AsyncClient, profile_id: str, value: Any, no
         {"attribute": "fz", "op": "is_not_empty"},
         {"attribute": "fz", "op": "contains", "value": "a"},
     ]
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
+    # Equality with a float beyond 2**53 is left out: PostgreSQL's jsonb keeps such a float as its
+    # decimal text (3.156706476301237e16 reads back as the integer 31567064763012370, and SQL
+    # compares decimals) while memory compares the double's exact binary value.
+    inexact = isinstance(value, float) and abs(value) >= 2**53
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and not inexact:
         rules.append({"attribute": "fz", "op": "is", "value": value})
     profile = await api.get(f"/v1/profiles/{profile_id}")
     assert profile.status_code == 200, profile.text
@@ -221,7 +225,7 @@ async def test_fuzzed_values_never_break_a_workspace(
         "properties": {"fz": value},
     }
     response = await api.post("/v1/events", **body([event]))
-    refused = expected_paths(value, "$.properties.fz", 3)
+    refused = expected_paths(value, "$[0].properties.fz", 3)
     if refused:
         assert response.status_code == 422, response.text
         [rejected] = response.json()["rejected"]

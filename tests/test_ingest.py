@@ -167,11 +167,11 @@ async def test_the_body_is_checked_as_a_whole_then_one_by_one(api: httpx.AsyncCl
     assert mixed.status_code == 202
     assert mixed.json()["accepted"] == 1
     [rejected] = mixed.json()["rejected"]
-    assert rejected["index"] == 1 and rejected["faults"][0]["path"] == "$.name"
+    assert rejected["index"] == 1 and rejected["faults"][0]["path"] == "$.events[1].name"
 
     broken = await api.post("/v1/events", content=b'[{"id": ', headers={"Content-Type": "application/json"})
     assert broken.status_code == 422
-    assert broken.json()["faults"][0]["message"] == "JSON decode error"
+    assert broken.json()["faults"][0]["message"].startswith("JSON decode error: ")
     empty = await api.post("/v1/events", content=b"", headers={"Content-Type": "application/json"})
     assert empty.status_code == 422 and empty.json()["faults"] == [{"path": "$", "message": "Field required"}]
     assert (await api.post("/v1/events", json=[])).json()["accepted"] == 0

@@ -65,6 +65,13 @@ def test_histories_are_recorded() -> None:
     assert "encrypted_send_then_exit" in names
     encrypted = {p.stem for p in HISTORIES if _encrypted(WorkflowHistory.from_json(p.stem, p.read_text()))}
     assert "encrypted_send_then_exit" in encrypted
+    # NaN / Infinity refused at the step (issue 12).
+    not_finite = {
+        "update_variable_not_finite_then_send",
+        "update_profile_not_finite_then_send",
+        "call_api_not_finite_save_then_send",
+    }
+    assert not_finite <= names
     assert not encrypted & (before_lean_bookkeeping | listening), "recorded before the codec: plain"
 
 
@@ -82,6 +89,11 @@ async def _journey_input(path: Path) -> dict[str, Any]:
     """The input a recorded run started with (the JourneyInput, or a continued run's carry-over)."""
     started = json.loads(path.read_text())["events"][0]  # noqa: ASYNC240 - a small local file
     [payload] = started["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    return await _decoded(payload)
+
+
+async def _decoded(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload of a history's JSON, decrypted with the tests' key."""
     proto = Payload(metadata={k: base64.b64decode(v) for k, v in payload["metadata"].items()})
     proto.data = base64.b64decode(payload.get("data", ""))
     assert CODEC_CONVERTER.payload_codec is not None
@@ -104,6 +116,22 @@ async def test_recorded_histories_cover_every_step_type() -> None:
         recorded |= {step["type"] for step in started["flow"]["steps"]}
     assert journeys >= len(HISTORIES) - 1
     assert recorded >= step_types(), f"no recorded history runs {sorted(step_types() - recorded)}"
+
+
+async def test_the_not_finite_histories_record_the_refusal_at_the_step() -> None:
+    """The step refused the NaN / Infinity it computed, and the journey went on to its end."""
+    for name, kept in [
+        ("update_variable_not_finite_then_send", {"n": 2}),
+        ("update_profile_not_finite_then_send", {}),
+        ("call_api_not_finite_save_then_send", {"total": None, "id": "A-1"}),
+    ]:
+        events = json.loads((Path(__file__).parent / "histories" / f"{name}.json").read_text())["events"]
+        [payload] = events[-1]["workflowExecutionCompletedEventAttributes"]["result"]["payloads"]
+        state = await _decoded(payload)
+        assert state["status"] == "completed", name
+        assert "NaN or Infinity (not a finite number)" in state["path"][0]["error"], name
+        assert [entry["branch"] for entry in state["path"]][1:] == ["sent", "exit"], name
+        assert state["variables"] == kept, name
 
 
 def _replays() -> list[Any]:

@@ -50,7 +50,7 @@ def test_invalid_expressions_are_faults_with_their_path() -> None:
     assert fault.message.startswith("not a valid expression")
     with pytest.raises(FlowInvalid) as caught:
         parse_flow(variables_flow({"not a name": "1"}))
-    assert caught.value.faults[0].path == "$.steps[0].set.not a name"
+    assert caught.value.faults[0].path == '$.steps[0].set["not a name"]'
 
 
 # Calls CEL has, macros included: none is refused at validation.

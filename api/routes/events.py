@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from api.body import BatchRoute, json_body
 from api.deps import Svc, Workspace
-from api.errors import ApiError, loc_path
+from api.errors import ApiError
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
+from flowline.document_paths import error_path
 from flowline.json_values import JsonLimits, value_faults
 from flowline.settings import Settings
 from flowline.store.database import utcnow
@@ -29,13 +30,17 @@ _BODY: dict[str, Any] = {
 }
 
 
-def _items(body: Any) -> list[Any]:
+def _events_of(body: Any) -> tuple[list[Any], tuple[str, ...] | None]:
+    """The events sent and where the list of them is in the body (None: the body is one event)."""
     if isinstance(body, dict) and "events" in body and set(body) == {"events"}:
+        where: tuple[str, ...] | None = ("events",)
         body = body["events"]
+    else:
+        where = () if isinstance(body, list) else None
     items = body if isinstance(body, list) else [body]
     if len(items) > MAX_EVENTS_PER_CALL:
         raise ApiError(413, f"{len(items)} events in one call; send at most {MAX_EVENTS_PER_CALL}")
-    return items
+    return items, where
 
 
 class _Envelope(BaseModel):
@@ -50,15 +55,23 @@ _BODY_ADAPTER: TypeAdapter[list[EventIn] | _Envelope | EventIn] = TypeAdapter(
 )
 
 
-def _event_faults(item: Any, depth: int, settings: Settings, limits: JsonLimits) -> list[Fault]:
-    """What api/body.py checks in other bodies, for one event (``depth``: the containers around
-    it in the body), and the number of its properties. Paths are the event's, as for its other
-    faults."""
-    found = [Fault(path=f.path, message=f.message) for f in value_faults(item, limits, "$", depth)]
+def _event_path(where: tuple[str, ...] | None, index: int) -> tuple[str, int]:
+    """Where an event is in the body and the containers around it: ``$.events[2]`` (2),
+    ``$[2]`` (1), or ``$`` (0) for a body of one event."""
+    if where is None:
+        return "$", 0
+    return (f"$.events[{index}]", 2) if where else (f"$[{index}]", 1)
+
+
+def _event_faults(item: Any, at: tuple[str, int], settings: Settings, limits: JsonLimits) -> list[Fault]:
+    """What api/body.py checks in other bodies, for one event at ``at`` in the body, and the
+    number of its properties."""
+    path, depth = at
+    found = [Fault(path=f.path, message=f.message) for f in value_faults(item, limits, path, depth)]
     properties = item.get("properties") if isinstance(item, dict) else None
     if isinstance(properties, dict) and len(properties) > settings.max_event_properties:
         message = f"{len(properties)} properties; at most {settings.max_event_properties}"
-        found.append(Fault(path="$.properties", message=message))
+        found.append(Fault(path=f"{path}.properties", message=message))
     return found
 
 
@@ -73,7 +86,7 @@ def _as_sent(event: EventIn) -> dict[str, Any]:
 
 
 def _shown_id(item_id: Any, limits: JsonLimits) -> str | None:
-    """The id a rejected event is reported with, when it can be shown (JSON can carry it back)."""
+    """The id a rejected event is reported with, when it is one and JSON can carry it back."""
     return item_id if isinstance(item_id, str) and not value_faults(item_id, limits) else None
 
 
@@ -84,12 +97,14 @@ def _all_valid(raw: bytes, settings: Settings) -> tuple[list[EventIn], list[Reje
         body = _BODY_ADAPTER.validate_json(raw)
     except ValidationError:
         return None
+    where: tuple[str, ...] | None
     if isinstance(body, _Envelope):
-        events, depth = body.events, 2  # $.events[i]
+        events, where = body.events, ("events",)
     elif isinstance(body, list):
-        events, depth = body, 1  # $[i]
+        events, where = body, ()
     else:
-        events, depth = [body], 0
+        events, where = [body], None
+    depth = _event_path(where, 0)[1]
     if len(events) > MAX_EVENTS_PER_CALL:
         raise ApiError(413, f"{len(events)} events in one call; send at most {MAX_EVENTS_PER_CALL}")
     limits = settings.json_limits()
@@ -100,7 +115,7 @@ def _all_valid(raw: bytes, settings: Settings) -> tuple[list[EventIn], list[Reje
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
     for index, event in enumerate(events):
-        faults = _event_faults(sent[index], depth, settings, limits)
+        faults = _event_faults(sent[index], _event_path(where, index), settings, limits)
         if faults:
             rejected.append(RejectedEvent(index=index, id=_shown_id(event.id, limits), faults=faults))
         else:
@@ -110,19 +125,25 @@ def _all_valid(raw: bytes, settings: Settings) -> tuple[list[EventIn], list[Reje
 
 def _one_by_one(body: Any, settings: Settings) -> tuple[list[EventIn], list[RejectedEvent]]:
     """Each event checked on its own, so that each invalid one is reported by its index."""
-    depth = 2 if isinstance(body, dict) and set(body) == {"events"} else 1 if isinstance(body, list) else 0
     limits = settings.json_limits()
     valid: list[EventIn] = []
     rejected: list[RejectedEvent] = []
-    for index, item in enumerate(_items(body)):
+    items, where = _events_of(body)
+    for index, item in enumerate(items):
         # The limits first: a NaN or a 5,000-digit number must not reach pydantic.
-        faults = _event_faults(item, depth, settings, limits)
+        faults = _event_faults(item, _event_path(where, index), settings, limits)
         if not faults:
             try:
                 valid.append(EventIn.model_validate(item))
                 continue
             except ValidationError as error:
-                faults = [Fault(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in error.errors()]
+                # Paths into the body as sent: $.events[2].properties, $[2].name or $.name.
+                prefix = () if where is None else (*where, index)
+                faults = [
+                    Fault(path=error_path(body, {**e, "loc": (*prefix, *e["loc"])}), message=e["msg"])
+                    for e in error.errors()
+                ]
+        # The id only when it is one: an invalid event's "id" may be any JSON value.
         item_id = _shown_id(item.get("id") if isinstance(item, dict) else None, limits)
         rejected.append(RejectedEvent(index=index, id=item_id, faults=faults))
     return valid, rejected

@@ -20,6 +20,7 @@ from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.conditions.rules import Condition
+from flowline.engine_events import filter_faults
 from flowline.store import segment_members, segments, segments_query
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
@@ -56,6 +57,11 @@ SegmentId = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_
 async def put_segment(
     body: SegmentIn, workspace: Workspace, svc: Svc, segment_id: str = SegmentId
 ) -> SegmentOut:
+    # A filter on an engine event's property it never carries would never match (stored
+    # segments are not re-checked: only what is saved now).
+    faults = [{"path": path, "message": message} for path, message in filter_faults(body)]
+    if faults:
+        raise ApiError(422, "the segment's rule can never match as written; nothing was saved", faults=faults)
     rule: dict[str, Any] = _RULE.dump_python(body.rule, mode="json", by_alias=True, exclude_none=True)
     async with svc.store.begin() as conn:
         before = await segments.get_segment(conn, workspace, segment_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +14,7 @@ from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from flowline.channels.config import ChannelSettings
+from flowline.document_paths import error_path
 from flowline.store import flows, workspaces
 from flowline.store.lifecycle import flow_states
 from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
@@ -83,18 +83,6 @@ def masked(settings: ChannelSettings) -> dict[str, Any]:
     return shown
 
 
-def settings_path(document: Any, loc: Sequence[int | str]) -> str:
-    """A pydantic location as a JSON path into ``document``, without the union tag pydantic adds
-    (``sms.twilio.account_sid`` is ``$.sms.account_sid`` in the document)."""
-    path, node = "$", document
-    for part in loc:
-        if isinstance(node, dict) and part not in node and part == node.get("provider"):
-            continue
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        node = node.get(part) if isinstance(node, dict) and isinstance(part, str) else None
-    return path
-
-
 def _unmask(document: dict[str, Any], stored: ChannelSettings) -> list[dict[str, str]]:
     """Put the stored secrets where ``document`` sends the mask back; faults where none is stored."""
     faults = []
@@ -155,9 +143,7 @@ async def put_channels(request: Request, workspace: Workspace, svc: Svc) -> Any:
         try:
             settings = ChannelSettings.model_validate(document)
         except ValidationError as error:
-            faults += [
-                {"path": settings_path(document, e["loc"]), "message": e["msg"]} for e in error.errors()
-            ]
+            faults += [{"path": error_path(document, e), "message": e["msg"]} for e in error.errors()]
         if faults:
             raise ApiError(422, "the channel settings are invalid; nothing was changed", faults=faults)
         await workspaces.set_channel_settings(conn, workspace, settings)

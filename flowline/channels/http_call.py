@@ -18,6 +18,7 @@ from flowline.channels.outbound import OutboundRefused
 from flowline.channels.webhook import IDEMPOTENCY_HEADER
 from flowline.flow.steps_http import CallApiStep
 from flowline.journey import CallApiResult
+from flowline.json_values import non_finite_error
 from flowline.templates import render
 
 # Saved values travel in the workflow's history: a larger answer is refused, not truncated.
@@ -213,6 +214,12 @@ def outcome(step: CallApiStep, request: httpx.Request, answer: Answer) -> CallAp
                 variables[name], why = jsonpath.select_one(path, document)
                 if why is not None:
                     notes.append(f"save {name}: {why}")
+                elif (not_finite := non_finite_error(variables[name], path)) is not None:
+                    # json.loads reads NaN, Infinity and 1e400: such a value is no JSON, never kept.
+                    variables[name] = None
+                    notes.append(f"save {name}: {path} selected {not_finite}")
+                    if branch == "success":
+                        branch = "error"
     for name, header in step.save_headers.items():
         values = answer.headers.get_list(header)
         variables[name] = ", ".join(values) if values else None

@@ -11,6 +11,7 @@ objects only (a numeric part never indexes a list).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -38,15 +39,24 @@ _MISSING = object()
 # "nan" or "1_000"), so that SQL (flowline/conditions/sql.py) reads exactly the same numbers.
 NUMERIC_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"
 _NUMERIC = re.compile(NUMERIC_TEXT)
+# Longer numeric strings are not numbers: PostgreSQL's numeric takes at most 16,383 digits after
+# the point, and a cast of a longer one failed the whole segment query (with the exponent's two
+# digits, 16,000 characters always fit).
+NUMERIC_TEXT_MAX = 16_000
 
 
 def plain_number(value: Any) -> float | None:
     """A JSON number, or a numeric string (see NUMERIC_TEXT), as a float; None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a double: infinite, as SQLite reads it
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, str) and len(value) <= NUMERIC_TEXT_MAX and _NUMERIC.fullmatch(value):
         return float(value)
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, assert_never
 
 from sqlalchemy import (
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
-from flowline.conditions.property_filter import NUMERIC_TEXT, PropertyFilter, plain_number
+from flowline.conditions.property_filter import NUMERIC_TEXT, NUMERIC_TEXT_MAX, PropertyFilter, plain_number
 from flowline.conditions.rules import (
     DAY_OFFSET_OPS,
     WINDOW_OPS,
@@ -84,9 +85,12 @@ class _Compiler:
         self.pg, self.audience = dialect == "postgresql", audience
 
     def _number_literal(self, value: float) -> ColumnElement[Any]:
-        # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers).
+        # PostgreSQL compares numerics exactly (a float8 cast could overflow on huge numbers). A
+        # float goes as a Decimal of its shortest text, the number the rule wrote: psycopg binds a
+        # float as float8, and numeric > float8 compared in float8, so a stored 1e400 failed the
+        # statement (out of range for type double precision).
         if self.pg:
-            return literal(value, Numeric)
+            return literal(Decimal(repr(value)) if isinstance(value, float) else value, Numeric)
         # SQLite binds 64-bit integers only (OverflowError beyond, a 500); its JSON reads larger
         # integers as REAL too, so compare those as doubles.
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -333,7 +337,10 @@ class _Compiler:
             raw = value.text()
             return case(
                 (kind == "number", cast(raw, Numeric)),
-                (and_(kind == "string", raw.op("~")(NUMERIC_TEXT)), cast(func.btrim(raw), Numeric)),
+                (
+                    and_(kind == "string", func.length(raw) <= NUMERIC_TEXT_MAX, raw.op("~")(NUMERIC_TEXT)),
+                    cast(func.btrim(raw), Numeric),
+                ),
                 else_=None,
             )
         return case(

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowline import jsonpath
+from flowline.document_paths import error_path
+from flowline.engine_events import filter_faults, property_fault
 from flowline.flow.base import PATTERN_MEANINGS, STRICT_TEMPLATES
 from flowline.flow.graph import branch_targets, edges, target_field
 from flowline.flow.model import (
@@ -26,6 +28,7 @@ from flowline.flow.model import (
     WeekdayTime,
 )
 from flowline.flow.waiting import WaitForChangeStep, WaitForEventStep
+from flowline.json_values import member_path
 
 DEFAULT_MAX_STEPS = 100
 
@@ -53,46 +56,6 @@ def load_document(text: str | bytes) -> Any:
         raise FlowInvalid([FlowFault("$", f"not valid YAML or JSON: {exc}")]) from exc
 
 
-def json_path(document: Any, loc: Sequence[int | str]) -> str:
-    """Render a pydantic error location as a JSON path into ``document``.
-
-    Pydantic puts union tags (a step's ``type``) and union member names (``str``,
-    ``SendNext``) into locations; they are not in the document, so they are skipped.
-    """
-    path, node = "$", document
-    # The tags of the node not yet met: a step's ``type``, then (for a send) its ``channel``.
-    tags = _tags(node)
-    for part in loc:
-        if tags and part == tags[0]:
-            tags = tags[1:]
-            continue
-        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
-            path, node = f"{path}[{part}]", node[part]
-        elif isinstance(part, str) and isinstance(node, dict) and part in node:
-            path, node = f"{path}.{part}", node[part]
-        elif isinstance(part, str) and (
-            part[:1].isupper()
-            or part in _UNION_MEMBER_NAMES
-            or "[" in part
-            or part.startswith("constrained-")
-        ):
-            continue
-        else:
-            # A missing or unknown field: named in the path, with nothing below it.
-            path, node = f"{path}.{part}", None
-        tags = _tags(node)
-    return path
-
-
-def _tags(node: Any) -> list[Any]:
-    if not isinstance(node, dict):
-        return []
-    return [node[key] for key in ("type", "channel") if isinstance(node.get(key), str)]
-
-
-_UNION_MEMBER_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
-
-
 def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
     faults = []
     for item in error.errors(include_url=False):
@@ -109,7 +72,7 @@ def _schema_faults(document: Any, error: ValidationError) -> list[FlowFault]:
                 if isinstance(item.get("input"), dict)
                 else message
             )
-        faults.append(FlowFault(json_path(document, item["loc"]), message))
+        faults.append(FlowFault(error_path(document, item), message))
     # A union such as ``next: step-id | {sent, skipped, failed}`` reports a fault per member;
     # the fault of the member the input plainly is not (a mapping is no string, a string no
     # mapping) is noise when the other member said what is wrong.
@@ -225,7 +188,23 @@ def _jsonpath_faults(flow: FlowDocument) -> list[FlowFault]:
                 try:
                     jsonpath.check(path)
                 except jsonpath.PathError as error:
-                    faults.append(FlowFault(f"$.steps[{index}].save.{name}", str(error)))
+                    faults.append(FlowFault(member_path(f"$.steps[{index}].save", name), str(error)))
+    return faults
+
+
+def _save_faults(flow: FlowDocument) -> list[FlowFault]:
+    """A wait's ``save`` reading a property that none of the engine events it hears carries would
+    save null every time (a client's event may carry anything: not checked)."""
+    faults = []
+    for index, step in enumerate(flow.steps):
+        if not isinstance(step, WaitForEventStep):
+            continue
+        heard = [c.event for c in step.conditions if c.happened]
+        for name, dotted in step.save.items():
+            reasons = [property_fault(event, dotted) for event in heard]
+            if all(reasons):
+                message = "; ".join(dict.fromkeys(str(r) for r in reasons))
+                faults.append(FlowFault(member_path(f"$.steps[{index}].save", name), message))
     return faults
 
 
@@ -237,7 +216,10 @@ def parse_flow(document: Any, *, max_steps: int = DEFAULT_MAX_STEPS) -> FlowDocu
         flow = FlowDocument.model_validate(document, context={STRICT_TEMPLATES: True})
     except ValidationError as error:
         raise FlowInvalid(_schema_faults(document, error)) from None
-    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps)]))
+    # Filters on the engine's own events that can never match (new documents only: stored
+    # versions load with model_validate, unchecked, so journeys in flight keep running).
+    engine = [FlowFault(path, message) for path, message in filter_faults(flow)] + _save_faults(flow)
+    faults = list(dict.fromkeys([*_jsonpath_faults(flow), *_graph_faults(flow, max_steps), *engine]))
     if faults:
         raise FlowInvalid(faults)
     return flow

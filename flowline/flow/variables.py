@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowline.flow.model import FlowSettings, variable_fits
+from flowline.json_values import member_path
 
 
 def variable_faults(settings: FlowSettings, given: dict[str, Any]) -> list[tuple[str, str]]:
@@ -14,5 +15,5 @@ def variable_faults(settings: FlowSettings, given: dict[str, Any]) -> list[tuple
     for name, value in given.items():
         declaration = settings.variables.get(name)
         if declaration is not None and not variable_fits(declaration.type, value):
-            faults.append((f"$.variables.{name}", f"must be a {declaration.type}"))
+            faults.append((member_path("$.variables", name), f"must be a {declaration.type}"))
     return faults

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.json_values import member_path
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import attribute_types
 
@@ -63,7 +64,7 @@ def attribute_faults(declared: dict[str, str], values: dict[str, Any]) -> list[t
     """(path, message) for every value that does not fit its declared type."""
     declared = CONTACT_ATTRIBUTES | declared
     return [
-        (f"$.attributes.{name}", f"{name!r} is declared {kind}: expected {_EXPECTED[kind]}")
+        (member_path("$.attributes", name), f"{name!r} is declared {kind}: expected {_EXPECTED[kind]}")
         for name, value in values.items()
         if value is not None and (kind := declared.get(name)) is not None and not fits(kind, value)
     ]

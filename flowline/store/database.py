@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from flowline import json_values
 from flowline.conditions import sql_functions
 from flowline.store.idle_ping import ping_when_idle
 
@@ -62,6 +63,9 @@ class Store:
             given = self.url.query.get("options", "")
             given = given if isinstance(given, str) else " ".join(given)
             options["connect_args"] = {"options": f"{given} -c plan_cache_mode=force_custom_plan".strip()}
+        # Every JSON and JSONB column is written through json_values.dumps: a NaN or Infinity raises
+        # (and the transaction rolls back) instead of leaving text SQLite calls malformed JSON.
+        options["json_serializer"] = json_values.dumps
         options.update(engine_options)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":

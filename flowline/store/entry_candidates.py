@@ -1,17 +1,20 @@
 """Who a scheduled entry run considers, a page at a time (keyset pages by profile id, so a page
-costs the same at the end of a large audience as at its start)."""
+costs the same at the end of a large audience as at its start). A row SQLite cannot read is
+skipped and logged, as in segment queries (flowline/store/segments_query.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, select
+from sqlalchemy import ColumnElement, Select, String, cast, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.conditions.rules import Condition
 from flowline.conditions.sql import compile_condition
+from flowline.store.segments_query import row_fault, skipping_unreadable
 from flowline.store.tables import profiles
 
 
@@ -48,10 +51,8 @@ async def audience_page(
 ) -> list[str]:
     """Ids (ascending, past ``after``) of the profiles ``condition`` holds for at ``at``."""
     query = select(profiles.c.id).where(*_base(conn, workspace_id, at, condition))
-    if after is not None:
-        query = query.where(profiles.c.id > after)
-    query = query.order_by(profiles.c.id).limit(limit)
-    return list((await conn.execute(query)).scalars().all())
+    rows = await _page(conn, workspace_id, query, after=after, limit=limit)
+    return [str(r[0]) for r in rows]
 
 
 async def dated_page(
@@ -76,7 +77,27 @@ async def dated_page(
         *_base(conn, workspace_id, at, condition),
         func.substr(value, position, length).in_(sorted(prefixes)),
     )
+    rows = await _page(conn, workspace_id, query, after=after, limit=limit)
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def _page(
+    conn: AsyncConnection, workspace_id: str, query: Select[Any], *, after: str | None, limit: int
+) -> Sequence[Any]:
+    """The first ``limit`` rows of ``query`` past ``after``, by profile id."""
     if after is not None:
         query = query.where(profiles.c.id > after)
-    query = query.order_by(profiles.c.id).limit(limit)
-    return [(r[0], r[1], r[2]) for r in await conn.execute(query)]
+    query = query.order_by(profiles.c.id)
+    try:
+        rows: Sequence[Any] = (await conn.execute(query.limit(limit))).all()
+        return rows
+    except DBAPIError as error:
+        if not row_fault(conn, error):
+            raise
+
+    async def run(chunk: list[str]) -> Sequence[Any]:
+        chunk_rows: Sequence[Any] = (await conn.execute(query.where(profiles.c.id.in_(chunk)))).all()
+        return chunk_rows
+
+    found = await skipping_unreadable(conn, workspace_id, None, run, after=after, enough=limit)
+    return found[:limit]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from sqlalchemy import ColumnElement, DateTime, and_, bindparam, or_, select, te
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline import json_values
 from flowline.store.database import Store, one_of, utcnow
 from flowline.store.tables import events
 
@@ -87,7 +87,7 @@ async def _insert_from_json(
                 "routed_at": stamp if e["id"] in routed else None,
             }
         )
-    parameters = {"workspace_id": workspace_id, "received_at": now, "rows": json.dumps(rows)}
+    parameters = {"workspace_id": workspace_id, "received_at": now, "rows": json_values.dumps(rows)}
     return {str(r) for r in (await conn.execute(_FROM_JSON, parameters)).scalars()}
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.flow.waiting import PROFILE_CHANGED as PROFILE_CHANGED
+from flowline.json_values import nulled
 from flowline.store.database import Store, utcnow
 from flowline.store.profiles import changed_attributes, ensure_profiles, merge_attributes
 from flowline.store.tables import events, profile_friends, profiles
@@ -133,7 +134,8 @@ async def change_attributes(
     row = await lock_profile(store, conn, workspace_id, profile_id)
     if await already_made(conn, workspace_id, origin, PROFILE_CHANGED, profile_id):
         return {}
-    current: dict[str, Any] = row["attributes"]
+    # A NaN / Infinity stored before the store refused them is compared (and written back) as null.
+    current: dict[str, Any] = nulled(row["attributes"])
     merged = merge_attributes(current, changes)
     altered = changed_attributes(current, merged)
     if not altered:

@@ -12,13 +12,15 @@ from sqlalchemy import DateTime, String, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.json_values import nulled
 from flowline.store.database import Store, one_of, utcnow
 from flowline.store.tables import profiles
 
 
 def merge_attributes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Merge upsert: given attributes replace, ``null`` erases, the rest stay."""
-    merged = dict(current)
+    """Merge upsert: given attributes replace, ``null`` erases, the rest stay (a NaN or Infinity
+    stored before the store refused them becomes null: it could not be written back)."""
+    merged = dict(nulled(current))
     for name, value in changes.items():
         if value is None:
             merged.pop(name, None)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +33,7 @@ from flowline.store import segments_query
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import events, segment_members, segments
 
+log = logging.getLogger(__name__)
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
 _CHUNK = 1_000
 
@@ -55,7 +57,21 @@ async def saved_segments(conn: AsyncConnection, workspace_id: str | None = None)
     if workspace_id is not None:
         query = query.where(segments.c.workspace_id == workspace_id)
     rows = await conn.execute(query.order_by(segments.c.workspace_id, segments.c.id))
-    return [_saved(r) for r in rows]
+    found = []
+    for row in rows:
+        try:
+            found.append(_saved(row))
+        except ValidationError as error:
+            # A rule stored before a check that now refuses it (a NaN value made null by migration
+            # 0018, a stricter rule): the others are still evaluated; saving the segment anew fixes it.
+            log.warning(
+                "segment %s of workspace %s skipped: its stored rule is not valid (%d faults: %s)",
+                row.id,
+                row.workspace_id,
+                error.error_count(),
+                error.errors()[0]["msg"],
+            )
+    return found
 
 
 async def saved_segment(conn: AsyncConnection, workspace_id: str, segment_id: str) -> SavedSegment | None:
