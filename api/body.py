@@ -66,6 +66,11 @@ async def read_body(request: Request) -> None:
         raise invalid(faults)
 
 
+def read_as_json(request: Request) -> bool:
+    """True when the body was JSON (read and checked by ``read_body``: ``request.json()`` has it)."""
+    return bool(request.scope.get(_PARSED))
+
+
 async def json_body(request: Request) -> Any:
     """The body as JSON for a route that reads it itself (``BatchRoute``): unreadable past a
     limit, 422 with the path; not JSON, FastAPI's own 422 for it. Values are the route's to check."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.validation import FlowInvalid, parse_flow
@@ -142,3 +144,19 @@ def test_a_template_that_does_not_parse_is_a_fault_at_validation() -> None:
         parse_flow(flow)
     [fault] = caught.value.faults
     assert fault.path == "$.steps[1].content.body"
+
+
+async def test_a_json_document_is_read_as_json_not_as_yaml(api: httpx.AsyncClient) -> None:
+    # YAML 1.1 reads 1e5 (no dot) as a string: a JSON body read as YAML lost the number.
+    text = json.dumps(simple_flow(variables={"cap": {"type": "number", "default": 1}})).replace(
+        '"default": 1', '"default": 1e5'
+    )
+    response = await api.put("/v1/flows/simple", content=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["draft"]["settings"]["variables"]["cap"]["default"] == 100000.0
+    as_yaml = await api.put(
+        "/v1/flows/simple",
+        content=yaml.safe_dump(simple_flow()),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert as_yaml.status_code == 200, as_yaml.text

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.body import CheckedRoute
+from api.body import CheckedRoute, read_as_json
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.schemas import StartJourneyIn
@@ -35,13 +35,20 @@ _DOCUMENT_BODY: dict[str, Any] = {
 
 
 async def _document(request: Request, flow_id: str, settings: Settings) -> FlowDocument:
-    raw = await request.body()
-    document = load_document(raw)
-    # A JSON body was checked as it came in (api/body.py); YAML is checked here, by the same rules
-    # (YAML has .nan and .inf, and aliases that repeat a subtree without its bytes).
+    if read_as_json(request):
+        # Checked as it came in (api/body.py), and not read again as YAML: YAML 1.1 takes JSON's
+        # 1e5 (no dot) for a string.
+        return _parsed(await request.json(), flow_id, settings)
+    document = load_document(await request.body())
+    # YAML is checked here by the same rules (it has .nan and .inf, and aliases that repeat a
+    # subtree without its bytes).
     faults = value_faults(document, settings.json_limits())
     if faults:
         raise FlowInvalid([FlowFault(f.path, f.message) for f in faults])
+    return _parsed(document, flow_id, settings)
+
+
+def _parsed(document: Any, flow_id: str, settings: Settings) -> FlowDocument:
     if isinstance(document, dict):
         document.setdefault("id", flow_id)
         if document["id"] != flow_id:
