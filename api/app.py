@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors
+from api import errors, responses
 from api.deps import Services
 from api.routes import (
     attributes,
@@ -56,6 +58,22 @@ async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
                     break
         except Exception:  # the next sweep tries again
             log.exception("sweeping unrouted events failed")
+
+
+def _own_validation_answers(schema: dict[str, Any]) -> None:
+    """FastAPI declares its own 422 body (``detail``) on every route with parameters; ours is
+    ``{message, faults}`` (api/errors.py), as api/responses.py declares it."""
+    ours = {
+        "description": responses.errors(422)[422]["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None and "HTTPValidationError" in json.dumps(answer):
+                operation["responses"]["422"] = ours
+    for fastapi_own in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(fastapi_own, None)
 
 
 def create_app(
@@ -134,6 +152,7 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
+            _own_validation_answers(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError, loc_path
+from api.responses import AUTHENTICATED, Invalid, errors
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=AUTHENTICATED)
 
 _BODY: dict[str, Any] = {
     "requestBody": {
@@ -25,6 +26,12 @@ _BODY: dict[str, Any] = {
         f" (at most {MAX_EVENTS_PER_CALL}).",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
     }
+}
+
+# 422: the request is unreadable (faults), or every event in it is invalid (each by its index).
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **errors(413, 422),
+    422: {**errors(422)[422], "model": Invalid | EventsAccepted},
 }
 
 
@@ -91,7 +98,14 @@ def _one_by_one(body: Any) -> tuple[list[EventIn], list[RejectedEvent]]:
     return valid, rejected
 
 
-@router.post("", status_code=202, response_model=EventsAccepted, openapi_extra=_BODY, summary="Send events")
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+    summary="Send events",
+)
 async def post_events(request: Request, workspace: Workspace, svc: Svc) -> Any:
     raw = await request.body()
     checked = _all_valid(raw)

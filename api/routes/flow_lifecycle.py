@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.deps import Services, Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import MOVE_SIGNAL, STOP_SIGNAL, MoveRequest, StopRequest
 from flowline.store import flows, journeys, segments, workspaces
@@ -26,7 +27,7 @@ from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
 from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
 # Signals to journeys in flight go out this many at a time.
 SIGNAL_CONCURRENCY = 20
@@ -42,7 +43,9 @@ class PublishIn(BaseModel):
     )
 
 
-@router.get("/{flow_id}/versions", summary="Published versions with their journeys in flight")
+@router.get(
+    "/{flow_id}/versions", responses=errors(404), summary="Published versions with their journeys in flight"
+)
 async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """Each version: when it was published, how many journeys entered it (or moved to it) and how
     many of them are in flight; and the totals over all versions."""
@@ -72,7 +75,11 @@ async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[st
     }
 
 
-@router.post("/{flow_id}/publish", summary="Publish the draft as a new version (also resumes a flow)")
+@router.post(
+    "/{flow_id}/publish",
+    responses={**WITH_BODY, **errors(404)},
+    summary="Publish the draft as a new version (also resumes a flow)",
+)
 async def publish_flow(
     flow_id: str, workspace: Workspace, svc: Svc, body: PublishIn | None = None
 ) -> dict[str, Any]:
@@ -104,7 +111,9 @@ async def publish_flow(
     return out
 
 
-@router.post("/{flow_id}/drain", summary="Take no new entries; journeys in flight finish")
+@router.post(
+    "/{flow_id}/drain", responses=errors(404, 409), summary="Take no new entries; journeys in flight finish"
+)
 async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """Only a running flow drains. Events, API starts (409), schedules and add_to_flow steps (their
     failover branch) find it closed; publish runs it again."""
@@ -112,7 +121,11 @@ async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, 
     return {"id": flow_id, "status": "draining"}
 
 
-@router.post("/{flow_id}/stop", summary="Take no new entries and stop every journey in flight")
+@router.post(
+    "/{flow_id}/stop",
+    responses=errors(404, 409),
+    summary="Take no new entries and stop every journey in flight",
+)
 async def stop_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """A running or draining flow stops: every journey in flight, of every version, ends as
     ``stopped`` with the reason "flow stopped". Publish runs it again."""

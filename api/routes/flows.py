@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
@@ -17,7 +18,7 @@ from flowline.store import flows, profiles
 from flowline.store.lifecycle import FlowState, flow_states
 from workflows.routing import EntryRefused, JourneyStartFailed
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -57,7 +58,12 @@ def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, 
     }
 
 
-@router.put("/{flow_id}", openapi_extra=_DOCUMENT_BODY, summary="Create or replace the draft of a flow")
+@router.put(
+    "/{flow_id}",
+    openapi_extra=_DOCUMENT_BODY,
+    responses=errors(413, 422),
+    summary="Create or replace the draft of a flow",
+)
 async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings.max_steps)
     async with svc.store.begin() as conn:
@@ -66,7 +72,10 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
 
 
 @router.post(
-    "/{flow_id}/validate", openapi_extra=_DOCUMENT_BODY, summary="Validate a document without saving it"
+    "/{flow_id}/validate",
+    openapi_extra=_DOCUMENT_BODY,
+    responses=errors(413, 422),
+    summary="Validate a document without saving it",
 )
 async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings.max_steps)
@@ -81,7 +90,7 @@ async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     return {"flows": [_flow_out(r, states.get(r["id"])) for r in rows]}
 
 
-@router.get("/{flow_id}", summary="A flow: its draft, status and current version")
+@router.get("/{flow_id}", responses=errors(404), summary="A flow: its draft, status and current version")
 async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """``status`` is draft, running, draining, stopped or finished (flowline/store/lifecycle.py);
     ``in_flight`` counts its journeys in flight over all versions."""
@@ -93,7 +102,12 @@ async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, An
     return _flow_out(row, states.get(flow_id))
 
 
-@router.post("/{flow_id}/journeys", status_code=201, summary="Start a journey for one profile")
+@router.post(
+    "/{flow_id}/journeys",
+    status_code=201,
+    responses={**WITH_BODY, **errors(409)},
+    summary="Start a journey for one profile",
+)
 async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     async with svc.store.begin() as conn:
         published = await flows.current_version(conn, workspace, flow_id)

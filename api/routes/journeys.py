@@ -11,15 +11,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import JourneyDetail, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journey_steps, journeys
 
-router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
+router = APIRouter(prefix="/v1/journeys", tags=["journeys"], responses=AUTHENTICATED)
 log = logging.getLogger(__name__)
 
 
-@router.get("", summary="Journeys by flow and/or profile, newest first")
+@router.get("", responses=errors(422), summary="Journeys by flow and/or profile, newest first")
 async def list_journeys(
     workspace: Workspace,
     svc: Svc,
@@ -36,7 +37,12 @@ async def list_journeys(
     return {"journeys": [JourneySummary.model_validate(r | {"current_step": current[r["id"]]}) for r in rows]}
 
 
-@router.get("/{journey_id}", response_model=JourneyDetail, summary="Current step, path taken and variables")
+@router.get(
+    "/{journey_id}",
+    response_model=JourneyDetail,
+    responses=errors(404),
+    summary="Current step, path taken and variables",
+)
 async def get_journey(journey_id: str, workspace: Workspace, svc: Svc) -> JourneyDetail:
     async with svc.store.connect() as conn:
         row = await journeys.get_journey(conn, workspace, journey_id)
@@ -60,7 +66,12 @@ class StopJourneyIn(BaseModel):
     reason: str = Field(default="stopped through the API", min_length=1, max_length=200)
 
 
-@router.post("/{journey_id}/stop", status_code=202, summary="Stop a journey in flight at once")
+@router.post(
+    "/{journey_id}/stop",
+    status_code=202,
+    responses={**WITH_BODY, **errors(404, 409)},
+    summary="Stop a journey in flight at once",
+)
 async def stop_journey(
     journey_id: str, workspace: Workspace, svc: Svc, body: StopJourneyIn | None = None
 ) -> dict[str, str]:

@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
 from flowline.journey import STOP_SIGNAL, StopRequest
 from flowline.store import (
@@ -28,7 +29,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+router = APIRouter(prefix="/v1/profiles", tags=["profiles"], responses=AUTHENTICATED)
 
 ERASED = "profile erased"
 
@@ -53,7 +54,9 @@ async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
         log.warning("profile change of %s not routed yet (the sweeper will): %s", profile_ids, error)
 
 
-@router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
+@router.put(
+    "/{profile_id}", response_model=ProfileOut, responses=WITH_BODY, summary="Create or merge a profile"
+)
 async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     origin = changes.Origin(source="api")
     async with svc.store.begin() as conn:
@@ -81,7 +84,9 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
     return out
 
 
-@router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")
+@router.get(
+    "/{profile_id}", response_model=ProfileOut, responses=errors(404), summary="A profile with its journeys"
+)
 async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
@@ -91,7 +96,10 @@ async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Profil
 
 
 @router.delete(
-    "/{profile_id}/friends/{friend_id}", response_model=ProfileOut, summary="End a friendship (both ways)"
+    "/{profile_id}/friends/{friend_id}",
+    response_model=ProfileOut,
+    responses=errors(404),
+    summary="End a friendship (both ways)",
 )
 async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.begin() as conn:
@@ -104,7 +112,12 @@ async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, s
     return out
 
 
-@router.put("/{profile_id}/push_tokens", response_model=ProfileOut, summary="Replace the push tokens")
+@router.put(
+    "/{profile_id}/push_tokens",
+    response_model=ProfileOut,
+    responses=WITH_BODY,
+    summary="Replace the push tokens",
+)
 async def put_push_tokens(profile_id: str, body: PushTokensIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     tokens = [t.model_dump() for t in body.tokens]
     async with svc.store.begin() as conn:
@@ -116,7 +129,12 @@ def _not_stopped(error: Exception) -> ApiError:
     return ApiError(503, f"Temporal did not take the stop ({error}); nothing was deleted, send it again")
 
 
-@router.delete("/{profile_id}", status_code=204, summary="Erase the person: stop journeys, delete data")
+@router.delete(
+    "/{profile_id}",
+    status_code=204,
+    responses=errors(404),
+    summary="Erase the person: stop journeys, delete data",
+)
 async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Response:
     """Stops every running journey of the person (reason ``profile erased``), then deletes the
     profile, its events, inbox messages, conversations, friendships (both ways) and push tokens in
@@ -140,7 +158,9 @@ async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Res
     return Response(status_code=204)
 
 
-@router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")
+@router.get(
+    "/{profile_id}/inbox", responses=errors(422), summary="The profile's in-app messages, newest first"
+)
 async def get_inbox(
     profile_id: str,
     workspace: Workspace,

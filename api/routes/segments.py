@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.conditions.rules import Condition
 from flowline.store import segment_members, segments, segments_query
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/segments", tags=["segments"])
+router = APIRouter(prefix="/v1/segments", tags=["segments"], responses=AUTHENTICATED)
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
 
 
@@ -51,7 +52,9 @@ class Members(BaseModel):
 SegmentId = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@router.put("/{segment_id}", response_model=SegmentOut, summary="Create or replace a segment")
+@router.put(
+    "/{segment_id}", response_model=SegmentOut, responses=WITH_BODY, summary="Create or replace a segment"
+)
 async def put_segment(
     body: SegmentIn, workspace: Workspace, svc: Svc, segment_id: str = SegmentId
 ) -> SegmentOut:
@@ -85,7 +88,10 @@ async def list_segments(workspace: Workspace, svc: Svc) -> dict[str, list[Segmen
 
 
 @router.get(
-    "/{segment_id}/members", response_model=Members, summary="Who is in the segment now: count and a page"
+    "/{segment_id}/members",
+    response_model=Members,
+    responses=errors(404, 422),
+    summary="Who is in the segment now: count and a page",
 )
 async def get_members(
     workspace: Workspace,
