@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
-from api import errors, responses
-from api.deps import Services
+from api import errors, links, responses
+from api.deps import Services, no_nul_characters
 from api.routes import (
     attributes,
     codec,
@@ -117,6 +117,7 @@ def create_app(
         description="Automated customer journeys on Temporal. "
         "Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_characters)],
     )
     errors.install(app)
     for module in (
@@ -153,6 +154,7 @@ def create_app(
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
             _own_validation_answers(schema)
+            links.add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -13,6 +13,8 @@ from flowline.journey import JourneyState
 from flowline.store.inbox import is_consumable
 
 MAX_EVENTS_PER_CALL = 1000
+# Paging past this is no use case, and past 2**63 the databases cannot even compare (a 500 before).
+MAX_OFFSET = 1_000_000_000
 # Events the engine writes that start flows or stop journeys: a client sending them would fake
 # profile changes and segment entries.
 RESERVED_EVENTS = frozenset({PROFILE_CHANGED, SEGMENT_ENTERED, SEGMENT_EXITED})

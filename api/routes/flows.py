@@ -14,6 +14,7 @@ from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
+from flowline.json_values import nul_paths
 from flowline.store import flows, profiles
 from flowline.store.lifecycle import FlowState, flow_states
 from workflows.routing import EntryRefused, JourneyStartFailed
@@ -35,6 +36,9 @@ _DOCUMENT_BODY: dict[str, Any] = {
 async def _document(request: Request, flow_id: str, max_steps: int) -> FlowDocument:
     raw = await request.body()
     document = load_document(raw)
+    # YAML can write U+0000 too ("\0"); no store keeps it (api/deps.py: no_nul_characters).
+    if nul := [FlowFault(path, "must not contain the character U+0000") for path in nul_paths(document)]:
+        raise FlowInvalid(nul)
     if isinstance(document, dict):
         document.setdefault("id", flow_id)
         if document["id"] != flow_id:

@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.schemas import JourneyDetail, JourneySummary
+from api.schemas import MAX_OFFSET, JourneyDetail, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journey_steps, journeys
 
@@ -27,7 +27,7 @@ async def list_journeys(
     flow: str | None = None,
     profile: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, list[JourneySummary]]:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(

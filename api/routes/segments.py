@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import MAX_OFFSET
 from flowline.conditions.rules import Condition
 from flowline.store import segment_members, segments, segments_query
 from flowline.store.database import utcnow
@@ -98,7 +99,7 @@ async def get_members(
     svc: Svc,
     segment_id: str = SegmentId,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> Members:
     now = utcnow()
     async with svc.store.connect() as conn:

@@ -46,7 +46,7 @@ class Named:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return {**handler(source), "ref": self.name}  # type: ignore[typeddict-item]
+        return {**handler(source), "ref": self.name}
 
 
 class StepBase(Strict):
