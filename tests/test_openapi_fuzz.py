@@ -233,3 +233,13 @@ async def test_nul_characters_in_a_yaml_flow_are_faults(api: httpx.AsyncClient) 
     assert answer.status_code == 422, answer.text
     assert answer.json()["faults"] == [{"path": "$.name", "message": NUL_MESSAGE}]
     assert (await api.get("/v1/flows/welcome")).status_code == 404
+
+
+async def test_profile_ids_longer_than_stored_ones_are_faults(api: httpx.AsyncClient) -> None:
+    """A 201-character id in the path was stored on SQLite and a 500 on PostgreSQL (varchar(200)),
+    where the same id in a body was already a 422."""
+    long_id = "p" * 201
+    answer = await api.put(f"/v1/profiles/{long_id}", json={})
+    assert answer.status_code == 422, answer.text
+    assert [f["path"] for f in answer.json()["faults"]] == ["path.profile_id"]
+    assert (await api.put(f"/v1/profiles/{long_id[:200]}", json={})).status_code == 200

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Svc, Workspace
+from api.deps import ProfileId, Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
@@ -57,7 +57,7 @@ async def _route(svc: Svc, workspace: str, profile_ids: list[str]) -> None:
 @router.put(
     "/{profile_id}", response_model=ProfileOut, responses=WITH_BODY, summary="Create or merge a profile"
 )
-async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+async def put_profile(profile_id: ProfileId, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     origin = changes.Origin(source="api")
     async with svc.store.begin() as conn:
         declared = await attribute_types.declared_types(conn, workspace)
@@ -87,7 +87,7 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
 @router.get(
     "/{profile_id}", response_model=ProfileOut, responses=errors(404), summary="A profile with its journeys"
 )
-async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+async def get_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
         current = await journey_steps.current_steps(conn, rows)
@@ -101,7 +101,9 @@ async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Profil
     responses=errors(404),
     summary="End a friendship (both ways)",
 )
-async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+async def delete_friend(
+    profile_id: ProfileId, friend_id: ProfileId, workspace: Workspace, svc: Svc
+) -> ProfileOut:
     async with svc.store.begin() as conn:
         if await profiles.get_profile(conn, workspace, profile_id) is None:
             raise ApiError(404, f"no profile {profile_id!r}")
@@ -118,7 +120,9 @@ async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, s
     responses=WITH_BODY,
     summary="Replace the push tokens",
 )
-async def put_push_tokens(profile_id: str, body: PushTokensIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+async def put_push_tokens(
+    profile_id: ProfileId, body: PushTokensIn, workspace: Workspace, svc: Svc
+) -> ProfileOut:
     tokens = [t.model_dump() for t in body.tokens]
     async with svc.store.begin() as conn:
         await push_tokens.set_push_tokens(svc.store, conn, workspace, profile_id, tokens)
@@ -135,7 +139,7 @@ def _not_stopped(error: Exception) -> ApiError:
     responses=errors(404),
     summary="Erase the person: stop journeys, delete data",
 )
-async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Response:
+async def delete_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) -> Response:
     """Stops every running journey of the person (reason ``profile erased``), then deletes the
     profile, its events, inbox messages, conversations, friendships (both ways) and push tokens in
     one transaction. Journey records and deliveries stay as ids only, for flow statistics. When
@@ -162,7 +166,7 @@ async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Res
     "/{profile_id}/inbox", responses=errors(422), summary="The profile's in-app messages, newest first"
 )
 async def get_inbox(
-    profile_id: str,
+    profile_id: ProfileId,
     workspace: Workspace,
     svc: Svc,
     limit: int = Query(100, ge=1, le=500),
