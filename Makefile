@@ -29,7 +29,7 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 # schemathesis over the whole OpenAPI document (SQLite and PostgreSQL) with 100 examples per
-# operation and longer stateful runs; `make test` runs the same with 10 (tests/test_openapi_fuzz.py).
+# operation and longer stateful runs; `make test` runs the same with 25 (tests/test_openapi_fuzz.py).
 fuzz: $(STAMP)
 	FLOWLINE_FUZZ_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider tests/test_openapi_fuzz.py
 

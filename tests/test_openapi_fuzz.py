@@ -7,7 +7,7 @@ each answer must be no 5xx, a declared status, a declared content type, a body m
 declared schema and declared headers. A stateful run then follows the document's links (create a
 resource, then read, change and delete it).
 
-``make test`` runs FLOWLINE_FUZZ_EXAMPLES=10 examples per operation (default); ``make fuzz`` runs
+``make test`` runs FLOWLINE_FUZZ_EXAMPLES=25 examples per operation (the default); ``make fuzz`` runs
 100 per operation and a longer stateful run (FLOWLINE_FUZZ_EXAMPLES=100).
 """
 
@@ -42,7 +42,7 @@ from tests.conftest import new_tenant
 from tests.servers import free_port
 from worker import running_worker
 
-EXAMPLES = int(os.environ.get("FLOWLINE_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("FLOWLINE_FUZZ_EXAMPLES", "25"))
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
