@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from api.deps import Services, Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import FlowEntriesEnded, FlowPublished
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import MOVE_SIGNAL, STOP_SIGNAL, MoveRequest, StopRequest
 from flowline.store import flows, journeys, segments, workspaces
@@ -77,6 +78,8 @@ async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[st
 
 @router.post(
     "/{flow_id}/publish",
+    response_model=FlowPublished,
+    response_model_exclude_none=True,
     responses={**WITH_BODY, **errors(404)},
     summary="Publish the draft as a new version (also resumes a flow)",
 )
@@ -112,7 +115,11 @@ async def publish_flow(
 
 
 @router.post(
-    "/{flow_id}/drain", responses=errors(404, 409), summary="Take no new entries; journeys in flight finish"
+    "/{flow_id}/drain",
+    response_model=FlowEntriesEnded,
+    response_model_exclude_none=True,
+    responses=errors(404, 409),
+    summary="Take no new entries; journeys in flight finish",
 )
 async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """Only a running flow drains. Events, API starts (409), schedules and add_to_flow steps (their
@@ -123,6 +130,8 @@ async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, 
 
 @router.post(
     "/{flow_id}/stop",
+    response_model=FlowEntriesEnded,
+    response_model_exclude_none=True,
     responses=errors(404, 409),
     summary="Take no new entries and stop every journey in flight",
 )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.schemas import StartJourneyIn
+from api.schemas import FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import nul_paths
@@ -65,6 +65,7 @@ def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, 
 @router.put(
     "/{flow_id}",
     openapi_extra=_DOCUMENT_BODY,
+    response_model=FlowOut,
     responses=errors(413, 422),
     summary="Create or replace the draft of a flow",
 )
@@ -78,6 +79,7 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
 @router.post(
     "/{flow_id}/validate",
     openapi_extra=_DOCUMENT_BODY,
+    response_model=FlowValid,
     responses=errors(413, 422),
     summary="Validate a document without saving it",
 )
@@ -86,7 +88,7 @@ async def validate_flow(flow_id: str, request: Request, workspace: Workspace, sv
     return {"valid": True, "flow": flow.dump()}
 
 
-@router.get("", summary="List flows")
+@router.get("", response_model=FlowList, summary="List flows")
 async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     async with svc.store.connect() as conn:
         rows = await flows.list_flows(conn, workspace)
@@ -94,7 +96,12 @@ async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     return {"flows": [_flow_out(r, states.get(r["id"])) for r in rows]}
 
 
-@router.get("/{flow_id}", responses=errors(404), summary="A flow: its draft, status and current version")
+@router.get(
+    "/{flow_id}",
+    response_model=FlowOut,
+    responses=errors(404),
+    summary="A flow: its draft, status and current version",
+)
 async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """``status`` is draft, running, draining, stopped or finished (flowline/store/lifecycle.py);
     ``in_flight`` counts its journeys in flight over all versions."""
@@ -109,6 +116,7 @@ async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, An
 @router.post(
     "/{flow_id}/journeys",
     status_code=201,
+    response_model=JourneyStarted,
     responses={**WITH_BODY, **errors(409)},
     summary="Start a journey for one profile",
 )

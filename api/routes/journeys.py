@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.schemas import MAX_OFFSET, JourneyDetail, JourneySummary
+from api.schemas import MAX_OFFSET, JourneyDetail, JourneyStopping, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journey_steps, journeys
 
@@ -68,6 +68,7 @@ class StopJourneyIn(BaseModel):
 
 @router.post(
     "/{journey_id}/stop",
+    response_model=JourneyStopping,
     status_code=202,
     responses={**WITH_BODY, **errors(404, 409)},
     summary="Stop a journey in flight at once",
