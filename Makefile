@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
+.PHONY: run test lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# schemathesis over the whole OpenAPI document (SQLite and PostgreSQL) with 100 examples per
+# operation and longer stateful runs; `make test` runs the same with 25 (tests/test_openapi_fuzz.py).
+fuzz: $(STAMP)
+	FLOWLINE_FUZZ_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider tests/test_openapi_fuzz.py
 
 # Re-record the Temporal histories that the replay test checks (see tests/README.md).
 histories: $(STAMP)

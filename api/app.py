@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import errors
+from api import errors, links, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
@@ -74,6 +76,22 @@ def unchecked_routes(app: FastAPI) -> list[str]:
             elif isinstance(route, APIRoute) and not isinstance(route, CheckedRoute):
                 found.append(route.path)  # the path carries its router's prefix
     return found
+
+
+def _own_validation_answers(schema: dict[str, Any]) -> None:
+    """FastAPI declares its own 422 body (``detail``) on every route with parameters; ours is
+    ``{message, faults}`` (api/errors.py), as api/responses.py declares it."""
+    ours = {
+        "description": responses.errors(422)[422]["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Invalid"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None and "HTTPValidationError" in json.dumps(answer):
+                operation["responses"]["422"] = ours
+    for fastapi_own in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(fastapi_own, None)
 
 
 def create_app(
@@ -157,6 +175,8 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
+            _own_validation_answers(schema)
+            links.add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
@@ -52,5 +52,9 @@ async def workspace(
     return found
 
 
+FORM = "application/x-www-form-urlencoded"
+# As long as a profile id in a body may be (EventIn, ProfileIn): longer ones were stored on SQLite
+# and a 500 on PostgreSQL (varchar(200)).
+ProfileId = Annotated[str, Path(min_length=1, max_length=200, description="the person's id (your own)")]
 Workspace = Annotated[str, Depends(workspace)]
 Svc = Annotated[Services, Depends(services)]

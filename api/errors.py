@@ -45,7 +45,9 @@ def request_fault(body: Any, error: Mapping[str, Any]) -> dict[str, str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"message": exc.message, **exc.extra}, status_code=exc.status)
+        # A 503 is always "send again": say when, as the store-busy answer does.
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return JSONResponse({"message": exc.message, **exc.extra}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(FlowInvalid)
     async def flow_invalid(_request: Request, exc: FlowInvalid) -> JSONResponse:

@@ -13,6 +13,8 @@ from flowline.journey import JourneyState
 from flowline.store.inbox import is_consumable
 
 MAX_EVENTS_PER_CALL = 1000
+# Paging past this is no use case, and past 2**63 the databases cannot even compare (a 500 before).
+MAX_OFFSET = 1_000_000_000
 # Events the engine writes that start flows or stop journeys: a client sending them would fake
 # profile changes and segment entries.
 RESERVED_EVENTS = frozenset({PROFILE_CHANGED, SEGMENT_ENTERED, SEGMENT_EXITED})
@@ -188,3 +190,54 @@ class StartJourneyIn(BaseModel):
         max_length=200,
         description="makes the call idempotent: the same entry_id starts one journey",
     )
+
+
+class _Answer(BaseModel):
+    """An answer body: exactly these fields (the document says so, schemathesis holds us to it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FlowOut(_Answer):
+    id: str
+    name: str
+    status: str = Field(description="draft, running, draining, stopped or finished")
+    in_flight: int = Field(description="journeys in flight over all versions")
+    current_version: int | None = Field(description="the version new entries use; null while a draft")
+    draft: dict[str, Any] = Field(description="the flow document as last saved (FlowDocument)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlowList(_Answer):
+    flows: list[FlowOut]
+
+
+class FlowValid(_Answer):
+    valid: Literal[True]
+    flow: dict[str, Any] = Field(description="the document in its canonical form (FlowDocument)")
+
+
+class JourneyStarted(_Answer):
+    journey_id: str
+    flow_id: str
+    version: int
+
+
+class FlowPublished(_Answer):
+    id: str
+    status: Literal["running"]
+    version: int
+    journeys_asked_to_move: int | None = Field(default=None, description="with move_journeys only")
+
+
+class FlowEntriesEnded(_Answer):
+    id: str
+    status: Literal["draining", "stopped"]
+    journeys_stopped: int | None = Field(default=None, description="stop only: journeys that took the stop")
+
+
+class JourneyStopping(_Answer):
+    journey_id: str
+    status: Literal["stopping"]
+    reason: str

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -46,3 +46,9 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
 ]
+
+
+def duration_default(value: timedelta) -> Any:
+    """A field default whose JSON Schema shows it as the document writes it (``10s``): pydantic
+    would show the timedelta as ISO 8601 (``PT10S``), which the field's own pattern refuses."""
+    return Field(default=value, json_schema_extra={"default": format_duration(value)})

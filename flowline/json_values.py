@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+NUL = "\x00"
+
 
 def member_path(path: str, key: str) -> str:
     """``$.a`` + ``b`` -> ``$.a.b``; keys that are not plain names are quoted: ``$.a["b c"]``."""
@@ -24,18 +26,24 @@ def member_path(path: str, key: str) -> str:
     return f"{path}[{json.dumps(key, ensure_ascii=_not_utf8(key))}]"
 
 
-def non_finite_paths(value: Any, path: str = "$") -> Iterator[str]:
-    """The path of every NaN / ±Infinity inside ``value`` (dicts, lists and tuples walked)."""
+def nodes(value: Any, path: str = "$") -> Iterator[tuple[Any, str]]:
+    """Every value inside ``value`` (itself included) with its path, in document order (dicts,
+    lists and tuples walked; no recursion, so depth costs no stack)."""
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         node, where = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                yield where
-        elif isinstance(node, dict):
+        yield node, where
+        if isinstance(node, dict):
             stack.extend((v, member_path(where, str(k))) for k, v in reversed(node.items()))
         elif isinstance(node, list | tuple):
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(node))))
+
+
+def non_finite_paths(value: Any, path: str = "$") -> Iterator[str]:
+    """The path of every NaN / ±Infinity inside ``value`` (dicts, lists and tuples walked)."""
+    for node, where in nodes(value, path):
+        if isinstance(node, float) and not math.isfinite(node):
+            yield where
 
 
 def is_finite(value: Any) -> bool:
@@ -54,17 +62,7 @@ def non_finite_error(value: Any, path: str = "$") -> str | None:
 def nulled(value: Any) -> Any:
     """``value`` with each NaN / ±Infinity made null, as the repair of issue 12 does: what SQLite may
     still hold from before the store refused them, read back so that writing it again cannot fail."""
-    return value if is_finite(value) else _nulled(value)
-
-
-def _nulled(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nulled(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nulled(v) for v in value]
-    return value
+    return value if is_finite(value) else without_non_finite(value)[0]
 
 
 def dumps(value: Any) -> str:

@@ -7,10 +7,13 @@ from pydantic import BaseModel, ConfigDict
 
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
+from api.responses import AUTHENTICATED, WITH_BODY
 from flowline.store import attribute_types
 from flowline.store.attribute_types import AttributeType
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/attributes", tags=["attributes"])
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/v1/attributes", tags=["attributes"], responses=AUTHENTICATED
+)
 
 
 class AttributeIn(BaseModel):
@@ -30,7 +33,9 @@ async def list_attributes(workspace: Workspace, svc: Svc) -> dict[str, list[Attr
     return {"attributes": [AttributeOut.model_validate({"name": n, "type": t}) for n, t in declared.items()]}
 
 
-@router.put("/{name}", response_model=AttributeOut, summary="Declare an attribute's type")
+@router.put(
+    "/{name}", response_model=AttributeOut, responses=WITH_BODY, summary="Declare an attribute's type"
+)
 async def put_attribute(
     body: AttributeIn,
     workspace: Workspace,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from api.body import BatchRoute, json_body
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, Invalid, errors
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
 from flowline.document_paths import error_path
 from flowline.json_values import JsonLimits, value_faults
@@ -18,7 +19,7 @@ from flowline.settings import Settings
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
-router = APIRouter(route_class=BatchRoute, prefix="/v1/events", tags=["events"])
+router = APIRouter(route_class=BatchRoute, prefix="/v1/events", tags=["events"], responses=AUTHENTICATED)
 
 _BODY: dict[str, Any] = {
     "requestBody": {
@@ -27,6 +28,12 @@ _BODY: dict[str, Any] = {
         f" (at most {MAX_EVENTS_PER_CALL}).",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
     }
+}
+
+# 422: the request is unreadable (faults), or every event in it is invalid (each by its index).
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **errors(413, 422),
+    422: {**errors(422)[422], "model": Invalid | EventsAccepted},
 }
 
 
@@ -149,7 +156,14 @@ def _one_by_one(body: Any, settings: Settings) -> tuple[list[EventIn], list[Reje
     return valid, rejected
 
 
-@router.post("", status_code=202, response_model=EventsAccepted, openapi_extra=_BODY, summary="Send events")
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=_ANSWERS,
+    openapi_extra=_BODY,
+    summary="Send events",
+)
 async def post_events(request: Request, workspace: Workspace, svc: Svc) -> Any:
     checked = _all_valid(await request.body(), svc.settings)
     if checked is None:

@@ -20,6 +20,8 @@ from temporalio.service import RPCError
 from api.body import CheckedRoute
 from api.deps import Services, Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import FlowEntriesEnded, FlowPublished
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import MOVE_SIGNAL, STOP_SIGNAL, MoveRequest, StopRequest
 from flowline.store import flows, journeys, segments, workspaces
@@ -27,7 +29,7 @@ from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
 from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
 # Signals to journeys in flight go out this many at a time.
 SIGNAL_CONCURRENCY = 20
@@ -43,7 +45,9 @@ class PublishIn(BaseModel):
     )
 
 
-@router.get("/{flow_id}/versions", summary="Published versions with their journeys in flight")
+@router.get(
+    "/{flow_id}/versions", responses=errors(404), summary="Published versions with their journeys in flight"
+)
 async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """Each version: when it was published, how many journeys entered it (or moved to it) and how
     many of them are in flight; and the totals over all versions."""
@@ -73,7 +77,13 @@ async def list_versions(flow_id: str, workspace: Workspace, svc: Svc) -> dict[st
     }
 
 
-@router.post("/{flow_id}/publish", summary="Publish the draft as a new version (also resumes a flow)")
+@router.post(
+    "/{flow_id}/publish",
+    response_model=FlowPublished,
+    response_model_exclude_none=True,
+    responses={**WITH_BODY, **errors(404)},
+    summary="Publish the draft as a new version (also resumes a flow)",
+)
 async def publish_flow(
     flow_id: str, workspace: Workspace, svc: Svc, body: PublishIn | None = None
 ) -> dict[str, Any]:
@@ -105,7 +115,13 @@ async def publish_flow(
     return out
 
 
-@router.post("/{flow_id}/drain", summary="Take no new entries; journeys in flight finish")
+@router.post(
+    "/{flow_id}/drain",
+    response_model=FlowEntriesEnded,
+    response_model_exclude_none=True,
+    responses=errors(404, 409),
+    summary="Take no new entries; journeys in flight finish",
+)
 async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """Only a running flow drains. Events, API starts (409), schedules and add_to_flow steps (their
     failover branch) find it closed; publish runs it again."""
@@ -113,7 +129,13 @@ async def drain_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, 
     return {"id": flow_id, "status": "draining"}
 
 
-@router.post("/{flow_id}/stop", summary="Take no new entries and stop every journey in flight")
+@router.post(
+    "/{flow_id}/stop",
+    response_model=FlowEntriesEnded,
+    response_model_exclude_none=True,
+    responses=errors(404, 409),
+    summary="Take no new entries and stop every journey in flight",
+)
 async def stop_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """A running or draining flow stops: every journey in flight, of every version, ends as
     ``stopped`` with the reason "flow stopped". Publish runs it again."""

@@ -7,15 +7,19 @@ from fastapi import APIRouter
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, errors
 from flowline.stats.report import FlowStats, flow_stats
 from flowline.store import flow_stats as counts_store
 from flowline.store import flows
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
 
 @router.get(
-    "/{flow_id}/stats", response_model=FlowStats, summary="Entries, steps, sends, exits, goals, splits"
+    "/{flow_id}/stats",
+    response_model=FlowStats,
+    responses=errors(404),
+    summary="Entries, steps, sends, exits, goals, splits",
 )
 async def get_flow_stats(flow_id: str, workspace: Workspace, svc: Svc) -> FlowStats:
     """Per version: journeys entered and running, exits by status and reason, goal conversions;

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request
 from api.body import CheckedRoute, read_as_json
 from api.deps import Svc, Workspace
 from api.errors import ApiError
-from api.schemas import StartJourneyIn
+from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
 from flowline.flow.model import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import value_faults
@@ -20,7 +21,7 @@ from flowline.store import flows, profiles
 from flowline.store.lifecycle import FlowState, flow_states
 from workflows.routing import EntryRefused, JourneyStartFailed
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -72,7 +73,13 @@ def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, 
     }
 
 
-@router.put("/{flow_id}", openapi_extra=_DOCUMENT_BODY, summary="Create or replace the draft of a flow")
+@router.put(
+    "/{flow_id}",
+    openapi_extra=_DOCUMENT_BODY,
+    response_model=FlowOut,
+    responses=errors(413, 422),
+    summary="Create or replace the draft of a flow",
+)
 async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings)
     async with svc.store.begin() as conn:
@@ -81,14 +88,18 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
 
 
 @router.post(
-    "/{flow_id}/validate", openapi_extra=_DOCUMENT_BODY, summary="Validate a document without saving it"
+    "/{flow_id}/validate",
+    openapi_extra=_DOCUMENT_BODY,
+    response_model=FlowValid,
+    responses=errors(413, 422),
+    summary="Validate a document without saving it",
 )
 async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings)
     return {"valid": True, "flow": flow.dump()}
 
 
-@router.get("", summary="List flows")
+@router.get("", response_model=FlowList, summary="List flows")
 async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     async with svc.store.connect() as conn:
         rows = await flows.list_flows(conn, workspace)
@@ -96,7 +107,12 @@ async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
     return {"flows": [_flow_out(r, states.get(r["id"])) for r in rows]}
 
 
-@router.get("/{flow_id}", summary="A flow: its draft, status and current version")
+@router.get(
+    "/{flow_id}",
+    response_model=FlowOut,
+    responses=errors(404),
+    summary="A flow: its draft, status and current version",
+)
 async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     """``status`` is draft, running, draining, stopped or finished (flowline/store/lifecycle.py);
     ``in_flight`` counts its journeys in flight over all versions."""
@@ -108,7 +124,13 @@ async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, An
     return _flow_out(row, states.get(flow_id))
 
 
-@router.post("/{flow_id}/journeys", status_code=201, summary="Start a journey for one profile")
+@router.post(
+    "/{flow_id}/journeys",
+    status_code=201,
+    response_model=JourneyStarted,
+    responses={**WITH_BODY, **errors(409)},
+    summary="Start a journey for one profile",
+)
 async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     async with svc.store.begin() as conn:
         published = await flows.current_version(conn, workspace, flow_id)

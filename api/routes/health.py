@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.body import CheckedRoute
@@ -15,12 +16,22 @@ from api.deps import Svc
 router = APIRouter(route_class=CheckedRoute, tags=["health"])
 
 
+class Readiness(BaseModel):
+    status: str
+    # Each dependency: "ok", or "unavailable: <why>".
+    checks: dict[str, str]
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the database or Temporal does not answer"}},
+)
 async def readyz(svc: Svc) -> Any:
     checks: dict[str, str] = {}
     try:

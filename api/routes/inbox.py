@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, errors
 from api.schemas import InboxMessage
 from flowline.channels import inbox
 from flowline.store import inbox as inbox_store
@@ -21,7 +22,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/inbox", tags=["inbox"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/inbox", tags=["inbox"], responses=AUTHENTICATED)
 
 
 def _not_found(message_id: str) -> ApiError:
@@ -44,13 +45,20 @@ async def _settled(svc: Svc, call: Any, workspace: str, message_id: str) -> dict
         return found
 
 
-@router.post("/{message_id}/read", response_model=InboxMessage, summary="Mark a message read")
+@router.post(
+    "/{message_id}/read", response_model=InboxMessage, responses=errors(404), summary="Mark a message read"
+)
 async def read_message(message_id: str, workspace: Workspace, svc: Svc) -> Any:
     """Idempotent. The first read raises ``message_opened`` (channel in_app) for journeys."""
     return await _settled(svc, inbox.read_message, workspace, message_id)
 
 
-@router.post("/{message_id}/consume", response_model=InboxMessage, summary="Redeem a consumable message")
+@router.post(
+    "/{message_id}/consume",
+    response_model=InboxMessage,
+    responses=errors(404, 409),
+    summary="Redeem a consumable message",
+)
 async def consume_message(message_id: str, workspace: Workspace, svc: Svc) -> Any:
     """Only for messages whose data has ``consumable: true``, and only once (then 409). Raises
     ``message_consumed`` with the message's data."""

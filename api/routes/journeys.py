@@ -12,22 +12,25 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
-from api.schemas import JourneyDetail, JourneySummary
+from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import MAX_OFFSET, JourneyDetail, JourneyStopping, JourneySummary
 from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
 from flowline.store import journey_steps, journeys
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/journeys", tags=["journeys"])
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/v1/journeys", tags=["journeys"], responses=AUTHENTICATED
+)
 log = logging.getLogger(__name__)
 
 
-@router.get("", summary="Journeys by flow and/or profile, newest first")
+@router.get("", responses=errors(422), summary="Journeys by flow and/or profile, newest first")
 async def list_journeys(
     workspace: Workspace,
     svc: Svc,
     flow: str | None = None,
     profile: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, list[JourneySummary]]:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(
@@ -37,7 +40,12 @@ async def list_journeys(
     return {"journeys": [JourneySummary.model_validate(r | {"current_step": current[r["id"]]}) for r in rows]}
 
 
-@router.get("/{journey_id}", response_model=JourneyDetail, summary="Current step, path taken and variables")
+@router.get(
+    "/{journey_id}",
+    response_model=JourneyDetail,
+    responses=errors(404),
+    summary="Current step, path taken and variables",
+)
 async def get_journey(journey_id: str, workspace: Workspace, svc: Svc) -> JourneyDetail:
     async with svc.store.connect() as conn:
         row = await journeys.get_journey(conn, workspace, journey_id)
@@ -61,7 +69,13 @@ class StopJourneyIn(BaseModel):
     reason: str = Field(default="stopped through the API", min_length=1, max_length=200)
 
 
-@router.post("/{journey_id}/stop", status_code=202, summary="Stop a journey in flight at once")
+@router.post(
+    "/{journey_id}/stop",
+    response_model=JourneyStopping,
+    status_code=202,
+    responses={**WITH_BODY, **errors(404, 409)},
+    summary="Stop a journey in flight at once",
+)
 async def stop_journey(
     journey_id: str, workspace: Workspace, svc: Svc, body: StopJourneyIn | None = None
 ) -> dict[str, str]:

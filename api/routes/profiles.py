@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.body import CheckedRoute
-from api.deps import Svc, Workspace
+from api.deps import ProfileId, Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
 from flowline.journey import STOP_SIGNAL, StopRequest
 from flowline.settings import Settings
@@ -30,7 +31,9 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/profiles", tags=["profiles"])
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/v1/profiles", tags=["profiles"], responses=AUTHENTICATED
+)
 
 ERASED = "profile erased"
 
@@ -76,8 +79,10 @@ async def _within_attribute_limit(
         )
 
 
-@router.put("/{profile_id}", response_model=ProfileOut, summary="Create or merge a profile")
-async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+@router.put(
+    "/{profile_id}", response_model=ProfileOut, responses=WITH_BODY, summary="Create or merge a profile"
+)
+async def put_profile(profile_id: ProfileId, body: ProfileIn, workspace: Workspace, svc: Svc) -> ProfileOut:
     origin = changes.Origin(source="api")
     async with svc.store.begin() as conn:
         await _within_attribute_limit(conn, workspace, profile_id, body.attributes, svc.settings)
@@ -105,8 +110,10 @@ async def put_profile(profile_id: str, body: ProfileIn, workspace: Workspace, sv
     return out
 
 
-@router.get("/{profile_id}", response_model=ProfileOut, summary="A profile with its journeys")
-async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+@router.get(
+    "/{profile_id}", response_model=ProfileOut, responses=errors(404), summary="A profile with its journeys"
+)
+async def get_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) -> ProfileOut:
     async with svc.store.connect() as conn:
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
         current = await journey_steps.current_steps(conn, rows)
@@ -115,9 +122,14 @@ async def get_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Profil
 
 
 @router.delete(
-    "/{profile_id}/friends/{friend_id}", response_model=ProfileOut, summary="End a friendship (both ways)"
+    "/{profile_id}/friends/{friend_id}",
+    response_model=ProfileOut,
+    responses=errors(404),
+    summary="End a friendship (both ways)",
 )
-async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, svc: Svc) -> ProfileOut:
+async def delete_friend(
+    profile_id: ProfileId, friend_id: ProfileId, workspace: Workspace, svc: Svc
+) -> ProfileOut:
     async with svc.store.begin() as conn:
         if await profiles.get_profile(conn, workspace, profile_id) is None:
             raise ApiError(404, f"no profile {profile_id!r}")
@@ -128,8 +140,15 @@ async def delete_friend(profile_id: str, friend_id: str, workspace: Workspace, s
     return out
 
 
-@router.put("/{profile_id}/push_tokens", response_model=ProfileOut, summary="Replace the push tokens")
-async def put_push_tokens(profile_id: str, body: PushTokensIn, workspace: Workspace, svc: Svc) -> ProfileOut:
+@router.put(
+    "/{profile_id}/push_tokens",
+    response_model=ProfileOut,
+    responses=WITH_BODY,
+    summary="Replace the push tokens",
+)
+async def put_push_tokens(
+    profile_id: ProfileId, body: PushTokensIn, workspace: Workspace, svc: Svc
+) -> ProfileOut:
     tokens = [t.model_dump() for t in body.tokens]
     async with svc.store.begin() as conn:
         await push_tokens.set_push_tokens(svc.store, conn, workspace, profile_id, tokens)
@@ -140,8 +159,13 @@ def _not_stopped(error: Exception) -> ApiError:
     return ApiError(503, f"Temporal did not take the stop ({error}); nothing was deleted, send it again")
 
 
-@router.delete("/{profile_id}", status_code=204, summary="Erase the person: stop journeys, delete data")
-async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Response:
+@router.delete(
+    "/{profile_id}",
+    status_code=204,
+    responses=errors(404),
+    summary="Erase the person: stop journeys, delete data",
+)
+async def delete_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) -> Response:
     """Stops every running journey of the person (reason ``profile erased``), then deletes the
     profile, its events, inbox messages, conversations, friendships (both ways) and push tokens in
     one transaction. Journey records and deliveries stay as ids only, for flow statistics. When
@@ -164,9 +188,11 @@ async def delete_profile(profile_id: str, workspace: Workspace, svc: Svc) -> Res
     return Response(status_code=204)
 
 
-@router.get("/{profile_id}/inbox", summary="The profile's in-app messages, newest first")
+@router.get(
+    "/{profile_id}/inbox", responses=errors(422), summary="The profile's in-app messages, newest first"
+)
 async def get_inbox(
-    profile_id: str,
+    profile_id: ProfileId,
     workspace: Workspace,
     svc: Svc,
     limit: int = Query(100, ge=1, le=500),

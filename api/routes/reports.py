@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.channels import twilio
 from flowline.channels.feedback import FeedbackKind, record_feedback
 from flowline.store import deliveries, workspaces
@@ -26,7 +27,7 @@ from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/reports", tags=["reports"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
 
 
 class ReportOut(BaseModel):
@@ -58,7 +59,12 @@ def _forbidden() -> ApiError:
     return ApiError(403, "the X-Twilio-Signature does not match the report")
 
 
-@router.post("/twilio", response_model=ReportOut, summary="Twilio's delivery report (StatusCallback)")
+@router.post(
+    "/twilio",
+    response_model=ReportOut,
+    responses=errors(403, 404, 409, 413, 422),
+    summary="Twilio's delivery report (StatusCallback)",
+)
 async def twilio_report(request: Request, svc: Svc) -> ReportOut:
     """Form fields MessageSid, MessageStatus, AccountSid, ErrorCode. The message is found by the
     ``delivery_id`` the callback URL carries (sends add it) or by its sid; the signature is
@@ -124,7 +130,12 @@ class ReportIn(BaseModel):
         return self
 
 
-@router.post("/{channel}", response_model=ReportOut, summary="A delivery report from another provider")
+@router.post(
+    "/{channel}",
+    response_model=ReportOut,
+    responses={**WITH_BODY, **errors(404)},
+    summary="A delivery report from another provider",
+)
 async def channel_report(
     channel: Literal["email", "sms", "push"], body: ReportIn, workspace: Workspace, svc: Svc
 ) -> Any:

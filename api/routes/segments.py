@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.schemas import MAX_OFFSET
 from flowline.conditions.rules import Condition
 from flowline.engine_events import filter_faults
 from flowline.store import segment_members, segments, segments_query
@@ -26,7 +28,9 @@ from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
 log = logging.getLogger(__name__)
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/segments", tags=["segments"])
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/v1/segments", tags=["segments"], responses=AUTHENTICATED
+)
 _RULE: TypeAdapter[Condition] = TypeAdapter(Condition)
 
 
@@ -53,7 +57,9 @@ class Members(BaseModel):
 SegmentId = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@router.put("/{segment_id}", response_model=SegmentOut, summary="Create or replace a segment")
+@router.put(
+    "/{segment_id}", response_model=SegmentOut, responses=WITH_BODY, summary="Create or replace a segment"
+)
 async def put_segment(
     body: SegmentIn, workspace: Workspace, svc: Svc, segment_id: str = SegmentId
 ) -> SegmentOut:
@@ -92,14 +98,17 @@ async def list_segments(workspace: Workspace, svc: Svc) -> dict[str, list[Segmen
 
 
 @router.get(
-    "/{segment_id}/members", response_model=Members, summary="Who is in the segment now: count and a page"
+    "/{segment_id}/members",
+    response_model=Members,
+    responses=errors(404, 422),
+    summary="Who is in the segment now: count and a page",
 )
 async def get_members(
     workspace: Workspace,
     svc: Svc,
     segment_id: str = SegmentId,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> Members:
     now = utcnow()
     async with svc.store.connect() as conn:

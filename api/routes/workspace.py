@@ -13,13 +13,16 @@ from temporalio.service import RPCError
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.channels.config import ChannelSettings
 from flowline.document_paths import error_path
 from flowline.store import flows, workspaces
 from flowline.store.lifecycle import flow_states
 from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
 
-router = APIRouter(route_class=CheckedRoute, prefix="/v1/workspace", tags=["workspace"])
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/v1/workspace", tags=["workspace"], responses=AUTHENTICATED
+)
 
 
 class WorkspaceSettings(BaseModel):
@@ -45,7 +48,7 @@ async def get_workspace(workspace: Workspace, svc: Svc) -> WorkspaceSettings:
         return WorkspaceSettings(timezone=await workspaces.workspace_timezone(conn, workspace))
 
 
-@router.put("", response_model=WorkspaceSettings, summary="Set the workspace's settings")
+@router.put("", response_model=WorkspaceSettings, responses=WITH_BODY, summary="Set the workspace's settings")
 async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc) -> WorkspaceSettings:
     async with svc.store.begin() as conn:
         await workspaces.set_workspace_timezone(conn, workspace, body.timezone)
@@ -125,6 +128,7 @@ async def get_channels(workspace: Workspace, svc: Svc) -> Any:
 @router.put(
     "/channels",
     response_model=ChannelSettings,
+    responses=errors(413, 422),
     openapi_extra=_CHANNELS_BODY,
     summary="Set the channels' providers",
 )

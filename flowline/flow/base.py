@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationInfo
+from pydantic_core import core_schema
 
 from flowline.expressions import ExpressionError, check
 from flowline.templates import TemplateError
@@ -30,6 +31,22 @@ class Strict(BaseModel):
     """Unknown fields are faults: a typo in a flow is reported with its path, not ignored."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Named:
+    """Publishes a type (a nested discriminated union) as a JSON Schema definition of its own.
+
+    OpenAPI wants each discriminator mapping value to be a string reference; an inline union
+    would be an object there. Validation is unchanged: only the core schema gets a ``ref``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return {**handler(source), "ref": self.name}
 
 
 class StepBase(Strict):

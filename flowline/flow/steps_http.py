@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from flowline import templates
-from flowline.durations import Duration
+from flowline.durations import Duration, duration_default
 from flowline.flow.base import (
     StepBase,
     StepId,
@@ -163,7 +163,7 @@ class CallApiStep(StepBase):
     body: CallApiBody | None = None
     # False: go on down ``success`` as soon as the request is sent; the answer is not awaited.
     wait_for_response: bool = True
-    timeout: CallTimeout = timedelta(seconds=10)
+    timeout: CallTimeout = duration_default(timedelta(seconds=10))
     save: dict[VariableName, JsonPathText] = Field(default_factory=dict, max_length=50)
     save_headers: dict[VariableName, HeaderName] = Field(default_factory=dict, max_length=50)
     window: CallWindow | None = None

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from flowline.flow.base import LongTemplate, StepBase, StepId, Strict, Template, TemplatedData
+from flowline.flow.base import LongTemplate, Named, StepBase, StepId, Strict, Template, TemplatedData
 from flowline.flow.steps_http import CallWindow
 
 Recipients = Literal["self", "referrer", "friends"]
@@ -90,8 +90,10 @@ class InAppSendStep(SendStep):
     consumable: bool = False
 
 
+# Named, so the ``type`` union's mapping points at it (``#/$defs/SendStep``) instead of holding it.
 SendSteps = Annotated[
-    EmailSendStep | SmsSendStep | PushSendStep | InAppSendStep, Field(discriminator="channel")
+    Annotated[EmailSendStep | SmsSendStep | PushSendStep | InAppSendStep, Field(discriminator="channel")],
+    Named("SendStep"),
 ]
 
 

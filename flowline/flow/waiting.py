@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from flowline.conditions import PropertyFilter, matches_all
-from flowline.durations import Duration
+from flowline.durations import Duration, duration_default
 from flowline.flow.base import StepBase, StepId, Strict, VariableName
 
 # The event the store writes when a profile's attributes change (properties.changed holds
@@ -145,5 +145,5 @@ class Goal(EventMatch):
     """A conversion: the event happening within ``within`` of entering the flow. With
     ``exit: true`` the journey also leaves when it converts."""
 
-    within: WaitDuration = timedelta(days=7)
+    within: WaitDuration = duration_default(timedelta(days=7))
     exit: bool = False
