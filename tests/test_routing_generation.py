@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from flowline.store import flows
 from flowline.store.database import Store, utcnow
+from flowline.store.migrate import alembic_config, upgrade
 from flowline.store.tables import events
 from tests.conftest import Tenant
 from workflows.routing import EntryRefused, JourneyLauncher
@@ -155,3 +159,23 @@ async def _read_in_transaction(conn: AsyncConnection, workspace_id: str) -> int:
     found = await flows.routing_generation(conn, workspace_id)
     await conn.commit()
     return found
+
+
+def test_migration_0019_starts_existing_workspaces_at_zero_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0017")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO workspaces (id, name, webhook_secret, created_at) "
+                "VALUES ('w', 'w', 's', '2026-01-01')"
+            )
+        )
+    upgrade(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT routing_generation FROM workspaces")).scalar_one() == 0
+    command.downgrade(alembic_config(url), "0017")
+    with engine.connect() as conn:
+        assert "routing_generation" not in {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
+    engine.dispose()

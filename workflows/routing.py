@@ -214,8 +214,10 @@ class JourneyLauncher:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
 
         Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
-        1. one transaction stores the events and claims their journeys; events that concern no
-           flow and no journey are stored routed (``_quiet``), the others unrouted;
+        1. one transaction stores the events and claims their journeys, by the flows running
+           as of its routing generation (``triggerable_flows``: whichever process changed them);
+           events that concern no flow and no journey are stored routed (``_quiet``), the others
+           unrouted;
         2. the journeys start, outside any transaction;
         3. one transaction signals the journeys in flight that listen, settles goals and marks the
            events routed.
