@@ -27,7 +27,8 @@ from flowline.store import flows
 from flowline.store.database import Store, utcnow
 from flowline.store.migrate import alembic_config, upgrade
 from flowline.store.tables import events
-from tests.conftest import Tenant
+from tests.conftest import Tenant, finish
+from workflows.journey_start import claim_journey
 from workflows.routing import EntryRefused, JourneyLauncher
 
 ORDERS: dict[str, Any] = {
@@ -116,6 +117,34 @@ async def test_another_process_evaluates_a_segment_saved_here_for_its_next_event
             )
         )
     assert entered == "ada"
+
+
+async def test_a_journey_claimed_before_a_stop_and_started_after_its_signals_is_stopped(
+    api: httpx.AsyncClient,
+    store: Store,
+    tenant: Tenant,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    worker: None,
+) -> None:
+    """The claim of an ingest commits, then a stop commits and signals the journeys in flight
+    (this one is not started yet), then the ingest starts it: it is stopped all the same."""
+    slow = {**ORDERS, "steps": [{"id": "rest", "type": "pause", "for": "1d"}, {"id": "done", "type": "exit"}]}
+    await ok(await api.put("/v1/flows/orders", json=slow))
+    await ok(await api.post("/v1/flows/orders/publish"))
+    await ok(await api.put("/v1/profiles/ada", json={"attributes": {}}))
+    async with store.connect() as conn:
+        running = await flows.current_version(conn, tenant.id, "orders")
+    assert running is not None
+    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    async with store.begin() as conn:  # step 1 of an ingest
+        claim, _ = await claim_journey(store, conn, tenant.id, running, "ada", entry="event:e-1")
+    assert claim is not None
+    stopped = await api.post("/v1/flows/orders/stop")
+    assert stopped.json()["journeys_stopped"] == 0, "not started yet: the signal missed it"
+    await launcher._route(tenant.id, [], [claim])  # step 2: the start
+    state = await finish(temporal, claim.journey_id)
+    assert (state.status, state.exit_reason) == ("stopped", "flow stopped")
 
 
 async def test_on_postgresql_a_publish_and_an_event_transaction_never_overlap(

@@ -17,15 +17,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.variables import variable_faults
-from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
+from flowline.journey import STOP_SIGNAL, JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
 from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
-from flowline.store.flows import PublishedFlow, event_triggered_flows, flow_status, routing_generation
+from flowline.store.flows import (
+    PublishedFlow,
+    event_triggered_flows,
+    flow_status,
+    flow_statuses,
+    routing_generation,
+)
 from flowline.store.profiles import ensure_profiles
 from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
@@ -146,6 +153,7 @@ class JourneyLauncher:
                 async with self.store.begin() as conn:
                     await journeys.forget_claim(conn, claim.journey_id)
             raise
+        await self._stop_if_stopped(workspace_id, [claim])
         return claim.journey_id
 
     async def start_batch(
@@ -398,6 +406,7 @@ class JourneyLauncher:
         """Steps 2 and 3 of ``ingest``. ``listened``: the only ``rows`` a journey may hear, when
         the caller knows (``_quiet``); the others are marked routed without a look."""
         await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
+        await self._stop_if_stopped(workspace_id, claims)
         if not rows:
             return
         heard = rows if listened is None else [r for r in rows if r["id"] in listened]
@@ -406,6 +415,25 @@ class JourneyLauncher:
             if heard:
                 await self.route_to_journeys(conn, workspace_id, heard)
             await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
+
+    async def _stop_if_stopped(self, workspace_id: str, claims: Sequence[JourneyInput]) -> None:
+        """Stop the journeys just started whose flow was stopped since they were claimed. Their
+        claims committed before the stop did (the routing generation's lock), so they are in
+        flight for it; but the stop's signal may have come before they started (and missed
+        them). Read after the starts: either this sees the stop, or the stop signalled later."""
+        if not claims:
+            return
+        async with self.store.connect() as conn:
+            statuses = await flow_statuses(conn, workspace_id, {c.flow.id for c in claims})
+        for late in [c.journey_id for c in claims if statuses.get(c.flow.id) == "stopped"]:
+            try:
+                await self.client.get_workflow_handle(late).signal(
+                    STOP_SIGNAL, StopRequest(reason="flow stopped")
+                )
+            except RPCError:
+                pass  # it ended already
+            except RuntimeError as error:  # cannot connect: as a failed start, retried the same way
+                raise JourneyStartFailed(f"Temporal did not take the stop of {late}: {error}") from error
 
     async def route_to_journeys(
         self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]

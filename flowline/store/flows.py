@@ -147,6 +147,18 @@ async def flow_status(conn: AsyncConnection, workspace_id: str, flow_id: str) ->
     return None if found is None else found
 
 
+async def flow_statuses(
+    conn: AsyncConnection, workspace_id: str, flow_ids: Collection[str]
+) -> dict[str, FlowStatus]:
+    """The stored status of each of these flows (those that exist)."""
+    rows = await conn.execute(
+        select(flows.c.id, flows.c.status).where(
+            flows.c.workspace_id == workspace_id, flows.c.id.in_(sorted(flow_ids))
+        )
+    )
+    return {str(r.id): r.status for r in rows}
+
+
 async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, status: FlowStatus) -> bool:
     """Move a flow to ``status`` (no checks of the lifecycle here); False if there is no such flow."""
     result = await conn.execute(
