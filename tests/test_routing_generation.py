@@ -183,6 +183,27 @@ async def test_on_postgresql_a_publish_and_an_event_transaction_never_overlap(
             assert await read == before + 1
 
 
+async def test_on_sqlite_the_read_holds_off_every_other_writer(store: Store, tenant: Tenant) -> None:
+    """SQLite's driver begins a transaction at its first write, so a plain read first would see
+    a publish another process commits before the events are written: the read is a write."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL: see the test above")
+    other = Store(str(store.url))  # another process's engine (its own connections and queue)
+    try:
+        before = await generation(store, tenant.id)
+        async with store.begin() as ingest:
+            assert await flows.routing_generation(ingest, tenant.id) == before
+            with pytest.raises(DBAPIError, match="database is locked"):
+                async with other.begin() as publish:
+                    await publish.execute(text("PRAGMA busy_timeout = 100"))
+                    await flows.bump_routing_generation(publish, tenant.id)
+        async with other.begin() as publish:
+            await flows.bump_routing_generation(publish, tenant.id)
+        assert await generation(store, tenant.id) == before + 1
+    finally:
+        await other.dispose()
+
+
 async def _read_in_transaction(conn: AsyncConnection, workspace_id: str) -> int:
     """In the transaction ``conn`` began already (its pid was read in it), then committed."""
     found = await flows.routing_generation(conn, workspace_id)

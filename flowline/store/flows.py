@@ -116,15 +116,25 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
 
 async def routing_generation(conn: AsyncConnection, workspace_id: str) -> int:
     """The workspace's routing generation, read so that no publish, stop or drain (nor segment
-    save) commits while the caller's transaction runs: on PostgreSQL the row is share-locked until
+    save) commits while the caller's transaction runs. On PostgreSQL the row is share-locked until
     it ends (``bump_routing_generation`` waits for it, or it waits for one in progress and reads
-    its value); SQLite has one writer, so a transaction that writes sees no change it did not.
-    Flows and segments read later in the same transaction are as of this generation."""
-    found = await conn.scalar(
-        select(workspaces.c.routing_generation)
-        .where(workspaces.c.id == workspace_id)
-        .with_for_update(read=True)
-    )
+    its value). On SQLite it is read by a write that changes nothing: the driver begins the
+    transaction at its first write only, so this takes the one writer's lock at once (a plain
+    read would run before the transaction, and another process could commit in between). Flows
+    and segments read later in the same transaction are as of this generation."""
+    if conn.dialect.name == "sqlite":
+        found = await conn.scalar(
+            workspaces.update()
+            .where(workspaces.c.id == workspace_id)
+            .values(routing_generation=workspaces.c.routing_generation)
+            .returning(workspaces.c.routing_generation)
+        )
+    else:
+        found = await conn.scalar(
+            select(workspaces.c.routing_generation)
+            .where(workspaces.c.id == workspace_id)
+            .with_for_update(read=True)
+        )
     return int(found or 0)
 
 
