@@ -3,8 +3,8 @@ whether the workspace has segments), and a publish, stop, drain or segment save 
 process is obeyed by the next event it stores (flowline/store/flows.py, workflows/routing.py).
 
 "Another process" here is a second JourneyLauncher on the same database (its caches are its own);
-tests/test_two_apis.py does the same with two real API processes. On SQLite and PostgreSQL, plus
-the lock order on PostgreSQL."""
+tests/test_two_apis.py does the same with two real API processes. On SQLite and PostgreSQL, with
+how the read keeps a publish from committing in the middle of an event transaction on each."""
 
 from __future__ import annotations
 
