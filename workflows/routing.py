@@ -17,15 +17,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.variables import variable_faults
-from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent, journey_id
+from flowline.journey import STOP_SIGNAL, JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
 from flowline.store import events as events_store
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
-from flowline.store.flows import PublishedFlow, event_triggered_flows
+from flowline.store.flows import (
+    PublishedFlow,
+    event_triggered_flows,
+    flow_status,
+    flow_statuses,
+    routing_generation,
+)
 from flowline.store.profiles import ensure_profiles
 from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
@@ -71,20 +78,33 @@ class JourneyLauncher:
         self.store = store
         self.client = client
         self.task_queue = task_queue
-        self._flows: TtlCache[str, list[PublishedFlow]] = TtlCache(flow_cache_seconds)
+        # workspace id -> (its routing generation, the flows an event can start at it)
+        self._flows: TtlCache[str, tuple[int, list[PublishedFlow]]] = TtlCache(flow_cache_seconds)
         self.router = EventRouter(client)
         self.segments = SegmentWatch(store, cache_seconds=flow_cache_seconds)
 
-    async def triggerable_flows(self, workspace_id: str) -> list[PublishedFlow]:
+    async def triggerable_flows(self, conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
+        """The running flows an event can start, as of now, for the caller's transaction: one
+        indexed read of the workspace's routing generation (which holds off any publish, stop or
+        drain until the transaction ends: ``routing_generation``), and the flows read again only
+        when it moved. So an event stored in this transaction is offered to exactly the flows
+        running when it commits, whichever process published or stopped them."""
+        generation = await routing_generation(conn, workspace_id)
         cached = self._flows.get(workspace_id)
-        if cached is None:
-            async with self.store.connect() as conn:
-                cached = await event_triggered_flows(conn, workspace_id)
-            self._flows.put(workspace_id, cached)
-        return cached
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        found = await event_triggered_flows(conn, workspace_id)
+        self._flows.put(workspace_id, (generation, found))
+        return found
+
+    def known_generation(self, workspace_id: str) -> int | None:
+        """The routing generation this process last read for the workspace (None: none cached)."""
+        cached = self._flows.get(workspace_id)
+        return None if cached is None else cached[0]
 
     def flows_changed(self, workspace_id: str) -> None:
-        """Call after publishing (or stopping) a flow, so this process routes by it at once."""
+        """Call after publishing (or stopping) a flow: this process forgets its flows at once
+        (the others see the routing generation moved)."""
         self._flows.invalidate(workspace_id)
 
     def segments_changed(self, workspace_id: str) -> None:
@@ -110,6 +130,13 @@ class JourneyLauncher:
         if faults:
             raise EntryRefused("variables do not fit their declarations", faults)
         async with self.store.begin() as conn:
+            # ``flow`` was read before this transaction: a stop or drain committed since (through
+            # any process) closes it. The generation's lock holds off one in progress until the
+            # claim commits: then the stop finds the journey in flight.
+            await routing_generation(conn, workspace_id)
+            status = await flow_status(conn, workspace_id, flow.flow_id)
+            if status != "running":
+                raise EntryRefused(f"flow {flow.flow_id!r} is {status or 'gone'}: it takes no new entries")
             claim, fresh = await claim_journey(
                 self.store, conn, workspace_id, flow, profile_id, entry=entry, variables=variables
             )
@@ -126,6 +153,7 @@ class JourneyLauncher:
                 async with self.store.begin() as conn:
                     await journeys.forget_claim(conn, claim.journey_id)
             raise
+        await self._stop_if_stopped(workspace_id, [claim])
         return claim.journey_id
 
     async def start_batch(
@@ -194,8 +222,10 @@ class JourneyLauncher:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
 
         Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
-        1. one transaction stores the events and claims their journeys; events that concern no
-           flow and no journey are stored routed (``_quiet``), the others unrouted;
+        1. one transaction stores the events and claims their journeys, by the flows running
+           as of its routing generation (``triggerable_flows``: whichever process changed them);
+           events that concern no flow and no journey are stored routed (``_quiet``), the others
+           unrouted;
         2. the journeys start, outside any transaction;
         3. one transaction signals the journeys in flight that listen, settles goals and marks the
            events routed.
@@ -207,8 +237,6 @@ class JourneyLauncher:
         result = IngestResult()
         if not rows:
             return result
-        now = utcnow()
-        flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         people = {r["profile_id"] for r in rows}
         if self.store.dialect == "postgresql":
             # The people first, in a transaction of their own: a new profile's row stays locked
@@ -217,6 +245,7 @@ class JourneyLauncher:
             async with self.store.begin() as conn:
                 await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
         async with self.store.begin() as conn:
+            flows = await self._open_flows(conn, workspace_id)
             if self.store.dialect != "postgresql":
                 await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
             quiet, listened = await self._quiet(conn, workspace_id, flows, rows)
@@ -282,7 +311,9 @@ class JourneyLauncher:
         for them (a cache lookup when it has none; with ``event_names``, only the segments such
         events can change) and route the segment_entered / segment_exited events written. Once
         per ingest: routing those events does not come back here."""
-        written = await self.segments.reevaluate(workspace_id, profile_ids, utcnow(), event_names)
+        written = await self.segments.reevaluate(
+            workspace_id, profile_ids, utcnow(), event_names, generation=self.known_generation(workspace_id)
+        )
         try:
             await self.dispatch(workspace_id, written)
         except JourneyStartFailed as error:
@@ -294,9 +325,8 @@ class JourneyLauncher:
         the journeys in flight that listen, mark them routed."""
         if not rows:
             return
-        now = utcnow()
-        flows = [f for f in await self.triggerable_flows(workspace_id) if f.closed_reason(now) is None]
         async with self.store.begin() as conn:
+            flows = await self._open_flows(conn, workspace_id)
             claims = await self._claims(conn, workspace_id, flows, rows, IngestResult())
         await self._route(workspace_id, rows, claims)
 
@@ -327,12 +357,17 @@ class JourneyLauncher:
         for row in stale:
             by_workspace.setdefault(row["workspace_id"], []).append(row)
         for workspace, rows in by_workspace.items():
-            flows = [f for f in await self.triggerable_flows(workspace) if f.closed_reason(now) is None]
             async with self.store.begin() as conn:
+                flows = await self._open_flows(conn, workspace)
                 claims = await self._claims(conn, workspace, flows, rows, IngestResult())
             await self._route(workspace, rows, claims)
             routed += len(rows)
         return routed
+
+    async def _open_flows(self, conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
+        """``triggerable_flows`` that take entries now (their start_at / end_at window)."""
+        now = utcnow()
+        return [f for f in await self.triggerable_flows(conn, workspace_id) if f.closed_reason(now) is None]
 
     async def _claims(
         self,
@@ -371,6 +406,7 @@ class JourneyLauncher:
         """Steps 2 and 3 of ``ingest``. ``listened``: the only ``rows`` a journey may hear, when
         the caller knows (``_quiet``); the others are marked routed without a look."""
         await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
+        await self._stop_if_stopped(workspace_id, claims)
         if not rows:
             return
         heard = rows if listened is None else [r for r in rows if r["id"] in listened]
@@ -379,6 +415,25 @@ class JourneyLauncher:
             if heard:
                 await self.route_to_journeys(conn, workspace_id, heard)
             await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
+
+    async def _stop_if_stopped(self, workspace_id: str, claims: Sequence[JourneyInput]) -> None:
+        """Stop the journeys just started whose flow was stopped since they were claimed. Their
+        claims committed before the stop did (the routing generation's lock), so they are in
+        flight for it; but the stop's signal may have come before they started (and missed
+        them). Read after the starts: either this sees the stop, or the stop signalled later."""
+        if not claims:
+            return
+        async with self.store.connect() as conn:
+            statuses = await flow_statuses(conn, workspace_id, {c.flow.id for c in claims})
+        for late in [c.journey_id for c in claims if statuses.get(c.flow.id) == "stopped"]:
+            try:
+                await self.client.get_workflow_handle(late).signal(
+                    STOP_SIGNAL, StopRequest(reason="flow stopped")
+                )
+            except RPCError:
+                pass  # it ended already
+            except RuntimeError as error:  # cannot connect: as a failed start, retried the same way
+                raise JourneyStartFailed(f"Temporal did not take the stop of {late}: {error}") from error
 
     async def route_to_journeys(
         self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]

@@ -3,11 +3,13 @@ workspace's segments are re-evaluated for the profiles concerned (JourneyLaunche
 per ingest; the segment events it writes are routed without coming back here, so segment events
 cannot loop).
 
-The list of a workspace's segments is cached briefly, so a workspace without segments pays a
-cache lookup only. When it has some, they are read again for each evaluation: a rule changed in
-another process is not evaluated in its old form for the cache's lifetime (which would make
-people leave and enter again). A segment created in another process is seen after the cache's TTL; the
-clock (workflows/segment_clock.py) catches up on anything missed.
+Whether a workspace has segments is cached, so a workspace without segments pays a cache lookup
+only. When it has some, they are read again for each evaluation: a rule changed in another process
+is not evaluated in its old form (which would make people leave and enter again). Saving a segment
+bumps the workspace's routing generation (flowline/store/flows.py), which the ingest reads: a
+segment created through another process is evaluated for the next events stored after it. Without
+a generation (none known) the cache's TTL bounds it, and the clock (workflows/segment_clock.py)
+catches up on anything missed.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ log = logging.getLogger(__name__)
 class SegmentWatch:
     def __init__(self, store: Store, *, cache_seconds: float = 5.0) -> None:
         self.store = store
-        # workspace id -> whether it has any segment
-        self._any: TtlCache[str, bool] = TtlCache(cache_seconds)
+        # workspace id -> (the routing generation it was read at, whether it has any segment)
+        self._any: TtlCache[str, tuple[int | None, bool]] = TtlCache(cache_seconds)
 
-    async def has_segments(self, workspace_id: str) -> bool:
+    async def has_segments(self, workspace_id: str, generation: int | None = None) -> bool:
+        """``generation``: the workspace's routing generation the caller read (None: unknown);
+        an answer cached at another one is read again."""
         cached = self._any.get(workspace_id)
-        if cached is None:
-            async with self.store.connect() as conn:
-                cached = bool(await segment_members.saved_segments(conn, workspace_id))
-            self._any.put(workspace_id, cached)
-        return cached
+        if cached is not None and (generation is None or cached[0] == generation):
+            return cached[1]
+        async with self.store.connect() as conn:
+            found = bool(await segment_members.saved_segments(conn, workspace_id))
+        self._any.put(workspace_id, (generation, found))
+        return found
 
     def changed(self, workspace_id: str) -> None:
         """Call after saving a segment, so this process evaluates it at once."""
@@ -51,12 +56,14 @@ class SegmentWatch:
         profile_ids: Collection[str],
         now: datetime,
         event_names: Collection[str] | None = None,
+        generation: int | None = None,
     ) -> list[dict[str, Any]]:
         """Re-evaluate the workspace's segments for ``profile_ids``, each in a transaction of its
         own; the segment_entered / segment_exited events written (unrouted). ``event_names``: the
         new data is only events of these names (an ingest), so segments whose answer they cannot
-        change are skipped (``may_change``); None: anything may have changed."""
-        if not profile_ids or not await self.has_segments(workspace_id):
+        change are skipped (``may_change``); None: anything may have changed. ``generation``: as
+        for ``has_segments``."""
+        if not profile_ids or not await self.has_segments(workspace_id, generation):
             return []
         async with self.store.connect() as conn:
             found = await segment_members.saved_segments(conn, workspace_id)

@@ -105,6 +105,9 @@ async def publish_flow(
         # In the transaction: if Temporal cannot take the schedule, the version is not published.
         if scheduled_before or document.trigger.type in SCHEDULED_TRIGGERS:
             await _sync_schedule(conn, workspace, flow_id, svc)
+        # Last (it waits for the event transactions in flight): every process routes by it once
+        # this commits, before the publish is answered.
+        await flows.bump_routing_generation(conn, workspace)
     svc.launcher.flows_changed(workspace)
     out: dict[str, Any] = {"id": flow_id, "status": "running", "version": version}
     if body is not None and body.move_journeys:
@@ -200,4 +203,7 @@ async def _end_entries(
             raise ApiError(
                 503, f"the flow's entry schedule could not be removed ({error}); send again"
             ) from error
+        # Last: it waits for the event transactions in flight (the journeys they claim are in
+        # flight for the stop), and no process claims one for this flow once this commits.
+        await flows.bump_routing_generation(conn, workspace)
     svc.launcher.flows_changed(workspace)

@@ -23,7 +23,7 @@ from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import MAX_OFFSET
 from flowline.conditions.rules import Condition
 from flowline.engine_events import filter_faults
-from flowline.store import segment_members, segments, segments_query
+from flowline.store import flows, segment_members, segments, segments_query
 from flowline.store.database import utcnow
 from workflows.routing import JourneyStartFailed
 
@@ -78,6 +78,8 @@ async def put_segment(
         if before is None or before["rule"] != rule or saved.evaluated_at is None:
             # A baseline when new (no events), else the diff as of now (events).
             written = await segment_members.reevaluate(svc.store, conn, saved, utcnow())
+        # Every process evaluates the new rule for the events stored once this commits.
+        await flows.bump_routing_generation(conn, workspace)
     svc.launcher.segments_changed(workspace)
     try:
         await svc.launcher.dispatch(workspace, written)

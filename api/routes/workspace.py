@@ -51,10 +51,11 @@ async def get_workspace(workspace: Workspace, svc: Svc) -> WorkspaceSettings:
 @router.put("", response_model=WorkspaceSettings, responses=WITH_BODY, summary="Set the workspace's settings")
 async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc) -> WorkspaceSettings:
     async with svc.store.begin() as conn:
+        # The flows' rows before the workspace's, as publish, stop and drain lock them (no deadlock).
+        states = await flow_states(conn, workspace, lock=True)
         await workspaces.set_workspace_timezone(conn, workspace, body.timezone)
         # Audience schedules without a zone of their own follow the workspace's, in this
         # transaction as when publishing: if Temporal refuses, the zone is not changed either.
-        states = await flow_states(conn, workspace, lock=True)
         for flow in (await flows.published_flows(conn, workspace)).values():
             state = states.get(flow.flow_id)
             if state is None or state.status != "running" or not reads_workspace_zone(flow):

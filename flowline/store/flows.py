@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.flow.model import FlowDocument
 from flowline.flow.trigger_match import trigger_event
 from flowline.store.database import Store, utcnow
-from flowline.store.tables import flow_versions, flows
+from flowline.store.tables import flow_versions, flows, workspaces
 
 # A flow without end_at takes entries for a year after the version was published.
 DEFAULT_LIFETIME = timedelta(days=365)
@@ -112,6 +112,61 @@ async def publish(conn: AsyncConnection, workspace_id: str, flow_id: str, flow: 
         .values(status="running", current_version=version)
     )
     return version
+
+
+async def routing_generation(conn: AsyncConnection, workspace_id: str) -> int:
+    """The workspace's routing generation, read so that no publish, stop or drain (nor segment
+    save) commits while the caller's transaction runs. On PostgreSQL the row is share-locked until
+    it ends (``bump_routing_generation`` waits for it, or it waits for one in progress and reads
+    its value). On SQLite it is read by a write that changes nothing: the driver begins the
+    transaction at its first write only, so this takes the one writer's lock at once (a plain
+    read would run before the transaction, and another process could commit in between). Flows
+    and segments read later in the same transaction are as of this generation."""
+    if conn.dialect.name == "sqlite":
+        found = await conn.scalar(
+            workspaces.update()
+            .where(workspaces.c.id == workspace_id)
+            .values(routing_generation=workspaces.c.routing_generation)
+            .returning(workspaces.c.routing_generation)
+        )
+    else:
+        found = await conn.scalar(
+            select(workspaces.c.routing_generation)
+            .where(workspaces.c.id == workspace_id)
+            .with_for_update(read=True)
+        )
+    return int(found or 0)
+
+
+async def bump_routing_generation(conn: AsyncConnection, workspace_id: str) -> None:
+    """Tell every process that the flows an event can start (or the segments) changed. Call it
+    last in the transaction that changes them: it waits for the event transactions in flight of
+    the workspace (``routing_generation``) and holds theirs off until the commit."""
+    await conn.execute(
+        workspaces.update()
+        .where(workspaces.c.id == workspace_id)
+        .values(routing_generation=workspaces.c.routing_generation + 1)
+    )
+
+
+async def flow_status(conn: AsyncConnection, workspace_id: str, flow_id: str) -> FlowStatus | None:
+    """The flow's stored status (lifecycle.py shows ``finished`` on top), None if there is no flow."""
+    found = await conn.scalar(
+        select(flows.c.status).where(flows.c.workspace_id == workspace_id, flows.c.id == flow_id)
+    )
+    return None if found is None else found
+
+
+async def flow_statuses(
+    conn: AsyncConnection, workspace_id: str, flow_ids: Collection[str]
+) -> dict[str, FlowStatus]:
+    """The stored status of each of these flows (those that exist)."""
+    rows = await conn.execute(
+        select(flows.c.id, flows.c.status).where(
+            flows.c.workspace_id == workspace_id, flows.c.id.in_(sorted(flow_ids))
+        )
+    )
+    return {str(r.id): r.status for r in rows}
 
 
 async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, status: FlowStatus) -> bool:

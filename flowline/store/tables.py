@@ -74,6 +74,10 @@ workspaces = Table(
     Column("channels", Json),
     # Signs email tracking links (flowline/channels/tracking.py); never shown to anyone.
     Column("tracking_key", String(128)),
+    # Bumped by every publish, stop and drain of a flow and every segment saved (migration 0019):
+    # each process caches the flows an event can start, and checks this in the transaction that
+    # stores events (flowline/store/flows.py, routing_generation).
+    Column("routing_generation", BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
