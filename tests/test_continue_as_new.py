@@ -165,7 +165,10 @@ async def _drive_past_the_signal_limit(
         last = TriggerEvent(id="last", name="noise", timestamp=T0, properties={"stop": True})
         await handle.signal(EVENT_SIGNAL, last)
         state = await handle.result()
-    assert state.runs > total // JourneyLimits().signals_per_run, state
+    # A run continues as new once it heard signals_per_run signals, but signals already delivered
+    # when it decides are heard first (Temporal refuses to close a run over unheard signals); the
+    # sender waits for the journey to catch up every 500, so a run takes at most ~500 more.
+    assert state.runs > total // (JourneyLimits().signals_per_run + 500), state
     assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
     assert state.variables == {"kept": "yes"} and [p.step for p in state.path] == ["wait"]
 

@@ -203,8 +203,8 @@ async def test_clients_cannot_send_the_engines_segment_and_profile_events(api: h
     body = response.json()
     assert body["accepted"] == 1
     assert [(r["index"], r["faults"][0]["path"]) for r in body["rejected"]] == [
-        (0, "$.name"),
-        (1, "$.name"),
+        (0, "$[0].name"),
+        (1, "$[1].name"),
     ]
 
 
