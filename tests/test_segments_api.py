@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from flowline.store import profile_changes
+from flowline.store import profile_changes, segments
 from flowline.store.database import Store
 from tests.conftest import Tenant
 
@@ -53,3 +53,26 @@ async def test_a_bad_rule_is_a_422_with_its_path_and_an_unknown_segment_a_404(ap
     assert response.status_code == 422
     assert response.json()["faults"][0]["path"].startswith("$.rule")
     assert (await api.get("/v1/segments/nope/members")).status_code == 404
+
+
+async def test_a_stored_rule_that_no_longer_validates_is_named_never_a_500(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    # As migration 0018 leaves `{"op": "greater_than", "value": Infinity}`: the value made null.
+    async with store.begin() as conn:
+        await segments.put_segment(
+            store, conn, tenant.id, "old", "Old", {"attribute": "score", "op": "greater_than", "value": None}
+        )
+    assert (await api.put("/v1/segments/ok", json={"name": "Ok", "rule": RULE})).status_code == 200
+    listed = (await api.get("/v1/segments")).json()
+    assert [s["id"] for s in listed["segments"]] == ["ok"]
+    [unreadable] = listed["unreadable"]
+    assert (unreadable["id"], unreadable["name"]) == ("old", "Old")
+    assert "PUT /v1/segments/old" in unreadable["message"]
+    members = await api.get("/v1/segments/old/members")
+    assert members.status_code == 409, members.text
+    assert "no longer validates" in members.json()["message"]
+    fixed = {"name": "Old", "rule": {"attribute": "score", "op": "greater_than", "value": 1}}
+    assert (await api.put("/v1/segments/old", json=fixed)).status_code == 200
+    assert (await api.get("/v1/segments/old/members")).json()["count"] == 0
+    assert (await api.get("/v1/segments")).json()["unreadable"] == []

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
@@ -44,6 +44,36 @@ class SegmentIn(BaseModel):
 
 class SegmentOut(SegmentIn):
     id: str
+
+
+class UnreadableSegment(BaseModel):
+    id: str
+    name: str
+    message: str = Field(description="why its stored rule no longer validates; PUT the segment again")
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentOut]
+    unreadable: list[UnreadableSegment] = Field(
+        default_factory=list,
+        description="segments whose stored rule no longer validates (a NaN value made null by "
+        "migration 0018, a rule a newer check refuses): not evaluated until saved again",
+    )
+
+
+def _stored_rule(row: dict[str, Any]) -> Condition:
+    """The segment's stored rule; 409 when it no longer validates (never a 500 for old data)."""
+    try:
+        return _RULE.validate_python(row["rule"])
+    except ValidationError as error:
+        raise ApiError(409, _unreadable(row["id"], error)) from None
+
+
+def _unreadable(segment_id: str, error: ValidationError) -> str:
+    return (
+        f"segment {segment_id!r} has a stored rule that no longer validates "
+        f"({error.error_count()} faults); save it again with PUT /v1/segments/{segment_id}"
+    )
 
 
 class Members(BaseModel):
@@ -88,21 +118,27 @@ async def put_segment(
     return SegmentOut(id=segment_id, name=body.name, rule=body.rule)
 
 
-@router.get("", summary="The workspace's segments")
-async def list_segments(workspace: Workspace, svc: Svc) -> dict[str, list[SegmentOut]]:
+@router.get("", response_model=SegmentList, summary="The workspace's segments")
+async def list_segments(workspace: Workspace, svc: Svc) -> SegmentList:
     async with svc.store.connect() as conn:
         rows = await segments.list_segments(conn, workspace)
-    return {
-        "segments": [
-            SegmentOut(id=r["id"], name=r["name"], rule=_RULE.validate_python(r["rule"])) for r in rows
-        ]
-    }
+    listed = SegmentList(segments=[])
+    for r in rows:
+        try:
+            listed.segments.append(
+                SegmentOut(id=r["id"], name=r["name"], rule=_RULE.validate_python(r["rule"]))
+            )
+        except ValidationError as error:
+            listed.unreadable.append(
+                UnreadableSegment(id=r["id"], name=r["name"], message=_unreadable(r["id"], error))
+            )
+    return listed
 
 
 @router.get(
     "/{segment_id}/members",
     response_model=Members,
-    responses=errors(404, 422),
+    responses=errors(404, 409, 422),
     summary="Who is in the segment now: count and a page",
 )
 async def get_members(
@@ -117,7 +153,7 @@ async def get_members(
         row = await segments.get_segment(conn, workspace, segment_id)
         if row is None:
             raise ApiError(404, f"no segment {segment_id!r}")
-        rule = _RULE.validate_python(row["rule"])
+        rule = _stored_rule(row)
         total = await segments_query.count(conn, workspace, rule, now)
         page = await segments_query.members(conn, workspace, rule, now, limit=limit, offset=offset)
     return Members(segment=segment_id, count=total, members=page, limit=limit, offset=offset)
