@@ -27,10 +27,10 @@ from flowline.journey import STOP_SIGNAL
 from flowline.store import flows
 from flowline.store.database import Store, utcnow
 from flowline.store.migrate import alembic_config, upgrade
-from flowline.store.tables import events
+from flowline.store.tables import events, journeys
 from tests.conftest import Tenant
 from workflows.journey_start import claim_journey
-from workflows.routing import EntryRefused, JourneyLauncher
+from workflows.routing import BatchEntry, EntryRefused, JourneyLauncher
 
 ORDERS: dict[str, Any] = {
     "id": "orders",
@@ -101,6 +101,30 @@ async def test_another_process_routes_by_flows_published_and_stopped_here_at_onc
     assert len((await other.ingest(tenant.id, [event("ordered", "p3")])).journeys) == 1
     await ok(await api.post("/v1/flows/orders/drain"))
     assert (await other.ingest(tenant.id, [event("ordered", "p4")])).journeys == []
+
+
+async def test_a_scheduled_run_in_flight_claims_nothing_once_its_flow_is_stopped_or_drained(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant, temporal: WorkflowEnvironment, task_queue: str
+) -> None:
+    """An audience or date run reads its flow when it begins and claims page after page: a stop or
+    drain answered in between (through any process) ends its entries at the next page."""
+    await ok(await api.put("/v1/flows/orders", json=ORDERS))
+    await ok(await api.post("/v1/flows/orders/publish"))
+    async with store.connect() as conn:
+        running = await flows.current_version(conn, tenant.id, "orders")
+    assert running is not None
+    run = JourneyLauncher(store, temporal.client, task_queue, flow_cache_seconds=60)
+    first = await run.start_batch(tenant.id, running, [BatchEntry("p1", "run:1")])
+    assert len(first) == 1
+    for end in ("drain", "stop"):
+        await ok(await api.post("/v1/flows/orders/publish"))
+        await ok(await api.post(f"/v1/flows/orders/{end}"))
+        assert await run.start_batch(tenant.id, running, [BatchEntry(f"p-{end}", f"run:{end}")]) == []
+    async with store.connect() as conn:
+        claimed = await conn.scalar(
+            select(sa.func.count()).select_from(journeys).where(journeys.c.workspace_id == tenant.id)
+        )
+    assert claimed == 1
 
 
 async def test_another_process_evaluates_a_segment_saved_here_for_its_next_events(

@@ -172,7 +172,8 @@ class JourneyLauncher:
         batches that overlap). An entry an earlier attempt
         claimed is started again (Temporal finds it started: the same journey, never a second one),
         so a caller retries a failed batch by calling again with the same entries. Returns the ids
-        of the journeys claimed now or before; raises JourneyStartFailed after trying them all.
+        of the journeys claimed now or before (none once the flow is stopped or draining, through
+        any process); raises JourneyStartFailed after trying them all.
         """
         document, now = flow.document, utcnow()
         by_id: dict[str, BatchEntry] = {}
@@ -192,31 +193,41 @@ class JourneyLauncher:
             for jid, item in by_id.items()
         ]
         async with self.store.begin() as conn:
+            # The run read its flow when it began: a stop or drain committed since (through any
+            # process) ends its entries here, and one in progress waits for this claim (the
+            # generation's lock), which it then finds in flight.
+            await routing_generation(conn, workspace_id)
+            if await flow_status(conn, workspace_id, flow.flow_id) != "running":
+                return []
             claimed = await journeys.claim_entries(self.store, conn, rows)
             claimed |= await journeys.existing_journeys(conn, workspace_id, by_id.keys() - claimed)
         slots = gate or asyncio.Semaphore(concurrency)
-
-        async def start(jid: str) -> None:
-            item = by_id[jid]
-            journey = JourneyInput(
+        inputs = [
+            JourneyInput(
                 journey_id=jid,
                 workspace_id=workspace_id,
                 flow=document,
                 version=flow.version,
                 profile_id=item.profile_id,
             )
-            delay = item.start_at - utcnow() if item.start_at is not None else None
+            for jid, item in by_id.items()
+            if jid in claimed
+        ]
+
+        async def start(journey: JourneyInput) -> None:
+            start_at = by_id[journey.journey_id].start_at
+            delay = start_at - utcnow() if start_at is not None else None
             async with slots:
                 await start_journey(self.client, self.task_queue, journey, start_delay=delay)
 
-        started = [jid for jid in by_id if jid in claimed]
-        outcomes = await asyncio.gather(*(start(j) for j in started), return_exceptions=True)
+        outcomes = await asyncio.gather(*(start(j) for j in inputs), return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise JourneyStartFailed(
-                f"{len(failures)} of {len(started)} journeys did not start: {failures[0]}"
+                f"{len(failures)} of {len(inputs)} journeys did not start: {failures[0]}"
             )
-        return started
+        await self._stop_if_stopped(workspace_id, inputs)
+        return [j.journey_id for j in inputs]
 
     async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
