@@ -33,7 +33,7 @@ unit: $(STAMP)
 fuzz: $(STAMP)
 	FLOWLINE_FUZZ_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider tests/test_openapi_fuzz.py
 
-# Record new Temporal histories for the replay test (tests/record_histories.py; CONTRIBUTING.md).
+# Re-record the Temporal histories that the replay test checks (see tests/README.md).
 histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
 
