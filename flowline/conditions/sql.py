@@ -30,16 +30,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
+from flowline.conditions.events import EventCondition
+from flowline.conditions.operators import DAY_OFFSET_OPS, WINDOW_OPS
 from flowline.conditions.property_filter import NUMERIC_TEXT, NUMERIC_TEXT_MAX, PropertyFilter, plain_number
 from flowline.conditions.rules import (
-    DAY_OFFSET_OPS,
-    WINDOW_OPS,
     AllCondition,
     AnyCondition,
     AttributeCondition,
     Condition,
     DoNotContactCondition,
-    EventCondition,
     FlowCondition,
     NotCondition,
     TagCondition,
