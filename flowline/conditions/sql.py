@@ -4,6 +4,7 @@ evaluator (flowline/conditions/evaluate.py), on SQLite and PostgreSQL.
 Every leaf is wrapped in ``coalesce(..., false)`` so SQL's unknown never leaks into ``not``.
 On SQLite, date operators and numeric strings go through deterministic Python functions
 registered on each connection (flowline/store/database.py); they call the evaluator's own code.
+About 400 lines, kept whole: one compiler whose cases mirror evaluate.py's dispatch one for one.
 """
 
 from __future__ import annotations
