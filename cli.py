@@ -29,7 +29,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store, sync_url
 from flowline.store.json_repair import repair_non_finite
 from flowline.store.migrate import upgrade
-from workflows.payload_codec import PayloadKeyError, new_key_setting, parse_keys
+from launch.payload_codec import PayloadKeyError, new_key_setting, parse_keys
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flowline: automated customer journeys.")
 console = Console()
@@ -72,7 +72,7 @@ def _temporal_command(settings: Settings) -> list[str]:
 
 
 async def _wait_for_temporal(settings: Settings, patience: float = 60.0) -> None:
-    from workflows.client import connect
+    from launch.client import connect
 
     deadline = time.monotonic() + patience
     while True:

@@ -28,12 +28,12 @@ from activities import (
 from flowline.channels.outbound import outbound_client
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
-from workflows.client import connect
+from launch.client import connect
+from launch.routing import JourneyLauncher
+from launch.segment_schedule import ensure_segment_clock
 from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
-from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
-from workflows.segment_schedule import ensure_segment_clock
 
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 # On SIGTERM/SIGINT sends in flight get this long to finish and be marked sent; cancelled at once,

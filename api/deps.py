@@ -14,7 +14,7 @@ from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.workspaces import hash_key, workspace_for_key
 from flowline.ttl_cache import TtlCache
-from workflows.routing import JourneyLauncher
+from launch.routing import JourneyLauncher
 
 
 @dataclass

@@ -39,13 +39,13 @@ from flowline.segment_clock import ClockTick
 from flowline.store import flows, profiles, segments, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
+from launch.payload_codec import data_converter
+from launch.routing import JourneyLauncher
 from tests.databases import sqlite_database
 from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
-from workflows.payload_codec import data_converter
-from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -13,10 +13,10 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from launch.payload_codec import ENCODING, data_converter
 from tests.flows import step_types
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from worker import WORKFLOWS
-from workflows.payload_codec import ENCODING, data_converter
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

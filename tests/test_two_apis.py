@@ -1,5 +1,5 @@
 """Two API processes on one PostgreSQL database: a flow published or stopped through one is obeyed
-by the other at once, although each keeps its flows cached (workflows/routing.py).
+by the other at once, although each keeps its flows cached (launch/routing.py).
 
 Real processes: two ``uvicorn`` servers (each with a warm flow cache), one Temporal dev server, and
 a worker in the test's process that runs the journeys they start.

@@ -27,7 +27,7 @@ from flowline.journey import MOVE_SIGNAL, STOP_SIGNAL, MoveRequest, StopRequest
 from flowline.store import flows, journeys, segments, workspaces
 from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
-from workflows.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
+from launch.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 

@@ -19,7 +19,7 @@ from flowline.json_values import value_faults
 from flowline.settings import Settings
 from flowline.store import flows, profiles
 from flowline.store.lifecycle import FlowState, flow_states
-from workflows.routing import EntryRefused, JourneyStartFailed
+from launch.journey_start import EntryRefused, JourneyStartFailed
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 

@@ -27,7 +27,7 @@ from flowline.store import (
     push_tokens,
 )
 from flowline.store import profile_changes as changes
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from flowline.channels import twilio
 from flowline.channels.feedback import FeedbackKind, record_feedback
 from flowline.store import deliveries, workspaces
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from flowline.channels.config import ChannelSettings
 from flowline.document_paths import error_path
 from flowline.store import flows, workspaces
 from flowline.store.lifecycle import flow_states
-from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
+from launch.entry_schedules import reads_workspace_zone, sync_entry_schedule
 
 router = APIRouter(
     route_class=CheckedRoute, prefix="/v1/workspace", tags=["workspace"], responses=AUTHENTICATED

@@ -1,6 +1,6 @@
 """Steps and settings that wait for what a person does: events and profile changes.
 
-A journey hears an event when the router signals it (workflows/routing.py): every journey
+A journey hears an event when the router signals it (launch/routing.py): every journey
 in flight of that profile whose flow listens to the event's name (``listened_events``).
 """
 
