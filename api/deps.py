@@ -19,6 +19,8 @@ from launch.routing import JourneyLauncher
 
 @dataclass
 class Services:
+    """What a route hands to the use cases (services/): the store, Temporal, the launcher."""
+
     settings: Settings
     store: Store
     temporal: Client
