@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
-from flowline.flow.model import FlowDocument
-from flowline.flow.waiting import LONGEST_WAIT
+from flowline.durations import LONGEST_WAIT
+from flowline.flow.document import FlowDocument
 from flowline.journey import TriggerEvent
 from flowline.store import flows, journeys
 from flowline.store.database import utcnow

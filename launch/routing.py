@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
-from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.trigger_match import admits, trigger_event
+from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent
 from flowline.store import events as events_store
 from flowline.store.database import Store, utcnow
