@@ -59,6 +59,7 @@ ALLOWED_IMPORTS = {
     "workflows.waits",
     "workflows.moves",
     "workflows.path_records",
+    "workflows.patches",
     "workflows.search_attributes",
     "zoneinfo",
 }

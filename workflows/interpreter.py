@@ -77,17 +77,13 @@ from flowline.journey import (
 )
 from workflows.calls import SleepUntil, call_api
 from workflows.moves import Moving
+from workflows.patches import PATCHES
 from workflows.search_attributes import STEP_ID
 from workflows.sends import prepare_send
 from workflows.waits import ContinueAsNew, DeadlineReached
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-# Journeys that started before this patch record their end with a local activity and upsert the
-# StepId search attribute on every step; journeys after it let the last activity record the end
-# when only the exit follows it, and skip upserts that change nothing (the exit step, or the
-# step already shown). Fewer commands and one workflow activation less per journey.
-LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -131,7 +127,7 @@ class JourneyInterpreter(Moving):
     async def run(self, journey: JourneyInput) -> JourneyState:
         flow = journey.flow
         self._journey = journey
-        self._lean = workflow.patched(LEAN_BOOKKEEPING)
+        self._lean = PATCHES.lean_bookkeeping.new_path()
         resume = self._resume = journey.resume
         state = self._state
         if resume is None:
