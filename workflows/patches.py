@@ -128,7 +128,6 @@ PATCHES = Patches(
         ),
         new_histories=(
             "steps_written_before_pause_then_send",
-            "steps_written_continue_as_new_in_wait",
             "steps_written_continue_as_new_in_wait_first_run",
         ),
     ),
@@ -147,7 +146,10 @@ PATCHES = Patches(
         "signal woke the wait, Python 3.11's asyncio.wait_for dropped the walk's cancellation, and "
         "the journey went on past the wait, sending its next messages",
         new_path_does="the stop ends the wait and the journey at once",
-        old_histories=("stop_when_mid_event_wait_unpatched",),
-        new_histories=("stop_when_mid_event_wait",),
+        old_histories=("retired/stop_when_mid_event_wait_unpatched",),
+        new_histories=("stop_when_mid_event_wait", "stop_when_mid_event_wait_deprecated"),
+        # The worked example of docs/patches.md: no journey of the old path can still be running.
+        stage=Stage.DEPRECATED,
+        deprecated=_utc("2026-12-05T07:05:11"),
     ),
 )
