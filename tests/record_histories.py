@@ -5,7 +5,9 @@
 Each scenario runs a real journey (time-skipping server, real worker, SQLite, local HTTP
 receiver) and writes its history to tests/histories/<scenario>.json. Record new scenarios
 when you add a workflow path; never re-record an existing file to make a replay pass —
-a failing replay means the change needs ``workflow.patched``. Existing files are kept.
+a failing replay means the change needs a patch (workflows/patches.py; the procedure from
+``patched`` to removal, and which histories prove each stage: docs/patches.md). Existing files
+are kept; histories/retired/ holds old paths that today's code refuses, on purpose.
 
 Payloads are encrypted with the tests' fixed key (tests/payload_keys.py), as Flowline's payload
 codec does in production; histories recorded before the codec are plain JSON and stay so.

@@ -2,8 +2,8 @@
 
 Deterministic: time comes from ``workflow.now()``, waiting from durable timers, every side
 effect from an activity. Any change here that would make a recorded history produce other
-commands must sit behind ``workflow.patched`` (tests/test_replay.py replays every recorded
-history on each run). workflows/journey.py is the thin workflow definition around it.
+commands must sit behind a patch (workflows/patches.py, docs/patches.md; tests/test_replay.py
+replays every recorded history on each run). workflows/journey.py is the thin workflow definition around it.
 """
 
 from __future__ import annotations

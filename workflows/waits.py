@@ -176,7 +176,9 @@ class Waiting(PathRecords):
         try:
             while True:
                 if self._stop is not None and PATCHES.stop_mid_listen.new_path():
-                    # The run's cancellation of this walk may have been dropped (see above).
+                    # The stop's signal also woke this wait, and Python 3.11's asyncio.wait_for drops
+                    # a task's cancellation when the future it awaits is done in the same turn: the
+                    # run's cancellation of this walk may have been lost (PATCHES.stop_mid_listen).
                     raise asyncio.CancelledError
                 for item in inbox:
                     heard.setdefault(item.event.id, item)
