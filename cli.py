@@ -302,7 +302,8 @@ def patches(
 
     # Plain lines: rich would wrap them at the terminal width.
     typer.echo(f"{'id':<22}{'stage':<12}{'introduced':<22}{'running started before':<38}retirable")
-    for status in asyncio.run(report()):
+    statuses = asyncio.run(report())
+    for status in statuses:
         patch = status.patch
         introduced = patch.introduced.strftime("%Y-%m-%d %H:%M")
         counted = (
@@ -310,6 +311,10 @@ def patches(
         )
         retirable = "removed" if status.cutoff is None else ("yes" if status.retirable else "no")
         typer.echo(f"{patch.id:<22}{patch.stage:<12}{introduced:<22}{counted:<38}{retirable}")
+    conditions = {s.patch.stage: s.patch.retire_when for s in statuses if s.cutoff is not None}
+    typer.echo("")
+    for stage, condition in conditions.items():
+        typer.echo(f"{stage}: retirable once {condition} (docs/patches.md)")
 
 
 if __name__ == "__main__":

@@ -184,8 +184,10 @@ async def test_the_patches_command_prints_a_row_per_patch(
         lines = (await asyncio.to_thread(CliRunner().invoke, app, command)).output
     finally:
         get_settings.cache_clear()
-    rows = {line.split()[0]: line.split() for line in lines.splitlines()[1:]}
+    table, _, conditions = lines.partition("\n\n")
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
     assert list(rows) == [p.id for p in PATCHES], lines
     assert rows["stop-mid-listen-v1"][1] == "deprecated"
     assert rows["lean-bookkeeping-v1"][-1] == "yes"  # nothing that old runs on this server
     assert rows["version-move-v1"][-1] == "no"  # the journey just started
+    assert "deprecated: retirable once no running journey started before it was deprecated" in conditions
