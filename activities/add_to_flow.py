@@ -15,8 +15,8 @@ from temporalio import activity
 
 from activities.journeys import template_context
 from flowline import expressions
+from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import ADDED, FAILED
-from flowline.flow.model import ExpressionValue
 from flowline.journey import ADD_TO_FLOW, AddToFlowRequest, StepResult, journey_id
 from flowline.store import flows, journeys, profiles
 from flowline.store.database import Store

@@ -11,19 +11,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowline.conditions.rules import Condition
+from flowline.flow.document import FlowDocument
 from flowline.flow.flow_settings import FrequencyCap
-from flowline.flow.model import (
+from flowline.flow.steps import (
     CallApiStep,
     DoNotContactStep,
-    FlowDocument,
     NotifyInternalStep,
-    OtherParticipant,
-    PassedValue,
+    SendSteps,
     StartConversationStep,
     TagStep,
     UpdateProfileStep,
 )
-from flowline.flow.steps_send import SendSteps
+from flowline.flow.steps.control import OtherParticipant, PassedValue
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:
 # values of search attributes are not encrypted by payload codecs.

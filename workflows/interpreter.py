@@ -18,31 +18,29 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from flowline.flow.branching import BranchStep
+from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
-from flowline.flow.model import (
+from flowline.flow.steps import (
     AddToFlowStep,
+    BranchStep,
     CallApiStep,
     DoNotContactStep,
     ExitStep,
-    FlowDocument,
     NotifyInternalStep,
     PauseStep,
     SendStep,
+    SendSteps,
     SplitStep,
     StartConversationStep,
     Step,
     TagStep,
     UpdateProfileStep,
     UpdateVariableStep,
-    WaitForDateStep,
-    WebhookStep,
-)
-from flowline.flow.steps_send import SendSteps
-from flowline.flow.waiting import (
     WaitForChangeStep,
+    WaitForDateStep,
     WaitForEventStep,
+    WebhookStep,
 )
 from flowline.journey import (
     ADD_TO_FLOW,

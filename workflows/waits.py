@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from flowline.clock import zone
+from flowline.conditions.events import MAX_HEARD
 from flowline.durations import format_duration
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.graph import CONTINUE
-from flowline.flow.model import PauseStep, Step, WaitForDateStep
+from flowline.flow.steps import PauseStep, Step, WaitForChangeStep, WaitForDateStep, WaitForEventStep
+from flowline.flow.steps.waiting import PROFILE_CHANGED, timeout_of
 from flowline.flow.timing import date_wait_end, pause_end
-from flowline.flow.waiting import MAX_COUNT, PROFILE_CHANGED, WaitForChangeStep, WaitForEventStep, timeout_of
 from flowline.journey import (
     EVENTS_SINCE,
     PROFILE_ATTRIBUTES,
@@ -43,9 +44,6 @@ from flowline.journey import (
 )
 from workflows.patches import PATCHES
 from workflows.path_records import PathRecords
-
-# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
-MAX_HEARD = MAX_COUNT
 
 
 class ContinueAsNew(Exception):
