@@ -30,6 +30,8 @@ from tests.processes import ROOT, DevServer
 from tests.servers import free_port
 from worker import running_worker
 
+# Starts its own Temporal server and processes (tests/conftest.py cannot see it): not in `make quick`.
+pytestmark = pytest.mark.temporal
 BURST = 4  # events sent at once after a publish (the issue measured 4 of 4 lost)
 
 
