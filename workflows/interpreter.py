@@ -2,8 +2,8 @@
 
 Deterministic: time comes from ``workflow.now()``, waiting from durable timers, every side
 effect from an activity. Any change here that would make a recorded history produce other
-commands must sit behind ``workflow.patched`` (tests/test_replay.py replays every recorded
-history on each run). workflows/journey.py is the thin workflow definition around it.
+commands must sit behind a patch (workflows/patches.py, docs/patches.md; tests/test_replay.py
+replays every recorded history on each run). workflows/journey.py is the thin workflow definition around it.
 """
 
 from __future__ import annotations
@@ -75,17 +75,13 @@ from flowline.journey import (
 )
 from workflows.calls import SleepUntil, call_api
 from workflows.moves import Moving
+from workflows.patches import PATCHES
 from workflows.search_attributes import STEP_ID
 from workflows.sends import prepare_send
 from workflows.waits import ContinueAsNew, DeadlineReached
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-# Journeys that started before this patch record their end with a local activity and upsert the
-# StepId search attribute on every step; journeys after it let the last activity record the end
-# when only the exit follows it, and skip upserts that change nothing (the exit step, or the
-# step already shown). Fewer commands and one workflow activation less per journey.
-LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
 SEND_OPTIONS = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -129,7 +125,7 @@ class JourneyInterpreter(Moving):
     async def run(self, journey: JourneyInput) -> JourneyState:
         flow = journey.flow
         self._journey = journey
-        self._lean = workflow.patched(LEAN_BOOKKEEPING)
+        self._lean = PATCHES.lean_bookkeeping.new_path()
         resume = self._resume = journey.resume
         state = self._state
         if resume is None:

@@ -30,11 +30,9 @@ from flowline.journey import (
     Resume,
     VersionMove,
 )
+from workflows.patches import PATCHES
 from workflows.search_attributes import FLOW_VERSION
 from workflows.waits import ContinueAsNew, Waiting
-
-# Journeys that move record it: a marker, a search attribute upsert and a local activity.
-VERSION_MOVE = "version-move-v1"
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ class Moving(Waiting):
     def _continue_as_new(self, journey: JourneyInput, handover: ContinueAsNew) -> None:
         move, self._move = self._move, None
         resume = self._handover(journey, handover)
-        if move is None or move.step_id != handover.step_id or not workflow.patched(VERSION_MOVE):
+        if move is None or move.step_id != handover.step_id or not PATCHES.version_move.new_path():
             workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
         flow = move.request.flow
         moved = moved_resume(resume, flow, move, workflow.now())
@@ -113,7 +111,7 @@ class Moving(Waiting):
 
     async def _record_move(self, ref: JourneyRef, resume: Resume | None) -> None:
         """The first run on the new version shows it: FlowVersion in Temporal, the store's record."""
-        if resume is None or resume.moved_from is None or not workflow.patched(VERSION_MOVE):
+        if resume is None or resume.moved_from is None or not PATCHES.version_move.new_path():
             return
         workflow.upsert_search_attributes([FLOW_VERSION.value_set(ref.version)])
         await workflow.execute_local_activity(

@@ -16,9 +16,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from flowline.journey import RECORD_JOURNEY_STEPS, JourneyRef, JourneyState, JourneySteps, PathEntry
+from workflows.patches import PATCHES
 
-# Journeys from before this patch write their path only at the end.
-JOURNEY_STEPS = "journey-steps-v1"
 # A wait at least this long first writes the path (shorter ones are over before anyone looks).
 WRITE_BEFORE_WAITS_OF = timedelta(minutes=1)
 
@@ -45,7 +44,7 @@ class PathRecords:
     async def _write_path(self) -> None:
         """The path so far, with a local activity, unless nothing changed since the last write."""
         total = self._state.path_dropped + len(self._state.path)
-        if self._ref is None or total == self._path_written or not workflow.patched(JOURNEY_STEPS):
+        if self._ref is None or total == self._path_written or not PATCHES.journey_steps.new_path():
             return
         start, entries = self._unwritten()
         await workflow.execute_local_activity(

@@ -31,12 +31,10 @@ from flowline.journey import (
     TemplateScope,
 )
 from workflows.calls import SleepUntil, reserve_slot
+from workflows.patches import PATCHES
 
 # The send_rate's counter in call_rates: one per flow, whatever step sends.
 SEND_RATE_KEY = "@send_rate"
-# Journeys after this patch send every channel (in-app too) through SEND_MESSAGE, which checks
-# the send rules; earlier ones keep sending in-app messages through SEND_IN_APP.
-SEND_CHANNELS = "send-channels-v1"
 
 
 async def prepare_send(
@@ -52,7 +50,7 @@ async def prepare_send(
 ) -> tuple[str, SendInAppRequest | SendRequest]:
     """Wait until the message may go out; then the activity to run and its request.
     ``ending``: the journey's end for the activity to record, if only the end follows."""
-    if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
+    if isinstance(step, InAppSendStep) and not PATCHES.send_channels.new_path():
         # Journeys recorded before channels existed sent in-app messages only, this way.
         old = SendInAppRequest(
             journey=ref,
