@@ -13,11 +13,12 @@ from liquid.exceptions import LiquidError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
-from activities.journeys import template_context
+from activities.bookkeeping import template_context
 from flowline import expressions
 from flowline.flow.graph import ADDED, FAILED
 from flowline.flow.model import ExpressionValue
-from flowline.journey import ADD_TO_FLOW, AddToFlowRequest, StepResult, journey_id
+from flowline.journey import AddToFlowRequest, StepResult, contracts, journey_id
+from flowline.journey.contracts import implements
 from flowline.store import flows, journeys, profiles
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
@@ -38,7 +39,7 @@ class FlowActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.add_to_flow]
 
-    @activity.defn(name=ADD_TO_FLOW)
+    @implements(contracts.add_to_flow)
     async def add_to_flow(self, request: AddToFlowRequest) -> StepResult:
         ref = request.journey
         try:
@@ -52,7 +53,7 @@ class FlowActivities:
         except NotAdded as reason:
             return StepResult(branch=FAILED, error=str(reason))
 
-        entry = f"add_to_flow:{ref.journey_id}:{request.step_id}:{request.iteration}"
+        entry = f"add_to_flow:{ref.journey_id}:{request.step_id}:{request.visit}"
         try:
             started = await self.launcher.start(
                 ref.workspace_id, target, profile_id, entry=entry, variables=variables

@@ -10,22 +10,28 @@ from types import ModuleType
 
 import pytest
 
-import workflows.calls
-import workflows.interpreter
+import workflows.interpreter.calls
+import workflows.interpreter.handover
+import workflows.interpreter.interpreter
+import workflows.interpreter.moves
+import workflows.interpreter.path_records
+import workflows.interpreter.run_state
+import workflows.interpreter.sends
+import workflows.interpreter.signals
+import workflows.interpreter.waits
 import workflows.journey
-import workflows.moves
-import workflows.path_records
-import workflows.sends
-import workflows.waits
 
 WORKFLOW_MODULES = [
     workflows.journey,
-    workflows.interpreter,
-    workflows.calls,
-    workflows.sends,
-    workflows.waits,
-    workflows.path_records,
-    workflows.moves,
+    workflows.interpreter.interpreter,
+    workflows.interpreter.calls,
+    workflows.interpreter.sends,
+    workflows.interpreter.waits,
+    workflows.interpreter.path_records,
+    workflows.interpreter.moves,
+    workflows.interpreter.handover,
+    workflows.interpreter.signals,
+    workflows.interpreter.run_state,
 ]
 
 ALLOWED_IMPORTS = {
@@ -53,12 +59,16 @@ ALLOWED_IMPORTS = {
     "flowline.flow.steps_http",
     "flowline.flow.steps_send",
     "flowline.journey",
-    "workflows.calls",
     "workflows.interpreter",
-    "workflows.sends",
-    "workflows.waits",
-    "workflows.moves",
-    "workflows.path_records",
+    "workflows.interpreter.interpreter",
+    "workflows.interpreter.calls",
+    "workflows.interpreter.sends",
+    "workflows.interpreter.waits",
+    "workflows.interpreter.path_records",
+    "workflows.interpreter.moves",
+    "workflows.interpreter.handover",
+    "workflows.interpreter.signals",
+    "workflows.interpreter.run_state",
     "workflows.search_attributes",
     "zoneinfo",
 }
