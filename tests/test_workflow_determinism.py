@@ -18,6 +18,7 @@ import workflows.interpreter.path_records
 import workflows.interpreter.run_state
 import workflows.interpreter.sends
 import workflows.interpreter.signals
+import workflows.interpreter.step_activities
 import workflows.interpreter.waits
 import workflows.journey
 
@@ -32,6 +33,7 @@ WORKFLOW_MODULES = [
     workflows.interpreter.handover,
     workflows.interpreter.signals,
     workflows.interpreter.run_state,
+    workflows.interpreter.step_activities,
 ]
 
 ALLOWED_IMPORTS = {
@@ -69,6 +71,7 @@ ALLOWED_IMPORTS = {
     "workflows.interpreter.handover",
     "workflows.interpreter.signals",
     "workflows.interpreter.run_state",
+    "workflows.interpreter.step_activities",
     "workflows.search_attributes",
     "zoneinfo",
 }

@@ -1,7 +1,8 @@
 """The journey interpreter and its parts, one module each: the walk over the steps
 (interpreter.py), the run's state (run_state.py), the signals (signals.py), the waits (waits.py),
 the hand-over to a new run (handover.py), moves to a newer version (moves.py), the path records
-(path_records.py), and the send and call_api steps' waits (sends.py, calls.py).
+(path_records.py), how step activities run (step_activities.py), and the send and call_api
+steps' waits (sends.py, calls.py).
 
 Deterministic workflow code: time from ``workflow.now()``, waiting from durable timers, every side
 effect from an activity (called by reference, flowline/journey/contracts.py). A change that would

@@ -9,17 +9,15 @@ history on each run). workflows/journey.py is the thin workflow definition aroun
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, assert_never
+from typing import assert_never
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 from flowline.flow.branching import BranchStep
 from flowline.flow.experiments import assign
-from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
 from flowline.flow.model import (
     AddToFlowStep,
     CallApiStep,
@@ -45,7 +43,6 @@ from flowline.flow.waiting import (
 )
 from flowline.journey import (
     AddToFlowRequest,
-    ConditionsRequest,
     ExpressionsRequest,
     JourneyEnd,
     JourneyInput,
@@ -53,13 +50,11 @@ from flowline.journey import (
     JourneyState,
     JourneyStatus,
     MoveRequest,
-    NamedCondition,
     NotifyRequest,
     PathEntry,
     ProfileStepRequest,
     SendInAppRequest,
     StepResult,
-    StepVisit,
     TemplateScope,
     TriggerEvent,
     WebhookRequest,
@@ -71,29 +66,15 @@ from workflows.interpreter.handover import ContinueAsNew
 from workflows.interpreter.path_records import unwritten, write_path
 from workflows.interpreter.run_state import RunState
 from workflows.interpreter.sends import prepare_send
+from workflows.interpreter.step_activities import HEARTBEAT_OPTIONS, first_branch, run_activity
 from workflows.interpreter.waits import DeadlineReached
 from workflows.search_attributes import STEP_ID
 
-# Sends are retried for a day: a provider outage delays a message, it does not drop it.
-SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 # Journeys that started before this patch record their end with a local activity and upsert the
 # StepId search attribute on every step; journeys after it let the last activity record the end
 # when only the exit follows it, and skip upserts that change nothing (the exit step, or the
 # step already shown). Fewer commands and one workflow activation less per journey.
 LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
-
-SEND_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "schedule_to_close_timeout": timedelta(days=1),
-    "retry_policy": SEND_RETRY,
-}
-# Webhook and message activities heartbeat while they run (activities/heartbeat.py): when a worker dies
-# mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
-# Timeouts are not part of the commands replay compares, so no patch is needed.
-HEARTBEAT_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
-
-# A step's request: mypy checks it is the request of the activity it is passed with.
-Visit = TypeVar("Visit", bound=StepVisit)
 
 
 class JourneyInterpreter:
@@ -288,7 +269,7 @@ class JourneyInterpreter:
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # Telling the team must not change the person's path: a failure is recorded only.
-                return await self._activity(
+                return await run_activity(
                     contracts.notify_internal, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
                 )
             case WebhookStep():
@@ -301,7 +282,7 @@ class JourneyInterpreter:
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(
+                return await run_activity(
                     contracts.deliver_webhook, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
                 )
             case SplitStep():
@@ -310,7 +291,7 @@ class JourneyInterpreter:
                 )
                 return StepResult(branch=branch)
             case BranchStep():
-                return await self._branch(step, ref)
+                return await first_branch(step, ref)
             case UpdateVariableStep():
                 evaluated = await workflow.execute_local_activity(
                     contracts.evaluate_expressions,
@@ -332,7 +313,7 @@ class JourneyInterpreter:
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # A change that fails for good is recorded on the path; the journey goes on.
-                return await self._activity(contracts.profile_step, change, failed_branch=CONTINUE)
+                return await run_activity(contracts.profile_step, change, failed_branch=CONTINUE)
             case AddToFlowStep():
                 add = AddToFlowRequest(
                     journey=ref,
@@ -343,7 +324,7 @@ class JourneyInterpreter:
                     participant=None if step.participant == "self" else step.participant,
                     scope=scope,
                 )
-                return await self._activity(contracts.add_to_flow, add, failed_branch=FAILED)
+                return await run_activity(contracts.add_to_flow, add, failed_branch=FAILED)
             case WaitForEventStep():
                 return await waits.wait_for_event(self.run_state, step, ref, scope)
             case WaitForChangeStep():
@@ -378,9 +359,9 @@ class JourneyInterpreter:
         )
         self.run_state.state.waiting_for = None
         if isinstance(request, SendInAppRequest):
-            return await self._activity(contracts.send_in_app, request, failed_branch="failed")
+            return await run_activity(contracts.send_in_app, request, failed_branch="failed")
         # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
-        return await self._activity(
+        return await run_activity(
             contracts.send_message, request, failed_branch="failed", options=HEARTBEAT_OPTIONS
         )
 
@@ -391,36 +372,3 @@ class JourneyInterpreter:
             return waits.sleep_until(self.run_state, step, end, waiting_for)
 
         return sleep_until
-
-    async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
-        """The first branch whose condition holds now; a failed evaluation takes "else"."""
-        request = ConditionsRequest(
-            journey=ref,
-            conditions=[NamedCondition(name=b.name, when=b.when) for b in step.branches],
-            now=workflow.now(),
-        )
-        try:
-            chosen = await workflow.execute_local_activity(
-                contracts.evaluate_conditions,
-                request,
-                start_to_close_timeout=timedelta(seconds=30),
-            )
-        except ActivityError as error:
-            cause = error.cause if error.cause is not None else error
-            return StepResult(branch=ELSE, error=str(cause))
-        return StepResult(branch=chosen.branch, error=chosen.error)
-
-    async def _activity(
-        self,
-        contract: Callable[[Visit], Awaitable[StepResult]],
-        request: Visit,
-        *,
-        failed_branch: str,
-        options: dict[str, Any] = SEND_OPTIONS,
-    ) -> StepResult:
-        """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
-        try:
-            return await workflow.execute_activity(contract, request, **options)
-        except ActivityError as error:
-            cause = error.cause if error.cause is not None else error
-            return StepResult(branch=failed_branch, error=str(cause))
