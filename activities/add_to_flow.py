@@ -15,10 +15,10 @@ from temporalio import activity
 
 from activities.bookkeeping import template_context
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.flow.graph import ADDED, FAILED
 from flowline.flow.model import ExpressionValue
 from flowline.journey import AddToFlowRequest, StepResult, contracts, journey_id
-from flowline.journey.contracts import implements
 from flowline.store import flows, journeys, profiles
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.bookkeeping import template_context
+from flowline.activity_contracts import implements
 from flowline.channels import http_call
 from flowline.journey import (
     CallApiRequest,
@@ -19,7 +20,6 @@ from flowline.journey import (
     CallSlotRequest,
     contracts,
 )
-from flowline.journey.contracts import implements
 from flowline.store import call_rates
 from flowline.store.database import Store
 from flowline.templates import uses_profile_attributes

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from flowline.activity_contracts import implements
 from flowline.conditions.evaluate import evaluate, needs
 from flowline.flow.graph import ELSE
 from flowline.journey import ConditionsRequest, ConditionsResult, contracts
-from flowline.journey.contracts import implements
 from flowline.store.database import Store
 from flowline.store.profile_facts import load_profile_facts
 

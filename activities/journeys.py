@@ -19,6 +19,7 @@ from activities.bookkeeping import (
 )
 from activities.heartbeat import heartbeating
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.channels import webhook
 from flowline.channels.feedback import record_sent
 from flowline.channels.outbound import OutboundRefused
@@ -39,7 +40,6 @@ from flowline.journey import (
     WebhookRequest,
     contracts,
 )
-from flowline.journey.contracts import implements
 from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes

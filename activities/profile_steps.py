@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from activities.bookkeeping import record_end_if_asked, template_context
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import CONTINUE
 from flowline.flow.model import (
@@ -20,7 +21,6 @@ from flowline.flow.model import (
 )
 from flowline.flow.steps_profile import TemplateValue
 from flowline.journey import ProfileStepRequest, StepResult, contracts
-from flowline.journey.contracts import implements
 from flowline.store import conversations
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store

@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.bookkeeping import record_end_if_asked, template_context
 from activities.heartbeat import heartbeating
 from activities.send_messages import render_messages
+from flowline.activity_contracts import implements
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
@@ -43,7 +44,6 @@ from flowline.journey import (
     StepResult,
     contracts,
 )
-from flowline.journey.contracts import implements
 from flowline.store import deliveries, push_sends, push_tokens, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.store.profile_changes import friends_of, lock_profile

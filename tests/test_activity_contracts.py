@@ -1,6 +1,7 @@
-"""The journey's activity contracts (flowline/journey/contracts.py) and the worker's implementations
-cannot drift: each contract is implemented under its name, with its request and result types, and
-the worker registers every one. Requests scheduled before the word "visit" still validate."""
+"""Activity contracts (flowline/journey/contracts.py, the entry run's and the segment clock's) and
+the worker's implementations cannot drift: each contract is implemented under its name, with its
+request and result types, and the worker registers every one and nothing else. Requests
+scheduled before the word "visit" still validate."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, cast
 import pytest
 from temporalio import activity
 
+from flowline.activity_contracts import EVERY_CONTRACT, activity_name
 from flowline.journey import AddToFlowRequest, JourneyRef, TemplateScope, contracts
-from flowline.journey.contracts import CONTRACTS, activity_name
 from worker import activity_implementations
 
 NOBODY = cast(Any, None)  # the implementations only keep their store, client and launcher
@@ -35,16 +36,20 @@ def _signature(fn: Callable[..., Any]) -> tuple[list[Any], Any]:
     return [hints[p] for p in parameters], hints["return"]
 
 
-def test_every_contract_is_listed() -> None:
+def test_every_journey_contract_is_listed() -> None:
     declared = [
         value
         for value in vars(contracts).values()
         if callable(value) and hasattr(value, "__temporal_activity_definition")
     ]
-    assert sorted(map(activity_name, declared)) == sorted(map(activity_name, CONTRACTS))
+    assert sorted(map(activity_name, declared)) == sorted(map(activity_name, contracts.CONTRACTS))
 
 
-@pytest.mark.parametrize("contract", CONTRACTS, ids=activity_name)
+def test_the_worker_registers_only_implementations_of_contracts() -> None:
+    assert sorted(_implementations()) == sorted(map(activity_name, EVERY_CONTRACT))
+
+
+@pytest.mark.parametrize("contract", EVERY_CONTRACT, ids=activity_name)
 def test_the_worker_implements_each_contract_with_its_types(contract: Callable[..., Any]) -> None:
     implementations = _implementations()
     name = activity_name(contract)
@@ -59,7 +64,7 @@ def test_the_worker_implements_each_contract_with_its_types(contract: Callable[.
 
 
 def test_the_names_recorded_in_histories_stay() -> None:
-    assert sorted(map(activity_name, CONTRACTS)) == [
+    assert sorted(map(activity_name, EVERY_CONTRACT)) == [
         "add_to_flow",
         "call_api",
         "deliver_webhook",
@@ -74,6 +79,8 @@ def test_the_names_recorded_in_histories_stay() -> None:
         "record_journey_move",
         "record_journey_steps",
         "reserve_call_slot",
+        "run_entries",
+        "segments.reevaluate_all",
         "send_in_app",
         "send_message",
     ]

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from flowline.journey.contracts import CONTRACTS, activity_name
+from flowline.activity_contracts import EVERY_CONTRACT, activity_name
 from tests.flows import step_types
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from worker import WORKFLOWS
@@ -141,7 +141,7 @@ async def test_the_not_finite_histories_record_the_refusal_at_the_step() -> None
 async def test_recorded_activity_requests_validate_against_their_contracts() -> None:
     """Every activity task a recorded history scheduled is read by today's request of its contract:
     tasks scheduled before the word "visit" say "iteration", and may still be in flight."""
-    requests = {activity_name(c): next(iter(typing.get_type_hints(c).values())) for c in CONTRACTS}
+    requests = {activity_name(c): next(iter(typing.get_type_hints(c).values())) for c in EVERY_CONTRACT}
     checked: Counter[str] = Counter()
     old_word = 0
     for path in HISTORIES:
@@ -155,7 +155,8 @@ async def test_recorded_activity_requests_validate_against_their_contracts() -> 
             old_word += "iteration" in data
             TypeAdapter(requests[name]).validate_python(data)
             checked[name] += 1
-    assert {"send_message", "send_in_app", "deliver_webhook", "call_api", "profile_step"} <= set(checked)
+    steps = {"send_message", "send_in_app", "deliver_webhook", "call_api", "profile_step", "add_to_flow"}
+    assert steps | {"notify_internal", "segments.reevaluate_all"} <= set(checked)
     assert old_word > 0
 
 

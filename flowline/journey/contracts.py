@@ -3,15 +3,16 @@
 activity and result, and the SDK reads the result's type from the stub.
 
 The stubs hold no code and this module imports no I/O: the workflow imports it, the worker runs
-the implementations in activities/, each declared with ``@implements(<stub>)`` (the same name,
-request and result; tests/test_activity_contracts.py checks every one is registered). The names
+the implementations in activities/, each declared with ``@implements(<stub>)``
+(flowline/activity_contracts.py: the same name, request and result; tests/test_activity_contracts.py
+checks every one is registered). The names
 are recorded in histories: never change one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from temporalio import activity
 
@@ -150,28 +151,3 @@ CONTRACTS: tuple[Callable[..., Coroutine[Any, Any, Any]], ...] = (
     record_journey_steps,
     record_journey_move,
 )
-
-Request = ParamSpec("Request")
-Result = TypeVar("Result")
-Owner = TypeVar("Owner")
-Method = Callable[Concatenate[Owner, Request], Coroutine[Any, Any, Result]]
-
-
-def implements(
-    contract: Callable[Request, Coroutine[Any, Any, Result]],
-) -> Callable[[Method[Owner, Request, Result]], Method[Owner, Request, Result]]:
-    """Declares the decorated method the worker's implementation of ``contract``: registered under
-    the contract's name, and mypy checks that it takes the contract's request and returns its result."""
-    name = activity_name(contract)
-
-    def register(method: Method[Owner, Request, Result]) -> Method[Owner, Request, Result]:
-        return activity.defn(name=name)(method)
-
-    return register
-
-
-def activity_name(contract: Callable[..., Any]) -> str:
-    """The name a contract is registered and recorded under."""
-    # Where @activity.defn keeps it (the SDK reads it back the same way).
-    name: str = getattr(contract, "__temporal_activity_definition").name
-    return name
