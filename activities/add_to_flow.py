@@ -16,8 +16,8 @@ from temporalio import activity
 from activities.bookkeeping import template_context
 from flowline import expressions
 from flowline.activity_contracts import implements
+from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import ADDED, FAILED
-from flowline.flow.model import ExpressionValue
 from flowline.journey import AddToFlowRequest, StepResult, contracts, journey_id
 from flowline.store import flows, journeys, profiles
 from flowline.store.database import Store

@@ -13,13 +13,8 @@ from flowline import expressions
 from flowline.activity_contracts import implements
 from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import CONTINUE
-from flowline.flow.model import (
-    DoNotContactStep,
-    StartConversationStep,
-    TagStep,
-    UpdateProfileStep,
-)
-from flowline.flow.steps_profile import TemplateValue
+from flowline.flow.steps import DoNotContactStep, StartConversationStep, TagStep, UpdateProfileStep
+from flowline.flow.steps.profile import TemplateValue
 from flowline.journey import ProfileStepRequest, StepResult, contracts
 from flowline.store import conversations
 from flowline.store import profile_changes as changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowline.channels.providers import OutgoingMessage
-from flowline.flow.steps_send import EmailSendStep, PushSendStep, SmsSendStep
+from flowline.flow.steps import EmailSendStep, PushSendStep, SmsSendStep
 from flowline.templates import render_checked, render_value
 
 

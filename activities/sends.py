@@ -36,7 +36,7 @@ from flowline.channels.registry import provider_for
 from flowline.channels.send_rules import address_of, contact_blocked
 from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
-from flowline.flow.steps_send import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
+from flowline.flow.steps import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
     JourneyRef,
     NotifyRequest,

@@ -34,7 +34,7 @@ from api.routes import (
     tracking,
     workspace,
 )
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
-from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import JourneyState
 from flowline.store.inbox import is_consumable
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -46,6 +46,20 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
 ]
+
+
+# A wait (pause, event or date wait, timeout, goal window, a flow's max_duration) lasts at most this.
+LONGEST_WAIT = timedelta(days=5 * 366)
+
+
+def _bounded(value: timedelta) -> timedelta:
+    if not timedelta(seconds=1) <= value <= LONGEST_WAIT:
+        raise ValueError("a wait lasts from 1s to 5 years")
+    return value
+
+
+# Bounded like every wait: a 0s wait would not wait at all (and a loop through it would spin).
+WaitDuration = Annotated[Duration, AfterValidator(_bounded)]
 
 
 def duration_default(value: timedelta) -> Any:

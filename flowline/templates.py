@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -54,16 +55,34 @@ def render_checked(source: str, context: dict[str, Any]) -> str:
         raise TemplateError(_reason(error)) from None
 
 
+def strings_in(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON-like value, with where it is (``.key``, ``[0]``, ``.a[1].b``):
+    the one walk over templated values, for checking, rendering and reading them."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from strings_in(item, f"{where}[{index}]")
+
+
+def map_strings(value: Any, change: Callable[[str], Any]) -> Any:
+    """``value`` with ``change`` applied to every string inside it, keeping its structure."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: map_strings(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [map_strings(item, change) for item in value]
+    return value
+
+
 def render_value(value: Any, context: dict[str, Any]) -> Any:
     """Render every string inside a JSON-like value, keeping its structure; a Liquid failure is a
     TemplateError (callers record it: a template failing on the journey's data will not heal)."""
-    if isinstance(value, str):
-        return render_checked(value, context)
-    if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_value(v, context) for v in value]
-    return value
+    return map_strings(value, lambda text: render_checked(text, context))
 
 
 _PROFILE_ATTRIBUTE = re.compile(r"\bprofile\b(?!\.id\b)")
@@ -71,10 +90,4 @@ _PROFILE_ATTRIBUTE = re.compile(r"\bprofile\b(?!\.id\b)")
 
 def uses_profile_attributes(value: Any) -> bool:
     """Whether templates in ``value`` read the profile beyond its id (which callers know already)."""
-    if isinstance(value, str):
-        return "{" in value and _PROFILE_ATTRIBUTE.search(value) is not None
-    if isinstance(value, dict):
-        return any(uses_profile_attributes(v) for v in value.values())
-    if isinstance(value, list):
-        return any(uses_profile_attributes(v) for v in value)
-    return False
+    return any("{" in text and _PROFILE_ATTRIBUTE.search(text) is not None for _, text in strings_in(value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, get_args
 
-from flowline.flow.model import Step
+from flowline.flow.steps import Step
 
 
 def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit") -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.flow.validation import parse_flow
-from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.journey import (
     EVENT_SIGNAL,
     MOVE_SIGNAL,

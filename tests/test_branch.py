@@ -11,8 +11,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ConditionActivities
-from flowline.flow.branching import BranchStep
 from flowline.flow.graph import next_step
+from flowline.flow.steps import BranchStep
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import ConditionsRequest, JourneyRef, JourneyState, NamedCondition
 from flowline.store.database import Store

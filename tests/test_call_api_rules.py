@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flowline.channels.http_call import render_json
-from flowline.flow.model import CallApiStep
-from flowline.flow.steps_http import CallWindow
+from flowline.flow.steps import CallApiStep
 from flowline.flow.timing import window_opens
 from flowline.flow.validation import FlowInvalid, parse_flow
+from flowline.flow.windows import CallWindow
 from flowline.jsonpath import select_one
 from flowline.store import call_rates
 from flowline.store.database import Store

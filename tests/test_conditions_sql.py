@@ -17,8 +17,8 @@ from pydantic import TypeAdapter
 from sqlalchemy import update
 
 from flowline.conditions.evaluate import evaluate, needs
-from flowline.conditions.property_filter import FilterOp
-from flowline.conditions.rules import OPS_BY_TYPE, Condition
+from flowline.conditions.operators import OPS_BY_TYPE, FilterOp
+from flowline.conditions.rules import Condition
 from flowline.store import segments_query
 from flowline.store.database import Store
 from flowline.store.profile_facts import load_profile_facts

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import JourneyState, PathEntry
 from tests.conftest import finish

@@ -15,7 +15,7 @@ import yaml
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from api.app import create_app
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.settings import Settings
 from tests.flows import every_step_type_flow, step_types, welcome_flow

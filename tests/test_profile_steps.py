@@ -9,7 +9,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ProfileStepActivities
-from flowline.flow.model import StartConversationStep, UpdateProfileStep
+from flowline.flow.steps import StartConversationStep, UpdateProfileStep
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import JourneyRef, JourneyState, ProfileStepRequest, TemplateScope
 from flowline.store import conversations, profiles

@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.sends import SendActivities
 from flowline.channels.config import ChannelSettings
-from flowline.flow.steps_send import PushSendStep
+from flowline.flow.steps import PushSendStep
 from flowline.journey import JourneyRef, SendRequest, StepResult, TemplateScope
 from flowline.store import deliveries, push_tokens, workspaces
 from flowline.store.database import Store, utcnow

@@ -12,8 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
+from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
-from flowline.flow.waiting import PROFILE_CHANGED
 from flowline.store.database import Store, utcnow
 from flowline.store.events import ENGINE_EVENTS, JOURNEY_EVENTS
 from flowline.store.tables import events, journeys

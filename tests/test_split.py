@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.experiments import assign
 from flowline.flow.graph import next_step
-from flowline.flow.model import SplitStep
+from flowline.flow.steps import SplitStep
 from flowline.flow.validation import FlowInvalid, parse_flow
 from tests.conftest import finish
 from tests.test_journeys import publish, signed_up

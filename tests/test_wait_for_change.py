@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.flow.waiting import PROFILE_CHANGED
+from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.store.database import Store
 from flowline.store.tables import events
 from tests.conftest import Tenant, finish

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from flowline.flow.model import WaitForDateStep
+from flowline.flow.steps import WaitForDateStep
 from flowline.flow.timing import date_wait_end
 from flowline.flow.validation import FlowInvalid, parse_flow
 from tests.conftest import finish

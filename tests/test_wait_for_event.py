@@ -10,8 +10,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.event_waits import completing_event
+from flowline.flow.steps import WaitForEventStep
 from flowline.flow.validation import FlowInvalid, parse_flow
-from flowline.flow.waiting import WaitForEventStep
 from flowline.journey import EVENT_SIGNAL, HeardEvent, JourneyState, TriggerEvent
 from tests.conftest import finish
 from tests.test_journeys import publish

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from flowline.flow.model import FlowDocument
-from flowline.flow.waiting import LONGEST_WAIT
+from flowline.durations import LONGEST_WAIT
+from flowline.flow.document import FlowDocument
 from flowline.journey import EVENT_SIGNAL, TriggerEvent
 from flowline.store import flows, journeys
 from flowline.store.database import utcnow

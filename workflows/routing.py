@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from flowline.flow.model import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.trigger_match import admits, trigger_event
+from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.flow.variables import variable_faults
 from flowline.journey import STOP_SIGNAL, JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
 from flowline.store import events as events_store

@@ -13,7 +13,7 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import value_faults
 from flowline.settings import Settings

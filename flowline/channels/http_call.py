@@ -16,10 +16,10 @@ from liquid.exceptions import LiquidError
 from flowline import jsonpath
 from flowline.channels.outbound import OutboundRefused
 from flowline.channels.webhook import IDEMPOTENCY_HEADER
-from flowline.flow.steps_http import CallApiStep
+from flowline.flow.steps.http import CallApiStep
 from flowline.journey import CallApiResult
 from flowline.json_values import non_finite_error
-from flowline.templates import render
+from flowline.templates import map_strings, render
 
 # Saved values travel in the workflow's history: a larger answer is refused, not truncated.
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -64,14 +64,12 @@ def _lookup(context: dict[str, Any], dotted: str) -> Any:
 
 def render_json(value: Any, context: dict[str, Any]) -> Any:
     """A JSON body with its templates rendered; ``"{{ path }}"`` alone keeps its value's type."""
-    if isinstance(value, str):
-        whole = _WHOLE_VALUE.match(value)
-        return _lookup(context, whole.group(1)) if whole else render(value, context)
-    if isinstance(value, dict):
-        return {key: render_json(item, context) for key, item in value.items()}
-    if isinstance(value, list):
-        return [render_json(item, context) for item in value]
-    return value
+
+    def one(text: str) -> Any:
+        whole = _WHOLE_VALUE.match(text)
+        return _lookup(context, whole.group(1)) if whole else render(text, context)
+
+    return map_strings(value, one)
 
 
 def _form_text(value: Any, context: dict[str, Any]) -> str:

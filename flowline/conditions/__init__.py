@@ -1,8 +1,10 @@
 """The rule language shared by segments, branch rules and trigger filters (SPEC §4).
 
-``rules`` holds the models (one union ``Condition``), ``evaluate`` their meaning for one
-profile in memory, ``facts`` what that evaluation reads; ``property_filter`` filters event
-properties (``where``)."""
+``operators`` names every operator once; ``rules`` holds the models (one union ``Condition``);
+``events`` the event conditions shared by rules, waits, stops and goals (and where their
+meanings differ); ``property_filter`` filters event properties (``where``). ``evaluate`` gives
+a rule's meaning for one profile in memory, ``facts`` what that evaluation reads, ``sql`` the
+same meaning for a whole audience."""
 
 from flowline.conditions.property_filter import PropertyFilter, matches_all
 

@@ -1,7 +1,7 @@
 """Conditions evaluated in memory, for one profile: pure, no I/O, deterministic in ``now``.
 
-The meaning of every operator is documented on its model (flowline/conditions/rules.py);
-this module implements exactly that, in one exhaustive dispatch.
+The meaning of every operator is documented on its model (flowline/conditions/rules.py and
+events.py); this module implements exactly that, in one exhaustive dispatch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, TypeGuard, assert_never
 from zoneinfo import ZoneInfo
 
 from flowline.clock import local_instant, zone
+from flowline.conditions.events import EventCondition
 from flowline.conditions.facts import FlowMembership, Needs, ProfileFacts
 from flowline.conditions.property_filter import matches_all
 from flowline.conditions.rules import (
@@ -20,7 +21,6 @@ from flowline.conditions.rules import (
     AttributeCondition,
     Condition,
     DoNotContactCondition,
-    EventCondition,
     FlowCondition,
     NotCondition,
     TagCondition,
@@ -231,16 +231,7 @@ def _event(condition: EventCondition, facts: ProfileFacts, now: datetime) -> boo
         and _in_window(event.timestamp, condition, now)
         and matches_all(condition.where, event.properties)
     )
-    rule = condition.count
-    if rule is None:
-        holds = count >= 1
-    elif rule.op == "=":
-        holds = count == rule.value
-    elif rule.op == ">=":
-        holds = count >= rule.value
-    else:
-        holds = count <= rule.value
-    return holds == condition.happened
+    return condition.holds_for(count)
 
 
 def _flow(condition: FlowCondition, facts: ProfileFacts, now: datetime) -> bool:

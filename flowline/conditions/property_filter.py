@@ -14,23 +14,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-FilterOp = Literal[
-    "is",
-    "is_not",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "less_than",
-    "less_than_or_equal",
-    "greater_than",
-    "greater_than_or_equal",
-    "is_empty",
-    "is_not_empty",
-]
+from flowline.conditions.operators import FilterOp
+from flowline.strict import Strict
 
 _MISSING = object()
 
@@ -105,13 +94,11 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "is_empty": lambda a, _e: _empty(a),
     "is_not_empty": lambda a, _e: not _empty(a),
 }
-assert set(_OPS) == set(FilterOp.__args__), "every operator needs an implementation"  # type: ignore[attr-defined]
+assert set(_OPS) == set(get_args(FilterOp)), "every operator needs an implementation"
 
 
-class PropertyFilter(BaseModel):
+class PropertyFilter(Strict):
     """``{property: total, op: greater_than, value: 0}``; ``property`` may be dotted (``item.sku``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # No double quote: SQLite's JSON paths cannot name such a key (flowline/conditions/sql.py).
     property: str = Field(min_length=1, pattern=r'^[^"]+$')

@@ -5,89 +5,32 @@ A condition is a mapping keyed by what it is about — ``attribute``, ``tag``,
 ``not``. The key picks the model (``_shape``); a mapping with none or several of these keys
 is refused with one clear message. Meanings are defined precisely in the docstrings so that
 the in-memory evaluator (flowline/conditions/evaluate.py) and a SQL compilation of the same
-rules can agree.
+rules can agree. The operators are named in operators.py; the event condition, and how it
+differs from a wait's, is in events.py.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
-from flowline.conditions.property_filter import PropertyFilter
+from flowline.conditions.events import EventCondition
+from flowline.conditions.operators import (
+    DATE_COMPARISON_OPS,
+    DAY_OFFSET_OPS,
+    EMPTINESS_OPS,
+    OPS_BY_TYPE,
+    AttributeOp,
+    AttributeType,
+)
 from flowline.durations import Duration, parse_duration
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
+from flowline.strict import Strict
 
 # ---------------------------------------------------------------- attributes
-
-AttributeType = Literal["boolean", "text", "number", "date"]
-AttributeOp = Literal[
-    "is",
-    "is_not",
-    "is_empty",
-    "is_not_empty",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "less_than",
-    "less_than_or_equal",
-    "greater_than",
-    "greater_than_or_equal",
-    "before",
-    "until",
-    "since",
-    "after",
-    "will_be_in",
-    "will_be_within",
-    "will_be_more_than",
-    "was",
-    "was_within",
-    "was_more_than",
-    "was_today",
-]
-EMPTINESS_OPS = ("is_empty", "is_not_empty")
-OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "boolean": ("is", "is_not", *EMPTINESS_OPS),
-    "text": ("is", "is_not", "contains", "starts_with", "ends_with", *EMPTINESS_OPS),
-    "number": (
-        "is",
-        "is_not",
-        "less_than",
-        "less_than_or_equal",
-        "greater_than",
-        "greater_than_or_equal",
-        *EMPTINESS_OPS,
-    ),
-    "date": (
-        "is",
-        "is_not",
-        "before",
-        "until",
-        "since",
-        "after",
-        *EMPTINESS_OPS,
-        "will_be_in",
-        "will_be_within",
-        "will_be_more_than",
-        "was",
-        "was_within",
-        "was_more_than",
-        "was_today",
-    ),
-}
-assert {op for ops in OPS_BY_TYPE.values() for op in ops} == set(get_args(AttributeOp))
-# Date operators that name a calendar day relative to today (a whole number of days).
-DAY_OFFSET_OPS = ("will_be_in", "was")
-# Date operators over a window of time relative to now (any duration).
-WINDOW_OPS = ("will_be_within", "will_be_more_than", "was_within", "was_more_than")
-DATE_COMPARISON_OPS = ("is", "is_not", "before", "until", "since", "after")
 
 Scalar = bool | int | float | str | None
 
@@ -157,7 +100,7 @@ def _check_value(kind: str | None, op: str, value: Scalar) -> None:
         raise ValueError(f"'{op}' names a calendar day: give whole days, such as '3d' or '2w'")
 
 
-class AttributeCondition(_Strict):
+class AttributeCondition(Strict):
     """A profile attribute (top-level name) against a value; ``type`` is inferred when omitted.
 
     Without ``type``: date-only, number-only and text-only operators name their type; ``is`` and
@@ -215,7 +158,7 @@ class AttributeCondition(_Strict):
 # ---------------------------------------------------------------- tags and consent
 
 
-class TagCondition(_Strict):
+class TagCondition(Strict):
     """``has``: the profile carries the tag (exact, case-sensitive name); ``has_not``: it does not."""
 
     tag: str = Field(min_length=1, max_length=200)
@@ -225,7 +168,7 @@ class TagCondition(_Strict):
 Channel = Literal["email", "sms", "push", "in_app"]
 
 
-class DoNotContactCondition(_Strict):
+class DoNotContactCondition(Strict):
     """The profile opted out of ``do_not_contact`` (a channel, or ``any`` channel).
 
     An opt-out entry ``{channel, sender}`` covers a channel when its channel is that one or
@@ -239,63 +182,10 @@ class DoNotContactCondition(_Strict):
     sender: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-# ---------------------------------------------------------------- events
-
-
-class EventCount(_Strict):
-    op: Literal["=", ">=", "<="]
-    value: int = Field(ge=0, le=1_000_000)
-
-
-def _utc(value: datetime) -> datetime:
-    """Naive date-times are UTC, as event timestamps are (see the events API)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-AwareDateTime = Annotated[datetime, AfterValidator(_utc)]
-
-
-class Between(_Strict):
-    """From ``from`` through ``to``, both inclusive; a date-time without an offset is UTC."""
-
-    from_: AwareDateTime = Field(alias="from")
-    to: AwareDateTime
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Between:
-        if self.from_ > self.to:
-            raise ValueError("'from' must not be after 'to'")
-        return self
-
-
-class EventCondition(_Strict):
-    """Counts the profile's events named ``event`` that fall in the window and pass every
-    ``where`` filter (flowline/conditions/property_filter.py defines them). The window:
-    ``within d`` is now - d <= timestamp <= now; ``between`` is
-    from <= timestamp <= to; none is every such event ever. Without ``count`` the event
-    happened when there is at least one; with it, the count must satisfy it (``=``, ``>=``,
-    ``<=``). ``happened: false`` negates the whole test (no such events, or not that count)."""
-
-    event: str = Field(min_length=1, max_length=200)
-    happened: bool = True
-    count: EventCount | None = None
-    within: Duration | None = None
-    between: Between | None = None
-    where: list[PropertyFilter] = Field(default_factory=list, max_length=50)
-
-    @model_validator(mode="after")
-    def _one_window(self) -> EventCondition:
-        if self.within is not None and self.between is not None:
-            raise ValueError("give either 'within' or 'between', not both")
-        if self.within is not None and self.within <= timedelta(0):
-            raise ValueError("'within' must be longer than zero")
-        return self
-
-
 # ---------------------------------------------------------------- flow membership
 
 
-class FlowCondition(_Strict):
+class FlowCondition(Strict):
     """Journeys of the profile in flow ``flow`` (the current journey counts too).
 
     ``in_flow``: a journey of that flow is running (with ``within d``: one that started in the
@@ -311,19 +201,19 @@ class FlowCondition(_Strict):
 # ---------------------------------------------------------------- combinations
 
 
-class AllCondition(_Strict):
+class AllCondition(Strict):
     """Every condition holds."""
 
     all: list[Condition] = Field(min_length=1, max_length=100)
 
 
-class AnyCondition(_Strict):
+class AnyCondition(Strict):
     """At least one condition holds."""
 
     any: list[Condition] = Field(min_length=1, max_length=100)
 
 
-class NotCondition(_Strict):
+class NotCondition(Strict):
     """The condition does not hold."""
 
     not_: Condition = Field(alias="not")

@@ -4,6 +4,7 @@ evaluator (flowline/conditions/evaluate.py), on SQLite and PostgreSQL.
 Every leaf is wrapped in ``coalesce(..., false)`` so SQL's unknown never leaks into ``not``.
 On SQLite, date operators and numeric strings go through deterministic Python functions
 registered on each connection (flowline/store/database.py); they call the evaluator's own code.
+About 400 lines, kept whole: one compiler whose cases mirror evaluate.py's dispatch one for one.
 """
 
 from __future__ import annotations
@@ -30,16 +31,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
+from flowline.conditions.events import EventCondition
+from flowline.conditions.operators import DAY_OFFSET_OPS, WINDOW_OPS
 from flowline.conditions.property_filter import NUMERIC_TEXT, NUMERIC_TEXT_MAX, PropertyFilter, plain_number
 from flowline.conditions.rules import (
-    DAY_OFFSET_OPS,
-    WINDOW_OPS,
     AllCondition,
     AnyCondition,
     AttributeCondition,
     Condition,
     DoNotContactCondition,
-    EventCondition,
     FlowCondition,
     NotCondition,
     TagCondition,

@@ -1,17 +1,16 @@
-"""Building blocks every part of the flow document uses: strict models, ids, times of day,
-expressions (model.py and the step modules beside it share them)."""
+"""Building blocks every part of the flow document uses: step ids, times of day, zones, CEL
+expressions and the validation context (templates: template_fields.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationInfo
+from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationInfo
 from pydantic_core import core_schema
 
 from flowline.expressions import ExpressionError, check
-from flowline.templates import TemplateError
-from flowline.templates import check as check_template
+from flowline.strict import Strict
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -25,12 +24,6 @@ PATTERN_MEANINGS = {
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 StepId = Identifier
-
-
-class Strict(BaseModel):
-    """Unknown fields are faults: a typo in a flow is reported with its path, not ignored."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class Named:
@@ -95,42 +88,3 @@ STRICT_TEMPLATES = "strict_templates"
 
 def strict_templates(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and bool(info.context.get(STRICT_TEMPLATES))
-
-
-def _template(text: str, info: ValidationInfo) -> str:
-    try:
-        return check_template(text, filters=strict_templates(info))
-    except TemplateError as error:
-        raise ValueError(str(error)) from None
-
-
-# A Liquid template, parsed when the flow is validated (a fault names its path).
-Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
-LongTemplate = Annotated[str, Field(max_length=100_000), AfterValidator(_template)]
-
-
-def _templated_value(value: Any, info: ValidationInfo) -> Any:
-    """Every string inside ``value`` is a Liquid template. Checked only when a flow is saved: these
-    fields were not checked before, and journeys in flight must still decode their flows."""
-    if strict_templates(info):
-        _check_strings(value, "")
-    return value
-
-
-def _check_strings(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        try:
-            check_template(value, filters=True)
-        except TemplateError as error:
-            raise ValueError(f"{where.lstrip('.')}: {error}" if where else str(error)) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_strings(item, f"{where}[{index}]")
-
-
-# JSON data whose strings are Liquid templates (a webhook's data, a push or in-app message's data);
-# a fault's path names the key, and the message where inside its value.
-TemplatedData = dict[str, Annotated[Any, AfterValidator(_templated_value)]]

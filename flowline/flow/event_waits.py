@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from flowline.flow.waiting import EventCondition, EventCount, WaitForEventStep
+from flowline.conditions.events import WaitCondition, WaitCount
+from flowline.flow.steps import WaitForEventStep
 from flowline.journey import HeardEvent, TriggerEvent
 
-AT_LEAST_ONCE = EventCount(op=">=", value=1)
+AT_LEAST_ONCE = WaitCount(op=">=", value=1)
 
 
-def _matching(condition: EventCondition, heard: Sequence[HeardEvent], now: datetime) -> list[HeardEvent]:
+def _matching(condition: WaitCondition, heard: Sequence[HeardEvent], now: datetime) -> list[HeardEvent]:
     return [
         h
         for h in heard

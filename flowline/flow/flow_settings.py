@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, assert_never
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
 
+from flowline.conditions.events import EventMatch
+from flowline.durations import WaitDuration, duration_default
 from flowline.flow.base import Identifier, TimeOfDay, VariableName, check_zone
-from flowline.flow.base import Strict as _Strict
-from flowline.flow.steps_http import CallRate, CallWindow
 from flowline.flow.triggers import SEGMENT_ENTERED
-from flowline.flow.waiting import EventMatch, Goal, WaitDuration
+from flowline.flow.windows import CallRate, CallWindow
+from flowline.strict import Strict
 
 VariableType = Literal["text", "number", "boolean", "date", "list", "object"]
 
@@ -42,7 +43,7 @@ def variable_fits(kind: VariableType, value: Any) -> bool:
     assert_never(kind)
 
 
-class VariableDeclaration(_Strict):
+class VariableDeclaration(Strict):
     type: VariableType
     default: Any = None
 
@@ -53,7 +54,7 @@ class VariableDeclaration(_Strict):
         return self
 
 
-class SegmentStop(_Strict):
+class SegmentStop(Strict):
     """Entering the segment (a saved segment's id) stops the journey: the router signals the
     ``segment_entered`` event of that segment like any stop_when event."""
 
@@ -84,13 +85,21 @@ StopWhen = Annotated[
 ]
 
 
+class Goal(EventMatch):
+    """A conversion: the event happening within ``within`` of entering the flow. With
+    ``exit: true`` the journey also leaves when it converts."""
+
+    within: WaitDuration = duration_default(timedelta(days=7))
+    exit: bool = False
+
+
 MessageChannel = Literal["email", "sms", "push", "in_app"]
 # In-app messages wait in the inbox: quiet hours concern the channels that interrupt.
 QuietChannel = Literal["email", "sms", "push"]
 QUIET_CHANNELS: tuple[QuietChannel, ...] = ("email", "sms", "push")
 
 
-class QuietHours(_Strict):
+class QuietHours(Strict):
     """No message goes out between ``from`` and ``to`` (e.g. 21:00 to 08:00) in the person's time
     zone (else ``timezone``, else UTC); a send due then waits for ``to``, it is not dropped."""
 
@@ -113,7 +122,7 @@ class QuietHours(_Strict):
         return CallWindow.model_validate({"from": self.to, "to": self.from_, "timezone": self.timezone})
 
 
-class FrequencyCap(_Strict):
+class FrequencyCap(Strict):
     """At most ``max`` messages on ``channel`` to one person within ``per``, counting the sends of
     every flow of the workspace; a send over the cap is skipped (reason ``frequency_cap``)."""
 
@@ -122,7 +131,7 @@ class FrequencyCap(_Strict):
     per: WaitDuration
 
 
-class FlowSettings(_Strict):
+class FlowSettings(Strict):
     # never: a profile enters once; after_exit: again once its journey ended;
     # concurrent: several journeys at once, one per entry key.
     reentry: Literal["never", "after_exit", "concurrent"] = "after_exit"

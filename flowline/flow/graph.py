@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import assert_never
 
-from flowline.flow.branching import BranchStep
-from flowline.flow.model import (
-    AddToFlowNext,
+from flowline.flow.document import FlowDocument
+from flowline.flow.steps import (
     AddToFlowStep,
+    BranchStep,
     CallApiStep,
     DoNotContactStep,
     ExitStep,
-    FlowDocument,
     NotifyInternalStep,
     PauseStep,
-    SendNext,
     SendStep,
     SplitStep,
     StartConversationStep,
@@ -22,11 +21,15 @@ from flowline.flow.model import (
     TagStep,
     UpdateProfileStep,
     UpdateVariableStep,
+    WaitForChangeStep,
     WaitForDateStep,
+    WaitForEventStep,
     WebhookStep,
 )
-from flowline.flow.steps_http import CALL_BRANCHES, CallApiNext
-from flowline.flow.waiting import ChangedNext, HappenedNext, WaitForChangeStep, WaitForEventStep
+from flowline.flow.steps.control import AddToFlowNext
+from flowline.flow.steps.http import CALL_BRANCHES, CallApiNext
+from flowline.flow.steps.messaging import SEND_BRANCHES, SendNext
+from flowline.flow.steps.waiting import ChangedNext, HappenedNext
 
 # The branch a step takes when it has only one way out.
 CONTINUE = "next"
@@ -42,36 +45,36 @@ FAILED = "failed"
 def branch_targets(step: Step) -> dict[str, str | None]:
     """Each branch of ``step`` and the step id it names (None: fall through to the next listed step)."""
     match step:
-        case SendStep(next=SendNext() as nxt):
-            return {"sent": nxt.sent, "skipped": nxt.skipped, "failed": nxt.failed}
-        case SendStep(next=str() | None as nxt):
-            return {"sent": nxt, "skipped": nxt, "failed": nxt}
-        case AddToFlowStep(next=AddToFlowNext() as to):
-            return {ADDED: to.added, FAILED: to.failed}
-        case AddToFlowStep(next=str() | None as to):
-            return {ADDED: to, FAILED: to}
+        case SendStep():
+            if isinstance(sent := step.next, SendNext):
+                return {"sent": sent.sent, "skipped": sent.skipped, "failed": sent.failed}
+            return dict.fromkeys(SEND_BRANCHES, sent)
+        case AddToFlowStep():
+            if isinstance(added := step.next, AddToFlowNext):
+                return {ADDED: added.added, FAILED: added.failed}
+            return {ADDED: added, FAILED: added}
         case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep() | NotifyInternalStep():
             return {CONTINUE: step.next}
-        case CallApiStep(next=CallApiNext() as nxt):
-            # A 4xx or 5xx without a branch of its own goes where ``error`` goes.
-            return {
-                "success": nxt.success,
-                "client_error": nxt.client_error or nxt.error,
-                "server_error": nxt.server_error or nxt.error,
-                "error": nxt.error,
-            }
-        case CallApiStep(next=str() | None as nxt):
-            return dict.fromkeys(CALL_BRANCHES, nxt)
+        case CallApiStep():
+            if isinstance(called := step.next, CallApiNext):
+                # A 4xx or 5xx without a branch of its own goes where ``error`` goes.
+                return {
+                    "success": called.success,
+                    "client_error": called.client_error or called.error,
+                    "server_error": called.server_error or called.error,
+                    "error": called.error,
+                }
+            return dict.fromkeys(CALL_BRANCHES, called)
         case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
             return {CONTINUE: step.next}
-        case WaitForEventStep(next=HappenedNext() as waited):
-            return {"happened": waited.happened, "timeout": waited.timeout}
-        case WaitForEventStep(next=str() | None as nxt):
-            return {"happened": nxt, "timeout": nxt}
-        case WaitForChangeStep(next=ChangedNext() as changed):
-            return {"changed": changed.changed, "timeout": changed.timeout}
-        case WaitForChangeStep(next=str() | None as nxt):
-            return {"changed": nxt, "timeout": nxt}
+        case WaitForEventStep():
+            if isinstance(waited := step.next, HappenedNext):
+                return {"happened": waited.happened, "timeout": waited.timeout}
+            return {"happened": waited, "timeout": waited}
+        case WaitForChangeStep():
+            if isinstance(changed := step.next, ChangedNext):
+                return {"changed": changed.changed, "timeout": changed.timeout}
+            return {"changed": changed, "timeout": changed}
         case SplitStep():
             targets: dict[str, str | None] = {v.name: v.next for v in step.variants}
             if step.control is not None:
@@ -81,7 +84,8 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {**{b.name: b.next for b in step.branches}, ELSE: step.else_}
         case ExitStep():
             return {}
-    raise AssertionError(f"unhandled step {step!r}")  # pragma: no cover - the union is closed
+        case _:
+            assert_never(step)
 
 
 def target_field(step: Step, branch: str) -> str:

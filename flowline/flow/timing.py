@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 from flowline.clock import anniversary, local_instant, next_time_of_day, next_weekday_time
 from flowline.flow.base import WEEKDAYS
-from flowline.flow.model import PauseStep, WaitForDateStep, WeekdayTime
-from flowline.flow.steps_http import CallWindow
+from flowline.flow.steps import PauseStep, WaitForDateStep
+from flowline.flow.steps.waiting import WeekdayTime
+from flowline.flow.windows import CallWindow
 
 
 def _wall(text: str) -> time:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, assert_never
 
 from flowline.conditions import matches_all
+from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.flow.triggers import (
     SEGMENT_ENTERED,
     AudienceTrigger,
@@ -19,7 +20,6 @@ from flowline.flow.triggers import (
     SegmentEntryTrigger,
     Trigger,
 )
-from flowline.flow.waiting import PROFILE_CHANGED
 
 # The engine's own journey events (flowline/store/events.py): a flow's own never start it again
 # (a flow triggered by message_sent would otherwise restart on each of its own messages).

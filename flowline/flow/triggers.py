@@ -23,7 +23,8 @@ from pydantic import (
 from flowline.conditions import PropertyFilter
 from flowline.conditions.rules import MAX_DEPTH, Condition, depth
 from flowline.durations import Duration
-from flowline.flow.base import Identifier, Strict, TimeOfDay, Weekday, check_zone
+from flowline.flow.base import Identifier, TimeOfDay, Weekday, check_zone
+from flowline.strict import Strict
 
 # The system events a segment's re-evaluation writes (properties: {"segment": id}).
 SEGMENT_ENTERED = "segment_entered"

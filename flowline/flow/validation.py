@@ -18,16 +18,17 @@ from flowline import jsonpath
 from flowline.document_paths import error_path
 from flowline.engine_events import filter_faults, property_fault
 from flowline.flow.base import PATTERN_MEANINGS, STRICT_TEMPLATES
+from flowline.flow.document import FlowDocument
 from flowline.flow.graph import branch_targets, edges, target_field
-from flowline.flow.model import (
+from flowline.flow.steps import (
     CallApiStep,
-    FlowDocument,
     PauseStep,
     Step,
+    WaitForChangeStep,
     WaitForDateStep,
-    WeekdayTime,
+    WaitForEventStep,
 )
-from flowline.flow.waiting import WaitForChangeStep, WaitForEventStep
+from flowline.flow.steps.waiting import WeekdayTime
 from flowline.json_values import member_path
 
 DEFAULT_MAX_STEPS = 100

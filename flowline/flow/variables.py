@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowline.flow.model import FlowSettings, variable_fits
+from flowline.flow.flow_settings import FlowSettings, variable_fits
 from flowline.json_values import member_path
 
 

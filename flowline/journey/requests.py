@@ -13,17 +13,16 @@ from pydantic import AliasChoices, Field
 
 from flowline.conditions.rules import Condition
 from flowline.flow.flow_settings import FrequencyCap
-from flowline.flow.model import (
+from flowline.flow.steps import (
     CallApiStep,
     DoNotContactStep,
     NotifyInternalStep,
-    OtherParticipant,
-    PassedValue,
+    SendSteps,
     StartConversationStep,
     TagStep,
     UpdateProfileStep,
 )
-from flowline.flow.steps_send import SendSteps
+from flowline.flow.steps.control import OtherParticipant, PassedValue
 from flowline.journey.base import StrictModel
 from flowline.journey.state import JourneyStatus, PathEntry, TriggerEvent
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.journey.base import StrictModel
 
 # The names recorded in histories (JourneyWorkflow's handlers); the event's payload is a TriggerEvent.

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.journey.base import StrictModel
 
 # Temporal search attributes that find a journey in the UI. Ids only, never personal data:

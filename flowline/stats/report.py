@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from flowline.flow.document import FlowDocument
 from flowline.flow.graph import CONTROL
-from flowline.flow.model import FlowDocument, SendStep, SplitStep, Step, WebhookStep
+from flowline.flow.steps import SendStep, SplitStep, Step, WebhookStep
 from flowline.stats.significance import lift, probability_to_beat, rate, z_test_p_value
 from flowline.store.flow_stats import BranchPeople, FlowCounts, StepCounts
 

@@ -98,7 +98,7 @@ FLOW_ENTERED = "flow_entered"
 FLOW_EXITED = "flow_exited"
 MESSAGE_SENT = "message_sent"
 JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED, MESSAGE_SENT})
-# Every event the engine writes itself (flowline.flow.waiting.PROFILE_CHANGED and
+# Every event the engine writes itself (flowline.flow.steps.waiting.PROFILE_CHANGED and
 # flowline.flow.triggers.SEGMENT_*, named here to keep the store free of flow imports). Written by
 # activities, nothing but the sweeper routes them, so it takes them after seconds, not the half
 # minute it leaves the API's own routing of client events.

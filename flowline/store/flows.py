@@ -10,7 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.flow.model import FlowDocument
+from flowline.flow.document import FlowDocument
 from flowline.flow.trigger_match import trigger_event
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import flow_versions, flows, workspaces

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.flow.waiting import PROFILE_CHANGED as PROFILE_CHANGED
+from flowline.flow.steps.waiting import PROFILE_CHANGED as PROFILE_CHANGED
 from flowline.json_values import nulled
 from flowline.store.database import Store, utcnow
 from flowline.store.profiles import changed_attributes, ensure_profiles, merge_attributes

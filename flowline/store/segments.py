@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.flow.document import FlowDocument
 from flowline.flow.flow_settings import SegmentStop
-from flowline.flow.model import FlowDocument
 from flowline.flow.triggers import AudienceTrigger, SegmentEntryTrigger
 from flowline.flow.validation import FlowFault
 from flowline.store.database import Store, utcnow

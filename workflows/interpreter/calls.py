@@ -16,9 +16,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
-from flowline.flow.model import CallApiStep
-from flowline.flow.steps_http import CallRate
+from flowline.flow.steps import CallApiStep
 from flowline.flow.timing import window_opens
+from flowline.flow.windows import CallRate
 from flowline.journey import (
     CallApiRequest,
     CallApiResult,

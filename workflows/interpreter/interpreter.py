@@ -15,31 +15,29 @@ from typing import assert_never
 
 from temporalio import workflow
 
-from flowline.flow.branching import BranchStep
+from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
 from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
-from flowline.flow.model import (
+from flowline.flow.steps import (
     AddToFlowStep,
+    BranchStep,
     CallApiStep,
     DoNotContactStep,
     ExitStep,
-    FlowDocument,
     NotifyInternalStep,
     PauseStep,
     SendStep,
+    SendSteps,
     SplitStep,
     StartConversationStep,
     Step,
     TagStep,
     UpdateProfileStep,
     UpdateVariableStep,
-    WaitForDateStep,
-    WebhookStep,
-)
-from flowline.flow.steps_send import SendSteps
-from flowline.flow.waiting import (
     WaitForChangeStep,
+    WaitForDateStep,
     WaitForEventStep,
+    WebhookStep,
 )
 from flowline.journey import (
     AddToFlowRequest,

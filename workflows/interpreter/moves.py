@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from flowline.flow.model import FlowDocument, PauseStep, Step
-from flowline.flow.waiting import WaitForChangeStep, WaitForEventStep, timeout_of
+from flowline.flow.document import FlowDocument
+from flowline.flow.steps import PauseStep, Step, WaitForChangeStep, WaitForEventStep
+from flowline.flow.steps.waiting import timeout_of
 from flowline.journey import (
     JourneyInput,
     JourneyMoved,

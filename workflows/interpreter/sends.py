@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 from temporalio import workflow
 
 from flowline.clock import zone
+from flowline.flow.document import FlowDocument
 from flowline.flow.flow_settings import FlowSettings
-from flowline.flow.model import FlowDocument
-from flowline.flow.steps_http import CallWindow
-from flowline.flow.steps_send import InAppSendStep, SendStep, SendSteps
+from flowline.flow.steps import InAppSendStep, SendStep, SendSteps
 from flowline.flow.timing import window_opens
+from flowline.flow.windows import CallWindow
 from flowline.journey import JourneyEnd, JourneyRef, SendInAppRequest, SendRequest, TemplateScope, contracts
 from workflows.interpreter.calls import SleepUntil, reserve_slot
 

@@ -13,8 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from flowline.flow.branching import BranchStep
 from flowline.flow.graph import ELSE
+from flowline.flow.steps import BranchStep
 from flowline.journey import ConditionsRequest, JourneyRef, NamedCondition, StepResult, StepVisit, contracts
 
 # Sends are retried for a day: a provider outage delays a message, it does not drop it.

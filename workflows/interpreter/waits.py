@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from flowline.clock import zone
+from flowline.conditions.events import MAX_HEARD
 from flowline.durations import format_duration
 from flowline.flow.event_waits import completing_event, is_relevant, saved_values
 from flowline.flow.graph import CONTINUE
-from flowline.flow.model import PauseStep, Step, WaitForDateStep
+from flowline.flow.steps import PauseStep, Step, WaitForChangeStep, WaitForDateStep, WaitForEventStep
+from flowline.flow.steps.waiting import PROFILE_CHANGED, timeout_of
 from flowline.flow.timing import date_wait_end, pause_end
-from flowline.flow.waiting import MAX_COUNT, PROFILE_CHANGED, WaitForChangeStep, WaitForEventStep, timeout_of
 from flowline.journey import (
     EventsRequest,
     HeardEvent,
@@ -37,8 +38,6 @@ from workflows.interpreter.moves import move_due
 from workflows.interpreter.path_records import write_path_before_wait
 from workflows.interpreter.run_state import RunState
 
-# A wait keeps at most this many heard events (the newest): the largest count a condition may ask.
-MAX_HEARD = MAX_COUNT
 # A stop (stop_when, a goal with exit) heard while a wait listens ends the wait. Before this patch
 # the stop was lost there: the same signal also woke the wait, and Python 3.11's asyncio.wait_for
 # drops a task's cancellation when the future it awaits is done in the same turn, so the walk went

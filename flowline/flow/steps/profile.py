@@ -1,4 +1,5 @@
-"""Steps that change the person: attributes, tags, do-not-contact, a hand-over to a human agent.
+"""Steps that change what is known: the person (attributes, tags, do-not-contact, a hand-over
+to a human agent) and the journey's flow variables.
 
 None of them branches: each continues with its ``next`` (or the step listed after it).
 """
@@ -9,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, JsonValue, Tag, model_validator
 
-from flowline.flow.base import ExpressionValue, StepBase, StepId, Strict, Template
+from flowline.flow.base import Expression, ExpressionValue, StepBase, StepId, VariableName
+from flowline.flow.template_fields import Template
+from flowline.strict import Strict
 
 
 class TemplateValue(Strict):
@@ -97,4 +100,9 @@ class StartConversationStep(StepBase):
     next: StepId | None = None
 
 
-ProfileStep = UpdateProfileStep | TagStep | DoNotContactStep | StartConversationStep
+class UpdateVariableStep(StepBase):
+    """Sets flow variables to the values of CEL expressions over profile, event, vars and flow."""
+
+    type: Literal["update_variable"]
+    set: dict[VariableName, Expression] = Field(min_length=1, max_length=50)
+    next: StepId | None = None

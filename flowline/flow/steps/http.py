@@ -1,39 +1,31 @@
-"""Steps that talk to other systems over HTTP: ``call_api``.
+"""Steps that talk to other systems over HTTP: ``webhook`` and ``call_api``.
 
-A call goes down ``success`` (2xx), ``client_error`` (4xx), ``server_error`` (5xx, after retries)
-or ``error`` (no usable response: timeout, refused connection, redirect, a body that is not JSON
-when values are to be saved). ``error`` is also where a 4xx or 5xx goes when its own branch is
-not given.
+A webhook POSTs and goes on (its one way out, also when it failed for good). A call goes down
+``success`` (2xx), ``client_error`` (4xx), ``server_error`` (5xx, after retries) or ``error`` (no
+usable response: timeout, refused connection, redirect, a body that is not JSON when values are
+to be saved). ``error`` is also where a 4xx or 5xx goes when its own branch is not given.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     Field,
-    JsonValue,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 
-from flowline import templates
 from flowline.durations import Duration, duration_default
-from flowline.flow.base import (
-    StepBase,
-    StepId,
-    Strict,
-    TimeOfDay,
-    VariableName,
-    Weekday,
-    check_zone,
-    strict_templates,
-)
+from flowline.flow.base import StepBase, StepId, VariableName, strict_templates
+from flowline.flow.template_fields import FormValue, Template, TemplatedData, TemplatedJson, check_templates
+from flowline.flow.windows import CallRate, CallWindow
+from flowline.strict import Strict
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 CALL_BRANCHES = ("success", "client_error", "server_error", "error")
@@ -42,28 +34,9 @@ _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"
 _LITERAL_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
-def _template(text: str, info: ValidationInfo) -> str:
-    try:
-        return templates.check(text, filters=strict_templates(info))
-    except templates.TemplateError as error:
-        raise ValueError(str(error)) from None
-
-
-def _templates(value: JsonValue, info: ValidationInfo) -> JsonValue:
-    """Every string inside a JSON body must parse as Liquid."""
-    if isinstance(value, str):
-        _template(value, info)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _templates(item, info)
-    elif isinstance(value, list):
-        for item in value:
-            _templates(item, info)
-    return value
-
-
 def _url(text: str, info: ValidationInfo) -> str:
-    text = _template(text, info).strip()
+    check_templates(text, filters=strict_templates(info))
+    text = text.strip()
     if not text.lower().startswith(("http://", "https://")):
         raise ValueError("the URL starts with http:// or https:// (templates may follow)")
     if "{" not in text:
@@ -92,9 +65,6 @@ RequestHeaderName = Annotated[HeaderName, AfterValidator(_header_name)]
 # jsonpath-ng's parser generator cannot run inside it.
 JsonPathText = Annotated[str, Field(min_length=1, max_length=1000)]
 CallTimeout = Annotated[Duration, AfterValidator(_timeout)]
-Template = Annotated[str, Field(max_length=10_000), AfterValidator(_template)]
-FormValue = Annotated[str | int | float | bool, AfterValidator(_templates)]
-_EVERY_DAY: tuple[Weekday, ...] = get_args(Weekday)
 
 
 class CallApiNext(Strict):
@@ -109,7 +79,7 @@ class CallApiBody(Strict):
     is exactly ``{{ path }}`` keeps the JSON type of what it names) or ``form`` (a flat mapping,
     sent URL-encoded, values rendered as text)."""
 
-    json_: Annotated[JsonValue, AfterValidator(_templates)] = Field(default=None, alias="json")
+    json_: TemplatedJson = Field(default=None, alias="json")
     form: dict[str, FormValue] | None = None
 
     @model_validator(mode="after")
@@ -119,35 +89,13 @@ class CallApiBody(Strict):
         return self
 
 
-class CallWindow(Strict):
-    """When calls may go out: on ``days`` between ``from`` and ``to`` (a window ending before it
-    starts runs past midnight, counted to the day it opens). Times are in the profile's
-    ``timezone`` attribute, else this ``timezone``, else UTC."""
+class WebhookStep(StepBase):
+    """POSTs the flow, step, journey and profile with ``data`` (Liquid templates) to ``url``."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(_EVERY_DAY), min_length=1, max_length=7)
-    from_: TimeOfDay = Field(alias="from")
-    to: TimeOfDay
-    timezone: str | None = None
-
-    @model_validator(mode="after")
-    def _sensible(self) -> CallWindow:
-        if self.from_ == self.to:
-            raise ValueError("'from' and 'to' are the same time: the window would be empty")
-        if len(set(self.days)) != len(self.days):
-            raise ValueError("each day is listed once")
-        check_zone(self.timezone)
-        return self
-
-
-class CallRate(Strict):
-    """At most ``max`` calls per calendar ``per`` (UTC) from this step, over every journey."""
-
-    max: int = Field(ge=1, le=1_000_000)
-    per: Literal["minute", "hour", "day"]
-
-    @property
-    def period_seconds(self) -> int:
-        return {"minute": 60, "hour": 3600, "day": 86400}[self.per]
+    type: Literal["webhook"]
+    url: AnyHttpUrl
+    data: TemplatedData = Field(default_factory=dict)
+    next: StepId | None = None
 
 
 class CallApiStep(StepBase):

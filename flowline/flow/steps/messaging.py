@@ -12,8 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from flowline.flow.base import LongTemplate, Named, StepBase, StepId, Strict, Template, TemplatedData
-from flowline.flow.steps_http import CallWindow
+from flowline.flow.base import Named, StepBase, StepId
+from flowline.flow.template_fields import LongTemplate, Template, TemplatedData
+from flowline.flow.windows import CallWindow
+from flowline.strict import Strict
 
 Recipients = Literal["self", "referrer", "friends"]
 SEND_BRANCHES = ("sent", "skipped", "failed")
