@@ -15,6 +15,8 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY alembic.ini pyproject.toml worker.py cli.py ./
 COPY flowline/ ./flowline/
 COPY workflows/ ./workflows/
+COPY launch/ ./launch/
+COPY services/ ./services/
 COPY activities/ ./activities/
 COPY api/ ./api/
 # Compile while still root: the running user cannot write __pycache__ under /app.

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,20 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# The tests that need no Temporal server (pure code, SQLite, PostgreSQL when it is reachable, the
+# replay of recorded histories): well under a minute. tests/conftest.py marks every test whose
+# fixtures start Temporal `temporal` (and modules that start servers or subprocess stacks carry
+# the mark themselves); `make test` runs them all.
+quick: $(STAMP)
+	$(BIN)/pytest -m "not temporal"
+
 # schemathesis over the whole OpenAPI document (SQLite and PostgreSQL) with 100 examples per
 # operation and longer stateful runs; `make test` runs the same with 25 (tests/test_openapi_fuzz.py).
 fuzz: $(STAMP)
 	FLOWLINE_FUZZ_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider tests/test_openapi_fuzz.py
 
-# Re-record the Temporal histories that the replay test checks (see tests/README.md).
+# Record the Temporal histories of new scenarios for the replay test; existing files are kept
+# (tests/record_histories.py's docstring; patches and their histories: docs/patches.md).
 histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
 

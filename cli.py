@@ -4,6 +4,7 @@ python cli.py run          # everything on this machine (what `make run` does)
 python cli.py migrate      # bring the database to the newest schema
 python cli.py create-key   # a new API key for a workspace
 python cli.py repair-json  # make NaN / Infinity stored before they were refused null
+python cli.py patches      # workflow patches, and the running journeys that keep each one
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -22,6 +26,7 @@ from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
+from temporalio.client import Client
 
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -29,7 +34,8 @@ from flowline.store import workspaces
 from flowline.store.database import Store, sync_url
 from flowline.store.json_repair import repair_non_finite
 from flowline.store.migrate import upgrade
-from workflows.payload_codec import PayloadKeyError, new_key_setting, parse_keys
+from launch.payload_codec import PayloadKeyError, new_key_setting, parse_keys
+from workflows.patches import PATCHES, Patch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flowline: automated customer journeys.")
 console = Console()
@@ -72,7 +78,7 @@ def _temporal_command(settings: Settings) -> list[str]:
 
 
 async def _wait_for_temporal(settings: Settings, patience: float = 60.0) -> None:
-    from workflows.client import connect
+    from launch.client import connect
 
     deadline = time.monotonic() + patience
     while True:
@@ -235,6 +241,80 @@ def create_key(
             await store.dispose()
 
     print(asyncio.run(make()))
+
+
+# ------------------------------------------------------------------ patches (docs/patches.md)
+
+RUNNING_JOURNEYS = "WorkflowType='Journey' AND ExecutionStatus='Running'"
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    patch: Patch
+    cutoff: datetime | None  # running journeys started before it keep the patch at its stage
+    running_before: int | None  # None: retired, nothing to count
+
+    @property
+    def retirable(self) -> bool:
+        """Whether the patch may go on to its next stage (see workflows/patches.py)."""
+        return self.running_before == 0
+
+
+async def patch_statuses(client: Client, before: Mapping[str, datetime] | None = None) -> list[PatchStatus]:
+    """Each patch with the running journeys started before its cutoff (a visibility query).
+    ``before`` replaces the registry's cutoff per patch id: a deployment that ran older code after
+    a patch's date passes the day it deployed the patch (or its deprecation)."""
+    statuses = []
+    for patch in PATCHES:
+        cutoff = patch.cutoff if patch.cutoff is None else (before or {}).get(patch.id, patch.cutoff)
+        if cutoff is None:
+            statuses.append(PatchStatus(patch, None, None))
+            continue
+        stamp = cutoff.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        counted = await client.count_workflows(f"{RUNNING_JOURNEYS} AND StartTime < '{stamp}'")
+        statuses.append(PatchStatus(patch, cutoff, counted.count))
+    return statuses
+
+
+def _cutoffs(before: list[str]) -> dict[str, datetime]:
+    cutoffs = {}
+    for item in before:
+        patch_id, _, when = item.partition("=")
+        if patch_id not in {p.id for p in PATCHES} or not when:
+            raise typer.BadParameter(f"{item!r}: expected ID=DATE with a patch id of `cli.py patches`")
+        moment = datetime.fromisoformat(when)
+        cutoffs[patch_id] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return cutoffs
+
+
+@app.command()
+def patches(
+    before: list[str] = typer.Option(
+        [], help="ID=DATE (UTC unless given): count for that patch the journeys started before DATE"
+    ),
+) -> None:
+    """Each workflow patch, its stage, and the running journeys started before it (before its
+    deprecation, once deprecated): a patch is retirable to its next stage when none are left."""
+    from launch.client import connect
+
+    async def report() -> list[PatchStatus]:
+        return await patch_statuses(await connect(get_settings()), _cutoffs(before))
+
+    # Plain lines: rich would wrap them at the terminal width.
+    typer.echo(f"{'id':<22}{'stage':<12}{'introduced':<22}{'running started before':<38}retirable")
+    statuses = asyncio.run(report())
+    for status in statuses:
+        patch = status.patch
+        introduced = patch.introduced.strftime("%Y-%m-%d %H:%M")
+        counted = (
+            "-" if status.cutoff is None else f"{status.running_before} (< {status.cutoff:%Y-%m-%d %H:%M})"
+        )
+        retirable = "removed" if status.cutoff is None else ("yes" if status.retirable else "no")
+        typer.echo(f"{patch.id:<22}{patch.stage:<12}{introduced:<22}{counted:<38}{retirable}")
+    conditions = {s.patch.stage: s.patch.retire_when for s in statuses if s.cutoff is not None}
+    typer.echo("")
+    for stage, condition in conditions.items():
+        typer.echo(f"{stage}: retirable once {condition} (docs/patches.md)")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,17 @@ from activities import (
 from flowline.channels.outbound import outbound_client
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
-from workflows.client import connect
+from launch.client import connect
+from launch.routing import JourneyLauncher
+from launch.segment_schedule import ensure_segment_clock
+from workflows import interpreter as _interpreter  # noqa: F401  (below)
 from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
-from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
-from workflows.segment_schedule import ensure_segment_clock
 
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
+# The interpreter is imported above, when the worker starts, rather than by the first journey's
+# first activation (JourneyWorkflow imports it only when it runs, so that the API need not).
 # On SIGTERM/SIGINT sends in flight get this long to finish and be marked sent; cancelled at once,
 # a send the receiver already has would go out again on the retry. Below the 10 s a container
 # runtime waits before it kills (and the 20 s `cli.py run` waits).
@@ -47,9 +50,8 @@ SHUTDOWN_GRACE = timedelta(seconds=5)
 def activity_implementations(
     store: Store, http: httpx.AsyncClient, launcher: JourneyLauncher, public_url: str | None
 ) -> list[Callable[..., Any]]:
-    """Every activity this worker runs: the implementations of flowline.journey.contracts
-    (tests/test_activity_contracts.py checks each is here) and those of the entry-run and
-    segment-clock workflows."""
+    """Every activity this worker runs: one implementation of each contract a workflow calls
+    (flowline/activity_contracts.py's EVERY_CONTRACT; tests/test_activity_contracts.py checks)."""
     return [
         *JourneyActivities(store, http).all(),
         *FlowActivities(store, launcher).all(),

@@ -24,7 +24,8 @@ from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from flowline.store.tables import ID
 from flowline.templates import render, uses_profile_attributes
-from workflows.routing import EntryRefused, JourneyLauncher
+from launch.journey_start import EntryRefused
+from launch.routing import JourneyLauncher
 
 
 class NotAdded(Exception):

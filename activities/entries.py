@@ -33,7 +33,8 @@ from flowline.flow.triggers import AudienceTrigger, DateTrigger
 from flowline.store import entry_candidates, flows, segments, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.store.flows import PublishedFlow
-from workflows.routing import BatchEntry, JourneyLauncher
+from launch.journey_start import BatchEntry
+from launch.routing import JourneyLauncher
 
 PAGE = 500
 # Pages claimed ahead of the one starting: the next claim overlaps the current starts.

@@ -20,7 +20,7 @@ from flowline.store import conversations
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from flowline.templates import TemplateError, render_checked, uses_profile_attributes
-from workflows.routing import JourneyLauncher
+from launch.routing import JourneyLauncher
 
 # What the path says when the target names nobody.
 NOBODY = {"referrer": "no referrer: nothing to update", "friends": "no friends: nothing to update"}

@@ -15,7 +15,8 @@ from flowline.flow.triggers import SEGMENT_ENTERED
 from flowline.segment_clock import ClockResult, ClockTick
 from flowline.store import segment_members
 from flowline.store.database import Store, utcnow
-from workflows.routing import JourneyLauncher, JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
+from launch.routing import JourneyLauncher
 
 log = logging.getLogger(__name__)
 

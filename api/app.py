@@ -38,8 +38,8 @@ from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache
-from workflows.client import connect
-from workflows.routing import JourneyLauncher
+from launch.client import connect
+from launch.routing import JourneyLauncher
 
 log = logging.getLogger("flowline.sweeper")
 SWEEP_BATCH = 500  # JourneyLauncher.sweep's default limit

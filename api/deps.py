@@ -14,11 +14,13 @@ from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.workspaces import hash_key, workspace_for_key
 from flowline.ttl_cache import TtlCache
-from workflows.routing import JourneyLauncher
+from launch.routing import JourneyLauncher
 
 
 @dataclass
 class Services:
+    """What a route hands to the use cases (services/): the store, Temporal, the launcher."""
+
     settings: Settings
     store: Store
     temporal: Client

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from flowline.document_paths import error_path
 from flowline.flow.validation import FlowInvalid
+from services.errors import Invalid, NotFound, Refused, ServiceError, TemporalUnavailable
 
 log = logging.getLogger("flowline.api")
 
@@ -25,6 +26,23 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.extra = extra
+
+
+# The HTTP status of each error of the use cases (services/errors.py).
+SERVICE_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Refused: 409,
+    Invalid: 422,
+    TemporalUnavailable: 503,
+}
+
+
+def service_answer(error: ServiceError) -> ApiError:
+    status = next((SERVICE_STATUS[kind] for kind in type(error).__mro__ if kind in SERVICE_STATUS), 500)
+    if isinstance(error, Invalid):
+        faults = [{"path": path, "message": message} for path, message in error.faults]
+        return ApiError(status, error.message, faults=faults)
+    return ApiError(status, error.message)
 
 
 def request_fault(body: Any, error: Mapping[str, Any]) -> dict[str, str]:
@@ -48,6 +66,10 @@ def install(app: FastAPI) -> None:
         # A 503 is always "send again": say when, as the store-busy answer does.
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         return JSONResponse({"message": exc.message, **exc.extra}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return await api_error(request, service_answer(exc))
 
     @app.exception_handler(FlowInvalid)
     async def flow_invalid(_request: Request, exc: FlowInvalid) -> JSONResponse:

@@ -148,7 +148,7 @@ async def fanout(store: Any, client: Any, concurrency: int) -> tuple[Timed, Any]
     """Seconds of one audience run (the entry activity's code path) and its result."""
     from activities.entries import EntryActivities
     from flowline.entry_runs import EntryRunRequest
-    from workflows.routing import JourneyLauncher
+    from launch.routing import JourneyLauncher
 
     launcher = JourneyLauncher(store, client, JOURNEY_QUEUE)
     entries = EntryActivities(store, launcher, concurrency=concurrency)

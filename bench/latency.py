@@ -175,7 +175,7 @@ async def measure(stack: Stack, sink: Receiver, args: argparse.Namespace) -> tup
     import httpx
 
     from flowline.settings import Settings
-    from workflows.client import connect
+    from launch.client import connect
 
     client = await connect(Settings(temporal_address=stack.temporal_address))
     runs: list[Run] = []

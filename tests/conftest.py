@@ -7,11 +7,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,6 +29,31 @@ from tests.smtp import SmtpServer, smtp_server
 from worker import running_worker
 
 DATABASES = ["sqlite", "postgresql"]
+# A test whose fixtures include one of these needs a Temporal server: marked `temporal`, so that
+# `make quick` (pytest -m "not temporal") leaves it out. Tests that start a server, a subprocess
+# stack or uvicorn in their own code carry the mark explicitly (pytestmark).
+TEMPORAL_FIXTURES = {"temporal", "dev_server", "worker", "api"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TEMPORAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.temporal)
+
+
+@pytest.fixture(autouse=True)
+def _temporal_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test without the mark that starts or reaches Temporal fails, so `make quick` stays
+    honest: give it a Temporal fixture, or mark it."""
+    if request.node.get_closest_marker("temporal") is not None:
+        return
+
+    def unmarked(*_args: object, **_kwargs: object) -> NoReturn:
+        raise RuntimeError(f"{request.node.nodeid} uses Temporal: mark it @pytest.mark.temporal")
+
+    for name in ("start_local", "start_time_skipping"):
+        monkeypatch.setattr(WorkflowEnvironment, name, unmarked)
+    monkeypatch.setattr(Client, "connect", unmarked)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@
 Each scenario runs a real journey (time-skipping server, real worker, SQLite, local HTTP
 receiver) and writes its history to tests/histories/<scenario>.json. Record new scenarios
 when you add a workflow path; never re-record an existing file to make a replay pass —
-a failing replay means the change needs ``workflow.patched``. Existing files are kept.
+a failing replay means the change needs a patch (workflows/patches.py; the procedure from
+``patched`` to removal, and which histories prove each stage: docs/patches.md). Existing files
+are kept; histories/retired/ holds old paths that today's code refuses, on purpose.
 
 Payloads are encrypted with the tests' fixed key (tests/payload_keys.py), as Flowline's payload
 codec does in production; histories recorded before the codec are plain JSON and stay so.
@@ -39,13 +41,13 @@ from flowline.segment_clock import ClockTick
 from flowline.store import flows, profiles, segments, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
+from launch.payload_codec import data_converter
+from launch.routing import JourneyLauncher
 from tests.databases import sqlite_database
 from tests.flows import profile_steps_flow, send_then_exit_flow, target_flow, welcome_flow
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, Reply, http_sink, start_time_skipping
 from worker import running_worker
-from workflows.payload_codec import data_converter
-from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -228,12 +230,14 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "stop_when_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
     "stop_signal_mid_wait": (_listening(_WAIT), 200),
-    # Recorded before the "stop-mid-listen-v1" patch: the stop event, also heard by the wait, was
-    # lost with the wait's cancellation (Python 3.11's asyncio.wait_for), and the journey went on
-    # to the end of the wait. Kept to prove such journeys in flight still replay.
-    "stop_when_mid_event_wait_unpatched": (_listening(_WAIT), 200),
+    # Before the "stop-mid-listen-v1" patch the stop event, also heard by the wait, was lost with
+    # the wait's cancellation (Python 3.11's asyncio.wait_for) and the journey went on to the end
+    # of the wait: histories/retired/stop_when_mid_event_wait_unpatched.json, which today's code
+    # refuses since the patch was deprecated (docs/patches.md). No code records that path now.
     # Since "stop-mid-listen-v1": the same stop ends the wait and the journey at once.
     "stop_when_mid_event_wait": (_listening(_WAIT), 200),
+    # The same since the patch was deprecated: its marker recorded flagged as deprecated.
+    "stop_when_mid_event_wait_deprecated": (_listening(_WAIT), 200),
     "stop_when_segment_mid_pause": (_segment_stop, 200),
     "goal_exit_mid_pause": (_listening({"id": "wait", "type": "pause", "for": "7d"}, goal_exit=True), 200),
     "max_duration_ends_indefinite_wait": (
@@ -303,8 +307,8 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     ],
     "stop_when_mid_pause": [_heard("order_completed", 1)],
     "stop_signal_mid_wait": [(STOP_SIGNAL, StopRequest(reason="flow stopped"))],
-    "stop_when_mid_event_wait_unpatched": [_heard("order_completed", 1)],
     "stop_when_mid_event_wait": [_heard("order_completed", 1)],
+    "stop_when_mid_event_wait_deprecated": [_heard("order_completed", 1)],
     # Another segment's entry, then this segment's exit, go unheeded; its entry stops the journey.
     "stop_when_segment_mid_pause": [
         _heard("segment_entered", 1, segment="other"),
@@ -330,6 +334,11 @@ async def record(
     sink.status = status
     sink.replies = REPLIES.get(scenario, {})
     document = parse_flow(make_flow(sink.url))
+    # Journeys start only in a flow the store has running (the launcher checks under its lock).
+    async with launcher.store.begin() as conn:
+        if await flows.flow_status(conn, "recording", document.id) is None:
+            await flows.save_draft(launcher.store, conn, "recording", document)
+        await flows.publish(conn, "recording", document.id, document)
     journey_id = await launcher.start(
         "recording",
         PublishedFlow(document.id, 1, document),

@@ -16,10 +16,10 @@ from flowline.store import flows
 from flowline.store.database import Store
 from flowline.store.flows import FlowStatus
 from flowline.store.tables import journeys
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import target_flow
 from tests.test_journeys import publish
-from workflows.routing import JourneyLauncher
 
 
 def caller_flow(flow_id: str = "caller", *, failed_step: bool = False, **add: Any) -> dict[str, Any]:

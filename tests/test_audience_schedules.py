@@ -24,11 +24,11 @@ from activities.entries import EntryActivities, EntryProgress
 from flowline.entry_runs import EntryRunRequest, EntryRunResult
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
+from launch.entry_schedules import schedule_id
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, app_client
 from worker import running_worker
 from workflows.entry_run import EntryRunWorkflow
-from workflows.entry_schedules import schedule_id
-from workflows.routing import JourneyLauncher
 
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}
 

@@ -14,10 +14,10 @@ from flowline.flow.validation import parse_flow
 from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, TriggerEvent
 from flowline.store import flows
 from flowline.store.database import Store
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish, new_tenant
 from tests.test_journeys import publish
 from worker import running_worker
-from workflows.routing import JourneyLauncher
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -43,6 +43,8 @@ from tests.processes import DevServer, WorkerProcess
 from tests.servers import HttpSink, Received, Reply, http_sink
 
 log = logging.getLogger(__name__)
+# Starts its own Temporal server and processes (tests/conftest.py cannot see it): not in `make quick`.
+pytestmark = pytest.mark.temporal
 SEED = 20261123
 STEPS = ("a", "b")
 

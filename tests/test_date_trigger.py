@@ -23,10 +23,10 @@ from flowline.journey import journey_id
 from flowline.store import flows
 from flowline.store.database import Store
 from flowline.store.tables import journeys
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, _terminate_leftovers, finish
 from tests.servers import start_time_skipping
 from worker import running_worker
-from workflows.routing import JourneyLauncher
 
 
 @pytest_asyncio.fixture(scope="module")

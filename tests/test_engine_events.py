@@ -17,10 +17,10 @@ from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.store import flows as flows_store
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import events, flow_versions
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import profile_steps_flow
 from tests.test_journeys import publish
-from workflows.routing import JourneyLauncher
 
 ROOT = Path(__file__).resolve().parent.parent
 

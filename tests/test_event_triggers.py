@@ -14,9 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
-from workflows.routing import JourneyLauncher
 
 
 def flow(**trigger: Any) -> dict[str, Any]:

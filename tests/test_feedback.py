@@ -10,9 +10,9 @@ from flowline.channels.feedback import record_feedback
 from flowline.store.database import Store
 from flowline.store.profile_changes import Origin, change_do_not_contact
 from flowline.store.profiles import get_profile
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant
 from tests.test_tracking import _delivery, _delivery_row, _events
-from workflows.routing import JourneyLauncher
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

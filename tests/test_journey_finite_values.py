@@ -21,12 +21,12 @@ from flowline.flow.graph import CONTINUE
 from flowline.journey import CallApiResult, ExpressionsResult, JourneyState, PathEntry
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
+from launch.payload_codec import data_converter
 from tests.conftest import Tenant, finish
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, Reply
 from tests.test_journeys import publish
 from tests.test_profile_changes import profile, system_events
-from workflows.payload_codec import data_converter
 
 NOT_FINITE = "NaN or Infinity (not a finite number)"
 

@@ -21,13 +21,13 @@ from flowline.store import deliveries, workspaces
 from flowline.store.database import Store
 from flowline.store.tables import deliveries as deliveries_table
 from flowline.store.tables import journeys
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.deliveries_for_tests import delivery, events_named
 from tests.providers import FakeTwilio, fake_twilio
 from tests.smtp import SmtpServer
 from tests.test_journeys import publish
 from tests.test_profiles_api import in_pause
-from workflows.routing import JourneyLauncher
 
 
 @pytest.fixture

@@ -24,17 +24,17 @@ from api.app import create_app
 from flowline.journey import JourneyState
 from flowline.settings import Settings
 from flowline.store.database import Store
-from tests.conftest import Tenant
-from tests.payload_keys import NEW_KEY, OLD_KEY
-from tests.test_journeys import publish
-from worker import WORKFLOWS, running_worker
-from workflows.payload_codec import (
+from launch.payload_codec import (
     ENCODING,
     EncryptionCodec,
     PayloadKeyError,
     data_converter,
     parse_keys,
 )
+from tests.conftest import Tenant
+from tests.payload_keys import NEW_KEY, OLD_KEY
+from tests.test_journeys import publish
+from worker import WORKFLOWS, running_worker
 
 KEYS = f"k1:{OLD_KEY}"
 EMAIL = "ada.lovelace@example.org"

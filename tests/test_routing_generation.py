@@ -1,6 +1,6 @@
 """The workspace's routing generation: each process caches the flows an event can start (and
 whether the workspace has segments), and a publish, stop, drain or segment save through another
-process is obeyed by the next event it stores (flowline/store/flows.py, workflows/routing.py).
+process is obeyed by the next event it stores (flowline/store/flows.py, launch/routing.py).
 
 "Another process" here is a second JourneyLauncher on the same database (its caches are its own);
 tests/test_two_apis.py does the same with two real API processes. On SQLite and PostgreSQL, with
@@ -28,9 +28,9 @@ from flowline.store import flows
 from flowline.store.database import Store, utcnow
 from flowline.store.migrate import alembic_config, upgrade
 from flowline.store.tables import events, journeys
+from launch.journey_start import BatchEntry, EntryRefused, claim_journey
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant
-from workflows.journey_start import claim_journey
-from workflows.routing import BatchEntry, EntryRefused, JourneyLauncher
 
 ORDERS: dict[str, Any] = {
     "id": "orders",

@@ -17,10 +17,11 @@ from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
 from flowline.store.database import Store, utcnow
 from flowline.store.events import ENGINE_EVENTS, JOURNEY_EVENTS
 from flowline.store.tables import events, journeys
+from launch.journey_start import JourneyStartFailed
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
 from tests.test_journeys import publish
-from workflows.routing import JourneyLauncher, JourneyStartFailed
 
 
 def test_engine_events_are_every_event_the_engine_writes() -> None:

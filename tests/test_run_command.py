@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
 from tests.servers import free_port, http_sink
 
+# Starts its own Temporal server and processes (tests/conftest.py cannot see it): not in `make quick`.
+pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.segment_schedule import ensure_segment_clock
+from launch.segment_schedule import ensure_segment_clock
 
 
 async def test_the_clock_schedule_is_created_once_and_updated(dev_server: WorkflowEnvironment) -> None:

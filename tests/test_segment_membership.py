@@ -18,8 +18,8 @@ from flowline.store import profile_changes as changes
 from flowline.store import segment_members, segments
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import events
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant
-from workflows.routing import JourneyLauncher
 from workflows.segment_clock import SegmentClockWorkflow
 
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}

@@ -26,8 +26,8 @@ from flowline.store import entry_candidates, segment_members, segments_query
 from flowline.store.database import Store, utcnow
 from flowline.store.profile_facts import load_profile_facts
 from flowline.store.tables import events, profiles, segments
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant
-from workflows.routing import JourneyLauncher
 
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}
 BIG_ORDER = {"event": "order", "where": [{"property": "total", "op": "greater_than", "value": 5}]}

@@ -15,11 +15,11 @@ from flowline.store import profile_changes as changes
 from flowline.store import segment_members
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import journeys
+from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
 from tests.test_stop_and_goal import paused_flow, record
 from tests.test_wait_for_event import inbox
-from workflows.routing import JourneyLauncher
 
 PRO = {"attribute": "plan", "op": "is", "value": "pro"}
 

@@ -1,5 +1,5 @@
 """Which events start which triggers, by the event alone (flowline/flow/trigger_match.py), and
-which segments an ingest of events may change (workflows/segment_watch.py)."""
+which segments an ingest of events may change (launch/segment_watch.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flowline.conditions.rules import Condition
 from flowline.flow import trigger_match
 from flowline.flow.triggers import Trigger
 from flowline.store.events import JOURNEY_EVENTS
-from workflows.segment_watch import may_change
+from launch.segment_watch import may_change
 
 _TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
 

@@ -1,5 +1,5 @@
 """Two API processes on one PostgreSQL database: a flow published or stopped through one is obeyed
-by the other at once, although each keeps its flows cached (workflows/routing.py).
+by the other at once, although each keeps its flows cached (launch/routing.py).
 
 Real processes: two ``uvicorn`` servers (each with a warm flow cache), one Temporal dev server, and
 a worker in the test's process that runs the journeys they start.
@@ -30,6 +30,8 @@ from tests.processes import ROOT, DevServer
 from tests.servers import free_port
 from worker import running_worker
 
+# Starts its own Temporal server and processes (tests/conftest.py cannot see it): not in `make quick`.
+pytestmark = pytest.mark.temporal
 BURST = 4  # events sent at once after a publish (the issue measured 4 of 4 lost)
 
 

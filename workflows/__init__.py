@@ -1,1 +1,2 @@
-"""Temporal workflows: the deterministic journey interpreter, and the client side that starts them."""
+"""Temporal workflows: deterministic code only (the journey workflow and its interpreter, the
+entry-run and segment-clock workflows); what starts, signals and schedules them is in launch/."""

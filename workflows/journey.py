@@ -9,6 +9,8 @@ that the commands stay the same.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from temporalio import workflow
 
 from flowline.journey import (
@@ -21,13 +23,19 @@ from flowline.journey import (
     StopRequest,
     TriggerEvent,
 )
-from workflows.interpreter import JourneyInterpreter
+
+if TYPE_CHECKING:
+    from workflows.interpreter import JourneyInterpreter
 
 
 @workflow.defn(name="Journey", sandboxed=False)
 class JourneyWorkflow:
     def __init__(self) -> None:
-        self._journey = JourneyInterpreter()
+        # Imported here so that signalling a journey (launch/, services/) never imports the
+        # interpreter; harmless in the workflow, which is not sandboxed.
+        from workflows.interpreter import JourneyInterpreter
+
+        self._journey: JourneyInterpreter = JourneyInterpreter()
 
     @workflow.query(name="state")
     def state(self) -> JourneyState:

@@ -1,5 +1,5 @@
 """The segment clock workflow: one run per tick of the ``flowline-segment-clock`` Schedule
-(workflows/segment_schedule.py) re-evaluates every segment as of the tick's time."""
+(launch/segment_schedule.py) re-evaluates every segment as of the tick's time."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from temporalio.api.common.v1 import Payload
 
 from api.body import CheckedRoute
 from flowline.settings import Settings
-from workflows.payload_codec import PayloadKeyError, codec_from_setting
+from launch.payload_codec import PayloadKeyError, codec_from_setting
 
 # What the UI sends besides the body (X-Namespace names the namespace; Authorization when the UI
 # is set to pass its credentials on).

@@ -17,7 +17,7 @@ from flowline.document_paths import error_path
 from flowline.json_values import JsonLimits, value_faults
 from flowline.settings import Settings
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 router = APIRouter(route_class=BatchRoute, prefix="/v1/events", tags=["events"], responses=AUTHENTICATED)
 

@@ -3,7 +3,6 @@ the rest of the lifecycle: api/routes/flow_lifecycle.py)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,9 +16,9 @@ from flowline.flow.document import FlowDocument
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import value_faults
 from flowline.settings import Settings
-from flowline.store import flows, profiles
+from flowline.store import flows
 from flowline.store.lifecycle import FlowState, flow_states
-from workflows.routing import EntryRefused, JourneyStartFailed
+from services import journeys as journey_use_cases
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
 
@@ -132,26 +131,12 @@ async def get_flow(flow_id: str, workspace: Workspace, svc: Svc) -> dict[str, An
     summary="Start a journey for one profile",
 )
 async def start_journey(flow_id: str, body: StartJourneyIn, workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    async with svc.store.begin() as conn:
-        published = await flows.current_version(conn, workspace, flow_id)
-        if published is None:
-            state = (await flow_states(conn, workspace, flow_id)).get(flow_id)
-            status = "not published" if state is None else state.status  # 409 either way, as before
-            raise ApiError(409, f"flow {flow_id!r} is {status}: it takes no new entries")
-        await profiles.ensure_profiles(svc.store, conn, workspace, [body.profile_id])
-    entry = f"api:{body.entry_id or uuid.uuid4().hex}"
-    try:
-        journey_id = await svc.launcher.start(
-            workspace, published, body.profile_id, entry=entry, variables=body.variables
-        )
-    except JourneyStartFailed as error:
-        raise ApiError(503, f"the journey could not be started ({error}); send again") from error
-    except EntryRefused as error:
-        if error.faults:
-            raise ApiError(
-                422, str(error), faults=[{"path": path, "message": message} for path, message in error.faults]
-            ) from error
-        raise ApiError(409, str(error)) from error
-    if journey_id is None:
-        raise ApiError(409, f"the re-entry rule of flow {flow_id!r} keeps profile {body.profile_id!r} out")
-    return {"journey_id": journey_id, "flow_id": flow_id, "version": published.version}
+    started = await journey_use_cases.start_journey(
+        svc.launcher,
+        workspace,
+        flow_id,
+        body.profile_id,
+        entry_id=body.entry_id,
+        variables=body.variables,
+    )
+    return {"journey_id": started.journey_id, "flow_id": flow_id, "version": started.version}

@@ -18,7 +18,7 @@ from api.schemas import InboxMessage
 from flowline.channels import inbox
 from flowline.store import inbox as inbox_store
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 

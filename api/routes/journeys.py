@@ -7,15 +7,16 @@ import logging
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import MAX_OFFSET, JourneyDetail, JourneyStopping, JourneySummary
-from flowline.journey import STOP_SIGNAL, JourneyState, StopRequest
+from flowline.journey import JourneyState
 from flowline.store import journey_steps, journeys
+from services import journeys as journey_use_cases
 
 router = APIRouter(
     route_class=CheckedRoute, prefix="/v1/journeys", tags=["journeys"], responses=AUTHENTICATED
@@ -81,17 +82,6 @@ async def stop_journey(
 ) -> dict[str, str]:
     """The journey leaves at once from any step (also mid-pause or mid-wait) and records its end as
     ``stopped`` with the reason."""
-    async with svc.store.connect() as conn:
-        row = await journeys.get_journey(conn, workspace, journey_id)
-    if row is None:
-        raise ApiError(404, f"no journey {journey_id!r}")
-    if row["status"] != "running":
-        raise ApiError(409, f"journey {journey_id!r} has ended ({row['status']})")
     reason = (body or StopJourneyIn()).reason
-    try:
-        await svc.temporal.get_workflow_handle(journey_id).signal(STOP_SIGNAL, StopRequest(reason=reason))
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(409, f"journey {journey_id!r} has ended") from error
-        raise ApiError(503, f"Temporal did not take the stop ({error}); send it again") from error
+    await journey_use_cases.stop_journey(svc.store, svc.temporal, workspace, journey_id, reason)
     return {"journey_id": journey_id, "status": "stopping", "reason": reason}

@@ -8,34 +8,30 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.body import CheckedRoute
 from api.deps import ProfileId, Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
-from flowline.journey import STOP_SIGNAL, StopRequest
 from flowline.settings import Settings
 from flowline.store import (
     attribute_types,
     deliveries,
-    erasure,
     journey_steps,
     journeys,
     profiles,
     push_tokens,
 )
 from flowline.store import profile_changes as changes
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
+from services import profiles as profile_use_cases
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(
     route_class=CheckedRoute, prefix="/v1/profiles", tags=["profiles"], responses=AUTHENTICATED
 )
-
-ERASED = "profile erased"
 
 
 async def _profile_out(conn: AsyncConnection, workspace: str, profile_id: str, **extra: Any) -> ProfileOut:
@@ -155,10 +151,6 @@ async def put_push_tokens(
         return await _profile_out(conn, workspace, profile_id)
 
 
-def _not_stopped(error: Exception) -> ApiError:
-    return ApiError(503, f"Temporal did not take the stop ({error}); nothing was deleted, send it again")
-
-
 @router.delete(
     "/{profile_id}",
     status_code=204,
@@ -170,21 +162,7 @@ async def delete_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) 
     profile, its events, inbox messages, conversations, friendships (both ways) and push tokens in
     one transaction. Journey records and deliveries stay as ids only, for flow statistics. When
     Temporal does not take a stop, the answer is 503 and nothing is deleted: send it again."""
-    async with svc.store.connect() as conn:
-        if await profiles.get_profile(conn, workspace, profile_id) is None:
-            raise ApiError(404, f"no profile {profile_id!r}")
-        running = await erasure.running_journeys(conn, workspace, profile_id)
-    for journey_id in running:
-        try:
-            await svc.temporal.get_workflow_handle(journey_id).signal(STOP_SIGNAL, StopRequest(reason=ERASED))
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: it has ended already
-                raise _not_stopped(error) from error
-        except RuntimeError as error:  # the SDK raises RuntimeError when it cannot connect
-            raise _not_stopped(error) from error
-    async with svc.store.begin() as conn:
-        if not await erasure.erase_profile(conn, workspace, profile_id):
-            raise ApiError(404, f"no profile {profile_id!r}")
+    await profile_use_cases.erase_person(svc.store, svc.temporal, workspace, profile_id)
     return Response(status_code=204)
 
 

@@ -7,7 +7,6 @@ for other providers (or a relay in front of them), authenticated by the workspac
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -20,12 +19,10 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.channels import twilio
-from flowline.channels.feedback import FeedbackKind, record_feedback
+from flowline.channels.feedback import FeedbackKind
 from flowline.store import deliveries, workspaces
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
-
-log = logging.getLogger(__name__)
+from services.reports import record_report
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/reports", tags=["reports"], responses=AUTHENTICATED)
 
@@ -41,17 +38,7 @@ class ReportOut(BaseModel):
 async def _record(
     svc: Svc, delivery_id: str, kind: FeedbackKind | None, at: datetime, detail: str | None
 ) -> ReportOut:
-    if kind is None:
-        return ReportOut(delivery_id=delivery_id, kind=None, recorded=False)
-    try:
-        extra = {} if detail is None else {"url" if kind == "clicked" else "reason": detail}
-        recorded = await record_feedback(
-            svc.store, svc.launcher, delivery_id=delivery_id, kind=kind, at=at, detail=extra
-        )
-    except JourneyStartFailed as error:
-        # The event is stored: the sweeper routes it. The provider need not send it again.
-        log.warning("report on %s not routed yet (the sweeper will): %s", delivery_id, error)
-        recorded = True
+    recorded = await record_report(svc.store, svc.launcher, delivery_id, kind, at, detail)
     return ReportOut(delivery_id=delivery_id, kind=kind, recorded=recorded)
 
 

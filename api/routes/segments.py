@@ -25,7 +25,7 @@ from flowline.conditions.rules import Condition
 from flowline.engine_events import filter_faults
 from flowline.store import flows, segment_members, segments, segments_query
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 log = logging.getLogger(__name__)
 router = APIRouter(

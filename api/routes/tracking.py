@@ -25,7 +25,7 @@ from flowline.channels.feedback import FeedbackKind, record_feedback
 from flowline.channels.tracking import TokenKind, TrackingToken, claimed_workspace, verify
 from flowline.channels.tracking_keys import TrackingKeys
 from flowline.store.database import utcnow
-from workflows.routing import JourneyStartFailed
+from launch.journey_start import JourneyStartFailed
 
 log = logging.getLogger("flowline.tracking")
 router = APIRouter(route_class=CheckedRoute, prefix="/t", tags=["tracking"])

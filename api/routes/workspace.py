@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from temporalio.service import RPCError
 
 from api.body import CheckedRoute
 from api.deps import Svc, Workspace
@@ -16,9 +15,8 @@ from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.channels.config import ChannelSettings
 from flowline.document_paths import error_path
-from flowline.store import flows, workspaces
-from flowline.store.lifecycle import flow_states
-from workflows.entry_schedules import reads_workspace_zone, sync_entry_schedule
+from flowline.store import workspaces
+from services import workspace as workspace_use_cases
 
 router = APIRouter(
     route_class=CheckedRoute, prefix="/v1/workspace", tags=["workspace"], responses=AUTHENTICATED
@@ -50,25 +48,9 @@ async def get_workspace(workspace: Workspace, svc: Svc) -> WorkspaceSettings:
 
 @router.put("", response_model=WorkspaceSettings, responses=WITH_BODY, summary="Set the workspace's settings")
 async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc) -> WorkspaceSettings:
-    async with svc.store.begin() as conn:
-        # The flows' rows before the workspace's, as publish, stop and drain lock them (no deadlock).
-        states = await flow_states(conn, workspace, lock=True)
-        await workspaces.set_workspace_timezone(conn, workspace, body.timezone)
-        # Audience schedules without a zone of their own follow the workspace's, in this
-        # transaction as when publishing: if Temporal refuses, the zone is not changed either.
-        for flow in (await flows.published_flows(conn, workspace)).values():
-            state = states.get(flow.flow_id)
-            if state is None or state.status != "running" or not reads_workspace_zone(flow):
-                continue
-            try:
-                await sync_entry_schedule(
-                    svc.temporal, svc.settings.task_queue, workspace, flow, body.timezone
-                )
-            except (RPCError, RuntimeError) as error:
-                raise ApiError(
-                    503,
-                    f"the entry schedule of flow {flow.flow_id!r} could not follow the time zone ({error})",
-                ) from error
+    await workspace_use_cases.change_zone(
+        svc.store, svc.temporal, svc.settings.task_queue, workspace, body.timezone
+    )
     return body
 
 

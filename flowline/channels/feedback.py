@@ -46,7 +46,7 @@ class Ingested(Protocol):
 
 
 class EventIngest(Protocol):
-    """What feedback needs of workflows.routing.JourneyLauncher (the domain core does not import
+    """What feedback needs of launch.routing.JourneyLauncher (the domain core does not import
     the Temporal side)."""
 
     async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> Ingested: ...

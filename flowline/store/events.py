@@ -26,7 +26,7 @@ async def insert_events(
     """Insert events that are not stored yet; returns the ids that were new.
 
     ``routed``: the ids of events that concern no flow nor journey, stored as routed at once
-    (the others are routed after the transaction, see workflows/routing.py).
+    (the others are routed after the transaction, see launch/routing.py).
     """
     if not batch:
         return set()

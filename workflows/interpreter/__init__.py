@@ -6,7 +6,7 @@ steps' waits (sends.py, calls.py).
 
 Deterministic workflow code: time from ``workflow.now()``, waiting from durable timers, every side
 effect from an activity (called by reference, flowline/journey/contracts.py). A change that would
-make a recorded history produce other commands sits behind ``workflow.patched``
+make a recorded history produce other commands sits behind a patch (workflows/patches.py)
 (tests/test_replay.py replays every recorded history).
 """
 

@@ -2,8 +2,8 @@
 
 Deterministic: time comes from ``workflow.now()``, waiting from durable timers, every side
 effect from an activity. Any change here that would make a recorded history produce other
-commands must sit behind ``workflow.patched`` (tests/test_replay.py replays every recorded
-history on each run). workflows/journey.py is the thin workflow definition around it.
+commands must sit behind a patch (workflows/patches.py, docs/patches.md; tests/test_replay.py
+replays every recorded history on each run). workflows/journey.py is the thin workflow definition around it.
 """
 
 from __future__ import annotations
@@ -66,13 +66,8 @@ from workflows.interpreter.run_state import RunState
 from workflows.interpreter.sends import prepare_send
 from workflows.interpreter.step_activities import HEARTBEAT_OPTIONS, first_branch, run_activity
 from workflows.interpreter.waits import DeadlineReached
+from workflows.patches import PATCHES
 from workflows.search_attributes import STEP_ID
-
-# Journeys that started before this patch record their end with a local activity and upsert the
-# StepId search attribute on every step; journeys after it let the last activity record the end
-# when only the exit follows it, and skip upserts that change nothing (the exit step, or the
-# step already shown). Fewer commands and one workflow activation less per journey.
-LEAN_BOOKKEEPING = "lean-bookkeeping-v1"
 
 
 class JourneyInterpreter:
@@ -104,7 +99,7 @@ class JourneyInterpreter:
         run = self.run_state
         flow = journey.flow
         run.journey = journey
-        run.lean = workflow.patched(LEAN_BOOKKEEPING)
+        run.lean = PATCHES.lean_bookkeeping.new_path()
         resume = run.resume = journey.resume
         state = run.state
         if resume is None:

@@ -31,10 +31,8 @@ from flowline.journey import (
 )
 from workflows.interpreter.handover import ContinueAsNew, handover
 from workflows.interpreter.run_state import PendingMove, RunState
+from workflows.patches import PATCHES
 from workflows.search_attributes import FLOW_VERSION
-
-# Journeys that move record it: a marker, a search attribute upsert and a local activity.
-VERSION_MOVE = "version-move-v1"
 
 
 def take_move(run: RunState, request: MoveRequest) -> None:
@@ -92,7 +90,7 @@ def continue_as_new(run: RunState, journey: JourneyInput, handing: ContinueAsNew
     """Hands over to a new run: on the new version if a move is due at the step handed over."""
     move, run.move = run.move, None
     resume = handover(run, journey, handing)
-    if move is None or move.step_id != handing.step_id or not workflow.patched(VERSION_MOVE):
+    if move is None or move.step_id != handing.step_id or not PATCHES.version_move.new_path():
         workflow.continue_as_new(journey.model_copy(update={"resume": resume}))
     flow = move.request.flow
     moved = moved_resume(resume, flow, move, workflow.now())
@@ -103,7 +101,7 @@ def continue_as_new(run: RunState, journey: JourneyInput, handing: ContinueAsNew
 
 async def record_move(ref: JourneyRef, resume: Resume | None) -> None:
     """The first run on the new version shows it: FlowVersion in Temporal, the store's record."""
-    if resume is None or resume.moved_from is None or not workflow.patched(VERSION_MOVE):
+    if resume is None or resume.moved_from is None or not PATCHES.version_move.new_path():
         return
     workflow.upsert_search_attributes([FLOW_VERSION.value_set(ref.version)])
     await workflow.execute_local_activity(

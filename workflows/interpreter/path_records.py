@@ -15,9 +15,8 @@ from temporalio import workflow
 
 from flowline.journey import JourneySteps, PathEntry, contracts
 from workflows.interpreter.run_state import RunState
+from workflows.patches import PATCHES
 
-# Journeys from before this patch write their path only at the end.
-JOURNEY_STEPS = "journey-steps-v1"
 # A wait at least this long first writes the path (shorter ones are over before anyone looks).
 WRITE_BEFORE_WAITS_OF = timedelta(minutes=1)
 
@@ -38,7 +37,7 @@ async def write_path_before_wait(run: RunState, until: datetime) -> None:
 async def write_path(run: RunState) -> None:
     """The path so far, with a local activity, unless nothing changed since the last write."""
     total = run.state.path_dropped + len(run.state.path)
-    if run.ref is None or total == run.path_written or not workflow.patched(JOURNEY_STEPS):
+    if run.ref is None or total == run.path_written or not PATCHES.journey_steps.new_path():
         return
     start, entries = unwritten(run)
     await workflow.execute_local_activity(

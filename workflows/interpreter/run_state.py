@@ -36,7 +36,7 @@ class RunState:
     ref: JourneyRef | None = None
     # How many times each step was entered, across runs: a step's visit number.
     visits: Counter[str] = field(default_factory=Counter)
-    # LEAN_BOOKKEEPING was patched in when this run started.
+    # The lean-bookkeeping patch holds for this run (PATCHES.lean_bookkeeping).
     lean: bool = False
     # The StepId search attribute as last upserted.
     step_attribute: str | None = None

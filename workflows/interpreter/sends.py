@@ -22,12 +22,10 @@ from flowline.flow.timing import window_opens
 from flowline.flow.windows import CallWindow
 from flowline.journey import JourneyEnd, JourneyRef, SendInAppRequest, SendRequest, TemplateScope, contracts
 from workflows.interpreter.calls import SleepUntil, reserve_slot
+from workflows.patches import PATCHES
 
 # The send_rate's counter in call_rates: one per flow, whatever step sends.
 SEND_RATE_KEY = "@send_rate"
-# Journeys after this patch send every channel (in-app too) through send_message, which checks
-# the send rules; earlier ones keep sending in-app messages through send_in_app.
-SEND_CHANNELS = "send-channels-v1"
 
 
 async def prepare_send(
@@ -43,7 +41,7 @@ async def prepare_send(
 ) -> SendInAppRequest | SendRequest:
     """Wait until the message may go out; then the request (of send_in_app or send_message).
     ``ending``: the journey's end for the activity to record, if only the end follows."""
-    if isinstance(step, InAppSendStep) and not workflow.patched(SEND_CHANNELS):
+    if isinstance(step, InAppSendStep) and not PATCHES.send_channels.new_path():
         # Journeys recorded before channels existed sent in-app messages only, this way.
         old = SendInAppRequest(
             journey=ref,

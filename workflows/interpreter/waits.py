@@ -37,12 +37,7 @@ from workflows.interpreter.handover import ContinueAsNew
 from workflows.interpreter.moves import move_due
 from workflows.interpreter.path_records import write_path_before_wait
 from workflows.interpreter.run_state import RunState
-
-# A stop (stop_when, a goal with exit) heard while a wait listens ends the wait. Before this patch
-# the stop was lost there: the same signal also woke the wait, and Python 3.11's asyncio.wait_for
-# drops a task's cancellation when the future it awaits is done in the same turn, so the walk went
-# on to the wait's end and beyond (tests/histories/stop_when_mid_event_wait_unpatched.json).
-STOP_MID_LISTEN = "stop-mid-listen-v1"
+from workflows.patches import PATCHES
 
 
 class DeadlineReached(Exception):
@@ -107,8 +102,10 @@ async def listen(
     written = False
     try:
         while True:
-            if run.stop is not None and workflow.patched(STOP_MID_LISTEN):
-                # The run's cancellation of this walk may have been dropped (see above).
+            if run.stop is not None and PATCHES.stop_mid_listen.new_path():
+                # The stop's signal also woke this wait, and Python 3.11's asyncio.wait_for drops
+                # a task's cancellation when the future it awaits is done in the same turn: the
+                # run's cancellation of this walk may have been lost (PATCHES.stop_mid_listen).
                 raise asyncio.CancelledError
             for item in inbox:
                 heard.setdefault(item.event.id, item)

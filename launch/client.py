@@ -5,13 +5,13 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from flowline.settings import Settings
-from workflows.payload_codec import data_converter
+from launch.payload_codec import data_converter
 
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        # Encrypts payloads when FLOWLINE_PAYLOAD_KEYS is set (workflows/payload_codec.py).
+        # Encrypts payloads when FLOWLINE_PAYLOAD_KEYS is set (launch/payload_codec.py).
         data_converter=data_converter(settings.payload_keys.get_secret_value()),
     )

@@ -17,13 +17,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from flowline.durations import LONGEST_WAIT
 from flowline.flow.document import FlowDocument
-from flowline.journey import EVENT_SIGNAL, TriggerEvent
+from flowline.journey import TriggerEvent
 from flowline.store import flows, journeys
 from flowline.store.database import utcnow
+from launch.signals import SignalNotTaken, signal_journey
+from workflows.journey import JourneyWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +136,14 @@ class EventRouter:
         return True
 
     async def _signal(self, journey_id: str, events: list[TriggerEvent]) -> None:
-        handle = self.client.get_workflow_handle(journey_id)
         for event in events:
             try:
-                await handle.signal(EVENT_SIGNAL, event)
-            except RPCError as error:
-                if error.status == RPCStatusCode.NOT_FOUND:
+                if not await signal_journey(self.client, journey_id, JourneyWorkflow.event, event):
                     # It ended meanwhile (its record still said running): nothing to tell it.
                     return
+            except SignalNotTaken as error:
                 raise RoutingFailed(
-                    f"Temporal did not take event {event.id} for {journey_id}: {error}"
-                ) from error
-            except RuntimeError as error:  # the SDK raises RuntimeError when it cannot connect
-                raise RoutingFailed(
-                    f"Temporal did not take event {event.id} for {journey_id}: {error}"
+                    f"Temporal did not take event {event.id} for {journey_id}: {error.error}"
                 ) from error
 
     async def _documents_for(

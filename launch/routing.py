@@ -1,4 +1,7 @@
-"""Starting journeys: an event (or an API call) becomes journeys of the flows it triggers.
+"""Routing events: an event becomes journeys of the flows it triggers, and signals to the
+journeys in flight that listen (launch/event_routing.py). ``JourneyLauncher`` is the one entry
+point of the client side: it also starts the entries that name their people (the API,
+add_to_flow, scheduled runs: launch/journey_start.py).
 
 Re-entry rules are enforced by the journeys table's unique ``entry_lock`` in the same
 transaction that starts the workflow, so concurrent duplicates cannot both get in; the
@@ -12,54 +15,38 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
-from flowline.flow.variables import variable_faults
-from flowline.journey import STOP_SIGNAL, JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
+from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent
 from flowline.store import events as events_store
-from flowline.store import journeys
 from flowline.store.database import Store, utcnow
 from flowline.store.flows import (
     PublishedFlow,
     event_triggered_flows,
-    flow_status,
-    flow_statuses,
     routing_generation,
 )
 from flowline.store.profiles import ensure_profiles
 from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
-from workflows.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
-from workflows.journey_start import JourneyStartFailed as JourneyStartFailed
-from workflows.journey_start import claim_journey, start_journey
-from workflows.segment_watch import SegmentWatch
+from launch.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
+from launch.journey_start import (
+    BatchEntry,
+    JourneyStartFailed,
+    claim_journey,
+    start_batch,
+    start_entry,
+    start_journey,
+    stop_if_stopped,
+)
+from launch.segment_watch import SegmentWatch
 
 log = logging.getLogger(__name__)
-
-
-class EntryRefused(ValueError):
-    """The flow takes no entry now (start_at / end_at), or the given variables do not fit."""
-
-    def __init__(self, reason: str, faults: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(reason)
-        self.faults = faults or []
-
-
-@dataclass(frozen=True)
-class BatchEntry:
-    """One journey of ``JourneyLauncher.start_batch``: who, which entry (names the journey), and
-    when it starts (None: now; a later instant: Temporal holds the start until then)."""
-
-    profile_id: str
-    entry: str
-    start_at: datetime | None = None
 
 
 @dataclass
@@ -121,40 +108,18 @@ class JourneyLauncher:
         variables: dict[str, Any] | None = None,
         limits: JourneyLimits | None = None,
     ) -> str | None:
-        """Start one journey (an API call); None when the flow's re-entry rule refuses it.
-        Raises EntryRefused outside the flow's entry window or for variables that do not fit."""
-        reason = flow.closed_reason(utcnow())
-        if reason is not None:
-            raise EntryRefused(reason)
-        faults = variable_faults(flow.document.settings, variables or {})
-        if faults:
-            raise EntryRefused("variables do not fit their declarations", faults)
-        async with self.store.begin() as conn:
-            # ``flow`` was read before this transaction: a stop or drain committed since (through
-            # any process) closes it. The generation's lock holds off one in progress until the
-            # claim commits: then the stop finds the journey in flight.
-            await routing_generation(conn, workspace_id)
-            status = await flow_status(conn, workspace_id, flow.flow_id)
-            if status != "running":
-                raise EntryRefused(f"flow {flow.flow_id!r} is {status or 'gone'}: it takes no new entries")
-            claim, fresh = await claim_journey(
-                self.store, conn, workspace_id, flow, profile_id, entry=entry, variables=variables
-            )
-            if claim is None:
-                return None
-        if limits is not None:
-            claim.limits = limits
-        # Started once the claim is committed (no transaction waits on Temporal).
-        try:
-            await start_journey(self.client, self.task_queue, claim)
-        except JourneyStartFailed:
-            if fresh:
-                # Nobody may retry this entry: give the re-entry lock back.
-                async with self.store.begin() as conn:
-                    await journeys.forget_claim(conn, claim.journey_id)
-            raise
-        await self._stop_if_stopped(workspace_id, [claim])
-        return claim.journey_id
+        """``start_entry`` with this launcher's store, client and task queue."""
+        return await start_entry(
+            self.store,
+            self.client,
+            self.task_queue,
+            workspace_id,
+            flow,
+            profile_id,
+            entry=entry,
+            variables=variables,
+            limits=limits,
+        )
 
     async def start_batch(
         self,
@@ -165,69 +130,17 @@ class JourneyLauncher:
         concurrency: int = 50,
         gate: asyncio.Semaphore | None = None,
     ) -> list[str]:
-        """Start the journeys of many entries of one flow (a scheduled audience or date run).
-
-        One transaction claims them all (two statements; the re-entry rules as in ``start``), then
-        at most ``concurrency`` starts are in flight, outside it (or as many as ``gate``, shared by
-        batches that overlap). An entry an earlier attempt
-        claimed is started again (Temporal finds it started: the same journey, never a second one),
-        so a caller retries a failed batch by calling again with the same entries. Returns the ids
-        of the journeys claimed now or before (none once the flow is stopped or draining, through
-        any process); raises JourneyStartFailed after trying them all.
-        """
-        document, now = flow.document, utcnow()
-        by_id: dict[str, BatchEntry] = {}
-        for item in entries:
-            by_id[journey_id(workspace_id, flow.flow_id, item.profile_id, item.entry)] = item
-        rows = [
-            {
-                "journey_id": jid,
-                "workspace_id": workspace_id,
-                "flow_id": flow.flow_id,
-                "version": flow.version,
-                "profile_id": item.profile_id,
-                "lock": journeys.entry_lock(document.settings.reentry, item.entry),
-                "trigger_event_id": None,
-                "started_at": max(item.start_at or now, now),
-            }
-            for jid, item in by_id.items()
-        ]
-        async with self.store.begin() as conn:
-            # The run read its flow when it began: a stop or drain committed since (through any
-            # process) ends its entries here, and one in progress waits for this claim (the
-            # generation's lock), which it then finds in flight.
-            await routing_generation(conn, workspace_id)
-            if await flow_status(conn, workspace_id, flow.flow_id) != "running":
-                return []
-            claimed = await journeys.claim_entries(self.store, conn, rows)
-            claimed |= await journeys.existing_journeys(conn, workspace_id, by_id.keys() - claimed)
-        slots = gate or asyncio.Semaphore(concurrency)
-        inputs = [
-            JourneyInput(
-                journey_id=jid,
-                workspace_id=workspace_id,
-                flow=document,
-                version=flow.version,
-                profile_id=item.profile_id,
-            )
-            for jid, item in by_id.items()
-            if jid in claimed
-        ]
-
-        async def start(journey: JourneyInput) -> None:
-            start_at = by_id[journey.journey_id].start_at
-            delay = start_at - utcnow() if start_at is not None else None
-            async with slots:
-                await start_journey(self.client, self.task_queue, journey, start_delay=delay)
-
-        outcomes = await asyncio.gather(*(start(j) for j in inputs), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            raise JourneyStartFailed(
-                f"{len(failures)} of {len(inputs)} journeys did not start: {failures[0]}"
-            )
-        await self._stop_if_stopped(workspace_id, inputs)
-        return [j.journey_id for j in inputs]
+        """``start_batch`` with this launcher's store, client and task queue."""
+        return await start_batch(
+            self.store,
+            self.client,
+            self.task_queue,
+            workspace_id,
+            flow,
+            entries,
+            concurrency=concurrency,
+            gate=gate,
+        )
 
     async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
@@ -417,7 +330,7 @@ class JourneyLauncher:
         """Steps 2 and 3 of ``ingest``. ``listened``: the only ``rows`` a journey may hear, when
         the caller knows (``_quiet``); the others are marked routed without a look."""
         await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
-        await self._stop_if_stopped(workspace_id, claims)
+        await stop_if_stopped(self.store, self.client, workspace_id, claims)
         if not rows:
             return
         heard = rows if listened is None else [r for r in rows if r["id"] in listened]
@@ -426,25 +339,6 @@ class JourneyLauncher:
             if heard:
                 await self.route_to_journeys(conn, workspace_id, heard)
             await events_store.mark_routed(conn, workspace_id, [r["id"] for r in rows])
-
-    async def _stop_if_stopped(self, workspace_id: str, claims: Sequence[JourneyInput]) -> None:
-        """Stop the journeys just started whose flow was stopped since they were claimed. Their
-        claims committed before the stop did (the routing generation's lock), so they are in
-        flight for it; but the stop's signal may have come before they started (and missed
-        them). Read after the starts: either this sees the stop, or the stop signalled later."""
-        if not claims:
-            return
-        async with self.store.connect() as conn:
-            statuses = await flow_statuses(conn, workspace_id, {c.flow.id for c in claims})
-        for late in [c.journey_id for c in claims if statuses.get(c.flow.id) == "stopped"]:
-            try:
-                await self.client.get_workflow_handle(late).signal(
-                    STOP_SIGNAL, StopRequest(reason="flow stopped")
-                )
-            except RPCError:
-                pass  # it ended already
-            except RuntimeError as error:  # cannot connect: as a failed start, retried the same way
-                raise JourneyStartFailed(f"Temporal did not take the stop of {late}: {error}") from error
 
     async def route_to_journeys(
         self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
