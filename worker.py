@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -45,6 +47,23 @@ WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 SHUTDOWN_GRACE = timedelta(seconds=5)
 
 
+def activity_implementations(
+    store: Store, http: httpx.AsyncClient, launcher: JourneyLauncher, public_url: str | None
+) -> list[Callable[..., Any]]:
+    """Every activity this worker runs: one implementation of each contract a workflow calls
+    (flowline/activity_contracts.py's EVERY_CONTRACT; tests/test_activity_contracts.py checks)."""
+    return [
+        *JourneyActivities(store, http).all(),
+        *FlowActivities(store, launcher).all(),
+        *CallApiActivities(store, http).all(),
+        *SendActivities(store, http, public_url).all(),
+        *ConditionActivities(store).all(),
+        *ProfileStepActivities(store, launcher).all(),
+        *SegmentClockActivities(store, launcher).all(),
+        *EntryActivities(store, launcher).all(),
+    ]
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     client: Client,
@@ -60,25 +79,13 @@ async def running_worker(
     ``allow_private_outbound`` lets webhooks, calls and providers reach private addresses;
     ``public_url``: where tracking links in emails point (None: emails go as written)."""
     async with outbound_client(timeout=webhook_timeout, allow_private=allow_private_outbound) as http:
-        activities = JourneyActivities(store, http)
         # add_to_flow starts journeys on this worker's task queue; profile steps route their events.
         launcher = JourneyLauncher(store, client, task_queue)
-        flow_activities = FlowActivities(store, launcher)
-        call_activities = CallApiActivities(store, http)
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[
-                *activities.all(),
-                *flow_activities.all(),
-                *call_activities.all(),
-                *SendActivities(store, http, public_url).all(),
-                *ConditionActivities(store).all(),
-                *ProfileStepActivities(store, launcher).all(),
-                *SegmentClockActivities(store, launcher).all(),
-                *EntryActivities(store, launcher).all(),
-            ],
+            activities=activity_implementations(store, http, launcher, public_url),
             max_concurrent_activities=100,
             graceful_shutdown_timeout=shutdown_grace,
         )

@@ -13,11 +13,12 @@ from liquid.exceptions import LiquidError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
-from activities.journeys import template_context
+from activities.bookkeeping import template_context
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import ADDED, FAILED
-from flowline.journey import ADD_TO_FLOW, AddToFlowRequest, StepResult, journey_id
+from flowline.journey import AddToFlowRequest, StepResult, contracts, journey_id
 from flowline.store import flows, journeys, profiles
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
@@ -39,7 +40,7 @@ class FlowActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.add_to_flow]
 
-    @activity.defn(name=ADD_TO_FLOW)
+    @implements(contracts.add_to_flow)
     async def add_to_flow(self, request: AddToFlowRequest) -> StepResult:
         ref = request.journey
         try:
@@ -53,7 +54,7 @@ class FlowActivities:
         except NotAdded as reason:
             return StepResult(branch=FAILED, error=str(reason))
 
-        entry = f"add_to_flow:{ref.journey_id}:{request.step_id}:{request.iteration}"
+        entry = f"add_to_flow:{ref.journey_id}:{request.step_id}:{request.visit}"
         try:
             started = await self.launcher.start(
                 ref.workspace_id, target, profile_id, entry=entry, variables=variables

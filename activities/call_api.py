@@ -10,15 +10,15 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.journeys import template_context
+from activities.bookkeeping import template_context
+from flowline.activity_contracts import implements
 from flowline.channels import http_call
 from flowline.journey import (
-    CALL_API,
-    RESERVE_CALL_SLOT,
     CallApiRequest,
     CallApiResult,
     CallSlot,
     CallSlotRequest,
+    contracts,
 )
 from flowline.store import call_rates
 from flowline.store.database import Store
@@ -35,7 +35,7 @@ class CallApiActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.call_api, self.reserve_call_slot]
 
-    @activity.defn(name=CALL_API)
+    @implements(contracts.call_api)
     async def call_api(self, request: CallApiRequest) -> CallApiResult:
         """One attempt. A 5xx or no answer raises for a retry, except on the last attempt, which
         reports it as its branch (so the journey can tell ``server_error`` from ``error``)."""
@@ -45,7 +45,7 @@ class CallApiActivities:
             context = await template_context(
                 conn, ref, request.scope, load_profile=uses_profile_attributes(templates)
             )
-        key = http_call.idempotency_key(ref.journey_id, step.id, request.iteration)
+        key = http_call.idempotency_key(ref.journey_id, step.id, request.visit)
         try:
             outgoing = http_call.build_request(self.http, step, context, key)
         except http_call.CallRefused as error:
@@ -68,7 +68,7 @@ class CallApiActivities:
             raise ApplicationError(result.error or "server error", type="ServerError")
         return result
 
-    @activity.defn(name=RESERVE_CALL_SLOT)
+    @implements(contracts.reserve_call_slot)
     async def reserve_call_slot(self, request: CallSlotRequest) -> CallSlot:
         """When the journey may make its call under the step's rate (a local activity)."""
         ref = request.journey

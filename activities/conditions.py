@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from temporalio import activity
-
+from flowline.activity_contracts import implements
 from flowline.conditions.evaluate import evaluate, needs
 from flowline.flow.graph import ELSE
-from flowline.journey import EVALUATE_CONDITIONS, ConditionsRequest, ConditionsResult
+from flowline.journey import ConditionsRequest, ConditionsResult, contracts
 from flowline.store.database import Store
 from flowline.store.profile_facts import load_profile_facts
 
@@ -22,7 +21,7 @@ class ConditionActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.evaluate_conditions]
 
-    @activity.defn(name=EVALUATE_CONDITIONS)
+    @implements(contracts.evaluate_conditions)
     async def evaluate_conditions(self, request: ConditionsRequest) -> ConditionsResult:
         """The first condition that holds; none: "else". A condition that cannot be evaluated
         takes "else" with the reason (a database failure is raised instead, and retried)."""

@@ -23,9 +23,11 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
+from flowline import entry_runs
+from flowline.activity_contracts import implements
 from flowline.clock import zone
 from flowline.conditions.rules import Condition
-from flowline.entry_runs import RUN_ENTRIES, EntryRunRequest, EntryRunResult
+from flowline.entry_runs import EntryRunRequest, EntryRunResult
 from flowline.flow.date_moments import candidate_prefixes, occurrences
 from flowline.flow.triggers import AudienceTrigger, DateTrigger
 from flowline.store import entry_candidates, flows, segments, workspaces
@@ -69,7 +71,7 @@ class EntryActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.run_entries]
 
-    @activity.defn(name=RUN_ENTRIES)
+    @implements(entry_runs.run_entries)
     async def run_entries(self, request: EntryRunRequest) -> EntryRunResult:
         details = activity.info().heartbeat_details if activity.in_activity() else ()
         progress = EntryProgress(*details[0]) if details else EntryProgress()

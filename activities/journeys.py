@@ -8,25 +8,22 @@ from dataclasses import asdict
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.bookkeeping import (
+    end_recorded,
+    not_recorded_yet,
+    record_end,
+    record_end_if_asked,
+    template_context,
+)
 from activities.heartbeat import heartbeating
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.channels import webhook
 from flowline.channels.feedback import record_sent
 from flowline.channels.outbound import OutboundRefused
 from flowline.journey import (
-    DELIVER_WEBHOOK,
-    EVALUATE_EXPRESSIONS,
-    EVENTS_SINCE,
-    PROFILE_ATTRIBUTES,
-    PROFILE_TIME_ZONE,
-    RECORD_JOURNEY_END,
-    RECORD_JOURNEY_MOVE,
-    RECORD_JOURNEY_STEPS,
-    SEND_IN_APP,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
@@ -39,33 +36,13 @@ from flowline.journey import (
     ProfileAttributesRequest,
     SendInAppRequest,
     StepResult,
-    TemplateScope,
     TriggerEvent,
     WebhookRequest,
+    contracts,
 )
-from flowline.json_values import nulled
 from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes
-
-
-async def template_context(
-    conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
-) -> dict[str, Any]:
-    """What templates see: the profile (loaded unless not needed), event, variables, flow, journey."""
-    attributes: dict[str, Any] = {}
-    if load_profile:
-        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
-        # A NaN / Infinity stored before the store refused them reads as null (as the API shows it):
-        # none goes out in a webhook or call body, nor into a template or expression.
-        attributes = dict(nulled(profile["attributes"])) if profile else {}
-    return {
-        "profile": {**attributes, "id": ref.profile_id},
-        "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
-        "vars": scope.vars,
-        "flow": scope.flow,
-        "journey": {"id": ref.journey_id},
-    }
 
 
 class JourneyActivities:
@@ -86,16 +63,14 @@ class JourneyActivities:
             self.events_since,
         ]
 
-    _template_context = staticmethod(template_context)
-
-    @activity.defn(name=SEND_IN_APP)
+    @implements(contracts.send_in_app)
     async def send_in_app(self, request: SendInAppRequest) -> StepResult:
         ref = request.journey
         # One transaction: the profile is read, and the ledger row and the inbox message are
         # written together, so a retry finds the row and delivers nothing more.
         async with self.store.begin() as conn:
             templates = [request.title, request.body, request.data]
-            context = await self._template_context(
+            context = await template_context(
                 conn, ref, request.scope, load_profile=uses_profile_attributes(templates)
             )
             try:
@@ -106,42 +81,17 @@ class JourneyActivities:
                 # Journeys from before send-channels-v1 still send in-app messages here: a template
                 # that fails on their data fails the step at once instead of a day of retries.
                 raise ApplicationError(f"template: {error}", non_retryable=True) from None
-            delivery = self._delivery(request, "in_app")
+            delivery = delivery_of(request, "in_app")
             now = utcnow()
             delivery_id, delivered = await deliveries.deliver_in_app(
                 self.store, conn, delivery, title=title, body=body, data=data, now=now
             )
             if delivered:
                 await record_sent(conn, {**asdict(delivery), "id": delivery_id}, now)
-            ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
+            ended = await record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
 
-    @staticmethod
-    def _delivery(request: SendInAppRequest | WebhookRequest, channel: str) -> deliveries.Delivery:
-        ref = request.journey
-        return deliveries.Delivery(
-            workspace_id=ref.workspace_id,
-            journey_id=ref.journey_id,
-            step_id=request.step_id,
-            iteration=request.iteration,
-            recipient_id=ref.profile_id,
-            channel=channel,
-            flow_id=ref.flow_id,
-            version=ref.version,
-        )
-
-    @staticmethod
-    async def _record_end_if_asked(
-        conn: AsyncConnection, end: JourneyEnd | None, branch: str, error: str | None = None
-    ) -> bool:
-        """Record the journey's end in the step's own transaction (idempotent, like the step), the
-        step's visit left by ``branch``."""
-        if end is None:
-            return False
-        await _record_end(conn, end.after_step(branch, utcnow(), error))
-        return True
-
-    @activity.defn(name=DELIVER_WEBHOOK)
+    @implements(contracts.deliver_webhook)
     async def deliver_webhook(self, request: WebhookRequest) -> StepResult:
         # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
         async with heartbeating():
@@ -152,11 +102,11 @@ class JourneyActivities:
         async with self.store.begin() as conn:
             # Reads first: on SQLite the write lock is taken at the ledger insert and held to commit.
             secret = await workspaces.webhook_secret(conn, ref.workspace_id)
-            context = await self._template_context(conn, ref, request.scope)
-            row, _ = await deliveries.open_delivery(self.store, conn, self._delivery(request, "webhook"))
+            context = await template_context(conn, ref, request.scope)
+            row, _ = await deliveries.open_delivery(self.store, conn, delivery_of(request, "webhook"))
         if row["status"] == "sent":
             async with self.store.begin() as conn:
-                ended = await self._record_end_if_asked(conn, request.ends_journey, "sent")
+                ended = await record_end_if_asked(conn, request.ends_journey, "sent")
             return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
 
         try:
@@ -170,7 +120,8 @@ class JourneyActivities:
             raise ApplicationError(message, non_retryable=True) from None
         payload = {
             "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
-            "step": {"id": request.step_id, "iteration": request.iteration},
+            # The receivers' payload keeps its published key: "iteration" is the step's visit.
+            "step": {"id": request.step_id, "iteration": request.visit},
             "journey": {"id": ref.journey_id},
             "profile": context["profile"],
             "event": request.scope.event or None,
@@ -210,30 +161,30 @@ class JourneyActivities:
         retried: the retry finds the row sent, sends nothing again and records the end."""
         async with self.store.begin() as conn:
             await deliveries.close_delivery(conn, delivery_id, "sent")
-            recorded = end is None or await _end_recorded(conn, end.after_step("sent", utcnow()))
+            recorded = end is None or await end_recorded(conn, end.after_step("sent", utcnow()))
         if end is not None and not recorded:
-            raise _not_recorded_yet(end)
+            raise not_recorded_yet(end)
         return end is not None
 
-    @activity.defn(name=RECORD_JOURNEY_END)
+    @implements(contracts.record_journey_end)
     async def record_journey_end(self, end: JourneyEnd) -> None:
         async with self.store.begin() as conn:
-            await _record_end(conn, end)
+            await record_end(conn, end)
 
-    @activity.defn(name=RECORD_JOURNEY_MOVE)
+    @implements(contracts.record_journey_move)
     async def record_journey_move(self, moved: JourneyMoved) -> None:
         """Listing, stats and routing (the events a journey listens to) follow the new version."""
         async with self.store.begin() as conn:
             await journeys.record_move(conn, moved.journey.journey_id, moved.journey.version)
 
-    @activity.defn(name=RECORD_JOURNEY_STEPS)
+    @implements(contracts.record_journey_steps)
     async def record_journey_steps(self, steps: JourneySteps) -> None:
         """The path so far, before the journey waits long (a local activity: upserts, so retries
         and replays leave the same rows)."""
         async with self.store.begin() as conn:
             await journey_steps.record_steps(conn, steps.journey, steps.start, steps.path)
 
-    @activity.defn(name=PROFILE_TIME_ZONE)
+    @implements(contracts.profile_time_zone)
     async def profile_time_zone(self, ref: JourneyRef) -> str:
         """The person's zone for wall-clock times: their ``timezone`` attribute, else the
         workspace's default ("" if neither)."""
@@ -244,14 +195,12 @@ class JourneyActivities:
             )
         return found or ""
 
-    @activity.defn(name=EVALUATE_EXPRESSIONS)
+    @implements(contracts.evaluate_expressions)
     async def evaluate_expressions(self, request: ExpressionsRequest) -> ExpressionsResult:
         """Values of expressions; one that fails is reported, the others still count."""
         needs_profile = any("profile" in text for text in request.expressions.values())
         async with self.store.connect() as conn:
-            context = await self._template_context(
-                conn, request.journey, request.scope, load_profile=needs_profile
-            )
+            context = await template_context(conn, request.journey, request.scope, load_profile=needs_profile)
         context["event"] = request.scope.event
         result = ExpressionsResult()
         for name, text in request.expressions.items():
@@ -261,7 +210,7 @@ class JourneyActivities:
                 result.errors[name] = str(error)
         return result
 
-    @activity.defn(name=PROFILE_ATTRIBUTES)
+    @implements(contracts.profile_attributes)
     async def profile_attributes(self, request: ProfileAttributesRequest) -> ProfileAttributes:
         """The asked-for attributes of the journey's profile, at this moment (for date waits)."""
         ref = request.journey
@@ -275,7 +224,7 @@ class JourneyActivities:
             values={name: attributes[name] for name in request.names if attributes.get(name) is not None}
         )
 
-    @activity.defn(name=EVENTS_SINCE)
+    @implements(contracts.events_since)
     async def events_since(self, request: EventsRequest) -> EventsFound:
         """The profile's events of these names since ``since`` (a wait that includes the events
         from the journey's entry on)."""
@@ -287,23 +236,16 @@ class JourneyActivities:
         return EventsFound(events=[TriggerEvent.model_validate(r) for r in rows])
 
 
-async def _record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
-    """The journey's record closed and its path's last entries written, in one transaction."""
-    if not await _end_recorded(conn, end):
-        raise _not_recorded_yet(end)
-
-
-async def _end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
-    """``_record_end`` that answers False, having written nothing, when the journey's record is
-    not there yet."""
-    if not await journeys.record_end(conn, end):
-        return False
-    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
-    return True
-
-
-def _not_recorded_yet(end: JourneyEnd) -> ApplicationError:
-    # Its record commits with the transaction that started the journey: retry until it shows.
-    return ApplicationError(
-        f"journey {end.journey.journey_id} is not recorded yet", type="JourneyNotRecordedYet"
+def delivery_of(request: SendInAppRequest | WebhookRequest, channel: str) -> deliveries.Delivery:
+    """The ledger entry of a single-recipient step (in-app, webhook): the journey's person."""
+    ref = request.journey
+    return deliveries.Delivery(
+        workspace_id=ref.workspace_id,
+        journey_id=ref.journey_id,
+        step_id=request.step_id,
+        visit=request.visit,
+        recipient_id=ref.profile_id,
+        channel=channel,
+        flow_id=ref.flow_id,
+        version=ref.version,
     )

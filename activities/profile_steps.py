@@ -7,15 +7,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, assert_never
 
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio import activity
 
-from activities.journeys import JourneyActivities
+from activities.bookkeeping import record_end_if_asked, template_context
 from flowline import expressions
+from flowline.activity_contracts import implements
 from flowline.flow.base import ExpressionValue
 from flowline.flow.graph import CONTINUE
 from flowline.flow.steps import DoNotContactStep, StartConversationStep, TagStep, UpdateProfileStep
 from flowline.flow.steps.profile import TemplateValue
-from flowline.journey import PROFILE_STEP, ProfileStepRequest, StepResult
+from flowline.journey import ProfileStepRequest, StepResult, contracts
 from flowline.store import conversations
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
@@ -35,7 +35,7 @@ class ProfileStepActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.profile_step]
 
-    @activity.defn(name=PROFILE_STEP)
+    @implements(contracts.profile_step)
     async def profile_step(self, request: ProfileStepRequest) -> StepResult:
         ref, step = request.journey, request.step
         origin = changes.Origin(
@@ -43,7 +43,7 @@ class ProfileStepActivities:
             flow_id=ref.flow_id,
             journey_id=ref.journey_id,
             step_id=step.id,
-            iteration=request.iteration,
+            visit=request.visit,
         )
         ws, person = ref.workspace_id, ref.profile_id
         # One transaction: the change, its events and (if asked) the journey's end commit together.
@@ -70,7 +70,7 @@ class ProfileStepActivities:
                 case StartConversationStep():
                     note, error = step.note, None
                     if step.note:
-                        context = await JourneyActivities._template_context(
+                        context = await template_context(
                             conn, ref, request.scope, load_profile=uses_profile_attributes(step.note)
                         )
                         try:
@@ -83,7 +83,7 @@ class ProfileStepActivities:
                     )
                 case _:
                     assert_never(step)
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, CONTINUE, error)
+            ended = await record_end_if_asked(conn, request.ends_journey, CONTINUE, error)
         if self.launcher is not None:
             # Apart from the change: a retry finds the change made and routes what is still unrouted.
             touched = {person}
@@ -109,7 +109,7 @@ class ProfileStepActivities:
         # Lock every target first, in a stable order, so that concurrent journeys cannot deadlock
         # and the person's own attributes are read only once locked.
         rows = {t: await changes.lock_profile(self.store, conn, ref.workspace_id, t) for t in sorted(targets)}
-        base = await JourneyActivities._template_context(conn, ref, request.scope)
+        base = await template_context(conn, ref, request.scope)
         errors: dict[str, str] = {}
         for target_id, row in rows.items():
             context = base | {"target": {**row["attributes"], "id": target_id}}

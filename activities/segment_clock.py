@@ -9,8 +9,10 @@ from typing import Any
 
 from temporalio import activity
 
+from flowline import segment_clock
+from flowline.activity_contracts import implements
 from flowline.flow.triggers import SEGMENT_ENTERED
-from flowline.segment_clock import REEVALUATE_SEGMENTS, ClockResult, ClockTick
+from flowline.segment_clock import ClockResult, ClockTick
 from flowline.store import segment_members
 from flowline.store.database import Store, utcnow
 from launch.journey_start import JourneyStartFailed
@@ -27,7 +29,7 @@ class SegmentClockActivities:
     def all(self) -> Sequence[Callable[..., Any]]:
         return [self.reevaluate_segments]
 
-    @activity.defn(name=REEVALUATE_SEGMENTS)
+    @implements(segment_clock.reevaluate_segments)
     async def reevaluate_segments(self, tick: ClockTick) -> ClockResult:
         """Each segment in a transaction of its own (none when nothing changed); its events routed
         right after."""

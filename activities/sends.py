@@ -21,12 +21,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.bookkeeping import record_end_if_asked, template_context
 from activities.heartbeat import heartbeating
-from activities.journeys import JourneyActivities, template_context
 from activities.send_messages import render_messages
+from flowline.activity_contracts import implements
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
 from flowline.channels.fcm import TokenUnregistered
@@ -38,12 +38,11 @@ from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
-    NOTIFY_INTERNAL,
-    SEND_MESSAGE,
     JourneyRef,
     NotifyRequest,
     SendRequest,
     StepResult,
+    contracts,
 )
 from flowline.store import deliveries, push_sends, push_tokens, workspaces
 from flowline.store.database import Store, utcnow
@@ -80,7 +79,7 @@ class SendActivities:
 
     # ------------------------------------------------------------ send
 
-    @activity.defn(name=SEND_MESSAGE)
+    @implements(contracts.send_message)
     async def send_message(self, request: SendRequest) -> StepResult:
         # The workflow gives sends a heartbeat timeout: a crashed worker's send is retried in seconds.
         async with heartbeating():
@@ -115,9 +114,7 @@ class SendActivities:
         ended = False
         if request.ends_journey is not None:
             async with self.store.begin() as conn:
-                ended = await JourneyActivities._record_end_if_asked(
-                    conn, request.ends_journey, branch, error
-                )
+                ended = await record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
@@ -127,7 +124,7 @@ class SendActivities:
             workspace_id=ref.workspace_id,
             journey_id=ref.journey_id,
             step_id=step.id,
-            iteration=request.iteration,
+            visit=request.visit,
             recipient_id=recipient,
             channel=step.channel,
             flow_id=ref.flow_id,
@@ -309,7 +306,7 @@ class SendActivities:
 
     # ------------------------------------------------------------ notify_internal
 
-    @activity.defn(name=NOTIFY_INTERNAL)
+    @implements(contracts.notify_internal)
     async def notify_internal(self, request: NotifyRequest) -> StepResult:
         """The team's message: to each address (rendered), once per address and step visit."""
         async with heartbeating():
@@ -334,7 +331,7 @@ class SendActivities:
         for address in addresses:
             await self._notify_one(request, provider, address, subject, body)
         async with self.store.begin() as conn:
-            ended = await JourneyActivities._record_end_if_asked(conn, request.ends_journey, "sent")
+            ended = await record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", journey_ended=ended)
 
     async def _notify_one(
@@ -346,7 +343,7 @@ class SendActivities:
             workspace_id=ref.workspace_id,
             journey_id=ref.journey_id,
             step_id=step.id,
-            iteration=request.iteration,
+            visit=request.visit,
             recipient_id=f"internal:{address}"[:200],
             channel=step.channel,
             flow_id=ref.flow_id,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import AwareDatetime, BaseModel
+from temporalio import activity
 
 SCHEDULE_ID = "flowline-segment-clock"
 EVERY = timedelta(minutes=5)
-REEVALUATE_SEGMENTS = "segments.reevaluate_all"
 
 
 class ClockTick(BaseModel):
@@ -31,3 +31,9 @@ class ClockResult(BaseModel):
             entered=self.entered + other.entered,
             exited=self.exited + other.exited,
         )
+
+
+@activity.defn(name="segments.reevaluate_all")
+async def reevaluate_segments(tick: ClockTick) -> ClockResult:
+    """The contract of the tick's activity (activities/segment_clock.py implements it)."""
+    raise NotImplementedError

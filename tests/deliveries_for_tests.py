@@ -18,7 +18,7 @@ def delivery(workspace_id: str, profile_id: str, channel: str, **extra: Any) -> 
         workspace_id=workspace_id,
         journey_id=f"j-{uuid.uuid4().hex[:12]}",
         step_id="send",
-        iteration=0,
+        visit=0,
         recipient_id=profile_id,
         channel=channel,
         flow_id="onboarding",

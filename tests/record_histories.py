@@ -139,7 +139,7 @@ REPLIES: dict[str, dict[str, Reply]] = {
 def _send_rules(_url: str) -> dict[str, Any]:
     """An email inside a window and quiet hours, under the flow's send_rate and a frequency cap
     (no provider is configured where histories are recorded: the send takes 'failed'), then the
-    in-app message (through SEND_MESSAGE since the send-channels-v1 patch) and the exit."""
+    in-app message (through send_message since the send-channels-v1 patch) and the exit."""
     email = {
         "id": "mail",
         "type": "send",

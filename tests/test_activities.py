@@ -59,7 +59,7 @@ async def test_an_in_app_send_whose_end_must_wait_keeps_nothing_then_delivers_on
     ref = _ref(tenant, f"{tenant.id}-send")
     end = JourneyEnd(journey=ref, status="completed", last_step="bye", exit_reason="exit_step", ended_at=T0)
     request = SendInAppRequest(
-        journey=ref, step_id="hi", iteration=1, title="", body="hi", scope=TemplateScope(), ends_journey=end
+        journey=ref, step_id="hi", visit=1, title="", body="hi", scope=TemplateScope(), ends_journey=end
     )
     async with httpx.AsyncClient() as http:
         activities = JourneyActivities(store, http)
@@ -86,7 +86,7 @@ async def test_a_webhook_whose_end_must_wait_is_sent_once_and_its_end_retried(
         request = WebhookRequest(
             journey=ref,
             step_id="hook",
-            iteration=1,
+            visit=1,
             url=f"{sink.url}/hook",
             scope=TemplateScope(),
             ends_journey=end,
@@ -120,7 +120,7 @@ async def test_a_legacy_in_app_send_whose_template_fails_fails_at_once_and_deliv
     request = SendInAppRequest(
         journey=ref,
         step_id="hi",
-        iteration=1,
+        visit=1,
         title="",
         body="{{ 10 | divided_by: vars.zero }}",
         scope=TemplateScope(vars={"zero": 0}),

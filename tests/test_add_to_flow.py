@@ -288,7 +288,7 @@ async def test_a_retried_activity_starts_one_journey(
     request = AddToFlowRequest(
         journey=ref,
         step_id="add",
-        iteration=1,
+        visit=1,
         flow="target",
         variables={"coupon": "C"},
         scope=TemplateScope(),
@@ -299,7 +299,7 @@ async def test_a_retried_activity_starts_one_journey(
     assert first.branch == again.branch == "added"
     assert first.started_journey is not None and again.started_journey == first.started_journey
     # The next visit of the step is another entry: another journey (the target allows several).
-    later = await env.run(activities.add_to_flow, request.model_copy(update={"iteration": 2}))
+    later = await env.run(activities.add_to_flow, request.model_copy(update={"visit": 2}))
     assert later.started_journey not in (None, first.started_journey)
 
     async with store.connect() as conn:

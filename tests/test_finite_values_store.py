@@ -113,7 +113,7 @@ async def test_a_profile_holding_nan_from_before_still_takes_changes(store: Stor
     assert row["attributes"] == {"a": None, "deep": [1, None], "keep": "x", "b": 2}
 
     await _poison(store, tenant, "flow")
-    origin = changes.Origin(flow_id="f", journey_id="j-1", step_id="s", iteration=1)
+    origin = changes.Origin(flow_id="f", journey_id="j-1", step_id="s", visit=1)
     async with store.begin() as conn:
         altered = await changes.change_attributes(
             store, conn, tenant.id, "flow", {"b": 2, "keep": "x"}, origin

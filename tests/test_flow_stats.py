@@ -258,7 +258,7 @@ async def test_counts_from_hand_written_records(store: Store, tenant: Tenant) ->
                     idempotency_key=f"{ref.journey_id}/{hook}",
                     journey_id=ref.journey_id,
                     step_id=hook,
-                    iteration=1,
+                    visit=1,
                     recipient_id=ref.profile_id,
                     channel="webhook",
                     status="sent",

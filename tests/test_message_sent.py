@@ -102,7 +102,7 @@ async def test_a_message_retried_at_every_stage_raises_one_message_sent(
             journey_id=journey_id, workspace_id=tenant.id, flow_id="texts", version=1, profile_id="ada"
         ),
         step=step,  # type: ignore[arg-type]
-        iteration=row["iteration"],
+        visit=row["visit"],
         scope=TemplateScope(),
         now=row["created_at"],
     )

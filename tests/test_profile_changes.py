@@ -16,8 +16,8 @@ from tests.conftest import Tenant
 API = changes.Origin(source="api")
 
 
-def step_origin(step: str = "s", iteration: int = 1) -> changes.Origin:
-    return changes.Origin(flow_id="f", journey_id="j-1", step_id=step, iteration=iteration)
+def step_origin(step: str = "s", visit: int = 1) -> changes.Origin:
+    return changes.Origin(flow_id="f", journey_id="j-1", step_id=step, visit=visit)
 
 
 async def system_events(store: Store, tenant: Tenant, name: str | None = None) -> list[dict[str, Any]]:
@@ -127,7 +127,7 @@ async def test_a_step_changes_once_even_when_its_change_is_not_idempotent(
     }
     # The next visit of the step is a change of its own.
     async with store.begin() as conn:
-        await changes.change_attributes(store, conn, tenant.id, "ada", {"n": 3}, step_origin(iteration=2))
+        await changes.change_attributes(store, conn, tenant.id, "ada", {"n": 3}, step_origin(visit=2))
     assert len(await system_events(store, tenant, changes.PROFILE_CHANGED)) == 2
 
 

@@ -233,7 +233,7 @@ async def test_a_retried_activity_changes_and_stores_nothing_twice(store: Store,
     hand_over = StartConversationStep(type="start_conversation", id="help", note="n={{ profile.n }}")
     env, activities = ActivityEnvironment(), ProfileStepActivities(store)
     for step in (count, hand_over):
-        request = ProfileStepRequest(journey=ref, step=step, iteration=1, scope=TemplateScope())
+        request = ProfileStepRequest(journey=ref, step=step, visit=1, scope=TemplateScope())
         first = await env.run(activities.profile_step, request)
         again = await env.run(activities.profile_step, request)
         assert first == again and first.error is None

@@ -197,7 +197,7 @@ async def test_erasure_clears_the_address_a_message_went_to(store: Store, tenant
         workspace_id=tenant.id,
         journey_id="j-1",
         step_id="mail",
-        iteration=1,
+        visit=1,
         recipient_id="ada",
         channel="email",
         address="ada@example.com",

@@ -63,7 +63,7 @@ def _request(tenant: Tenant) -> SendRequest:
         version=1,
         profile_id="ada",
     )
-    return SendRequest(journey=ref, step=step, iteration=0, scope=TemplateScope(), now=utcnow())
+    return SendRequest(journey=ref, step=step, visit=0, scope=TemplateScope(), now=utcnow())
 
 
 async def _send(sends: SendActivities, request: SendRequest) -> StepResult:

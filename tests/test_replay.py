@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import typing
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from flowline.activity_contracts import EVERY_CONTRACT, activity_name
 from launch.payload_codec import ENCODING, data_converter
 from tests.flows import step_types
 from tests.payload_keys import TEST_PAYLOAD_KEYS
@@ -137,6 +141,28 @@ async def test_the_not_finite_histories_record_the_refusal_at_the_step() -> None
         assert "NaN or Infinity (not a finite number)" in state["path"][0]["error"], name
         assert [entry["branch"] for entry in state["path"]][1:] == ["sent", "exit"], name
         assert state["variables"] == kept, name
+
+
+async def test_recorded_activity_requests_validate_against_their_contracts() -> None:
+    """Every activity task a recorded history scheduled is read by today's request of its contract:
+    tasks scheduled before the word "visit" say "iteration", and may still be in flight."""
+    requests = {activity_name(c): next(iter(typing.get_type_hints(c).values())) for c in EVERY_CONTRACT}
+    checked: Counter[str] = Counter()
+    old_word = 0
+    for path in HISTORIES:
+        for event in json.loads(path.read_text())["events"]:
+            scheduled = event.get("activityTaskScheduledEventAttributes")
+            if scheduled is None or scheduled["activityType"]["name"] not in requests:
+                continue
+            name = scheduled["activityType"]["name"]
+            [payload] = scheduled["input"]["payloads"]
+            data = await _decoded(payload)
+            old_word += "iteration" in data
+            TypeAdapter(requests[name]).validate_python(data)
+            checked[name] += 1
+    steps = {"send_message", "send_in_app", "deliver_webhook", "call_api", "profile_step", "add_to_flow"}
+    assert steps | {"notify_internal", "segments.reevaluate_all"} <= set(checked)
+    assert old_word > 0
 
 
 def _replays() -> list[Any]:

@@ -161,7 +161,7 @@ async def test_concurrent_claims_let_exactly_one_in(store: Store, tenant: Tenant
 
 async def test_delivery_ledger_opens_once_per_key(store: Store, tenant: Tenant) -> None:
     delivery = deliveries.Delivery(
-        workspace_id=tenant.id, journey_id="j", step_id="s", iteration=1, recipient_id="p", channel="webhook"
+        workspace_id=tenant.id, journey_id="j", step_id="s", visit=1, recipient_id="p", channel="webhook"
     )
     opened = []
     for _ in range(2):
@@ -179,7 +179,7 @@ async def test_delivery_ledger_opens_once_per_key(store: Store, tenant: Tenant) 
 
 async def test_in_app_delivery_writes_one_message_per_delivery(store: Store, tenant: Tenant) -> None:
     delivery = deliveries.Delivery(
-        workspace_id=tenant.id, journey_id="j2", step_id="s", iteration=1, recipient_id="p", channel="in_app"
+        workspace_id=tenant.id, journey_id="j2", step_id="s", visit=1, recipient_id="p", channel="in_app"
     )
     results = []
     for _ in range(2):

@@ -49,7 +49,7 @@ async def _delivery(
         workspace_id=tenant.id,
         journey_id=journey_id or f"j-{uuid.uuid4().hex[:8]}",
         step_id=step_id,
-        iteration=0,
+        visit=0,
         recipient_id=profile,
         channel="email",
         flow_id="news",

@@ -1,5 +1,5 @@
 """Publishing with move_journeys: journeys waiting at a step the new version has move to it; the
-others stay on their version and record why (workflows/moves.py)."""
+others stay on their version and record why (workflows/interpreter/moves.py)."""
 
 from __future__ import annotations
 

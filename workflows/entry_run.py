@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
-    from flowline.entry_runs import ENTRY_RUN_WORKFLOW, RUN_ENTRIES, EntryRunRequest, EntryRunResult
+    from flowline.entry_runs import ENTRY_RUN_WORKFLOW, EntryRunRequest, EntryRunResult, run_entries
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
@@ -23,10 +23,9 @@ class EntryRunWorkflow:
     async def run(self, request: EntryRunRequest) -> EntryRunResult:
         scheduled = request.scheduled_at or workflow.info().typed_search_attributes.get(SCHEDULED_START)
         run = request.model_copy(update={"scheduled_at": scheduled or workflow.now()})
-        result: EntryRunResult = await workflow.execute_activity(
-            RUN_ENTRIES,
+        return await workflow.execute_activity(
+            run_entries,
             run,
-            result_type=EntryRunResult,
             # A large audience takes minutes; the heartbeat notices a dead worker sooner.
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=2),
@@ -36,4 +35,3 @@ class EntryRunWorkflow:
                 maximum_attempts=20,
             ),
         )
-        return result

@@ -1,4 +1,4 @@
-"""The journey workflow: one profile in one flow version (see workflows/interpreter.py).
+"""The journey workflow: one profile in one flow version (see workflows/interpreter/).
 
 Not sandboxed: the sandbox re-imported this module for every new journey, a sixth of the
 worker's CPU under bench/latency.py, and guarded nothing, since the interpreter it wraps was

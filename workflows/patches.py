@@ -134,8 +134,8 @@ PATCHES = Patches(
     send_channels=Patch(
         id="send-channels-v1",
         introduced=_utc("2026-11-23T03:14:40"),
-        old_path="sends in-app messages through SEND_IN_APP, without the send rules",
-        new_path_does="sends every channel, in-app too, through SEND_MESSAGE, which checks the send rules",
+        old_path="sends in-app messages through the send_in_app activity, without the send rules",
+        new_path_does="sends every channel, in-app too, through send_message, which checks the send rules",
         old_histories=("lean_send_then_exit", "add_to_flow_then_send"),
         new_histories=("send_channels_window_rate_cap_then_send", "notify_internal_then_send"),
     ),

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from flowline.segment_clock import REEVALUATE_SEGMENTS, ClockResult, ClockTick
+    from flowline.segment_clock import ClockResult, ClockTick, reevaluate_segments
 
 
 @workflow.defn(name="SegmentClock")
@@ -17,12 +17,10 @@ class SegmentClockWorkflow:
     @workflow.run
     async def run(self, tick: ClockTick) -> ClockResult:
         fixed = ClockTick(now=tick.now or workflow.now(), workspace_id=tick.workspace_id)
-        result: ClockResult = await workflow.execute_activity(
-            REEVALUATE_SEGMENTS,
+        return await workflow.execute_activity(
+            reevaluate_segments,
             fixed,
-            result_type=ClockResult,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=10),  # one large segment between two beats
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
-        return result

@@ -44,9 +44,9 @@ class Answer:
     too_large: bool = False
 
 
-def idempotency_key(journey_id: str, step_id: str, iteration: int) -> str:
+def idempotency_key(journey_id: str, step_id: str, visit: int) -> str:
     """The same for every attempt of one visit of a step, different for every other visit."""
-    raw = f"{journey_id}/{step_id}/{iteration}".encode()
+    raw = f"{journey_id}/{step_id}/{visit}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
 

@@ -35,7 +35,7 @@ async def start_conversation(
         "profile_id": profile_id,
         "journey_id": origin.journey_id,
         "step_id": origin.step_id,
-        "iteration": origin.iteration,
+        "visit": origin.visit,
         "tag": tag,
         "note": note,
         "status": "open",
@@ -48,7 +48,7 @@ async def start_conversation(
             select(conversations.c.id).where(
                 conversations.c.journey_id == origin.journey_id,
                 conversations.c.step_id == origin.step_id,
-                conversations.c.iteration == origin.iteration,
+                conversations.c.visit == origin.visit,
             )
         )
         return str(existing), False

@@ -15,8 +15,8 @@ from flowline.store.database import Store, utcnow
 from flowline.store.tables import deliveries, inbox_messages
 
 
-def delivery_key(journey_id: str, step_id: str, iteration: int, recipient_id: str) -> str:
-    return f"{journey_id}/{step_id}/{iteration}/{recipient_id}"
+def delivery_key(journey_id: str, step_id: str, visit: int, recipient_id: str) -> str:
+    return f"{journey_id}/{step_id}/{visit}/{recipient_id}"
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Delivery:
     workspace_id: str
     journey_id: str
     step_id: str
-    iteration: int
+    visit: int
     recipient_id: str
     channel: str
     flow_id: str | None = None
@@ -36,7 +36,7 @@ class Delivery:
 
     @property
     def key(self) -> str:
-        return delivery_key(self.journey_id, self.step_id, self.iteration, self.recipient_id)
+        return delivery_key(self.journey_id, self.step_id, self.visit, self.recipient_id)
 
 
 async def find_delivery(conn: AsyncConnection, key: str) -> dict[str, Any] | None:

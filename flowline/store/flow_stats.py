@@ -2,7 +2,7 @@
 (journey_steps), sends and their feedback (deliveries), and who took which branch of a split.
 
 Counting is exact because the rows are: a journey has one record, a visit one row per
-(journey, seq), a message one ledger row per (journey, step, iteration, recipient), whatever
+(journey, seq), a message one ledger row per (journey, step, visit, recipient), whatever
 retries happened. Deliveries and visits are tied to their flow version through the journey.
 """
 

@@ -1,6 +1,6 @@
 """Each journey's path in the store: one row per step visit, numbered by ``seq`` from the journey's
 first step on (across continue-as-new). Written by the journey before long waits and at its end
-(workflows/path_records.py); upserts by (journey_id, seq) make retried writes exact."""
+(workflows/interpreter/path_records.py); upserts by (journey_id, seq) make retried writes exact."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Changes to a person (attributes, tags, do-not-contact, referrer, friends), each with the
 system event that tells about it, written in the caller's transaction.
 
-A flow step's change is exactly-once: its event id is derived from journey, step, iteration and
+A flow step's change is exactly-once: its event id is derived from journey, step, visit and
 profile, and a change whose event is already stored was made by an earlier attempt of the same
 step, so a retried activity changes and stores nothing twice (even a non-idempotent change such
 as a counter increment). The profile row is locked first (PostgreSQL), so that two attempts
@@ -46,13 +46,13 @@ class Origin:
     flow_id: str | None = None
     journey_id: str | None = None
     step_id: str | None = None
-    iteration: int | None = None
+    visit: int | None = None
 
     def event_id(self, name: str, profile_id: str) -> str:
         if self.journey_id is None:
             return f"{name}-{uuid.uuid4().hex}"
         raw = "\x1f".join(
-            (self.journey_id, self.step_id or "", str(self.iteration or 0), profile_id, name)
+            (self.journey_id, self.step_id or "", str(self.visit or 0), profile_id, name)
         ).encode()
         digest = base64.b32encode(hashlib.sha256(raw).digest()).decode().lower().rstrip("=")
         return f"{name}-{digest[:32]}"

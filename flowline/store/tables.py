@@ -200,11 +200,11 @@ deliveries = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
-    # journey/step/iteration/recipient: the ledger entry that makes a send happen once.
+    # journey/step/visit/recipient: the ledger entry that makes a send happen once.
     Column("idempotency_key", String(500), nullable=False, unique=True),
     Column("journey_id", String(128), nullable=False),
     Column("step_id", String(64), nullable=False),
-    Column("iteration", Integer, nullable=False),
+    Column("visit", Integer, nullable=False),
     Column("recipient_id", String(ID), nullable=False),
     Column("channel", String(16), nullable=False),
     # pending | sent | failed | skipped
@@ -296,13 +296,13 @@ conversations = Table(
     # The journey and step that handed the person over (unique: a retried step opens one).
     Column("journey_id", String(128)),
     Column("step_id", String(64)),
-    Column("iteration", Integer),
+    Column("visit", Integer),
     Column("tag", String(200)),
     Column("note", Text),
     # open | closed
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("journey_id", "step_id", "iteration"),
+    UniqueConstraint("journey_id", "step_id", "visit"),
     Index(None, "workspace_id", "profile_id"),
 )
 

@@ -3,7 +3,7 @@
 A message waits (durable timers, never dropped) for the step's delivery window and the flow's
 quiet hours, both in the person's time zone, and for a slot of the flow's send_rate, which every
 worker shares through the database. Workflow code: deterministic like the interpreter
-(tests/test_workflow_determinism.py reads this file too).
+(tests/test_workflow_determinism.py walks this package too).
 """
 
 from __future__ import annotations
@@ -20,17 +20,8 @@ from flowline.flow.flow_settings import FlowSettings
 from flowline.flow.steps import InAppSendStep, SendStep, SendSteps
 from flowline.flow.timing import window_opens
 from flowline.flow.windows import CallWindow
-from flowline.journey import (
-    PROFILE_TIME_ZONE,
-    SEND_IN_APP,
-    SEND_MESSAGE,
-    JourneyEnd,
-    JourneyRef,
-    SendInAppRequest,
-    SendRequest,
-    TemplateScope,
-)
-from workflows.calls import SleepUntil, reserve_slot
+from flowline.journey import JourneyEnd, JourneyRef, SendInAppRequest, SendRequest, TemplateScope, contracts
+from workflows.interpreter.calls import SleepUntil, reserve_slot
 from workflows.patches import PATCHES
 
 # The send_rate's counter in call_rates: one per flow, whatever step sends.
@@ -42,39 +33,39 @@ async def prepare_send(
     ref: JourneyRef,
     scope: TemplateScope,
     flow: FlowDocument,
-    iteration: int,
+    visit: int,
     *,
     ending: Callable[[], JourneyEnd | None],
     sleep_until: SleepUntil,
     resume_until: datetime | None,
-) -> tuple[str, SendInAppRequest | SendRequest]:
-    """Wait until the message may go out; then the activity to run and its request.
+) -> SendInAppRequest | SendRequest:
+    """Wait until the message may go out; then the request (of send_in_app or send_message).
     ``ending``: the journey's end for the activity to record, if only the end follows."""
     if isinstance(step, InAppSendStep) and not PATCHES.send_channels.new_path():
         # Journeys recorded before channels existed sent in-app messages only, this way.
         old = SendInAppRequest(
             journey=ref,
             step_id=step.id,
-            iteration=iteration,
+            visit=visit,
             title=step.content.title,
             body=step.content.body,
             data=step.content.data,
             scope=scope,
             ends_journey=ending(),
         )
-        return SEND_IN_APP, old
+        return old
     await wait_to_send(step, step.channel, flow.settings, ref, sleep_until, resume_until)
     cap = next((c for c in flow.settings.frequency_cap if c.channel == step.channel), None)
     request = SendRequest(
         journey=ref,
         step=step,
-        iteration=iteration,
+        visit=visit,
         scope=scope,
         cap=cap,
         now=workflow.now(),
         ends_journey=ending(),
     )
-    return SEND_MESSAGE, request
+    return request
 
 
 def windows_of(step: SendStep, settings: FlowSettings, channel: str) -> list[CallWindow]:
@@ -107,7 +98,7 @@ async def wait_to_send(
     for window in windows:
         if window.timezone is None and person_zone is None:
             person_zone = await workflow.execute_local_activity(
-                PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
+                contracts.profile_time_zone, ref, start_to_close_timeout=timedelta(seconds=30)
             )
         zones.append(zone(window.timezone or person_zone))
 

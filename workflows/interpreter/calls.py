@@ -1,7 +1,7 @@
 """The call_api step inside a journey: wait for the step's window and a slot of its rate, then call.
 
 Workflow code, deterministic like the interpreter that runs it (tests/test_workflow_determinism.py
-reads this file too): time from ``workflow.now()``, waits through the interpreter's durable
+walks this package too): time from ``workflow.now()``, waits through the interpreter's durable
 timers, the call and the rate's counter in activities.
 """
 
@@ -20,15 +20,12 @@ from flowline.flow.steps import CallApiStep
 from flowline.flow.timing import window_opens
 from flowline.flow.windows import CallRate
 from flowline.journey import (
-    CALL_API,
-    PROFILE_TIME_ZONE,
-    RESERVE_CALL_SLOT,
     CallApiRequest,
     CallApiResult,
-    CallSlot,
     CallSlotRequest,
     JourneyRef,
     TemplateScope,
+    contracts,
 )
 
 # A 5xx or a missing answer is tried three times (1s, then 2s apart); a 4xx once.
@@ -41,12 +38,11 @@ SleepUntil = Callable[[datetime, str], Awaitable[None]]
 async def reserve_slot(ref: JourneyRef, key: str, rate: CallRate) -> datetime:
     """When the next call (or message) under ``rate`` may go out: now or the start of a later
     period. ``key`` names the counter: a call_api step's id, or the flow's send rate."""
-    slot: CallSlot = await workflow.execute_local_activity(
-        RESERVE_CALL_SLOT,
+    slot = await workflow.execute_local_activity(
+        contracts.reserve_call_slot,
         CallSlotRequest(
             journey=ref, step_id=key, period_seconds=rate.period_seconds, limit=rate.max, at=workflow.now()
         ),
-        result_type=CallSlot,
         start_to_close_timeout=timedelta(seconds=30),
     )
     return slot.at
@@ -56,7 +52,7 @@ async def call_api(
     step: CallApiStep,
     ref: JourneyRef,
     scope: TemplateScope,
-    iteration: int,
+    visit: int,
     sleep_until: SleepUntil,
     resume_until: datetime | None = None,
 ) -> CallApiResult:
@@ -69,7 +65,7 @@ async def call_api(
     if window is not None:
         # As everywhere (SPEC §3): the step's zone when given, else the person's, else UTC.
         profile_zone = window.timezone or await workflow.execute_local_activity(
-            PROFILE_TIME_ZONE, ref, result_type=str, start_to_close_timeout=timedelta(seconds=30)
+            contracts.profile_time_zone, ref, start_to_close_timeout=timedelta(seconds=30)
         )
         tz = zone(profile_zone)
     while True:
@@ -84,13 +80,12 @@ async def call_api(
         if window is None or tz is None or window_opens(window, workflow.now(), tz) == workflow.now():
             break
     request = CallApiRequest(
-        journey=ref, step=step, iteration=iteration, attempts=CALL_RETRY.maximum_attempts, scope=scope
+        journey=ref, step=step, visit=visit, attempts=CALL_RETRY.maximum_attempts, scope=scope
     )
     try:
-        result: CallApiResult = await workflow.execute_activity(
-            CALL_API,
+        result = await workflow.execute_activity(
+            contracts.call_api,
             request,
-            result_type=CallApiResult,
             start_to_close_timeout=step.timeout + timedelta(seconds=30),
             retry_policy=CALL_RETRY,
         )

@@ -9,18 +9,15 @@ replays every recorded history on each run). workflows/journey.py is the thin wo
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any, assert_never
+from typing import assert_never
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
-from flowline.flow.graph import ADDED, CONTINUE, CONTROL, ELSE, FAILED, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
 from flowline.flow.steps import (
     AddToFlowStep,
     BranchStep,
@@ -43,111 +40,88 @@ from flowline.flow.steps import (
     WebhookStep,
 )
 from flowline.journey import (
-    ADD_TO_FLOW,
-    DELIVER_WEBHOOK,
-    EVALUATE_CONDITIONS,
-    EVALUATE_EXPRESSIONS,
-    NOTIFY_INTERNAL,
-    PROFILE_STEP,
-    RECORD_JOURNEY_END,
-    SEND_IN_APP,
     AddToFlowRequest,
-    ConditionsRequest,
-    ConditionsResult,
     ExpressionsRequest,
-    ExpressionsResult,
-    HeardEvent,
     JourneyEnd,
     JourneyInput,
     JourneyRef,
     JourneyState,
     JourneyStatus,
-    NamedCondition,
+    MoveRequest,
     NotifyRequest,
     PathEntry,
     ProfileStepRequest,
-    Resume,
     SendInAppRequest,
-    SendRequest,
     StepResult,
     TemplateScope,
+    TriggerEvent,
     WebhookRequest,
+    contracts,
 )
-from workflows.calls import SleepUntil, call_api
-from workflows.moves import Moving
+from workflows.interpreter import moves, signals, waits
+from workflows.interpreter.calls import SleepUntil, call_api
+from workflows.interpreter.handover import ContinueAsNew
+from workflows.interpreter.path_records import unwritten, write_path
+from workflows.interpreter.run_state import RunState
+from workflows.interpreter.sends import prepare_send
+from workflows.interpreter.step_activities import HEARTBEAT_OPTIONS, first_branch, run_activity
+from workflows.interpreter.waits import DeadlineReached
 from workflows.patches import PATCHES
 from workflows.search_attributes import STEP_ID
-from workflows.sends import prepare_send
-from workflows.waits import ContinueAsNew, DeadlineReached
-
-# Sends are retried for a day: a provider outage delays a message, it does not drop it.
-SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-
-SEND_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "schedule_to_close_timeout": timedelta(days=1),
-    "retry_policy": SEND_RETRY,
-}
-# Webhook and message activities heartbeat while they run (activities/heartbeat.py): when a worker dies
-# mid-send, the retry starts once the beats stop, not after the 60 s start-to-close timeout.
-# Timeouts are not part of the commands replay compares, so no patch is needed.
-HEARTBEAT_OPTIONS = {**SEND_OPTIONS, "heartbeat_timeout": timedelta(seconds=10)}
 
 
-class JourneyInterpreter(Moving):
+class JourneyInterpreter:
     """Walks one journey through its flow. Lives in a module the sandbox passes through, so it is
-    not re-imported and recompiled for every journey; it holds no module-level state."""
+    not re-imported and recompiled for every journey; it holds no module-level state. What the
+    run mutates is one RunState, which its waits, moves and path records receive."""
 
     def __init__(self) -> None:
-        self._state = JourneyState()
-        self._visits: Counter[str] = Counter()
-        self._lean = False
-        self._step_attribute: str | None = None
-        self._end_recorded = False
-        self._journey: JourneyInput | None = None
-        # Set by a stop signal or a stop_when/goal event: (status, reason); the walk is cancelled.
-        self._stop: tuple[JourneyStatus, str] | None = None
-        # Events heard while a wait listens (None: no wait listens now).
-        self._inbox: list[HeardEvent] | None = None
-        self._signals = 0
-        self._resume: Resume | None = None
-        self._deadline: datetime | None = None
-        self._move = None
-        self._ref: JourneyRef | None = None
-        self._path_written = 0
+        self.run_state = RunState()
 
     @property
     def state(self) -> JourneyState:
-        return self._state
+        return self.run_state.state
+
+    # ------------------------------------------------------------ signals
+
+    def hear(self, event: TriggerEvent) -> None:
+        signals.hear(self.run_state, event)
+
+    def stop(self, reason: str) -> None:
+        signals.stop(self.run_state, reason)
+
+    def move(self, request: MoveRequest) -> None:
+        moves.take_move(self.run_state, request)
 
     # ------------------------------------------------------------ the walk
 
     async def run(self, journey: JourneyInput) -> JourneyState:
+        run = self.run_state
         flow = journey.flow
-        self._journey = journey
-        self._lean = PATCHES.lean_bookkeeping.new_path()
-        resume = self._resume = journey.resume
-        state = self._state
+        run.journey = journey
+        run.lean = PATCHES.lean_bookkeeping.new_path()
+        resume = run.resume = journey.resume
+        state = run.state
         if resume is None:
             # The router starts every journey with StepId set to its first step.
-            self._step_attribute = flow.steps[0].id
+            run.step_attribute = flow.steps[0].id
             declared = {name: d.default for name, d in flow.settings.variables.items()}
             state.variables = declared | dict(journey.variables)
             state.entered_at = workflow.now()
             first = flow.steps[0]
         else:
-            self._step_attribute = resume.step_id
-            self._visits.update(resume.visits)
+            run.step_attribute = resume.step_id
+            run.visits.update(resume.visits)
             state.path, state.path_dropped = list(resume.path), resume.path_dropped
             state.variables = dict(resume.variables)
             state.entered_at, state.converted_at = resume.entered_at, resume.converted_at
             state.runs = resume.runs
             state.moves = list(resume.moves)
-            self._path_written = resume.path_written
+            run.path_written = resume.path_written
             state.current_step = resume.step_id
             first = flow.step(resume.step_id)
         if flow.settings.max_duration is not None and state.entered_at is not None:
-            self._deadline = state.entered_at + flow.settings.max_duration
+            run.deadline = state.entered_at + flow.settings.max_duration
         ref = JourneyRef(
             journey_id=journey.journey_id,
             workspace_id=journey.workspace_id,
@@ -155,25 +129,25 @@ class JourneyInterpreter(Moving):
             version=journey.version,
             profile_id=journey.profile_id,
         )
-        self._ref = ref
+        run.ref = ref
         scope = TemplateScope(
             event=journey.event.model_dump(mode="json") if journey.event else {},
             vars=state.variables,
             flow={"id": flow.id, "name": flow.name, "version": journey.version},
         )
-        await self._record_move(ref, resume)
+        await moves.record_move(ref, resume)
         walk = asyncio.create_task(self._walk(first, ref, scope, flow))
-        await workflow.wait_condition(lambda: walk.done() or self._stop is not None)
+        await workflow.wait_condition(lambda: walk.done() or run.stop is not None)
         status: JourneyStatus = "completed"
         if walk.done():
             try:
                 exit_reason = walk.result()
             except ContinueAsNew as handover:
-                await self._write_path()  # the entries the new run drops are written first
-                self._continue_as_new(journey, handover)
+                await write_path(run)  # the entries the new run drops are written first
+                moves.continue_as_new(run, journey, handover)
         else:
-            assert self._stop is not None
-            status, exit_reason = self._stop
+            assert run.stop is not None
+            status, exit_reason = run.stop
             walk.cancel()
             try:
                 await walk
@@ -181,7 +155,7 @@ class JourneyInterpreter(Moving):
                 pass
             except ContinueAsNew:
                 pass
-            self._end_recorded = False
+            run.end_recorded = False
             if state.path and state.path[-1].left_at is None:
                 state.path[-1].left_at = workflow.now()
                 state.path[-1].branch = status
@@ -189,11 +163,11 @@ class JourneyInterpreter(Moving):
         state.status = status
         state.exit_reason = exit_reason
         state.waiting_for = None
-        if self._end_recorded:
+        if run.end_recorded:
             return state
-        path_start, path = self._unwritten()
+        path_start, path = unwritten(run)
         await workflow.execute_local_activity(
-            RECORD_JOURNEY_END,
+            contracts.record_journey_end,
             JourneyEnd(
                 journey=ref,
                 status=status,
@@ -209,18 +183,19 @@ class JourneyInterpreter(Moving):
 
     async def _walk(self, first: Step, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument) -> str:
         """Runs steps until the journey ends; returns the exit reason."""
+        run = self.run_state
         step: Step | None = first
         exit_reason = "completed"
         while step is not None:
-            resuming = self._resume is not None and self._resume.step_id == step.id
-            entry = self._state.path[-1] if resuming and self._state.path else self._enter(step)
+            resuming = run.resume is not None and run.resume.step_id == step.id
+            entry = run.state.path[-1] if resuming and run.state.path else self._enter(step)
             try:
                 result = await self._run_step(step, ref, scope, flow)
             except DeadlineReached:
                 entry.left_at, entry.branch = workflow.now(), "max_duration"
                 return "max_duration"
             # Only the end follows a step whose activity recorded it (the exit step may run after).
-            self._end_recorded = self._end_recorded or result.journey_ended
+            run.end_recorded = run.end_recorded or result.journey_ended
             entry.left_at = workflow.now()
             entry.branch = result.branch
             entry.error = result.error
@@ -237,24 +212,25 @@ class JourneyInterpreter(Moving):
         return exit_reason
 
     def _enter(self, step: Step) -> PathEntry:
-        self._visits[step.id] += 1
-        self._state.current_step = step.id
+        run = self.run_state
+        run.visits[step.id] += 1
+        run.state.current_step = step.id
         entry = PathEntry(step=step.id, type=step.type, entered_at=workflow.now())
-        self._state.path.append(entry)
-        if not self._lean or (not isinstance(step, ExitStep) and step.id != self._step_attribute):
+        run.state.path.append(entry)
+        if not run.lean or (not isinstance(step, ExitStep) and step.id != run.step_attribute):
             workflow.upsert_search_attributes([STEP_ID.value_set(step.id)])
-            self._step_attribute = step.id
+            run.step_attribute = step.id
         return entry
 
     def _ending(self, flow: FlowDocument, step: Step, ref: JourneyRef) -> JourneyEnd | None:
         """What the step's activity should record as the journey's end, if only the end follows."""
-        if not self._lean:
+        if not self.run_state.lean:
             return None
         ending = ending_after(flow, step)
         if ending is None:
             return None
         last_step, reason = ending
-        path_start, path = self._unwritten()
+        path_start, path = unwritten(self.run_state)
         return JourneyEnd(
             journey=ref,
             status="completed",
@@ -269,38 +245,38 @@ class JourneyInterpreter(Moving):
         self, step: Step, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument
     ) -> StepResult:
         """One step; returns the branch taken. Exhaustive over ``Step`` (mypy checks assert_never)."""
-        iteration = self._visits[step.id]
+        visit = self.run_state.visits[step.id]
         match step:
             case PauseStep():
-                await self._pause(step, ref)
+                await waits.pause(self.run_state, step, ref)
                 return StepResult(branch=CONTINUE)
             case SendStep():
-                return await self._send(step, ref, scope, flow, iteration)
+                return await self._send(step, ref, scope, flow, visit)
             case NotifyInternalStep():
                 notify = NotifyRequest(
                     journey=ref,
                     step=step,
-                    iteration=iteration,
+                    visit=visit,
                     scope=scope,
                     now=workflow.now(),
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # Telling the team must not change the person's path: a failure is recorded only.
-                return await self._activity(
-                    NOTIFY_INTERNAL, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                return await run_activity(
+                    contracts.notify_internal, notify, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
                 )
             case WebhookStep():
                 hook = WebhookRequest(
                     journey=ref,
                     step_id=step.id,
-                    iteration=iteration,
+                    visit=visit,
                     url=str(step.url),
                     data=step.data,
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
-                return await self._activity(
-                    DELIVER_WEBHOOK, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
+                return await run_activity(
+                    contracts.deliver_webhook, hook, failed_branch=CONTINUE, options=HEARTBEAT_OPTIONS
                 )
             case SplitStep():
                 branch = assign(
@@ -308,53 +284,52 @@ class JourneyInterpreter(Moving):
                 )
                 return StepResult(branch=branch)
             case BranchStep():
-                return await self._branch(step, ref)
+                return await first_branch(step, ref)
             case UpdateVariableStep():
-                evaluated: ExpressionsResult = await workflow.execute_local_activity(
-                    EVALUATE_EXPRESSIONS,
+                evaluated = await workflow.execute_local_activity(
+                    contracts.evaluate_expressions,
                     ExpressionsRequest(journey=ref, expressions=step.set, scope=scope),
-                    result_type=ExpressionsResult,
                     start_to_close_timeout=timedelta(seconds=30),
                 )
-                self._state.variables.update(evaluated.values)
-                scope.vars = dict(self._state.variables)
+                self.run_state.state.variables.update(evaluated.values)
+                scope.vars = dict(self.run_state.state.variables)
                 errors = "; ".join(f"{name}: {why}" for name, why in evaluated.errors.items())
                 return StepResult(branch=CONTINUE, error=errors or None)
             case WaitForDateStep():
-                return await self._wait_for_date(step, ref)
+                return await waits.wait_for_date(self.run_state, step, ref)
             case UpdateProfileStep() | TagStep() | DoNotContactStep() | StartConversationStep():
                 change = ProfileStepRequest(
                     journey=ref,
                     step=step,
-                    iteration=iteration,
+                    visit=visit,
                     scope=scope,
                     ends_journey=self._ending(flow, step, ref),
                 )
                 # A change that fails for good is recorded on the path; the journey goes on.
-                return await self._activity(PROFILE_STEP, change, failed_branch=CONTINUE)
+                return await run_activity(contracts.profile_step, change, failed_branch=CONTINUE)
             case AddToFlowStep():
                 add = AddToFlowRequest(
                     journey=ref,
                     step_id=step.id,
-                    iteration=iteration,
+                    visit=visit,
                     flow=step.flow,
                     variables=step.variables,
                     participant=None if step.participant == "self" else step.participant,
                     scope=scope,
                 )
-                return await self._activity(ADD_TO_FLOW, add, failed_branch=FAILED)
+                return await run_activity(contracts.add_to_flow, add, failed_branch=FAILED)
             case WaitForEventStep():
-                return await self._wait_for_event(step, ref, scope)
+                return await waits.wait_for_event(self.run_state, step, ref, scope)
             case WaitForChangeStep():
-                return await self._wait_for_change(step)
+                return await waits.wait_for_change(self.run_state, step)
             case CallApiStep():
-                resume = self._take_resume(step)
+                resume = waits.take_resume(self.run_state, step)
                 called = await call_api(
-                    step, ref, scope, iteration, self._sleeper(step), resume.until if resume else None
+                    step, ref, scope, visit, self._sleeper(step), resume.until if resume else None
                 )
                 if called.variables:
-                    self._state.variables.update(called.variables)
-                    scope.vars = dict(self._state.variables)
+                    self.run_state.state.variables.update(called.variables)
+                    scope.vars = dict(self.run_state.state.variables)
                 return StepResult(branch=called.branch, error=called.error)
             case ExitStep():
                 return StepResult(branch="exit")
@@ -362,70 +337,31 @@ class JourneyInterpreter(Moving):
                 assert_never(step)
 
     async def _send(
-        self, step: SendSteps, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument, iteration: int
+        self, step: SendSteps, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument, visit: int
     ) -> StepResult:
-        resume = self._take_resume(step)
-        name, request = await prepare_send(
+        resume = waits.take_resume(self.run_state, step)
+        request = await prepare_send(
             step,
             ref,
             scope,
             flow,
-            iteration,
+            visit,
             ending=lambda: self._ending(flow, step, ref),
             sleep_until=self._sleeper(step),
             resume_until=resume.until if resume else None,
         )
-        self._state.waiting_for = None
+        self.run_state.state.waiting_for = None
+        if isinstance(request, SendInAppRequest):
+            return await run_activity(contracts.send_in_app, request, failed_branch="failed")
         # Heartbeats: a send the worker died in is retried in seconds (as webhooks are).
-        options = SEND_OPTIONS if name == SEND_IN_APP else HEARTBEAT_OPTIONS
-        return await self._activity(name, request, failed_branch="failed", options=options)
+        return await run_activity(
+            contracts.send_message, request, failed_branch="failed", options=HEARTBEAT_OPTIONS
+        )
 
     def _sleeper(self, step: Step) -> SleepUntil:
         """The durable timer of ``step`` for helpers that wait (call windows, send windows, rates)."""
 
         def sleep_until(end: datetime, waiting_for: str) -> Awaitable[None]:
-            return self._sleep_until(step, end, waiting_for)
+            return waits.sleep_until(self.run_state, step, end, waiting_for)
 
         return sleep_until
-
-    async def _branch(self, step: BranchStep, ref: JourneyRef) -> StepResult:
-        """The first branch whose condition holds now; a failed evaluation takes "else"."""
-        request = ConditionsRequest(
-            journey=ref,
-            conditions=[NamedCondition(name=b.name, when=b.when) for b in step.branches],
-            now=workflow.now(),
-        )
-        try:
-            chosen: ConditionsResult = await workflow.execute_local_activity(
-                EVALUATE_CONDITIONS,
-                request,
-                result_type=ConditionsResult,
-                start_to_close_timeout=timedelta(seconds=30),
-            )
-        except ActivityError as error:
-            cause = error.cause if error.cause is not None else error
-            return StepResult(branch=ELSE, error=str(cause))
-        return StepResult(branch=chosen.branch, error=chosen.error)
-
-    async def _activity(
-        self,
-        name: str,
-        request: SendInAppRequest
-        | SendRequest
-        | NotifyRequest
-        | WebhookRequest
-        | AddToFlowRequest
-        | ProfileStepRequest,
-        *,
-        failed_branch: str,
-        options: dict[str, Any] = SEND_OPTIONS,
-    ) -> StepResult:
-        """Run a side effect; when it fails for good the journey goes on down ``failed_branch``."""
-        try:
-            result: StepResult = await workflow.execute_activity(
-                name, request, result_type=StepResult, **options
-            )
-            return result
-        except ActivityError as error:
-            cause = error.cause if error.cause is not None else error
-            return StepResult(branch=failed_branch, error=str(cause))

@@ -1,0 +1,66 @@
+"""What every step activity shares: the data its templates see, and the journey's end recorded in
+the step's own transaction when only the end follows the step (see EndingStepVisit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.exceptions import ApplicationError
+
+from flowline.journey import JourneyEnd, JourneyRef, TemplateScope
+from flowline.json_values import nulled
+from flowline.store import journey_steps, journeys, profiles
+from flowline.store.database import utcnow
+
+
+async def template_context(
+    conn: AsyncConnection, ref: JourneyRef, scope: TemplateScope, *, load_profile: bool = True
+) -> dict[str, Any]:
+    """What templates see: the profile (loaded unless not needed), event, variables, flow, journey."""
+    attributes: dict[str, Any] = {}
+    if load_profile:
+        profile = await profiles.get_profile(conn, ref.workspace_id, ref.profile_id)
+        # A NaN / Infinity stored before the store refused them reads as null (as the API shows it):
+        # none goes out in a webhook or call body, nor into a template or expression.
+        attributes = dict(nulled(profile["attributes"])) if profile else {}
+    return {
+        "profile": {**attributes, "id": ref.profile_id},
+        "event": scope.event.get("properties", {}) | {"name": scope.event.get("name")},
+        "vars": scope.vars,
+        "flow": scope.flow,
+        "journey": {"id": ref.journey_id},
+    }
+
+
+async def record_end_if_asked(
+    conn: AsyncConnection, end: JourneyEnd | None, branch: str, error: str | None = None
+) -> bool:
+    """Record the journey's end in the step's own transaction (idempotent, like the step), the
+    step's visit left by ``branch``."""
+    if end is None:
+        return False
+    await record_end(conn, end.after_step(branch, utcnow(), error))
+    return True
+
+
+async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
+    """The journey's record closed and its path's last entries written, in one transaction."""
+    if not await end_recorded(conn, end):
+        raise not_recorded_yet(end)
+
+
+async def end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
+    """``record_end`` that answers False, having written nothing, when the journey's record is
+    not there yet."""
+    if not await journeys.record_end(conn, end):
+        return False
+    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
+    return True
+
+
+def not_recorded_yet(end: JourneyEnd) -> ApplicationError:
+    # Its record commits with the transaction that started the journey: retry until it shows.
+    return ApplicationError(
+        f"journey {end.journey.journey_id} is not recorded yet", type="JourneyNotRecordedYet"
+    )
