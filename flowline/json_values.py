@@ -93,7 +93,7 @@ _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
 
 @dataclass(frozen=True)
 class JsonLimits:
-    """What one JSON value a client sends may hold (README "Limits")."""
+    """What one JSON value a client sends may hold (docs/api.md#limits)."""
 
     max_depth: int = 32  # containers inside containers, the outermost counted
     max_string: int = 100_000  # characters of a string

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     # Flow language limits.
     max_steps: int = 100
-    # What one request may carry (README "Limits"): a larger body is refused with 413 before it
+    # What one request may carry (docs/api.md#limits): a larger body is refused with 413 before it
     # is read further (also when chunked); the rest are 422 with the path of each fault.
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 32

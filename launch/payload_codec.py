@@ -1,4 +1,5 @@
-"""Personal data in Temporal histories, encrypted (SPEC §7): an AES-256-GCM payload codec.
+"""Personal data in Temporal histories, encrypted: an AES-256-GCM payload codec
+(docs/architecture.md#payload-codec).
 
 Every payload a Flowline client or worker sends to Temporal (the flow document, the trigger
 event's properties, variables, profile data passed to activities, their results, signals) is

@@ -1,4 +1,4 @@
-"""A flow's lifecycle: publish, drain and stop (SPEC §3).
+"""A flow's lifecycle: publish, drain and stop (docs/flows.md#lifecycle).
 
 draft → running (publish) → draining (drain) → stopped (stop); running → stopped too. Publishing
 a draining, stopped or finished flow runs it again on the new version. ``finished`` is shown,

@@ -9,7 +9,7 @@ from flowline.flow.steps import Step
 
 
 def welcome_flow(hook_url: str, *, pause: str = "2d", reentry: str = "after_exit") -> dict[str, Any]:
-    """The README's example: event -> pause -> in-app message -> webhook -> exit."""
+    """The walkthrough's example (README): event -> pause -> in-app message -> webhook -> exit."""
     return {
         "id": "welcome",
         "name": "Welcome",

@@ -1,5 +1,5 @@
-"""The rule language of SPEC §4, evaluated in memory for one profile: attributes, nesting, validation
-(tags, consent, events and flows: tests/test_conditions_facts.py)."""
+"""The rule language of docs/conditions.md, evaluated in memory for one profile: attributes,
+nesting, validation (tags, consent, events and flows: tests/test_conditions_facts.py)."""
 
 from __future__ import annotations
 

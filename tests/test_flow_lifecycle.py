@@ -1,4 +1,4 @@
-"""The flow lifecycle (SPEC §3) through the API: each change of state and what it does to the
+"""The flow lifecycle (docs/flows.md#lifecycle) through the API: each change of state and what it does to the
 journeys in flight, the versions with their journeys, and the changes refused with 409."""
 
 from __future__ import annotations

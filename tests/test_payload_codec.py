@@ -1,5 +1,5 @@
-"""Personal data in Temporal histories is encrypted (SPEC §7): the AES-256-GCM payload codec,
-a journey whose history holds no trace of the person, and its replay."""
+"""Personal data in Temporal histories is encrypted (docs/architecture.md#payload-codec): the
+AES-256-GCM payload codec, a journey whose history holds no trace of the person, and its replay."""
 
 from __future__ import annotations
 

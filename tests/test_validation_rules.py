@@ -1,5 +1,5 @@
-"""SPEC §3: "Validation rejects, with the JSON path of each fault: unknown step types or fields,
-missing or dangling `next` targets, unreachable steps, missing branches, loops that can spin
+"""docs/flows.md#validation: "Validation rejects, with the JSON path of each fault: unknown step
+types or fields, missing or dangling `next` targets, unreachable steps, missing branches, loops that can spin
 without a wait, `not happened` alone, durations out of range, more steps than the configured
 limit." One test per rule through ``parse_flow``, and the same cases through the API
 (``PUT /v1/flows/{id}`` answers 422 with ``faults: [{path, message}]``)."""
@@ -125,7 +125,8 @@ async def test_missing_branches_through_the_api(api: httpx.AsyncClient) -> None:
 
 
 def test_a_branch_left_out_of_next_is_no_fault_it_takes_the_next_listed_step() -> None:
-    """SPEC §3: a step without ``next`` continues with the step listed after it, the last exits."""
+    """docs/steps/README.md: a step without ``next`` continues with the step listed after it; the
+    last exits."""
     parsed = parse_flow(
         flow(step("w", "wait_for_event", next={"happened": "end"}), step("s", "send"), step("end", "exit"))
     )

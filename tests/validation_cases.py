@@ -1,5 +1,5 @@
-"""Flow documents for tests/test_validation_rules.py: for each rule of SPEC §3, documents that
-break it and the faults expected, as ``(case id, document, {JSON path: message})``."""
+"""Flow documents for tests/test_validation_rules.py: for each rule of docs/flows.md#validation,
+documents that break it and the faults expected, as ``(case id, document, {JSON path: message})``."""
 
 from __future__ import annotations
 

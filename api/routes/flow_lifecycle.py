@@ -75,7 +75,8 @@ async def publish_flow(
     """The draft becomes version N+1, the one new entries use; journeys in flight keep their
     version. Allowed from every status: publishing a draining, stopped or finished flow runs it
     again (entries resume, on the new version). With ``move_journeys``, journeys of older versions
-    that wait at a step whose id version N+1 also has move to it (README: flow lifecycle)."""
+    that wait at a step whose id version N+1 also has move to it
+    (docs/flows.md, "Moving journeys to a new version")."""
     move = body is not None and body.move_journeys
     published = await flow_lifecycle.publish_flow(
         svc.launcher, workspace, flow_id, max_steps=svc.settings.max_steps, move_journeys=move

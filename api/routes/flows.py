@@ -25,7 +25,7 @@ router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"],
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "A flow document (SPEC §3) as JSON or YAML (`Content-Type: application/yaml`).",
+        "description": "A flow document (docs/flows.md) as JSON or YAML (`Content-Type: application/yaml`).",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/FlowDocument"}},
             "application/yaml": {"schema": {"type": "string"}},

@@ -38,7 +38,7 @@ class SegmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    # The rule language of SPEC §4 (the same as branch rules and trigger conditions).
+    # The rule language of docs/conditions.md (the same as branch rules and trigger conditions).
     rule: Condition
 
 

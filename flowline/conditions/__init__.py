@@ -1,4 +1,4 @@
-"""The rule language shared by segments, branch rules and trigger filters (SPEC §4).
+"""The rule language shared by segments, branch rules and trigger filters (docs/conditions.md).
 
 ``operators`` names every operator once; ``rules`` holds the models (one union ``Condition``);
 ``events`` the event conditions shared by rules, waits, stops and goals (and where their

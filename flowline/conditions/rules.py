@@ -1,4 +1,4 @@
-"""The rule language of SPEC §4 as pydantic models: one discriminated union ``Condition``.
+"""The rule language of docs/conditions.md as pydantic models: one discriminated union ``Condition``.
 
 A condition is a mapping keyed by what it is about — ``attribute``, ``tag``,
 ``do_not_contact``, ``event``, ``flow`` — or by how it combines others — ``all``, ``any``,

@@ -100,8 +100,9 @@ QUIET_CHANNELS: tuple[QuietChannel, ...] = ("email", "sms", "push")
 
 
 class QuietHours(Strict):
-    """No message goes out between ``from`` and ``to`` (e.g. 21:00 to 08:00) in the person's time
-    zone (else ``timezone``, else UTC); a send due then waits for ``to``, it is not dropped."""
+    """No message goes out between ``from`` and ``to`` (e.g. 21:00 to 08:00) in ``timezone`` when
+    given, else the person's zone (their ``timezone`` attribute, else the workspace's), else UTC;
+    a send due then waits for ``to``, it is not dropped."""
 
     from_: TimeOfDay = Field(alias="from")
     to: TimeOfDay

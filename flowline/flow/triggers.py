@@ -1,4 +1,4 @@
-"""Triggers: what starts a journey of a flow (SPEC §3, "Triggers").
+"""Triggers: what starts a journey of a flow (docs/triggers/).
 
 ``event``, ``profile_change`` and ``segment_entry`` react to events as they are routed (the
 latter two to the system events ``profile_changed`` and ``segment_entered``); ``audience``

@@ -16,8 +16,8 @@ _EVERY_DAY: tuple[Weekday, ...] = get_args(Weekday)
 
 class CallWindow(Strict):
     """When calls may go out: on ``days`` between ``from`` and ``to`` (a window ending before it
-    starts runs past midnight, counted to the day it opens). Times are in the profile's
-    ``timezone`` attribute, else this ``timezone``, else UTC."""
+    starts runs past midnight, counted to the day it opens). Times are in this ``timezone`` when
+    given, else the person's zone (their ``timezone`` attribute, else the workspace's), else UTC."""
 
     days: list[Weekday] = Field(default_factory=lambda: list(_EVERY_DAY), min_length=1, max_length=7)
     from_: TimeOfDay = Field(alias="from")

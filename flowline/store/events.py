@@ -91,9 +91,9 @@ async def _insert_from_json(
     return {str(r) for r in (await conn.execute(_FROM_JSON, parameters)).scalars()}
 
 
-# Events the engine writes itself about journeys (SPEC §3): other flows may trigger on them, a
-# flow never on its own, and only the sweeper routes them (they may start journeys). message_sent
-# is the send activity's (flowline/channels/feedback.py record_sent).
+# Events the engine writes itself about journeys (docs/engine-events.md#journeys): other flows
+# may trigger on them, a flow never on its own, and only the sweeper routes them (they may start
+# journeys). message_sent is the send activity's (flowline/channels/feedback.py record_sent).
 FLOW_ENTERED = "flow_entered"
 FLOW_EXITED = "flow_exited"
 MESSAGE_SENT = "message_sent"

@@ -1,4 +1,4 @@
-"""A flow's lifecycle (SPEC §3) as the API shows and changes it.
+"""A flow's lifecycle (docs/flows.md#lifecycle) as the API shows and changes it.
 
 Stored: draft, running, draining, stopped. Shown: the stored status, except that a running or
 draining flow whose entries have ended (its current version's end_at, or a year after it was

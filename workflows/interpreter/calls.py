@@ -63,7 +63,8 @@ async def call_api(
     window, rate = step.window, step.rate
     tz: ZoneInfo | None = None
     if window is not None:
-        # As everywhere (SPEC §3): the step's zone when given, else the person's, else UTC.
+        # As everywhere (docs/sending.md): the step's zone when given, else the person's (their
+        # attribute, else the workspace's), else UTC.
         profile_zone = window.timezone or await workflow.execute_local_activity(
             contracts.profile_time_zone, ref, start_to_close_timeout=timedelta(seconds=30)
         )

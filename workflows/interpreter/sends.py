@@ -1,7 +1,7 @@
 """The send step inside a journey: wait until the message may go out, then send it.
 
 A message waits (durable timers, never dropped) for the step's delivery window and the flow's
-quiet hours, both in the person's time zone, and for a slot of the flow's send_rate, which every
+quiet hours, each in its own ``timezone`` when given, else the person's, and for a slot of the flow's send_rate, which every
 worker shares through the database. Workflow code: deterministic like the interpreter
 (tests/test_workflow_determinism.py walks this package too).
 """
