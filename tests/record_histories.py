@@ -13,6 +13,8 @@ Payloads are encrypted with the tests' fixed key (tests/payload_keys.py), as Flo
 codec does in production; histories recorded before the codec are plain JSON and stay so.
 """
 
+# Over 400 lines on purpose: one scenario per recorded history, sharing the stack set up below.
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,8 @@ evaluator accepts, on SQLite and PostgreSQL (the ``store`` fixture runs both).
 Hypothesis generates rules and profiles (attributes of every JSON type, tags, opt-outs, events
 with properties, journeys) and compares ``evaluate`` on loaded facts with SQL membership."""
 
+# Over 400 lines on purpose: every operator's SQL-against-memory case in one place to compare.
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,8 @@ SQLite: NaN / Infinity stored as bare tokens (its JSON functions call the row ma
 date-time its date function cannot take. PostgreSQL cannot hold those; what could fail a statement
 there was a numeric string too long for ``numeric``, now not a number on both databases."""
 
+# Over 400 lines on purpose: each read path (PUT, members, count, clock) with its bad row.
+
 from __future__ import annotations
 
 import logging

@@ -1,9 +1,9 @@
 """The send step inside a journey: wait until the message may go out, then send it.
 
 A message waits (durable timers, never dropped) for the step's delivery window and the flow's
-quiet hours, each in its own ``timezone`` when given, else the person's, and for a slot of the flow's send_rate, which every
-worker shares through the database. Workflow code: deterministic like the interpreter
-(tests/test_workflow_determinism.py walks this package too).
+quiet hours, each in its own ``timezone`` when given, else the person's, and for a slot of the
+flow's send_rate, which every worker shares through the database. Workflow code: deterministic
+like the interpreter (tests/test_workflow_determinism.py walks this package too).
 """
 
 from __future__ import annotations
