@@ -1,0 +1,1 @@
+"""Export destinations: where journeys send people's data (CleverTap, webhooks)."""
