@@ -21,6 +21,7 @@ from api.deps import Services
 from api.routes import (
     attributes,
     codec,
+    destinations,
     events,
     flow_lifecycle,
     flow_stats,
@@ -149,6 +150,7 @@ def create_app(
         journeys,
         workspace,
         segments,
+        destinations,
         inbox,
         reports,
         tracking,

@@ -369,3 +369,16 @@ segment_members = Table(
         ["workspace_id", "segment_id"], ["segments.workspace_id", "segments.id"], ondelete="CASCADE"
     ),
 )
+
+destinations = Table(
+    "destinations",
+    metadata,
+    # An export destination (flowline/destinations/settings.py): ``settings`` is its model's JSON,
+    # secrets included (the API masks them).
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("settings", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,88 @@
+"""A workspace's export destinations: one row each, its settings as the type's model JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import TypeAdapter
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowline.destinations.settings import CleverTapDestination, Destination, WebhookDestination
+from flowline.store.database import Store, utcnow
+from flowline.store.tables import destinations
+
+_SETTINGS: TypeAdapter[CleverTapDestination | WebhookDestination] = TypeAdapter(Destination)
+
+
+@dataclass(frozen=True)
+class StoredDestination:
+    destination_id: str
+    settings: CleverTapDestination | WebhookDestination
+    created_at: datetime
+    updated_at: datetime
+
+
+def _row(row: object) -> StoredDestination:
+    values = row._mapping  # type: ignore[attr-defined]
+    settings = _SETTINGS.validate_python(values["settings"])
+    return StoredDestination(values["id"], settings, values["created_at"], values["updated_at"])
+
+
+async def put_destination(
+    store: Store,
+    conn: AsyncConnection,
+    workspace_id: str,
+    destination_id: str,
+    settings: CleverTapDestination | WebhookDestination,
+) -> StoredDestination:
+    """Create or replace the destination; answers it as stored."""
+    now = utcnow()
+    value = settings.model_dump(mode="json")
+    statement = store.insert(destinations).values(
+        workspace_id=workspace_id,
+        id=destination_id,
+        type=settings.type,
+        settings=value,
+        created_at=now,
+        updated_at=now,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[destinations.c.workspace_id, destinations.c.id],
+        set_={"type": settings.type, "settings": value, "updated_at": now},
+    )
+    await conn.execute(statement)
+    found = await get_destination(conn, workspace_id, destination_id)
+    assert found is not None  # written just now, in this transaction
+    return found
+
+
+async def get_destination(
+    conn: AsyncConnection, workspace_id: str, destination_id: str
+) -> StoredDestination | None:
+    row = (
+        await conn.execute(
+            select(destinations).where(
+                destinations.c.workspace_id == workspace_id, destinations.c.id == destination_id
+            )
+        )
+    ).first()
+    return None if row is None else _row(row)
+
+
+async def list_destinations(conn: AsyncConnection, workspace_id: str) -> list[StoredDestination]:
+    rows = await conn.execute(
+        select(destinations).where(destinations.c.workspace_id == workspace_id).order_by(destinations.c.id)
+    )
+    return [_row(r) for r in rows]
+
+
+async def delete_destination(conn: AsyncConnection, workspace_id: str, destination_id: str) -> bool:
+    """Delete the destination; False when there was none."""
+    result = await conn.execute(
+        delete(destinations).where(
+            destinations.c.workspace_id == workspace_id, destinations.c.id == destination_id
+        )
+    )
+    return bool(result.rowcount)
