@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.channels import webhook
 from flowline.channels.http_call import CallFailed, CallRefused, exchange
 from flowline.channels.outbound import outbound_client
+from flowline.destinations.clevertap import CleverTapClient
 from flowline.destinations.settings import (
     SECRET_FIELDS,
     CleverTapDestination,
@@ -150,12 +151,21 @@ async def check_webhook(settings: WebhookDestination, *, seconds: float, allow_p
     return CheckResult(200 <= answer.status < 300, answer.status, f"answered {answer.status}{said}")
 
 
-async def check_clevertap(settings: CleverTapDestination) -> CheckResult:
-    """Check the account id and passcode against CleverTap. Comes with the CleverTap client; until
-    then the route refuses the check (409) and never calls this."""
-    raise NotImplementedError(
-        "the credential check for clevertap destinations comes with the CleverTap client"
-    )
+async def check_clevertap(
+    settings: CleverTapDestination, *, seconds: float, allow_private: bool
+) -> CheckResult:
+    """Check the account id and passcode against CleverTap (an upload of no record, which changes
+    nothing), through the same outbound guard as webhooks."""
+    async with outbound_client(timeout=seconds, allow_private=allow_private) as http:
+        client = CleverTapClient(
+            account_id=settings.account_id,
+            passcode=settings.passcode,
+            http=http,
+            region=settings.region,
+            base_url=None if settings.base_url is None else str(settings.base_url),
+        )
+        found = await client.check_credentials()
+    return CheckResult(found.ok, found.status, found.message)
 
 
 async def check_destination(
@@ -167,4 +177,4 @@ async def check_destination(
         case WebhookDestination():
             return await check_webhook(settings, seconds=seconds, allow_private=allow_private)
         case CleverTapDestination():
-            return await check_clevertap(settings)
+            return await check_clevertap(settings, seconds=seconds, allow_private=allow_private)

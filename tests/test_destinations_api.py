@@ -23,6 +23,7 @@ from flowline.store import destinations
 from flowline.store.database import Store
 from services import destinations as use_cases
 from tests.conftest import Tenant, app_client, new_tenant
+from tests.fake_clevertap import fake_clevertap
 from tests.servers import HttpSink
 
 CLEVERTAP: dict[str, Any] = {
@@ -253,15 +254,39 @@ async def test_the_outbound_guard_refuses_private_addresses(api: httpx.AsyncClie
     assert sink.received == []
 
 
-async def test_clevertap_credentials_are_not_checked_yet(api: httpx.AsyncClient) -> None:
-    assert (await api.put("/v1/destinations/ct", json=CLEVERTAP)).status_code == 200
-    answer = await api.post("/v1/destinations/ct/test")
-    assert answer.status_code == 409
-    assert answer.json() == {
-        "message": "credential check for clevertap destinations comes with the CleverTap client"
-    }
-    with pytest.raises(NotImplementedError):
-        await use_cases.check_clevertap(CleverTapDestination.model_validate(CLEVERTAP))
+async def test_a_clevertap_destination_checks_its_credentials_against_clevertap(
+    store: Store, temporal: WorkflowEnvironment, tenant: Tenant, tmp_path: Path
+) -> None:
+    with fake_clevertap(account_id="TEST-123-456", passcode="clevertap-secret") as fake:
+        async with private_outbound_client(store, temporal, tenant, tmp_path) as api:
+            body = {**CLEVERTAP, "base_url": fake.url}
+            assert (await api.put("/v1/destinations/ct", json=body)).status_code == 200
+            answer = await api.post("/v1/destinations/ct/test")
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"ok": True, "status": 200, "message": "credentials accepted"}
+            [(path, headers, sent)] = fake.requests
+            assert (path, json.loads(sent)) == ("/1/upload", {"d": []})
+            assert headers["x-clevertap-account-id"] == "TEST-123-456"
+            assert fake.accepted == []
+
+            # A wrong passcode: not ok, CleverTap's status, and the passcode in no answer.
+            wrong = {**body, "passcode": "wrong-passcode"}
+            assert (await api.put("/v1/destinations/ct", json=wrong)).status_code == 200
+            refused = await api.post("/v1/destinations/ct/test")
+            assert (refused.json()["ok"], refused.json()["status"]) == (False, 401)
+            assert "wrong-passcode" not in refused.text
+
+
+async def test_a_clevertap_destination_on_a_private_address_is_refused_by_the_guard(
+    api: httpx.AsyncClient,
+) -> None:
+    with fake_clevertap() as fake:
+        assert (
+            await api.put("/v1/destinations/ct", json={**CLEVERTAP, "base_url": fake.url})
+        ).status_code == 200
+        found = (await api.post("/v1/destinations/ct/test")).json()
+        assert (found["ok"], found["status"]) == (False, None)
+        assert fake.requests == []
 
 
 async def test_no_running_flow_uses_a_destination_before_export_steps_exist(
