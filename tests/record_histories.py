@@ -103,6 +103,25 @@ def _first(step: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     return lambda _url: send_then_exit_flow("go", first=step)
 
 
+def _notify_next(_url: str) -> dict[str, Any]:
+    """A notify_internal step whose ``next`` ("later") skips the in-app message listed after it
+    ("hi", which "later" leads to: validation wants every step reachable)."""
+    notify = {
+        "id": "team",
+        "type": "notify_internal",
+        "channel": "email",
+        "to": ["team@example.com", "{{ profile.email }}"],
+        "subject": "New lead",
+        "body": "{{ profile.id }} signed up",
+        "next": "later",
+    }
+    flow = send_then_exit_flow("go", first=notify)
+    later = {"id": "later", "type": "send", "channel": "in_app", "content": {"body": "later"}, "next": "hi"}
+    flow["steps"][1]["next"] = "bye"
+    flow["steps"].insert(2, later)
+    return flow
+
+
 _AB = [{"name": "a", "weight": 1, "next": "hi"}, {"name": "b", "weight": 1, "next": "hi"}]
 _CONTROL = {"weight": 1}
 _PAUSE = {"for": "1d", "until_time": "09:00"}
@@ -220,6 +239,11 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         ),
         200,
     ),
+    # A notify_internal step whose `next` skips the step listed after it. Recorded before the
+    # "notify-next-v1" patch: the journey went to the listed step ("hi") and ignored `next`.
+    "notify_internal_next_unpatched": (_notify_next, 200),
+    # Since "notify-next-v1": the journey follows `next` ("later"), whatever the activity answered.
+    "notify_internal_next": (_notify_next, 200),
     # update_profile, tag, do_not_contact, start_conversation, then an in-app message and the exit.
     "update_profile_tag_then_send": (lambda _url: profile_steps_flow({"type": "event", "event": "go"}), 200),
     # Signal-driven paths (SIGNALS below says what each hears once it waits).

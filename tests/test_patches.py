@@ -61,7 +61,7 @@ async def _replay(name: str) -> None:
 def test_each_patch_is_proven_by_its_histories() -> None:
     """The histories named for a patch exist and took the path they are named for: the new ones
     recorded its marker (flagged once recorded under deprecate_patch), the old ones did not."""
-    assert len({p.id for p in PATCHES}) == 5
+    assert len({p.id for p in PATCHES}) == 6
     for patch in PATCHES:
         assert patch.new_histories, patch.id
         for name in patch.new_histories:
@@ -158,12 +158,13 @@ async def test_the_count_of_running_journeys_started_before_each_patch(client: C
         ids[2]: late + timedelta(seconds=1),  # both running ones
         ids[3]: late + timedelta(days=1),
         ids[4]: early - timedelta(days=1),
+        ids[5]: late + timedelta(seconds=1),
     }
-    expected = {ids[0]: 0, ids[1]: 1, ids[2]: 2, ids[3]: 2, ids[4]: 0}
+    expected = {ids[0]: 0, ids[1]: 1, ids[2]: 2, ids[3]: 2, ids[4]: 0, ids[5]: 2}
     counts = await _counted(client, before, expected)
     assert counts == expected
     statuses = await patch_statuses(client, before)
-    assert [s.retirable for s in statuses] == [True, False, False, False, True]
+    assert [s.retirable for s in statuses] == [True, False, False, False, True, False]
 
 
 async def test_the_patches_command_prints_a_row_per_patch(

@@ -80,6 +80,7 @@ class Patches:
     journey_steps: Patch
     send_channels: Patch
     stop_mid_listen: Patch
+    notify_next: Patch
 
     def __iter__(self) -> Iterator[Patch]:
         return (getattr(self, f.name) for f in fields(self))
@@ -151,5 +152,14 @@ PATCHES = Patches(
         # The worked example of docs/patches.md: no journey of the old path can still be running.
         stage=Stage.DEPRECATED,
         deprecated=_utc("2026-12-05T07:05:11"),
+    ),
+    notify_next=Patch(
+        id="notify-next-v1",
+        introduced=_utc("2026-12-05T09:02:56"),
+        old_path="a notify_internal step that was sent, skipped or failed at once went to the step "
+        "listed after it, ignoring its `next` (followed only when the notification failed for good)",
+        new_path_does="a notify_internal step always continues to its `next`, as validation assumes",
+        old_histories=("notify_internal_next_unpatched",),
+        new_histories=("notify_internal_next",),
     ),
 )

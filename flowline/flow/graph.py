@@ -119,8 +119,10 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         return None
     if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
-    if isinstance(step, WebhookStep):
-        branch = CONTINUE  # one way out: its activity answers "sent", or "next" when it failed for good
+    if isinstance(step, WebhookStep | NotifyInternalStep):
+        # One way out, whatever the activity answered: a webhook "sent", notify_internal "sent",
+        # "skipped" or "failed"; both "next" when they failed for good.
+        branch = CONTINUE
     target = branch_targets(step).get(branch)
     return target if target is not None else following(flow, step.id)
 

@@ -17,7 +17,7 @@ from temporalio import workflow
 
 from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
-from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, next_step
+from flowline.flow.graph import ADDED, CONTINUE, CONTROL, FAILED, ending_after, following, next_step
 from flowline.flow.steps import (
     AddToFlowStep,
     BranchStep,
@@ -204,6 +204,8 @@ class JourneyInterpreter:
                 exit_reason = "exit_step"
                 break
             target = next_step(flow, step, result.branch)
+            if isinstance(step, NotifyInternalStep):
+                target = _after_notify(flow, step, result.branch, target)
             if target is None and isinstance(step, SplitStep) and result.branch == CONTROL:
                 exit_reason = "control_group"
             if isinstance(step, AddToFlowStep) and step.then == "exit" and result.branch == ADDED:
@@ -365,3 +367,16 @@ class JourneyInterpreter:
             return waits.sleep_until(self.run_state, step, end, waiting_for)
 
         return sleep_until
+
+
+def _after_notify(
+    flow: FlowDocument, step: NotifyInternalStep, branch: str, target: str | None
+) -> str | None:
+    """Where a journey goes after a notify_internal step: ``target`` (its ``next``, as validation
+    assumes), or, for a journey replayed without the "notify-next-v1" marker, the step listed after
+    it unless the activity failed for good. The marker is asked for only where the two differ, so
+    histories that never diverged record no marker."""
+    old = target if branch == CONTINUE else following(flow, step.id)
+    if old == target or PATCHES.notify_next.new_path():
+        return target
+    return old
