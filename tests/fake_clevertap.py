@@ -16,16 +16,13 @@ taken.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from tests.servers import free_port
+from tests.providers import Answer, FakeProvider, serving
 
-Answer = tuple[int, dict[str, Any]]
 # Events CleverTap raises itself: an upload may not raise them (513).
 RESTRICTED_EVENTS = {
     "App Launched",
@@ -42,25 +39,22 @@ MAX_KEY_LENGTH = 120
 
 
 @dataclass
-class FakeCleverTap:
-    url: str = ""
+class FakeCleverTap(FakeProvider):
+    """Answers POST /1/upload (tests/providers.py serves it, as the other providers' fakes);
+    ``fail_next``, ``requests`` and ``accepted`` as there."""
+
     account_id: str = "TEST-ACC-123"
     passcode: str = "fake-passcode-s3cret"
     record_as: Literal["string", "object"] = "string"
     reject_identities: set[str] = field(default_factory=set)
-    # Statuses answered (in order) before behaving normally again.
-    fail_next: list[int] = field(default_factory=list)
     # When set, the answer's top-level ``status`` (a lie the client must not trust).
     status_override: str | None = None
-    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(body) for path, _, body in self.requests if path == "/1/upload"]
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        if path != "/1/upload" or method != "POST":
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        if path != "/1/upload":
             return 404, {"status": "fail", "error": "Not found", "code": 404}
         if (
             headers.get("x-clevertap-account-id") != self.account_id
@@ -135,37 +129,6 @@ class FakeCleverTap:
 
 @contextmanager
 def fake_clevertap(**options: Any) -> Iterator[FakeCleverTap]:
-    fake = FakeCleverTap(**options)
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with fake.lock:
-                fake.requests.append((self.path, headers, body))
-                status, answer = fake.handle(self.command, self.path, headers, body)
-            content = json.dumps(answer).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    fake.url = f"http://127.0.0.1:{port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(FakeCleverTap(**options)) as fake:
+        assert isinstance(fake, FakeCleverTap)
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
