@@ -20,6 +20,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.journey import SEARCH_ATTRIBUTES
@@ -157,6 +158,16 @@ def http_sink() -> Iterator[HttpSink]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def unreachable_temporal() -> Client:
+    """A client of a Temporal server that is not there: every call fails at once."""
+    return await Client.connect(
+        "127.0.0.1:1",
+        lazy=True,
+        retry_config=RetryConfig(max_retries=0),
+        data_converter=pydantic_data_converter,
+    )
 
 
 _handed_out: set[int] = set()

@@ -7,9 +7,6 @@ from pathlib import Path
 import httpx
 import yaml
 from sqlalchemy import func, select
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -19,6 +16,7 @@ from flowline.store.events import JOURNEY_EVENTS
 from flowline.store.tables import events, journeys
 from tests.conftest import Tenant, finish, new_tenant
 from tests.flows import send_then_exit_flow, welcome_flow
+from tests.servers import unreachable_temporal
 
 
 async def test_missing_and_unknown_keys_get_401(api: httpx.AsyncClient) -> None:
@@ -159,12 +157,7 @@ async def test_events_stay_unrouted_when_journeys_cannot_start_and_a_resend_rout
     # Point the app at a Temporal server that is not there: every start fails.
     services = api._transport.app.state.services  # type: ignore[attr-defined]
     working = services.launcher.client
-    services.launcher.client = await Client.connect(
-        "127.0.0.1:1",
-        lazy=True,
-        retry_config=RetryConfig(max_retries=0),
-        data_converter=pydantic_data_converter,
-    )
+    services.launcher.client = await unreachable_temporal()
     try:
         batch = [
             {"id": "e1", "profile_id": "ada", "name": "signed_up", "properties": {"plan": "pro"}},

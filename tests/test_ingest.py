@@ -10,9 +10,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.store import events
@@ -20,6 +17,7 @@ from flowline.store.database import Store
 from flowline.store.events import JOURNEY_EVENTS
 from flowline.store.tables import events as events_table
 from tests.conftest import Tenant, finish
+from tests.servers import unreachable_temporal
 from tests.test_journeys import publish
 from tests.test_stop_and_goal import paused_flow
 from tests.test_wait_for_event import start, wait_flow
@@ -31,12 +29,7 @@ async def temporal_unreachable(api: httpx.AsyncClient) -> AsyncIterator[None]:
     services = api._transport.app.state.services  # type: ignore[attr-defined]
     launcher = services.launcher
     working = launcher.client
-    gone = await Client.connect(
-        "127.0.0.1:1",
-        lazy=True,
-        retry_config=RetryConfig(max_retries=0),
-        data_converter=pydantic_data_converter,
-    )
+    gone = await unreachable_temporal()
     launcher.client = launcher.router.client = gone
     try:
         yield

@@ -8,9 +8,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.journey import JourneyState
@@ -30,6 +27,7 @@ from flowline.store.tables import (
     push_tokens,
 )
 from tests.conftest import Tenant, finish
+from tests.servers import unreachable_temporal
 from tests.test_journeys import publish
 
 GOOD_AND_BAD: dict[str, tuple[list[Any], list[Any]]] = {
@@ -222,12 +220,7 @@ async def test_erasure_deletes_nothing_when_temporal_cannot_take_the_stop(
     await in_pause(temporal, journey_id)
     services = api._transport.app.state.services  # type: ignore[attr-defined]
     working = services.temporal
-    services.temporal = await Client.connect(
-        "127.0.0.1:1",
-        lazy=True,
-        retry_config=RetryConfig(max_retries=0),
-        data_converter=pydantic_data_converter,
-    )
+    services.temporal = await unreachable_temporal()
     try:
         refused = await api.delete("/v1/profiles/ada")
     finally:

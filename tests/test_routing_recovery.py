@@ -7,9 +7,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.steps.waiting import PROFILE_CHANGED
@@ -21,6 +18,7 @@ from launch.journey_start import JourneyStartFailed
 from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish
 from tests.flows import send_then_exit_flow
+from tests.servers import unreachable_temporal
 from tests.test_journeys import publish
 
 
@@ -38,12 +36,7 @@ async def test_the_sweeper_routes_events_left_unrouted(
 ) -> None:
     await publish(api, send_then_exit_flow("signed_up"))
     # An API process whose Temporal is gone: the events are stored, their journey only claimed.
-    gone = await Client.connect(
-        "127.0.0.1:1",
-        lazy=True,
-        retry_config=RetryConfig(max_retries=0),
-        data_converter=pydantic_data_converter,
-    )
+    gone = await unreachable_temporal()
     broken = JourneyLauncher(store, gone, task_queue)
     rows = [{"id": "s-1", "profile_id": "ada", "name": "signed_up", "timestamp": utcnow(), "properties": {}}]
     with pytest.raises(JourneyStartFailed):

@@ -11,9 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from api import errors
@@ -24,6 +21,7 @@ from services import journeys as journey_use_cases
 from services import profiles as profile_use_cases
 from services.errors import Invalid, NotFound, Refused, ServiceError, TemporalUnavailable
 from tests.conftest import Tenant
+from tests.servers import unreachable_temporal
 from tests.test_journeys import publish
 from tests.test_profiles_api import erasable_flow, in_pause
 
@@ -102,12 +100,7 @@ async def test_a_journey_stop_temporal_does_not_take_is_a_503_to_send_again(
     await in_pause(temporal, journey_id)
     services = api._transport.app.state.services  # type: ignore[attr-defined]
     working = services.temporal
-    services.temporal = await Client.connect(
-        "127.0.0.1:1",
-        lazy=True,
-        retry_config=RetryConfig(max_retries=0),
-        data_converter=pydantic_data_converter,
-    )
+    services.temporal = await unreachable_temporal()
     try:
         refused = await api.post(f"/v1/journeys/{journey_id}/stop")
     finally:
