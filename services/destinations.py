@@ -17,6 +17,7 @@ from flowline.destinations.settings import (
     CleverTapDestination,
     WebhookDestination,
 )
+from flowline.secrets import kept_secrets, mask
 from flowline.store import destinations
 from flowline.store.database import Store
 from flowline.store.destinations import StoredDestination
@@ -24,18 +25,13 @@ from flowline.store.flows import published_flows
 from flowline.store.lifecycle import flow_states
 from services.errors import Invalid, NotFound, Refused
 
-# Secrets never leave the API; sending "***" back in a PUT keeps the stored value.
-MASK = "***"
 # The statuses whose flows still run journeys that may reach an export step.
 _IN_USE = ("running", "draining")
 
 
 def masked(stored: StoredDestination) -> dict[str, Any]:
     """The destination as the API shows it: its id, settings and times, secrets as the mask."""
-    shown = stored.settings.model_dump(mode="json")
-    for name in SECRET_FIELDS[stored.settings.type]:
-        if shown.get(name) is not None:
-            shown[name] = MASK
+    shown = mask(stored.settings.model_dump(mode="json"), SECRET_FIELDS[stored.settings.type])
     return {
         "id": stored.destination_id,
         **shown,
@@ -49,17 +45,13 @@ def _unmask(
 ) -> tuple[CleverTapDestination | WebhookDestination, list[tuple[str, str]]]:
     """Put the stored secrets where ``settings`` sends the mask back (same type only); faults
     where none is stored."""
-    kept: dict[str, Any] = {}
-    faults = []
-    for name in SECRET_FIELDS[settings.type]:
-        if getattr(settings, name) != MASK:
-            continue
-        same_type = stored is not None and stored.settings.type == settings.type
-        secret = getattr(stored.settings, name, None) if stored is not None and same_type else None
-        if secret is None:
-            faults.append((f"$.{name}", f"{MASK!r} keeps a stored secret; none is stored"))
-        else:
-            kept[name] = secret
+    same_type = stored is not None and stored.settings.type == settings.type
+    kept, faults = kept_secrets(
+        settings.model_dump(),
+        stored.settings if stored is not None and same_type else None,
+        SECRET_FIELDS[settings.type],
+        "$",
+    )
     return settings.model_copy(update=kept), faults
 
 

@@ -15,6 +15,7 @@ from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.responses import AUTHENTICATED, WITH_BODY, WITH_PARAMETERS, errors
 from flowline.destinations.settings import CleverTapDestination, Destination, WebhookDestination
+from flowline.secrets import MASK
 from services import destinations as use_cases
 
 router = APIRouter(
@@ -62,7 +63,7 @@ class CheckAnswer(BaseModel):
 
 
 _DESTINATION_BODY = Body(
-    description=f'`{{"type": ..., ...settings}}`; secrets sent as "{use_cases.MASK}" keep their stored value.'
+    description=f'`{{"type": ..., ...settings}}`; secrets sent as "{MASK}" keep their stored value.'
 )
 
 

@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from flowline.channels.config import ChannelSettings
 from flowline.document_paths import error_path
+from flowline.secrets import MASK, kept_secrets, mask
 from flowline.store import workspaces
 from services import workspace as workspace_use_cases
 
@@ -54,8 +55,6 @@ async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc)
     return body
 
 
-# Secrets never leave the API; sending "***" back in a PUT keeps the stored value.
-MASK = "***"
 SECRET_FIELDS = ("auth_token", "password", "access_token")
 CHANNELS = ("email", "sms", "push")
 
@@ -63,9 +62,8 @@ CHANNELS = ("email", "sms", "push")
 def masked(settings: ChannelSettings) -> dict[str, Any]:
     shown = settings.model_dump(mode="json")
     for channel in CHANNELS:
-        for name in SECRET_FIELDS:
-            if isinstance(shown[channel], dict) and shown[channel].get(name) is not None:
-                shown[channel][name] = MASK
+        if isinstance(shown[channel], dict):
+            mask(shown[channel], SECRET_FIELDS)
     return shown
 
 
@@ -76,20 +74,10 @@ def _unmask(document: dict[str, Any], stored: ChannelSettings) -> list[dict[str,
         given, kept = document.get(channel), getattr(stored, channel)
         if not isinstance(given, dict):
             continue
-        for name in SECRET_FIELDS:
-            if given.get(name) != MASK:
-                continue
-            same_provider = kept is not None and given.get("provider") == kept.provider
-            secret = getattr(kept, name, None) if same_provider else None
-            if secret is None:
-                faults.append(
-                    {
-                        "path": f"$.{channel}.{name}",
-                        "message": f"{MASK!r} keeps a stored secret; none is stored",
-                    }
-                )
-            else:
-                given[name] = secret
+        same_provider = kept is not None and given.get("provider") == kept.provider
+        secrets, missing = kept_secrets(given, kept if same_provider else None, SECRET_FIELDS, f"$.{channel}")
+        given.update(secrets)
+        faults += [{"path": path, "message": message} for path, message in missing]
     return faults
 
 
