@@ -21,6 +21,7 @@ from activities import (
     CallApiActivities,
     ConditionActivities,
     EntryActivities,
+    ExportActivities,
     FlowActivities,
     JourneyActivities,
     ProfileStepActivities,
@@ -28,6 +29,7 @@ from activities import (
     SendActivities,
 )
 from flowline.channels.outbound import outbound_client
+from flowline.exports.batcher import Batcher, BatcherSettings
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from launch.client import connect
@@ -61,6 +63,7 @@ def activity_implementations(
         *ProfileStepActivities(store, launcher).all(),
         *SegmentClockActivities(store, launcher).all(),
         *EntryActivities(store, launcher).all(),
+        *ExportActivities(store).all(),
     ]
 
 
@@ -93,6 +96,27 @@ async def running_worker(
             yield worker
 
 
+@contextlib.asynccontextmanager
+async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> AsyncIterator[None]:
+    """The export batcher, delivering the outbox until ``stop`` is set (when settings ask for it)."""
+    if not settings.export_batcher:
+        yield
+        return
+    batcher_settings = BatcherSettings(
+        flush_seconds=settings.export_flush_seconds,
+        concurrency=settings.export_concurrency,
+        request_seconds=settings.webhook_timeout_seconds,
+    )
+    async with outbound_client(
+        timeout=settings.webhook_timeout_seconds, allow_private=settings.allow_private_outbound
+    ) as http:
+        task = asyncio.create_task(Batcher(store, http, batcher_settings).run(stop))
+        try:
+            yield
+        finally:
+            await task
+
+
 async def serve(settings: Settings) -> None:
     client = await connect(settings)
     store = Store(settings.database_url)
@@ -113,7 +137,8 @@ async def serve(settings: Settings) -> None:
             shutdown_grace=SHUTDOWN_GRACE,
         ):
             logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-            await stop.wait()
+            async with exporting(store, settings, stop):
+                await stop.wait()
     finally:
         await store.dispose()
 

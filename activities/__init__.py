@@ -4,6 +4,7 @@ from activities.add_to_flow import FlowActivities
 from activities.call_api import CallApiActivities
 from activities.conditions import ConditionActivities
 from activities.entries import EntryActivities
+from activities.exports import ExportActivities
 from activities.journeys import JourneyActivities
 from activities.profile_steps import ProfileStepActivities
 from activities.segment_clock import SegmentClockActivities
@@ -13,6 +14,7 @@ __all__ = [
     "CallApiActivities",
     "ConditionActivities",
     "EntryActivities",
+    "ExportActivities",
     "FlowActivities",
     "JourneyActivities",
     "ProfileStepActivities",

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # Webhooks, call_api and HTTP providers may reach only public addresses (SSRF protection),
     # unless this is set; `cli.py run` (the embedded stack on a developer's machine) sets it.
     allow_private_outbound: bool = False
+    # The export batcher (flowline/exports/batcher.py), run by each worker: a destination's
+    # records go once a batch is full or its oldest record waited export_flush_seconds, at most
+    # export_concurrency batches per destination at once. export_batcher false: this worker does
+    # not deliver exports (another process does).
+    export_batcher: bool = True
+    export_flush_seconds: float = 2.0
+    export_concurrency: int = 4
     # Where people reach this API: the base of the links in messages (open pixel, click
     # redirects, unsubscribe).
     public_url: str = "http://127.0.0.1:8000"

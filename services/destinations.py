@@ -18,7 +18,7 @@ from flowline.destinations.settings import (
     WebhookDestination,
 )
 from flowline.secrets import kept_secrets, mask
-from flowline.store import destinations
+from flowline.store import destinations, event_exports
 from flowline.store.database import Store
 from flowline.store.destinations import StoredDestination
 from flowline.store.flows import published_flows
@@ -65,7 +65,9 @@ async def put_destination(
         settings, faults = _unmask(settings, stored)
         if faults:
             raise Invalid("the destination is invalid; nothing was changed", faults)
-        return await destinations.put_destination(store, conn, workspace_id, destination_id, settings)
+        saved = await destinations.put_destination(store, conn, workspace_id, destination_id, settings)
+        event_exports.forget(conn, workspace_id)
+        return saved
 
 
 async def get_destination(store: Store, workspace_id: str, destination_id: str) -> StoredDestination:
@@ -85,8 +87,7 @@ async def flows_using(
     conn: AsyncConnection, workspace_id: str, destination_id: str, *, lock: bool = False
 ) -> list[str]:
     """The running (or draining) flows whose current version has a step that exports to the
-    destination. No step type has a ``destination`` yet: this finds none until the export step
-    (issue 14, item 3) exists, and then finds its steps without a change here. ``lock``: hold the
+    destination (export steps). ``lock``: hold the
     flows' rows, so that no publish can start using the destination before the caller commits."""
     states = await flow_states(conn, workspace_id, lock=lock)
     using = []
@@ -109,6 +110,7 @@ async def delete_destination(store: Store, workspace_id: str, destination_id: st
             names = ", ".join(repr(flow_id) for flow_id in using)
             raise Refused(f"destination {destination_id!r} is used by running flows: {names}")
         await destinations.delete_destination(conn, workspace_id, destination_id)
+        event_exports.forget(conn, workspace_id)
 
 
 @dataclass(frozen=True)

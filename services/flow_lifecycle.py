@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 
 from flowline.flow.validation import FlowInvalid, parse_flow
 from flowline.journey import MoveRequest, StopRequest
-from flowline.store import flows, journeys, segments, workspaces
+from flowline.store import destinations, flows, journeys, segments, workspaces
 from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
 from launch.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
@@ -50,6 +50,7 @@ async def publish_flow(
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=max_steps)
         missing = await segments.segment_faults(conn, workspace_id, document)
+        missing += await destinations.destination_faults(conn, workspace_id, document)
         if missing:
             raise FlowInvalid(missing)
         scheduled_before = await _scheduled(conn, workspace_id, flow_id)

@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,11 @@ class FakeProvider:
     # Statuses answered (in order) before behaving normally again: 400, 429, 500 ...
     fail_next: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Seconds each request is held before it is answered (outside the lock, so requests overlap),
+    # and the most requests seen in flight at once.
+    delay: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         raise NotImplementedError
@@ -145,7 +151,13 @@ def serving(fake: FakeProvider) -> Iterator[FakeProvider]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if fake.delay:
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                time.sleep(fake.delay)
             with fake.lock:
+                fake.in_flight -= 1 if fake.delay else 0
                 fake.requests.append((self.path, headers, body))
                 status, answer = fake.handle(self.path, headers, body)
             content = json.dumps(answer).encode()

@@ -37,6 +37,8 @@ class CleverTapDestination(_Strict):
     base_url: Url | None = None
     # Events exported as "Referred <Name>" / "Generated <Name>" pairs for a person with a referrer.
     referral_events: list[EventName] = Field(default_factory=list, max_length=100)
+    # Events exported as they are (flow_entered, flow_exited, any event's name).
+    events: list[EventName] = Field(default_factory=list, max_length=100)
 
 
 class WebhookDestination(_Strict):
@@ -47,6 +49,8 @@ class WebhookDestination(_Strict):
     url: Url
     signing_secret: str = Field(min_length=1, max_length=500)
     batch_size: int = Field(default=100, ge=1, le=1000)
+    # Events exported as they are (flow_entered, flow_exited, any event's name).
+    events: list[EventName] = Field(default_factory=list, max_length=100)
 
 
 Destination = Annotated[CleverTapDestination | WebhookDestination, Field(discriminator="type")]

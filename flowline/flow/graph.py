@@ -12,6 +12,7 @@ from flowline.flow.steps import (
     CallApiStep,
     DoNotContactStep,
     ExitStep,
+    ExportStep,
     NotifyInternalStep,
     PauseStep,
     SendStep,
@@ -53,7 +54,14 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             if isinstance(added := step.next, AddToFlowNext):
                 return {ADDED: added.added, FAILED: added.failed}
             return {ADDED: added, FAILED: added}
-        case PauseStep() | WebhookStep() | UpdateVariableStep() | WaitForDateStep() | NotifyInternalStep():
+        case (
+            PauseStep()
+            | WebhookStep()
+            | UpdateVariableStep()
+            | WaitForDateStep()
+            | NotifyInternalStep()
+            | ExportStep()
+        ):
             return {CONTINUE: step.next}
         case CallApiStep():
             if isinstance(called := step.next, CallApiNext):

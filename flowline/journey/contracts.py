@@ -26,6 +26,7 @@ from flowline.journey.requests import (
     ConditionsResult,
     EventsFound,
     EventsRequest,
+    ExportRequest,
     ExpressionsRequest,
     ExpressionsResult,
     JourneyEnd,
@@ -70,6 +71,13 @@ async def deliver_webhook(request: WebhookRequest) -> StepResult:
 @activity.defn(name="profile_step")
 async def profile_step(request: ProfileStepRequest) -> StepResult:
     """update_profile, tag, do_not_contact, start_conversation: exactly once per visit."""
+    raise NotImplementedError
+
+
+@activity.defn(name="export_record")
+async def export_record(request: ExportRequest) -> StepResult:
+    """An export step's records written to the outbox, exactly once per visit (a local activity:
+    the destination is not waited for, a batcher delivers the outbox)."""
     raise NotImplementedError
 
 

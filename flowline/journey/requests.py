@@ -16,6 +16,7 @@ from flowline.flow.flow_settings import FrequencyCap
 from flowline.flow.steps import (
     CallApiStep,
     DoNotContactStep,
+    ExportStep,
     NotifyInternalStep,
     SendSteps,
     StartConversationStep,
@@ -139,6 +140,14 @@ class ProfileStepRequest(EndingStepVisit):
     step: Annotated[
         UpdateProfileStep | TagStep | DoNotContactStep | StartConversationStep, Field(discriminator="type")
     ]
+
+
+class ExportRequest(EndingStepVisit):
+    """An export step's visit: its records go to the outbox once (keyed by journey, step, visit)."""
+
+    step: ExportStep
+    # The journey's clock: the record's time (``ts``), as timers read it.
+    now: datetime
 
 
 class AddToFlowRequest(StepVisit):

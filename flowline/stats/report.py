@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from flowline.flow.document import FlowDocument
 from flowline.flow.graph import CONTROL
-from flowline.flow.steps import SendStep, SplitStep, Step, WebhookStep
+from flowline.flow.steps import ExportStep, SendStep, SplitStep, Step, WebhookStep
 from flowline.stats.significance import lift, probability_to_beat, rate, z_test_p_value
 from flowline.store.flow_stats import BranchPeople, FlowCounts, StepCounts
 
@@ -23,6 +23,22 @@ class Sends(BaseModel):
     opens: int = 0
     clicks: int = 0
     failed: int = 0
+
+
+class Exports(BaseModel):
+    """Records of an export step (the outbox): ``exported`` were written; each is ``pending``
+    until the batcher settles it as ``delivered``, ``rejected`` (the destination refused it, with
+    its reason), ``skipped`` (nothing to send: no identity, the destination deleted), ``given_up``
+    (the destination could not be reached in time) or ``unknown`` (CleverTap reported failures
+    it did not tie to records)."""
+
+    exported: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    pending: int = 0
+    skipped: int = 0
+    given_up: int = 0
+    unknown: int = 0
 
 
 class VariantResult(BaseModel):
@@ -55,6 +71,7 @@ class StepStats(BaseModel):
     left: dict[str, int] = Field(description="visits that left the step, by branch")
     errors: int
     sends: Sends | None = None
+    exports: Exports | None = None
     split: SplitResult | None = None
 
 
@@ -119,9 +136,24 @@ def _step(version: int, step: Step, counts: FlowCounts) -> StepStats:
     if isinstance(step, SendStep | WebhookStep):
         sent = counts.sends.get((version, step_id))
         stats.sends = Sends() if sent is None else Sends(**vars(sent))
+    if isinstance(step, ExportStep):
+        stats.exports = exports_of(counts.exports.get((version, step_id), {}))
     if isinstance(step, SplitStep):
         stats.split = split_result(step, counts.splits.get((version, step_id), {}))
     return stats
+
+
+def exports_of(by_status: dict[str, int]) -> Exports:
+    """The outbox's counts of one step; a record being sent (claimed) is still pending."""
+    return Exports(
+        exported=sum(by_status.values()),
+        delivered=by_status.get("delivered", 0),
+        rejected=by_status.get("rejected", 0),
+        pending=by_status.get("pending", 0) + by_status.get("sending", 0),
+        skipped=by_status.get("skipped", 0),
+        given_up=by_status.get("given_up", 0),
+        unknown=by_status.get("unknown", 0),
+    )
 
 
 def split_result(step: SplitStep, taken: dict[str, BranchPeople]) -> SplitResult:

@@ -10,6 +10,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.destinations.settings import CleverTapDestination, Destination, WebhookDestination
+from flowline.flow.document import FlowDocument
+from flowline.flow.steps import ExportStep
+from flowline.flow.validation import FlowFault
 from flowline.store.database import Store, utcnow
 from flowline.store.tables import destinations
 
@@ -86,3 +89,21 @@ async def delete_destination(conn: AsyncConnection, workspace_id: str, destinati
         )
     )
     return bool(result.rowcount)
+
+
+async def destination_faults(
+    conn: AsyncConnection, workspace_id: str, document: FlowDocument
+) -> list[FlowFault]:
+    """The destinations a flow's export steps name that do not exist, each with its path."""
+    named = [
+        (f"$.steps[{index}].destination", step.destination)
+        for index, step in enumerate(document.steps)
+        if isinstance(step, ExportStep)
+    ]
+    if not named:
+        return []
+    query = select(destinations.c.id).where(
+        destinations.c.workspace_id == workspace_id, destinations.c.id.in_({d for _, d in named})
+    )
+    found = set((await conn.execute(query)).scalars())
+    return [FlowFault(path, f"no destination {name!r}") for path, name in named if name not in found]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline import json_values
 from flowline.store.database import Store, one_of, utcnow
+from flowline.store.event_exports import export_events
 from flowline.store.tables import events
 
 
@@ -32,7 +33,22 @@ async def insert_events(
         return set()
     now = utcnow()
     if store.dialect == "postgresql":
-        return await _insert_from_json(conn, workspace_id, batch, routed, now)
+        stored = await _insert_from_json(conn, workspace_id, batch, routed, now)
+    else:
+        stored = await _insert_rows(store, conn, workspace_id, batch, routed, now)
+    # In the same transaction: an event and its export records commit together.
+    await export_events(conn, workspace_id, [e for e in batch if e["id"] in stored])
+    return stored
+
+
+async def _insert_rows(
+    store: Store,
+    conn: AsyncConnection,
+    workspace_id: str,
+    batch: Sequence[dict[str, Any]],
+    routed: Collection[str],
+    now: datetime,
+) -> set[str]:
     rows = [
         {
             "workspace_id": workspace_id,
@@ -129,6 +145,7 @@ async def insert_system_event(
         "routed_at": None,
     }
     result = await conn.execute(insert(events).values(row).on_conflict_do_nothing())
+    await export_events(conn, workspace_id, [row])
     return bool(result.rowcount)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.store import export_records
 from flowline.store.tables import deliveries, journey_steps, journeys
 
 StepKey = tuple[int, str]  # (version, step id)
@@ -56,6 +57,8 @@ class FlowCounts:
     sends: dict[StepKey, SendCounts] = field(default_factory=dict)
     # (version, split step id) -> branch -> people who took it, and how many of them converted
     splits: dict[StepKey, dict[str, BranchPeople]] = field(default_factory=dict)
+    # (version, export step id) -> the outbox's records by status
+    exports: dict[StepKey, dict[str, int]] = field(default_factory=dict)
 
 
 async def flow_counts(conn: AsyncConnection, workspace_id: str, flow_id: str) -> FlowCounts:
@@ -158,4 +161,5 @@ async def flow_counts(conn: AsyncConnection, workspace_id: str, flow_id: str) ->
         counts.splits.setdefault((r.version, r.step_id), {})[r.branch] = BranchPeople(
             int(r.people), int(r.conversions)
         )
+    counts.exports = await export_records.step_counts(conn, workspace_id, flow_id)
     return counts

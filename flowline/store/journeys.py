@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.journey import JourneyEnd
 from flowline.store import events as events_store
 from flowline.store.database import Store, one_of, utcnow
+from flowline.store.event_exports import export_events
 from flowline.store.profiles import profile_exists
 from flowline.store.tables import events, journey_steps, journeys
 
@@ -225,6 +226,8 @@ async def claim_entries(store: Store, conn: AsyncConnection, rows: Sequence[dict
     ]
     if entered:
         await conn.execute(store.insert(events).on_conflict_do_nothing(), entered)
+        for workspace_id in {r["workspace_id"] for r in entered}:
+            await export_events(conn, workspace_id, [r for r in entered if r["workspace_id"] == workspace_id])
     return claimed
 
 

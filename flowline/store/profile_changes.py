@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline.flow.steps.waiting import PROFILE_CHANGED as PROFILE_CHANGED
 from flowline.json_values import nulled
 from flowline.store.database import Store, utcnow
+from flowline.store.event_exports import export_events
 from flowline.store.profiles import changed_attributes, ensure_profiles, merge_attributes
 from flowline.store.tables import events, profile_friends, profiles
 
@@ -109,6 +110,7 @@ async def write_event(
         "routed_at": None,
     }
     await conn.execute(store.insert(events).on_conflict_do_nothing(), row)
+    await export_events(conn, workspace_id, [row])
 
 
 async def _update_profile(conn: AsyncConnection, workspace_id: str, profile_id: str, **values: Any) -> None:

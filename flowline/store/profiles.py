@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -171,3 +171,25 @@ async def profile_exists(conn: AsyncConnection, workspace_id: str, profile_id: s
         .with_for_update(read=True)
     )
     return (await conn.execute(query)).first() is not None
+
+
+async def attributes_of(
+    conn: AsyncConnection, workspace_id: str, profile_ids: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """The attributes of each of these profiles that exists, by id (one query)."""
+    if not profile_ids:
+        return {}
+    query = select(profiles.c.id, profiles.c.attributes).where(
+        profiles.c.workspace_id == workspace_id,
+        one_of(conn.dialect.name, profiles.c.id, sorted(profile_ids)),
+    )
+    return {str(r.id): dict(r.attributes) for r in await conn.execute(query)}
+
+
+async def referrer_of(conn: AsyncConnection, workspace_id: str, profile_id: str) -> str | None:
+    """Who referred the person (None: nobody, or no such person)."""
+    query = select(profiles.c.referrer_id).where(
+        profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id
+    )
+    found = (await conn.execute(query)).scalar_one_or_none()
+    return None if found is None else str(found)

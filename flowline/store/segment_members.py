@@ -31,6 +31,7 @@ from flowline.conditions.rules import Condition
 from flowline.flow.triggers import SEGMENT_ENTERED, SEGMENT_EXITED
 from flowline.store import segments_query
 from flowline.store.database import Store, utcnow
+from flowline.store.event_exports import export_events
 from flowline.store.tables import events, segment_members, segments
 
 log = logging.getLogger(__name__)
@@ -215,4 +216,5 @@ async def _write_event(
         "routed_at": None,
     }
     await conn.execute(store.insert(events).on_conflict_do_nothing(), row)
+    await export_events(conn, workspace_id, [row])
     return row

@@ -382,3 +382,49 @@ destinations = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+export_records = Table(
+    "export_records",
+    metadata,
+    # The outbox of export destinations (flowline/exports/): one row per record to deliver,
+    # written in the transaction of what it reports (an export step's visit, a stored event) and
+    # keyed so that a retried write adds nothing; the batcher claims, delivers and settles it.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("destination_id", String(ID), nullable=False),
+    # journey:step:visit[:part] for a step's records, event:<id>[:part] for an event's.
+    Column("record_key", String(700), nullable=False),
+    # The step that wrote it (null for a record of an event).
+    Column("flow_id", String(ID)),
+    Column("version", Integer),
+    Column("step_id", String(ID)),
+    Column("journey_id", String(ID)),
+    # Whose record it is: the destination's identity is read from this profile when it is sent.
+    Column("profile_id", String(ID), nullable=False),
+    Column("kind", String(16), nullable=False),  # event | profile
+    Column("name", String(500)),  # the event's name (null for a profile record)
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("data", Json, nullable=False),
+    # pending -> sending (claimed until lease_until) -> delivered | rejected | skipped | given_up
+    # | unknown; a failed attempt goes back to pending at next_attempt_at.
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime()),
+    Column("claim", String(40)),
+    Column("code", Integer),  # the destination's code for a rejected record
+    Column("message", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "destination_id", "record_key"),
+    # The batcher's scan: records still to send, per destination, by when they are due.
+    Index(
+        "ix_export_records_open",
+        "workspace_id",
+        "destination_id",
+        "next_attempt_at",
+        sqlite_where=text("status IN ('pending', 'sending')"),
+        postgresql_where=text("status IN ('pending', 'sending')"),
+    ),
+    Index(None, "workspace_id", "flow_id", "version", "step_id", "status"),
+)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
@@ -24,6 +25,7 @@ from flowline.flow.steps import (
     CallApiStep,
     DoNotContactStep,
     ExitStep,
+    ExportStep,
     NotifyInternalStep,
     PauseStep,
     SendStep,
@@ -41,6 +43,7 @@ from flowline.flow.steps import (
 )
 from flowline.journey import (
     AddToFlowRequest,
+    ExportRequest,
     ExpressionsRequest,
     JourneyEnd,
     JourneyInput,
@@ -333,6 +336,24 @@ class JourneyInterpreter:
                     self.run_state.state.variables.update(called.variables)
                     scope.vars = dict(self.run_state.state.variables)
                 return StepResult(branch=called.branch, error=called.error)
+            case ExportStep():
+                export = ExportRequest(
+                    journey=ref,
+                    step=step,
+                    visit=visit,
+                    scope=scope,
+                    now=workflow.now(),
+                    ends_journey=self._ending(flow, step, ref),
+                )
+                # A local activity: the outbox write is the step's only effect, the destination is
+                # not waited for. A failure for good is recorded on the path; the journey goes on.
+                try:
+                    return await workflow.execute_local_activity(
+                        contracts.export_record, export, start_to_close_timeout=timedelta(seconds=30)
+                    )
+                except ActivityError as error:
+                    cause = error.cause if error.cause is not None else error
+                    return StepResult(branch=CONTINUE, error=str(cause))
             case ExitStep():
                 return StepResult(branch="exit")
             case _:

@@ -5,6 +5,7 @@
 - profile: ``update_profile``, ``tag``, ``do_not_contact``, ``start_conversation``,
   ``update_variable``
 - control: ``branch``, ``split``, ``add_to_flow``, ``exit``
+- export: ``export`` (a record to an export destination)
 - waiting: ``pause``, ``wait_for_date``, ``wait_for_event``, ``wait_for_change``
 
 Every model forbids unknown fields, so a typo in a flow is a fault with a path, not a silently
@@ -20,6 +21,7 @@ from typing import Annotated
 from pydantic import Field
 
 from flowline.flow.steps.control import AddToFlowStep, BranchStep, ExitStep, SplitStep
+from flowline.flow.steps.export import ExportStep
 from flowline.flow.steps.http import CallApiStep, WebhookStep
 from flowline.flow.steps.messaging import (
     EmailSendStep,
@@ -57,7 +59,8 @@ Step = Annotated[
     | WaitForChangeStep
     | AddToFlowStep
     | CallApiStep
-    | ExitStep,
+    | ExitStep
+    | ExportStep,
     Field(discriminator="type"),
 ]
 
@@ -68,6 +71,7 @@ __all__ = [
     "DoNotContactStep",
     "EmailSendStep",
     "ExitStep",
+    "ExportStep",
     "InAppSendStep",
     "NotifyInternalStep",
     "PauseStep",
