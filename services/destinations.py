@@ -18,7 +18,7 @@ from flowline.destinations.settings import (
     WebhookDestination,
 )
 from flowline.secrets import kept_secrets, mask
-from flowline.store import destinations, event_exports
+from flowline.store import destinations, event_exports, export_records
 from flowline.store.database import Store
 from flowline.store.destinations import StoredDestination
 from flowline.store.flows import published_flows
@@ -172,3 +172,13 @@ async def check_destination(
             return await check_webhook(settings, seconds=seconds, allow_private=allow_private)
         case CleverTapDestination():
             return await check_clevertap(settings, seconds=seconds, allow_private=allow_private)
+
+
+async def destination_records(
+    store: Store, workspace_id: str, destination_id: str, *, status: str | None, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """The destination's outbox records in the order written, with each one's outcome."""
+    async with store.connect() as conn:
+        return await export_records.list_records(
+            conn, workspace_id, destination_id, status=status, after=after, limit=limit
+        )

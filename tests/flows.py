@@ -135,6 +135,7 @@ STEP_EXAMPLES: dict[str, dict[str, Any]] = {
     "wait_for_change": {"type": "wait_for_change", "attribute": "plan", "timeout": "1d"},
     "add_to_flow": {"type": "add_to_flow", "flow": "other"},
     "call_api": {"type": "call_api", "method": "GET", "url": "http://127.0.0.1:1/x"},
+    "export": {"type": "export", "destination": "crm", "event": "Signed Up", "fields": {"plan": "pro"}},
     "notify_internal": {
         "type": "notify_internal",
         "channel": "email",

@@ -164,6 +164,37 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         _first({"id": "ab", "type": "split", "variants": _AB, "control": {"weight": 1}}),
         200,
     ),
+    # Export steps write the outbox in a local activity; the destination is never waited for.
+    "export_event_then_send": (
+        _first(
+            {
+                "id": "tell_crm",
+                "type": "export",
+                "destination": "crm",
+                "event": "Joined {{ flow.name }}",
+                "fields": {"plan": "{{ profile.plan }}", "twice": {"expression": "2 * 2"}},
+            }
+        ),
+        200,
+    ),
+    "export_profile_then_exit": (
+        lambda _url: {
+            "id": "export_exit",
+            "name": "Export then exit",
+            "trigger": {"type": "event", "event": "go"},
+            "steps": [
+                {
+                    "id": "sync",
+                    "type": "export",
+                    "destination": "crm",
+                    "as": "profile",
+                    "fields": {"Plan": "pro"},
+                },
+                {"id": "bye", "type": "exit"},
+            ],
+        },
+        200,
+    ),
     "update_variable_then_send": (
         _first({"id": "compute", "type": "update_variable", "set": {"n": "size(flow.name) * 2"}}),
         200,

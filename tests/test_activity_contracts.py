@@ -71,6 +71,7 @@ def test_the_names_recorded_in_histories_stay() -> None:
         "evaluate_conditions",
         "evaluate_expressions",
         "events_since",
+        "export_record",
         "notify_internal",
         "profile_attributes",
         "profile_step",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from api.body import CheckedRoute
@@ -16,6 +16,8 @@ from api.deps import Svc, Workspace
 from api.responses import AUTHENTICATED, WITH_BODY, WITH_PARAMETERS, errors
 from flowline.destinations.settings import CleverTapDestination, Destination, WebhookDestination
 from flowline.secrets import MASK
+from flowline.store.export_records import Kind
+from flowline.store.export_records import Status as RecordStatus
 from services import destinations as use_cases
 
 router = APIRouter(
@@ -52,6 +54,36 @@ DestinationShown = Annotated[CleverTapDestinationShown | WebhookDestinationShown
 
 class DestinationList(BaseModel):
     destinations: list[DestinationShown]
+
+
+class ExportRecord(BaseModel):
+    """A record of the outbox and what became of it (docs/destinations/README.md#outcomes)."""
+
+    id: int = Field(description="the record's place in the outbox; page with `after`")
+    record_key: str = Field(
+        description="journey:step:visit of an export step, event:<id> of an exported event"
+    )
+    flow_id: str | None
+    version: int | None
+    step_id: str | None
+    journey_id: str | None
+    profile_id: str
+    kind: Kind
+    name: str | None
+    ts: datetime
+    data: dict[str, Any]
+    status: RecordStatus
+    attempts: int
+    code: int | None = Field(description="the destination's code for a rejected record")
+    message: str | None = Field(
+        description="why it was rejected, skipped or given up, or the last failed attempt"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecordList(BaseModel):
+    records: list[ExportRecord]
 
 
 class CheckAnswer(BaseModel):
@@ -108,6 +140,28 @@ async def get_destination(destination_id: DestinationId, workspace: Workspace, s
 async def delete_destination(destination_id: DestinationId, workspace: Workspace, svc: Svc) -> Response:
     await use_cases.delete_destination(svc.store, workspace, destination_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{destination_id}/records",
+    response_model=RecordList,
+    responses=errors(422),
+    summary="The destination's export records and their outcomes",
+)
+async def list_records(
+    destination_id: DestinationId,
+    workspace: Workspace,
+    svc: Svc,
+    status: Annotated[RecordStatus | None, Query(description="only records of this status")] = None,
+    after: Annotated[int, Query(ge=0, le=2**62, description="records after this id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Oldest first: pending (and being sent) until the batcher settles each as delivered,
+    rejected, skipped, given_up or unknown."""
+    found = await use_cases.destination_records(
+        svc.store, workspace, destination_id, status=status, after=after, limit=limit
+    )
+    return {"records": found}
 
 
 @router.post(

@@ -147,6 +147,7 @@ CONTRACTS: tuple[Callable[..., Coroutine[Any, Any, Any]], ...] = (
     notify_internal,
     deliver_webhook,
     profile_step,
+    export_record,
     add_to_flow,
     call_api,
     reserve_call_slot,
