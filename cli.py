@@ -10,6 +10,7 @@ python cli.py patches      # workflow patches, and the running journeys that kee
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
@@ -28,6 +29,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
+from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
 from flowline.store import workspaces
@@ -205,6 +207,29 @@ def migrate() -> None:
     """Bring the database (FLOWLINE_DATABASE_URL) to the newest schema."""
     upgrade(get_settings().database_url)
     console.print("database is up to date")
+
+
+@app.command("export-batcher")
+def export_batcher() -> None:
+    """Deliver the export outbox (and nothing else) until SIGTERM or Ctrl-C: a process of its own
+    for destinations, beside workers started with FLOWLINE_EXPORT_BATCHER=false."""
+
+    async def serve() -> None:
+        settings = get_settings()
+        store = Store(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print("export batcher delivering the outbox")
+        try:
+            await deliver_until(stop, store, settings)
+        finally:
+            await store.dispose()
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s export-batcher %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(serve())
 
 
 @app.command("repair-json")

@@ -29,7 +29,7 @@ from activities import (
     SendActivities,
 )
 from flowline.channels.outbound import outbound_client
-from flowline.exports.batcher import Batcher, BatcherSettings
+from flowline.exports.batcher import deliver_until
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from launch.client import connect
@@ -98,23 +98,17 @@ async def running_worker(
 
 @contextlib.asynccontextmanager
 async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> AsyncIterator[None]:
-    """The export batcher, delivering the outbox until ``stop`` is set (when settings ask for it)."""
+    """The export batcher, delivering the outbox until ``stop`` is set (unless settings say
+    another process does: FLOWLINE_EXPORT_BATCHER=false, `cli.py export-batcher`)."""
     if not settings.export_batcher:
         yield
         return
-    batcher_settings = BatcherSettings(
-        flush_seconds=settings.export_flush_seconds,
-        concurrency=settings.export_concurrency,
-        request_seconds=settings.webhook_timeout_seconds,
-    )
-    async with outbound_client(
-        timeout=settings.webhook_timeout_seconds, allow_private=settings.allow_private_outbound
-    ) as http:
-        task = asyncio.create_task(Batcher(store, http, batcher_settings).run(stop))
-        try:
-            yield
-        finally:
-            await task
+    task = asyncio.create_task(deliver_until(stop, store, settings))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 async def serve(settings: Settings) -> None:

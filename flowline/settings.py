@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     export_batcher: bool = True
     export_flush_seconds: float = 2.0
     export_concurrency: int = 4
+    # How long a delivery holds its records: a process that dies mid-batch delays them this long.
+    export_lease_seconds: float = 120.0
     # Where people reach this API: the base of the links in messages (open pixel, click
     # redirects, unsubscribe).
     public_url: str = "http://127.0.0.1:8000"

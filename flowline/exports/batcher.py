@@ -24,8 +24,10 @@ from datetime import timedelta
 
 import httpx
 
+from flowline.channels.outbound import outbound_client
 from flowline.destinations.clevertap import RetryPolicy, Sleep
 from flowline.exports.delivery import Batch, RetryLater, batch_size, deliver
+from flowline.settings import Settings
 from flowline.store import destinations, export_records, profiles
 from flowline.store.database import Store, utcnow
 from flowline.store.export_records import Claim, DueDestination, Outcome
@@ -225,3 +227,17 @@ class Batcher:
         log.warning(
             "export batch of %d records not delivered (%s): %d retried", len(claim.records), why, len(again)
         )
+
+
+async def deliver_until(stop: asyncio.Event, store: Store, settings: Settings) -> None:
+    """The batcher with the process's settings, through the outbound guard, until ``stop``."""
+    batcher_settings = BatcherSettings(
+        flush_seconds=settings.export_flush_seconds,
+        concurrency=settings.export_concurrency,
+        lease_seconds=settings.export_lease_seconds,
+        request_seconds=settings.webhook_timeout_seconds,
+    )
+    async with outbound_client(
+        timeout=settings.webhook_timeout_seconds, allow_private=settings.allow_private_outbound
+    ) as http:
+        await Batcher(store, http, batcher_settings).run(stop)
