@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/journeys.py --database postgres
 
 # POST /v1/events -> webhook received, on the `make run` stack, at 20 and 100 events/s (SQLite).
+# An export step's cost to a journey (against update_variable, alternating rounds) and the
+# batcher's records/s into the fake CleverTap, on SQLite and PostgreSQL.
+bench-exports: $(STAMP)
+	$(BIN)/python bench/exports.py --database sqlite
+	$(BIN)/python bench/exports.py --database postgres
+
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite
 
