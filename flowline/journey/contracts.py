@@ -24,6 +24,8 @@ from flowline.journey.requests import (
     CallSlotRequest,
     ConditionsRequest,
     ConditionsResult,
+    CustomElementRequest,
+    CustomElementResult,
     EventsFound,
     EventsRequest,
     ExpressionsRequest,
@@ -80,6 +82,12 @@ async def add_to_flow(request: AddToFlowRequest) -> StepResult:
 
 @activity.defn(name="call_api")
 async def call_api(request: CallApiRequest) -> CallApiResult:
+    raise NotImplementedError
+
+
+@activity.defn(name="run_custom_element")
+async def run_custom_element(request: CustomElementRequest) -> CustomElementResult:
+    """A custom step: its element's request (declarative) or function (code), and the outcome."""
     raise NotImplementedError
 
 
@@ -141,6 +149,7 @@ CONTRACTS: tuple[Callable[..., Coroutine[Any, Any, Any]], ...] = (
     profile_step,
     add_to_flow,
     call_api,
+    run_custom_element,
     reserve_call_slot,
     profile_time_zone,
     profile_attributes,

@@ -6,6 +6,7 @@
   ``update_variable``
 - control: ``branch``, ``split``, ``add_to_flow``, ``exit``
 - waiting: ``pause``, ``wait_for_date``, ``wait_for_event``, ``wait_for_change``
+- custom: ``custom`` (a custom element: flowline/elements/)
 
 Every model forbids unknown fields, so a typo in a flow is a fault with a path, not a silently
 ignored setting. Adding a step type means adding it to ``Step``; the interpreter's dispatch
@@ -20,6 +21,7 @@ from typing import Annotated
 from pydantic import Field
 
 from flowline.flow.steps.control import AddToFlowStep, BranchStep, ExitStep, SplitStep
+from flowline.flow.steps.custom import CustomStep
 from flowline.flow.steps.http import CallApiStep, WebhookStep
 from flowline.flow.steps.messaging import (
     EmailSendStep,
@@ -57,7 +59,8 @@ Step = Annotated[
     | WaitForChangeStep
     | AddToFlowStep
     | CallApiStep
-    | ExitStep,
+    | ExitStep
+    | CustomStep,
     Field(discriminator="type"),
 ]
 
@@ -65,6 +68,7 @@ __all__ = [
     "AddToFlowStep",
     "BranchStep",
     "CallApiStep",
+    "CustomStep",
     "DoNotContactStep",
     "EmailSendStep",
     "ExitStep",
