@@ -28,7 +28,7 @@ def declarative_faults(
     faults = [
         (
             member_path(path, name),
-            f"unknown param (the element's inputs: {', '.join(element.inputs) or 'none'})",
+            f"unknown param (the element's inputs: {', '.join(sorted(element.inputs)) or 'none'})",
         )
         for name in params
         if name not in element.inputs
