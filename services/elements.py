@@ -4,6 +4,8 @@ check of a flow's custom steps against the catalogue (docs/elements.md)."""
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +19,8 @@ from flowline.flow.base import STRICT_TEMPLATES
 from flowline.flow.document import FlowDocument
 from flowline.flow.steps import CustomStep
 from flowline.flow.validation import FlowFault, FlowInvalid
+from flowline.json_values import member_path
+from flowline.secrets import kept_secrets, mask
 from flowline.store import elements
 from flowline.store.database import Store
 from flowline.store.elements import StoredElement
@@ -26,10 +30,20 @@ from services.errors import Invalid, NotFound, Refused
 
 # The statuses whose flows still run journeys that may reach a custom step.
 _IN_USE = ("running", "draining")
+# Request headers whose values the API shows as the mask (a PUT sending the mask keeps the
+# stored value): the names credentials travel under.
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|signature|cookie|session", re.IGNORECASE)
+
+
+def _secret_headers(headers: dict[str, Any]) -> list[str]:
+    return [name for name in headers if _SECRET_HEADER.search(name)]
 
 
 def shown_declarative(stored: StoredElement) -> dict[str, Any]:
+    """The element as the API shows it; the values of credential headers as the mask."""
     definition = stored.definition
+    shown = definition.model_dump(mode="json", by_alias=True)
+    mask(shown["request"]["headers"], _secret_headers(shown["request"]["headers"]))
     return {
         "id": stored.element_id,
         "kind": "declarative",
@@ -39,7 +53,7 @@ def shown_declarative(stored: StoredElement) -> dict[str, Any]:
         "version": stored.version,
         "created_at": stored.first_created_at.isoformat(),
         "updated_at": stored.created_at.isoformat(),
-        "definition": definition.model_dump(mode="json", by_alias=True),
+        "definition": shown,
     }
 
 
@@ -62,6 +76,18 @@ async def put_element(
     if element_id in code_elements():
         raise Refused(f"{element_id!r} is a code element's id (installed with a Python package)")
     raw = body.model_dump(mode="json", by_alias=True)
+    async with store.connect() as conn:
+        stored = await elements.get_element(conn, workspace_id, element_id)
+    headers = raw["request"]["headers"]
+    before = SimpleNamespace(**stored.definition.request.headers) if stored is not None else None
+    kept, faults = kept_secrets(headers, before, _secret_headers(headers), "$.request.headers")
+    if faults:
+        # Header names are no plain keys: their paths quoted where they need it.
+        faults = [
+            (member_path("$.request.headers", p.removeprefix("$.request.headers.")), w) for p, w in faults
+        ]
+        raise Invalid("the element is invalid; nothing was changed", faults)
+    headers.update(kept)
     try:
         # Again with the rules of documents being saved (the route's parse has no context).
         definition = DeclarativeElement.model_validate(raw, context={STRICT_TEMPLATES: True})

@@ -8,6 +8,10 @@ from typing import Any
 
 import httpx
 
+from flowline.secrets import MASK
+from flowline.store import elements
+from flowline.store.database import Store
+from tests.conftest import Tenant
 from tests.test_custom_elements import custom_flow, register_element
 
 
@@ -133,3 +137,24 @@ async def test_publish_checks_elements_and_delete_is_refused_while_used(api: htt
     # The draft names an element that no longer exists: publishing it again is refused.
     faults = _faults(await api.post("/v1/flows/customs/publish"))
     assert faults == {"$.steps[0].element": "no element 'register'"}
+
+
+async def test_credential_headers_are_masked_and_kept(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    element = register_element("https://webinars.example.com/register")
+    assert (await api.put("/v1/elements/register", json=element)).status_code == 200
+    shown = (await api.get("/v1/elements/register")).json()["definition"]
+    assert shown["request"]["headers"] == {"Authorization": MASK, "X-Person": "{{ profile.id }}"}
+    # The definition read back, with a change: the mask keeps the stored secret.
+    assert (await api.put("/v1/elements/register", json=shown | {"timeout": "3s"})).json()["version"] == 2
+    async with store.connect() as conn:
+        stored = await elements.get_element(conn, tenant.id, "register")
+    assert (
+        stored is not None and stored.definition.request.headers["Authorization"] == "Bearer element-secret"
+    )
+    # Nothing stored to keep.
+    fresh = register_element("https://x.example.com")
+    fresh["request"]["headers"] = {"X-Api-Key": MASK}
+    faults = _faults(await api.put("/v1/elements/fresh", json=fresh))
+    assert faults == {'$.request.headers["X-Api-Key"]': "'***' keeps a stored secret; none is stored"}
