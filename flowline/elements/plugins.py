@@ -121,6 +121,10 @@ def _fits(element: object, name: str) -> bool:
     ):
         log.warning("code element %s has an id, outcome or save name Flowline cannot use: ignored", name)
         return False
+    if not timedelta(seconds=1) <= element.timeout <= timedelta(seconds=60):
+        # The step's activity allows 90 s: an element's own timeout stays within call_api's range.
+        log.warning("code element %s has a timeout outside 1s to 60s: ignored", name)
+        return False
     return True
 
 
