@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.document_paths import error_path
@@ -76,8 +77,18 @@ async def put_element(
     if element_id in code_elements():
         raise Refused(f"{element_id!r} is a code element's id (installed with a Python package)")
     raw = body.model_dump(mode="json", by_alias=True)
-    async with store.connect() as conn:
-        stored = await elements.get_element(conn, workspace_id, element_id)
+    try:
+        async with store.begin() as conn:
+            stored = await elements.get_element(conn, workspace_id, element_id)
+            return await elements.put_element(conn, workspace_id, element_id, _definition(raw, stored))
+    except IntegrityError:
+        # Another PUT of the same element took the version number first.
+        raise Refused(f"element {element_id!r} changed meanwhile; send again") from None
+
+
+def _definition(raw: dict[str, Any], stored: StoredElement | None) -> DeclarativeElement:
+    """``raw`` with the stored values of masked credential headers, validated with the rules of
+    documents being saved (the route's parse has no context); Invalid with the faults' paths."""
     headers = raw["request"]["headers"]
     before = SimpleNamespace(**stored.definition.request.headers) if stored is not None else None
     kept, faults = kept_secrets(headers, before, _secret_headers(headers), "$.request.headers")
@@ -89,15 +100,12 @@ async def put_element(
         raise Invalid("the element is invalid; nothing was changed", faults)
     headers.update(kept)
     try:
-        # Again with the rules of documents being saved (the route's parse has no context).
-        definition = DeclarativeElement.model_validate(raw, context={STRICT_TEMPLATES: True})
+        return DeclarativeElement.model_validate(raw, context={STRICT_TEMPLATES: True})
     except ValidationError as error:
         faults = [
             (error_path(raw, item), item["msg"].removeprefix("Value error, ")) for item in error.errors()
         ]
         raise Invalid("the element is invalid; nothing was changed", faults) from None
-    async with store.begin() as conn:
-        return await elements.put_element(conn, workspace_id, element_id, definition)
 
 
 async def get_element(

@@ -61,7 +61,10 @@ async def put_element(
     svc: Svc,
 ) -> Any:
     """Journeys in flight keep the version in force when they entered their flow; a PUT of the
-    definition the newest version has adds none. 409 for the id of a code element."""
+    definition the newest version has adds none. Header values whose names carry credentials
+    (``Authorization``, ``*key*``, ``*token*``, ...) are shown as "***"; sending "***" back keeps
+    the stored value. 409 for the id of a code element, or when another PUT of the element took
+    the version first."""
     return use_cases.shown_declarative(await use_cases.put_element(svc.store, workspace, element_id, body))
 
 
