@@ -10,6 +10,10 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	# The example custom element (an entry point of flowline.elements) the tests use; built in
+	# place with the locked setuptools and wheel, so nothing is fetched for the build.
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
+		-e examples/flowline_element_example
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

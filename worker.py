@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities import (
     CallApiActivities,
     ConditionActivities,
+    CustomElementActivities,
     EntryActivities,
     ExportActivities,
     FlowActivities,
@@ -58,6 +59,7 @@ def activity_implementations(
         *JourneyActivities(store, http).all(),
         *FlowActivities(store, launcher).all(),
         *CallApiActivities(store, http).all(),
+        *CustomElementActivities(store, http).all(),
         *SendActivities(store, http, public_url).all(),
         *ConditionActivities(store).all(),
         *ProfileStepActivities(store, launcher).all(),

@@ -3,6 +3,7 @@
 from activities.add_to_flow import FlowActivities
 from activities.call_api import CallApiActivities
 from activities.conditions import ConditionActivities
+from activities.custom_elements import CustomElementActivities
 from activities.entries import EntryActivities
 from activities.exports import ExportActivities
 from activities.journeys import JourneyActivities
@@ -13,6 +14,7 @@ from activities.sends import SendActivities
 __all__ = [
     "CallApiActivities",
     "ConditionActivities",
+    "CustomElementActivities",
     "EntryActivities",
     "ExportActivities",
     "FlowActivities",

@@ -20,6 +20,7 @@ from flowline.store.lifecycle import Action, flow_states, refusal
 from launch.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
 from launch.routing import JourneyLauncher
 from launch.signals import signal_journeys
+from services.elements import element_faults
 from services.errors import NotFound, Refused, TemporalUnavailable
 from workflows.journey import JourneyWorkflow
 
@@ -51,6 +52,7 @@ async def publish_flow(
         document = parse_flow(row["draft"], max_steps=max_steps)
         missing = await segments.segment_faults(conn, workspace_id, document)
         missing += await destinations.destination_faults(conn, workspace_id, document)
+        missing += await element_faults(conn, workspace_id, document)
         if missing:
             raise FlowInvalid(missing)
         scheduled_before = await _scheduled(conn, workspace_id, flow_id)

@@ -144,6 +144,12 @@ STEP_EXAMPLES: dict[str, dict[str, Any]] = {
         "body": "{{ profile.email }}",
     },
     "exit": {"type": "exit"},
+    # The example plugin's code element (examples/flowline_element_example/, installed by make).
+    "custom": {
+        "type": "custom",
+        "element": "example.score",
+        "params": {"service": "http://127.0.0.1:1", "email": "{{ profile.email }}"},
+    },
 }
 
 

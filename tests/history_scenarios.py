@@ -124,6 +124,36 @@ REPLIES: dict[str, dict[str, Reply]] = {
     "call_api_client_error_then_send": {"/orders": Reply(422, {"error": "invalid"})},
     # Raw text: json.dumps would not write 1e400 (Python's json.loads reads it as inf).
     "call_api_not_finite_save_then_send": {"/score": Reply(200, b'{"total": 1e400, "id": "A-1"}')},
+    "custom_element_outcome_saves_then_send": {"/register": Reply(409, {"id": "R-1", "code": "taken"})},
+}
+
+
+def _register(url: str) -> dict[str, Any]:
+    """A declarative element (the recording workspace has it) whose outcome is read from the answer."""
+    return {
+        "inputs": {"email": {"type": "string", "required": True}, "seats": {"type": "integer", "default": 1}},
+        "request": {
+            "method": "POST",
+            "url": f"{url}/register",
+            "headers": {"Authorization": "Bearer not-in-the-history"},
+            "body": {"json": {"email": "{{ params.email }}", "seats": "{{ params.seats }}"}},
+        },
+        "save": {"registration": "$.id"},
+        "outcomes": [
+            {"name": "registered", "status": "2xx"},
+            {"name": "already", "when": "response.status == 409 && response.body.code == 'taken'"},
+        ],
+    }
+
+
+# The declarative elements put into the recording workspace before any scenario runs.
+ELEMENTS: dict[str, Callable[[str], dict[str, Any]]] = {"register": _register}
+_CUSTOM = {
+    "id": "custom",
+    "type": "custom",
+    "element": "register",
+    "params": {"email": "{{ profile.id }}@example.com"},
+    "next": {"registered": "hi", "already": "hi", "fallback": "hi", "error": "hi"},
 }
 
 
@@ -297,6 +327,7 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
         200,
     ),
     "call_api_not_finite_save_then_send": (_call("/score", save={"total": "$.total", "id": "$.id"}), 200),
+    "custom_element_outcome_saves_then_send": (_first(_CUSTOM), 200),
 }
 
 

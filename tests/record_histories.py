@@ -25,16 +25,17 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from flowline.elements.definition import DeclarativeElement
 from flowline.flow.validation import parse_flow
 from flowline.segment_clock import ClockTick
-from flowline.store import flows, profiles, segments, workspaces
+from flowline.store import elements, flows, profiles, segments, workspaces
 from flowline.store.database import Store
 from flowline.store.flows import PublishedFlow
 from launch.payload_codec import data_converter
 from launch.routing import JourneyLauncher
 from tests.databases import sqlite_database
 from tests.flows import target_flow
-from tests.history_scenarios import LIMITS, REPLIES, SCENARIOS, SIGNALS
+from tests.history_scenarios import ELEMENTS, LIMITS, REPLIES, SCENARIOS, SIGNALS
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, http_sink, start_time_skipping
 from worker import running_worker
@@ -115,6 +116,9 @@ async def main(names: list[str]) -> None:
                 target = parse_flow(target_flow())
                 await flows.save_draft(store, conn, "recording", target)
                 await flows.publish(conn, "recording", target.id, target)
+                for element_id, definition in ELEMENTS.items():
+                    element = DeclarativeElement.model_validate(definition(sink.url))
+                    await elements.put_element(conn, "recording", element_id, element)
             launcher = JourneyLauncher(store, env.client, QUEUE)
 
             async def finish(journey_id: str) -> None:

@@ -80,6 +80,7 @@ def test_the_names_recorded_in_histories_stay() -> None:
         "record_journey_move",
         "record_journey_steps",
         "reserve_call_slot",
+        "run_custom_element",
         "run_entries",
         "segments.reevaluate_all",
         "send_in_app",

@@ -14,7 +14,7 @@ from flowline.conditions.events import EventCount, WaitCount
 from flowline.conditions.operators import OPS_BY_TYPE, AttributeOp, FilterOp
 from flowline.flow import steps
 from flowline.flow.base import StepBase
-from flowline.flow.steps import Step, control, http, messaging, profile, waiting
+from flowline.flow.steps import Step, control, custom, export, http, messaging, profile, waiting
 from flowline.templates import map_strings, render_value, strings_in
 
 
@@ -35,7 +35,7 @@ def test_every_step_model_is_in_the_union_and_exported() -> None:
     in_union = {model for member in get_args(get_args(Step)[0]) for model in _models(member)}
     defined = {
         model
-        for module in (control, http, messaging, profile, waiting)
+        for module in (control, custom, export, http, messaging, profile, waiting)
         for _, model in inspect.getmembers(module, inspect.isclass)
         if issubclass(model, StepBase)
         and model.__module__ == module.__name__

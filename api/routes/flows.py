@@ -18,6 +18,7 @@ from flowline.json_values import value_faults
 from flowline.settings import Settings
 from flowline.store import flows
 from flowline.store.lifecycle import FlowState, flow_states
+from services import elements as element_use_cases
 from services import journeys as journey_use_cases
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
@@ -81,6 +82,7 @@ def _flow_out(row: dict[str, Any], state: FlowState | None = None) -> dict[str, 
 )
 async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings)
+    await element_use_cases.check_flow(svc.store, workspace, flow)
     async with svc.store.begin() as conn:
         row = await flows.save_draft(svc.store, conn, workspace, flow)
     return _flow_out(row)
@@ -95,6 +97,7 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
 )
 async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings)
+    await element_use_cases.check_flow(svc.store, workspace, flow)
     return {"valid": True, "flow": flow.dump()}
 
 

@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 import httpx
 from liquid.exceptions import LiquidError
@@ -16,7 +18,7 @@ from liquid.exceptions import LiquidError
 from flowline import jsonpath
 from flowline.channels.outbound import OutboundRefused
 from flowline.channels.webhook import IDEMPOTENCY_HEADER
-from flowline.flow.steps.http import CallApiStep
+from flowline.flow.steps.http import CallApiBody, CallApiStep
 from flowline.journey import CallApiResult
 from flowline.json_values import non_finite_error
 from flowline.templates import map_strings, render
@@ -78,10 +80,28 @@ def _form_text(value: Any, context: dict[str, Any]) -> str:
     return json.dumps(value)  # true / false / numbers as JSON writes them
 
 
+class RequestTemplate(Protocol):
+    """What a request is made from: a call_api step, or a declarative element's request."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def body(self) -> CallApiBody | None: ...
+    @property
+    def wait_for_response(self) -> bool: ...
+    @property
+    def timeout(self) -> timedelta: ...
+
+
 def build_request(
-    client: httpx.AsyncClient, step: CallApiStep, context: dict[str, Any], key: str
+    client: httpx.AsyncClient, step: RequestTemplate, context: dict[str, Any], key: str
 ) -> httpx.Request:
-    """The request ``step`` makes with ``context`` (profile, event, vars, flow, journey)."""
+    """The request ``step`` makes with ``context`` (profile, event, vars, flow, journey; an
+    element's also ``params``)."""
     try:
         url = render(step.url, context).strip()
         headers = {name: render(value, context) for name, value in step.headers.items()}
@@ -169,6 +189,11 @@ async def send_only(
     if sent.is_set():
         return
     await call  # it ended before the request was out: raises CallFailed
+
+
+def snippet(body: bytes) -> str:
+    """The start of a body for an error message."""
+    return _snippet(body)
 
 
 def classify(status: int) -> str:

@@ -10,6 +10,7 @@ from flowline.flow.steps import (
     AddToFlowStep,
     BranchStep,
     CallApiStep,
+    CustomStep,
     DoNotContactStep,
     ExitStep,
     ExportStep,
@@ -41,6 +42,9 @@ ELSE = "else"
 # The branches of add_to_flow; with ``then: exit``, ADDED ends the journey.
 ADDED = "added"
 FAILED = "failed"
+# A custom step's outcomes its ``next`` does not name (they go on to the step listed next): the
+# element's outcomes are in the catalogue, not the document, so the graph stands for them by this.
+OTHER_OUTCOMES = "*"
 
 
 def branch_targets(step: Step) -> dict[str, str | None]:
@@ -92,6 +96,10 @@ def branch_targets(step: Step) -> dict[str, str | None]:
             return {**{b.name: b.next for b in step.branches}, ELSE: step.else_}
         case ExitStep():
             return {}
+        case CustomStep():
+            if isinstance(outcomes := step.next, dict):
+                return {**outcomes, OTHER_OUTCOMES: None}
+            return {CONTINUE: outcomes}
         case _:
             assert_never(step)
 
@@ -127,6 +135,8 @@ def next_step(flow: FlowDocument, step: Step, branch: str) -> str | None:
         return None
     if isinstance(step, AddToFlowStep) and branch == ADDED and step.then == "exit":
         return None
+    if isinstance(step, CustomStep) and not isinstance(step.next, dict):
+        branch = CONTINUE  # one step for every outcome
     if isinstance(step, WebhookStep | NotifyInternalStep):
         # One way out, whatever the activity answered: a webhook "sent", notify_internal "sent",
         # "skipped" or "failed"; both "next" when they failed for good.

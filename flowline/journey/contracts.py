@@ -24,6 +24,8 @@ from flowline.journey.requests import (
     CallSlotRequest,
     ConditionsRequest,
     ConditionsResult,
+    CustomElementRequest,
+    CustomElementResult,
     EventsFound,
     EventsRequest,
     ExportRequest,
@@ -91,6 +93,12 @@ async def call_api(request: CallApiRequest) -> CallApiResult:
     raise NotImplementedError
 
 
+@activity.defn(name="run_custom_element")
+async def run_custom_element(request: CustomElementRequest) -> CustomElementResult:
+    """A custom step: its element's request (declarative) or function (code), and the outcome."""
+    raise NotImplementedError
+
+
 # ---------------------------------------------------------------- reads and bookkeeping (local)
 
 
@@ -150,6 +158,7 @@ CONTRACTS: tuple[Callable[..., Coroutine[Any, Any, Any]], ...] = (
     export_record,
     add_to_flow,
     call_api,
+    run_custom_element,
     reserve_call_slot,
     profile_time_zone,
     profile_attributes,

@@ -15,6 +15,7 @@ from flowline.conditions.rules import Condition
 from flowline.flow.flow_settings import FrequencyCap
 from flowline.flow.steps import (
     CallApiStep,
+    CustomStep,
     DoNotContactStep,
     ExportStep,
     NotifyInternalStep,
@@ -163,6 +164,24 @@ class CallApiRequest(StepVisit):
     # The retry policy's maximum attempts: the last attempt reports a 5xx or a failure as its
     # branch instead of raising for another retry.
     attempts: int
+
+
+class CustomElementRequest(StepVisit):
+    """A custom step's visit. The element's definition is not in it: the activity reads it from
+    the store (headers with credentials never enter the history)."""
+
+    step: CustomStep
+    # As CallApiRequest's: the last attempt reports a 5xx or no answer as the ``error`` outcome.
+    attempts: int
+
+
+class CustomElementResult(StrictModel):
+    outcome: str
+    status_code: int | None = None
+    error: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    # The version of a declarative element that ran (None: a code element, or none found).
+    element_version: int | None = None
 
 
 class StepResult(StrictModel):

@@ -428,3 +428,15 @@ export_records = Table(
     ),
     Index(None, "workspace_id", "flow_id", "version", "step_id", "status"),
 )
+
+element_versions = Table(
+    "element_versions",
+    metadata,
+    # A declarative custom element (flowline/elements/definition.py), one immutable row per
+    # version: editing adds a row, journeys in flight keep reading the version they started with.
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("element_id", String(ID), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("definition", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -1,4 +1,5 @@
-"""The call_api step inside a journey: wait for the step's window and a slot of its rate, then call.
+"""The steps that call other systems inside a journey (call_api, custom): wait for the step's
+window and a slot of its rate, then run the step's activity.
 
 Workflow code, deterministic like the interpreter that runs it (tests/test_workflow_determinism.py
 walks this package too): time from ``workflow.now()``, waits through the interpreter's durable
@@ -16,13 +17,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from flowline.clock import zone
-from flowline.flow.steps import CallApiStep
+from flowline.flow.steps import CallApiStep, CustomStep
 from flowline.flow.timing import window_opens
-from flowline.flow.windows import CallRate
+from flowline.flow.windows import CallRate, CallWindow
 from flowline.journey import (
     CallApiRequest,
     CallApiResult,
     CallSlotRequest,
+    CustomElementRequest,
+    CustomElementResult,
     JourneyRef,
     TemplateScope,
     contracts,
@@ -48,19 +51,19 @@ async def reserve_slot(ref: JourneyRef, key: str, rate: CallRate) -> datetime:
     return slot.at
 
 
-async def call_api(
-    step: CallApiStep,
+async def when_open(
     ref: JourneyRef,
-    scope: TemplateScope,
-    visit: int,
+    key: str,
+    window: CallWindow | None,
+    rate: CallRate | None,
     sleep_until: SleepUntil,
     resume_until: datetime | None = None,
-) -> CallApiResult:
-    """Make the step's call once its window is open and its rate has room. ``resume_until``: the
-    end of the wait a previous run handed over (window or rate; both are checked again after)."""
+) -> None:
+    """Return once ``window`` is open and ``rate`` (counted under ``key``, the step's id) has a
+    slot. ``resume_until``: the end of the wait a previous run handed over (window or rate; both
+    are checked again after)."""
     if resume_until is not None:
         await sleep_until(resume_until, f"call: waiting until {resume_until.isoformat()}")
-    window, rate = step.window, step.rate
     tz: ZoneInfo | None = None
     if window is not None:
         # As everywhere (docs/sending.md): the step's zone when given, else the person's (their
@@ -75,11 +78,23 @@ async def call_api(
             await sleep_until(opens, f"call window opens {opens.isoformat()}")
         if rate is None:
             break
-        slot = await reserve_slot(ref, step.id, rate)
+        slot = await reserve_slot(ref, key, rate)
         await sleep_until(slot, f"call rate: a slot at {slot.isoformat()}")
         # A window that closed meanwhile: wait for it to open again, and for a new slot.
         if window is None or tz is None or window_opens(window, workflow.now(), tz) == workflow.now():
             break
+
+
+async def call_api(
+    step: CallApiStep,
+    ref: JourneyRef,
+    scope: TemplateScope,
+    visit: int,
+    sleep_until: SleepUntil,
+    resume_until: datetime | None = None,
+) -> CallApiResult:
+    """Make the step's call once its window is open and its rate has room."""
+    await when_open(ref, step.id, step.window, step.rate, sleep_until, resume_until)
     request = CallApiRequest(
         journey=ref, step=step, visit=visit, attempts=CALL_RETRY.maximum_attempts, scope=scope
     )
@@ -95,3 +110,29 @@ async def call_api(
         cause = error.cause if error.cause is not None else error
         return CallApiResult(branch="error", error=str(cause), variables=dict.fromkeys(step.saved_variables))
     return result
+
+
+async def run_custom_element(
+    step: CustomStep,
+    ref: JourneyRef,
+    scope: TemplateScope,
+    visit: int,
+    sleep_until: SleepUntil,
+    resume_until: datetime | None = None,
+) -> CustomElementResult:
+    """Run the step's element once its window is open and its rate has room, with call_api's
+    retries. The activity's own deadline covers the longest element timeout (60 s)."""
+    await when_open(ref, step.id, step.window, step.rate, sleep_until, resume_until)
+    request = CustomElementRequest(
+        journey=ref, step=step, visit=visit, attempts=CALL_RETRY.maximum_attempts, scope=scope
+    )
+    try:
+        return await workflow.execute_activity(
+            contracts.run_custom_element,
+            request,
+            start_to_close_timeout=timedelta(seconds=90),
+            retry_policy=CALL_RETRY,
+        )
+    except ActivityError as error:
+        cause = error.cause if error.cause is not None else error
+        return CustomElementResult(outcome="error", error=str(cause))

@@ -23,6 +23,7 @@ from flowline.flow.steps import (
     AddToFlowStep,
     BranchStep,
     CallApiStep,
+    CustomStep,
     DoNotContactStep,
     ExitStep,
     ExportStep,
@@ -62,7 +63,7 @@ from flowline.journey import (
     contracts,
 )
 from workflows.interpreter import moves, signals, waits
-from workflows.interpreter.calls import SleepUntil, call_api
+from workflows.interpreter.calls import SleepUntil, call_api, run_custom_element
 from workflows.interpreter.handover import ContinueAsNew
 from workflows.interpreter.path_records import unwritten, write_path
 from workflows.interpreter.run_state import RunState
@@ -356,6 +357,15 @@ class JourneyInterpreter:
                     return StepResult(branch=CONTINUE, error=str(cause))
             case ExitStep():
                 return StepResult(branch="exit")
+            case CustomStep():
+                resume = waits.take_resume(self.run_state, step)
+                ran = await run_custom_element(
+                    step, ref, scope, visit, self._sleeper(step), resume.until if resume else None
+                )
+                if ran.variables:
+                    self.run_state.state.variables.update(ran.variables)
+                    scope.vars = dict(self.run_state.state.variables)
+                return StepResult(branch=ran.outcome, error=ran.error)
             case _:
                 assert_never(step)
 

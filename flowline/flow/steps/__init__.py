@@ -7,6 +7,7 @@
 - control: ``branch``, ``split``, ``add_to_flow``, ``exit``
 - export: ``export`` (a record to an export destination)
 - waiting: ``pause``, ``wait_for_date``, ``wait_for_event``, ``wait_for_change``
+- custom: ``custom`` (a custom element: flowline/elements/)
 
 Every model forbids unknown fields, so a typo in a flow is a fault with a path, not a silently
 ignored setting. Adding a step type means adding it to ``Step``; the interpreter's dispatch
@@ -21,6 +22,7 @@ from typing import Annotated
 from pydantic import Field
 
 from flowline.flow.steps.control import AddToFlowStep, BranchStep, ExitStep, SplitStep
+from flowline.flow.steps.custom import CustomStep
 from flowline.flow.steps.export import ExportStep
 from flowline.flow.steps.http import CallApiStep, WebhookStep
 from flowline.flow.steps.messaging import (
@@ -60,7 +62,8 @@ Step = Annotated[
     | AddToFlowStep
     | CallApiStep
     | ExitStep
-    | ExportStep,
+    | ExportStep
+    | CustomStep,
     Field(discriminator="type"),
 ]
 
@@ -68,6 +71,7 @@ __all__ = [
     "AddToFlowStep",
     "BranchStep",
     "CallApiStep",
+    "CustomStep",
     "DoNotContactStep",
     "EmailSendStep",
     "ExitStep",

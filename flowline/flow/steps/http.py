@@ -65,6 +65,8 @@ RequestHeaderName = Annotated[HeaderName, AfterValidator(_header_name)]
 # jsonpath-ng's parser generator cannot run inside it.
 JsonPathText = Annotated[str, Field(min_length=1, max_length=1000)]
 CallTimeout = Annotated[Duration, AfterValidator(_timeout)]
+# An http(s) URL, templates allowed (a literal one must be a valid URL).
+CallUrl = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_url)]
 
 
 class CallApiNext(Strict):
@@ -106,7 +108,7 @@ class CallApiStep(StepBase):
 
     type: Literal["call_api"]
     method: HttpMethod
-    url: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_url)]
+    url: CallUrl
     headers: dict[RequestHeaderName, Template] = Field(default_factory=dict, max_length=50)
     body: CallApiBody | None = None
     # False: go on down ``success`` as soon as the request is sent; the answer is not awaited.
