@@ -17,7 +17,7 @@ from flowline.channels import webhook
 from flowline.destinations.clevertap import RetryPolicy
 from flowline.destinations.settings import CleverTapDestination, WebhookDestination
 from flowline.exports.batcher import Batcher, BatcherSettings
-from flowline.store import destinations, export_records, profiles
+from flowline.store import destinations, erasure, export_records, profiles
 from flowline.store.database import Store, utcnow
 from flowline.store.export_records import NewRecord
 from tests.conftest import Tenant
@@ -338,3 +338,23 @@ async def test_records_of_a_deleted_destination_are_skipped(store: Store, tenant
         None,
         "destination 'gone' was deleted",
     )
+
+
+async def test_an_erased_persons_records_lose_their_data_and_are_never_sent(
+    store: Store, tenant: Tenant
+) -> None:
+    await people(store, tenant, "gone", "stays")
+    await add(store, tenant, [event("sent", "gone"), event("waiting", "gone"), event("other", "stays")])
+    async with store.begin() as conn:
+        await conn.execute(
+            export_records.export_records.update()
+            .where(export_records.export_records.c.record_key == "sent")
+            .values(status="delivered")
+        )
+        assert await erasure.erase_profile(conn, tenant.id, "gone")
+    async with store.connect() as conn:
+        rows = {r["record_key"]: r for r in await export_records.list_records(conn, tenant.id, "ct")}
+    assert (rows["sent"]["status"], rows["sent"]["data"]) == ("delivered", {})
+    assert (rows["waiting"]["status"], rows["waiting"]["data"]) == ("skipped", {})
+    assert rows["waiting"]["message"] == "the person was erased"
+    assert (rows["other"]["status"], rows["other"]["data"]) == ("pending", {"sku": "other"})

@@ -2,7 +2,8 @@
 
 Journey records stay, as ids only (flow, version, profile id, status, steps, times), so flow
 statistics keep counting them; deliveries stay likewise, their free-text ``detail`` and the
-``address`` sent to cleared (and the device tokens their pushes reached, push_sends, deleted).
+``address`` sent to cleared (and the device tokens their pushes reached, push_sends, deleted);
+export records keep their outcome with their data cleared, and those not sent yet never are.
 The caller stops the person's running journeys first (their workflows hold the rest of the data
 until Temporal's retention removes the histories).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.store import push_sends
+from flowline.store import export_records, push_sends
 from flowline.store.tables import (
     conversations,
     deliveries,
@@ -68,4 +69,5 @@ async def erase_profile(conn: AsyncConnection, workspace_id: str, profile_id: st
         .values(detail=None, address=None)
     )
     await push_sends.forget_devices(conn, workspace_id, profile_id)
+    await export_records.forget_person(conn, workspace_id, profile_id)
     return True

@@ -319,3 +319,19 @@ async def open_count(conn: AsyncConnection, workspace_id: str | None = None) -> 
     if workspace_id is not None:
         query = query.where(t.workspace_id == workspace_id)
     return int((await conn.execute(query)).scalar_one())
+
+
+async def forget_person(conn: AsyncConnection, workspace_id: str, profile_id: str) -> None:
+    """An erased person's records: their data cleared; those not sent yet are skipped, and a
+    delivery holding some stores nothing for them (its claim is dropped)."""
+    t = export_records.c
+    mine = and_(t.workspace_id == workspace_id, t.profile_id == profile_id)
+    now = utcnow()
+    await conn.execute(
+        export_records.update()
+        .where(mine, _OPEN)
+        .values(
+            status="skipped", message="the person was erased", claim=None, lease_until=None, updated_at=now
+        )
+    )
+    await conn.execute(export_records.update().where(mine).values(data={}, updated_at=now))
