@@ -17,16 +17,13 @@ from flowline.destinations.settings import (
     CleverTapDestination,
     WebhookDestination,
 )
+from flowline.flow.steps import ExportStep
 from flowline.secrets import kept_secrets, mask
 from flowline.store import destinations, event_exports, export_records
 from flowline.store.database import Store
 from flowline.store.destinations import StoredDestination
-from flowline.store.flows import published_flows
-from flowline.store.lifecycle import flow_states
+from flowline.store.lifecycle import flows_with_step
 from services.errors import Invalid, NotFound, Refused
-
-# The statuses whose flows still run journeys that may reach an export step.
-_IN_USE = ("running", "draining")
 
 
 def masked(stored: StoredDestination) -> dict[str, Any]:
@@ -86,18 +83,13 @@ async def list_destinations(store: Store, workspace_id: str) -> list[StoredDesti
 async def flows_using(
     conn: AsyncConnection, workspace_id: str, destination_id: str, *, lock: bool = False
 ) -> list[str]:
-    """The running (or draining) flows whose current version has a step that exports to the
-    destination (export steps). ``lock``: hold the
-    flows' rows, so that no publish can start using the destination before the caller commits."""
-    states = await flow_states(conn, workspace_id, lock=lock)
-    using = []
-    for flow in (await published_flows(conn, workspace_id)).values():
-        state = states.get(flow.flow_id)
-        if state is None or state.status not in _IN_USE:
-            continue
-        if any(getattr(step, "destination", None) == destination_id for step in flow.document.steps):
-            using.append(flow.flow_id)
-    return sorted(using)
+    """The running (or draining) flows whose current version uses the destination (export steps)."""
+    return await flows_with_step(
+        conn,
+        workspace_id,
+        lambda step: isinstance(step, ExportStep) and step.destination == destination_id,
+        lock=lock,
+    )
 
 
 async def delete_destination(store: Store, workspace_id: str, destination_id: str) -> None:

@@ -25,12 +25,9 @@ from flowline.secrets import kept_secrets, mask
 from flowline.store import elements
 from flowline.store.database import Store
 from flowline.store.elements import StoredElement
-from flowline.store.flows import published_flows
-from flowline.store.lifecycle import flow_states
+from flowline.store.lifecycle import flows_with_step
 from services.errors import Invalid, NotFound, Refused
 
-# The statuses whose flows still run journeys that may reach a custom step.
-_IN_USE = ("running", "draining")
 # Request headers whose values the API shows as the mask (a PUT sending the mask keeps the
 # stored value): the names credentials travel under.
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|password|signature|cookie|session", re.IGNORECASE)
@@ -131,17 +128,13 @@ async def list_elements(store: Store, workspace_id: str) -> list[dict[str, Any]]
 async def flows_using(
     conn: AsyncConnection, workspace_id: str, element_id: str, *, lock: bool = False
 ) -> list[str]:
-    """The running (or draining) flows whose current version has a custom step of the element.
-    ``lock``: hold the flows' rows, so that no publish starts using it before the caller commits."""
-    states = await flow_states(conn, workspace_id, lock=lock)
-    using = []
-    for flow in (await published_flows(conn, workspace_id)).values():
-        state = states.get(flow.flow_id)
-        if state is None or state.status not in _IN_USE:
-            continue
-        if any(isinstance(s, CustomStep) and s.element == element_id for s in flow.document.steps):
-            using.append(flow.flow_id)
-    return sorted(using)
+    """The running (or draining) flows whose current version uses the element (custom steps)."""
+    return await flows_with_step(
+        conn,
+        workspace_id,
+        lambda step: isinstance(step, CustomStep) and step.element == element_id,
+        lock=lock,
+    )
 
 
 async def delete_element(store: Store, workspace_id: str, element_id: str) -> None:

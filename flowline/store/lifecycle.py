@@ -9,12 +9,14 @@ written by a timer: always exact, and publishing a new version needs nothing und
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowline.flow.steps import Step
 from flowline.store import journeys
 from flowline.store.database import utcnow
 from flowline.store.flows import FlowStatus, published_flows
@@ -77,3 +79,22 @@ async def flow_states(
         shown = shown_status(status, entries_ended=end is not None and now >= end, in_flight=count)
         states[fid] = FlowState(shown, count)
     return states
+
+
+# The statuses whose flows still run journeys that may reach any of their steps.
+IN_USE: tuple[FlowStatus, ...] = ("running", "draining")
+
+
+async def flows_with_step(
+    conn: AsyncConnection, workspace_id: str, uses: Callable[[Step], bool], *, lock: bool = False
+) -> list[str]:
+    """The running (or draining) flows whose current version has a step for which ``uses`` holds
+    (one that names a destination, an element...). ``lock``: hold the flows' rows, so that no
+    publish can start using the thing before the caller commits."""
+    states = await flow_states(conn, workspace_id, lock=lock)
+    using = []
+    for flow in (await published_flows(conn, workspace_id)).values():
+        state = states.get(flow.flow_id)
+        if state is not None and state.status in IN_USE and any(uses(step) for step in flow.document.steps):
+            using.append(flow.flow_id)
+    return sorted(using)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -333,9 +333,7 @@ class JourneyInterpreter:
                 called = await call_api(
                     step, ref, scope, visit, self._sleeper(step), resume.until if resume else None
                 )
-                if called.variables:
-                    self.run_state.state.variables.update(called.variables)
-                    scope.vars = dict(self.run_state.state.variables)
+                self._save_variables(scope, called.variables)
                 return StepResult(branch=called.branch, error=called.error)
             case ExportStep():
                 export = ExportRequest(
@@ -362,9 +360,7 @@ class JourneyInterpreter:
                 ran = await run_custom_element(
                     step, ref, scope, visit, self._sleeper(step), resume.until if resume else None
                 )
-                if ran.variables:
-                    self.run_state.state.variables.update(ran.variables)
-                    scope.vars = dict(self.run_state.state.variables)
+                self._save_variables(scope, ran.variables)
                 return StepResult(branch=ran.outcome, error=ran.error)
             case _:
                 assert_never(step)
@@ -390,6 +386,12 @@ class JourneyInterpreter:
         return await run_activity(
             contracts.send_message, request, failed_branch="failed", options=HEARTBEAT_OPTIONS
         )
+
+    def _save_variables(self, scope: TemplateScope, values: dict[str, Any]) -> None:
+        """Variables a step saved (call_api, custom), seen by the templates of the steps after."""
+        if values:
+            self.run_state.state.variables.update(values)
+            scope.vars = dict(self.run_state.state.variables)
 
     def _sleeper(self, step: Step) -> SleepUntil:
         """The durable timer of ``step`` for helpers that wait (call windows, send windows, rates)."""
