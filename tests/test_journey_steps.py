@@ -156,7 +156,7 @@ async def test_visits_are_numbered_across_continue_as_new(
     await publish(api, flow)
     limits = JourneyLimits(signals_per_run=3, path_entries_kept=2)
     journey_id = await start_with_limits(store, temporal, tenant, task_queue, limits)
-    await events(api, "tick", 7, "t")
+    await events(api, "tick", 7, "t", heard_by=temporal.client.get_workflow_handle(journey_id))
     state = await finish(temporal, journey_id)
     assert state.runs >= 3 and state.path_dropped == 4  # six entries at the first hand-over, two kept
     expected = [(i, f"s{i}", "next", True) for i in range(5)] + [
