@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import errors, links, responses
+from api import docs_pages, errors, links, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
@@ -137,8 +137,11 @@ def create_app(
         description="Automated customer journeys on Temporal. "
         "Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        docs_url=None,  # api/docs_pages.py serves both pages with their assets
+        redoc_url=None,
     )
     app.state.settings = settings
+    docs_pages.install(app)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (
