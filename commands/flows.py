@@ -101,9 +101,13 @@ def validate(
     faults = _print_faults(checked, output)
     invalid = sum(1 for _, result in checked if result.faults)
     if faults:
-        typer.echo(f"{faults} faults in {invalid} of {len(checked)} files", err=True)
+        typer.echo(f"{_count(faults, 'fault')} in {invalid} of {_count(len(checked), 'file')}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{len(checked)} flows valid" if len(checked) != 1 else "1 flow valid", err=True)
+    typer.echo(f"{_count(len(checked), 'flow')} valid", err=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _remote_check(api: Api, result: CheckedFlow) -> CheckedFlow:

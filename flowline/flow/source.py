@@ -119,7 +119,7 @@ def check_flow_text(
         return CheckedFlow(None, None, [invalid.fault])
     document = source.document
     if not isinstance(document, dict):
-        kind = "empty" if document is None else f"a {_kind(document)}"
+        kind = "empty" if document is None else _kind(document)
         return CheckedFlow(
             source,
             None,
@@ -159,6 +159,6 @@ def check_flow_file(path: Path, **options: Any) -> CheckedFlow:
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", str: "text", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), type(value).__name__
+    return {list: "a list", str: "text", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "a scalar"
     )
