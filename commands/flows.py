@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +22,13 @@ from flowline.flow.document import FlowDocument, flow_json_schema
 from flowline.flow.source import CheckedFlow, SourceFault, check_flow_file
 from flowline.settings import get_settings
 
-console = Console(highlight=False)
+
+def console() -> Console:
+    """Rich output to today's stdout; piped or captured, lines are not cut at 80 columns (a
+    table of flows read by grep or a CI log)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 # Scenario files (`flowline test`) live beside flows; they are not flows.
 SCENARIO_SUFFIXES = (".test.yaml", ".test.yml")
@@ -197,7 +204,7 @@ def _show_diff(lines: list[str]) -> None:
     for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
         style = "cyan" if line.startswith("@@") else style
-        console.print(f"    {line}", style=style, markup=False, soft_wrap=True)
+        console().print(f"    {line}", style=style, markup=False, soft_wrap=True)
 
 
 def apply(
@@ -224,7 +231,7 @@ def apply(
         marks = {"created": ("+", "green"), "changed": ("~", "yellow"), "unchanged": ("=", "dim")}
         for change in plan:
             mark, style = marks[change.action]
-            console.print(
+            console().print(
                 f"{mark} {change.action:<9} {change.flow.id}  ({change.path})", style=style, markup=False
             )
             _show_diff(change.diff)
@@ -236,19 +243,19 @@ def apply(
         )
         if publish:
             summary += f", {len(to_publish)} to publish"
-        console.print(summary + ".", markup=False)
+        console().print(summary + ".", markup=False)
         if dry_run:
             return
         if not counts["created"] and not counts["changed"] and not to_publish:
-            console.print("Nothing to change.", markup=False)
+            console().print("Nothing to change.", markup=False)
             return
         for change in plan:
             if change.action != "unchanged":
                 api.json("PUT", f"/v1/flows/{change.flow.id}", json=change.flow.dump())
-                console.print(f"{change.action} {change.flow.id}", markup=False)
+                console().print(f"{change.action} {change.flow.id}", markup=False)
         for change in to_publish:
             published = api.json("POST", f"/v1/flows/{change.flow.id}/publish")
-            console.print(f"published {change.flow.id} version {published['version']}", markup=False)
+            console().print(f"published {change.flow.id} version {published['version']}", markup=False)
 
 
 # ------------------------------------------------------------------ pull, list, status
@@ -287,7 +294,7 @@ def list_flows(ctx: typer.Context) -> None:
             str(row["in_flight"]),
             row["updated_at"][:19].replace("T", " "),
         )
-    console.print(table)
+    console().print(table)
 
 
 def status(ctx: typer.Context, flow_id: str = typer.Argument(..., help="the flow's id")) -> None:
@@ -297,13 +304,13 @@ def status(ctx: typer.Context, flow_id: str = typer.Argument(..., help="the flow
         row = api.json("GET", f"/v1/flows/{flow_id}")
         stats = api.json("GET", f"/v1/flows/{flow_id}/stats")
     version = row["current_version"]
-    console.print(
+    console().print(
         f"{row['id']}  {row['name']}\nstatus {row['status']}  version {'-' if version is None else version}"
         f"  in flight {row['in_flight']}",
         markup=False,
     )
     for version_stats in reversed(stats["versions"]):
-        console.print(
+        console().print(
             f"\nversion {version_stats['version']}: entered {version_stats['entered']}, "
             f"running {version_stats['running']}, conversions {version_stats['conversions']}",
             markup=False,
@@ -319,7 +326,7 @@ def status(ctx: typer.Context, flow_id: str = typer.Argument(..., help="the flow
                 left,
                 str(step["errors"]),
             )
-        console.print(table)
+        console().print(table)
 
 
 # ------------------------------------------------------------------ lifecycle
