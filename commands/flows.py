@@ -104,7 +104,7 @@ def validate(
     checked = check_files(paths)
     if remote:
         with api_client(ctx) as api:
-            checked = [(path, _remote_check(api, result)) for path, result in checked]
+            checked = [(path, _server_check(api, result, references=True)) for path, result in checked]
     faults = _print_faults(checked, output)
     invalid = sum(1 for _, result in checked if result.faults)
     if faults:
@@ -117,15 +117,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _remote_check(api: Api, result: CheckedFlow) -> CheckedFlow:
-    """The references of a flow that is valid offline, checked by the server (its faults placed
-    in the file)."""
+def _server_check(api: Api, result: CheckedFlow, *, references: bool) -> CheckedFlow:
+    """A flow valid offline, checked by the server (``references``: also what it names there, as
+    publishing does; without: what saving checks, custom steps against their elements), its
+    faults placed in the file."""
     if result.flow is None or result.source is None:
         return result
     flow = result.flow
-    answer = api.call(
-        "POST", f"/v1/flows/{flow.id}/validate", params={"references": "true"}, json=flow.dump(), allow=(422,)
-    )
+    params = {"references": "true"} if references else {}
+    answer = api.call("POST", f"/v1/flows/{flow.id}/validate", params=params, json=flow.dump(), allow=(422,))
     if answer.is_success:
         return result
     faults = answer.json().get("faults") or [{"path": "$", "message": answer.json().get("message")}]
@@ -228,6 +228,15 @@ def apply(
         seen[flow.id] = path
     with api_client(ctx) as api:
         plan = [_plan(api, path, flow) for path, flow in flows]
+        # What the server alone checks on saving, before anything is saved: all or nothing.
+        results = dict(checked)
+        refused = [
+            (c.path, _server_check(api, results[c.path], references=False))
+            for c in plan
+            if c.action != "unchanged"
+        ]
+        if _print_faults(refused, Format.text):
+            fail("nothing applied: the server refuses the faults above")
         marks = {"created": ("+", "green"), "changed": ("~", "yellow"), "unchanged": ("=", "dim")}
         for change in plan:
             mark, style = marks[change.action]

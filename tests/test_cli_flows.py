@@ -191,6 +191,21 @@ async def test_apply_refuses_invalid_files_and_applies_nothing(live: Live, tmp_p
     assert code == 1 and "are both the flow 'good'" in err
 
 
+async def test_apply_saves_nothing_the_server_would_refuse(live: Live, tmp_path: Path) -> None:
+    """A custom step naming no element is valid offline; the server refuses it on saving, so
+    apply checks every change with the server before it saves any."""
+    (tmp_path / "a-good.yaml").write_text(CART)
+    custom = "  - id: remind\n    type: custom\n    element: nobody.here\n    params: {}\n"
+    text = CART.replace(CART[CART.index("  - id: remind") : CART.index("  - id: done")], custom)
+    (tmp_path / "b-custom.yaml").write_text(text)
+    assert (await cli(live, "validate", str(tmp_path)))[0] == 0
+    code, out, err = await cli(live, "apply", str(tmp_path))
+    assert code == 1, out
+    assert f"{tmp_path / 'b-custom.yaml'}:12:14: $.steps[1].element: " in out
+    assert "nothing applied: the server refuses" in err
+    assert "a-good" not in (await cli(live, "flows"))[1]
+
+
 async def test_validate_remote_checks_what_the_flow_names(live: Live, tmp_path: Path) -> None:
     path = tmp_path / "vip.yaml"
     path.write_text(
