@@ -1,5 +1,16 @@
 """The connection of the API commands to a Flowline API: the global ``--url`` / ``--key``, and
-one place that turns an unreachable server or an error answer into one clear line and exit 1."""
+one place that turns an unreachable server or an error answer into one clear line and exit 1.
+
+A command module uses it so::
+
+    def status(ctx: typer.Context, flow_id: str) -> None:
+        with api_client(ctx) as api:                        # Api: .call / .json, .http (httpx)
+            row = api.json("GET", f"/v1/flows/{flow_id}")   # a non-2xx answer: one line, exit 1
+            answer = api.call("GET", "/v1/x", allow=(404,)) # statuses the command handles itself
+
+``connection(ctx)`` gives the url and key (e.g. for an httpx.AsyncClient of its own, with
+``answer_error`` and ``fail`` for its errors).
+"""
 
 from __future__ import annotations
 
