@@ -190,7 +190,7 @@ def _plan(api: Api, path: Path, flow: FlowDocument) -> Change:
     label = (
         f"{flow.id} (server draft)"
         if not published
-        else f"{flow.id} (server, version {row['current_version']})"
+        else f"{flow.id} (server draft; current version {row['current_version']})"
     )
     diff = list(
         difflib.unified_diff(

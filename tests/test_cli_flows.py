@@ -135,7 +135,7 @@ async def test_a_changed_flow_shows_its_diff_and_publishes(live: Live, tmp_path:
     code, out, _ = await cli(live, "apply", "--dry-run", str(path))
     assert code == 0, out
     assert "~ changed   cart-abandonment" in out
-    assert "--- cart-abandonment (server, version 1)" in out and f"+++ {path}" in out
+    assert "--- cart-abandonment (server draft; current version 1)" in out and f"+++ {path}" in out
     assert "-  timeout: 1h" in out and "+  timeout: 2h" in out
     assert "-    title: Still thinking?" in out and "+    title: Forgot something?" in out
     assert "name: Cart abandonment" not in out.split("@@", 1)[1].split("\n", 1)[1].replace(" name:", "")
