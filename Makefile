@@ -7,18 +7,20 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
 .PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports clean
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
 	# The example custom element (an entry point of flowline.elements) the tests use; built in
 	# place with the locked setuptools and wheel, so nothing is fetched for the build.
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
 		-e examples/flowline_element_example
+	# Flowline itself, in place: the `flowline` command (.venv/bin/flowline, docs/cli.md).
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/python cli.py run
+	$(BIN)/flowline run
 
 test: lint typecheck unit
 

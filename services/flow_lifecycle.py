@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
-from flowline.flow.validation import FlowInvalid, parse_flow
+from flowline.flow.document import FlowDocument
+from flowline.flow.validation import FlowFault, FlowInvalid, parse_flow
 from flowline.journey import MoveRequest, StopRequest
 from flowline.store import destinations, flows, journeys, segments, workspaces
+from flowline.store.database import Store
 from flowline.store.flows import FlowStatus
 from flowline.store.lifecycle import Action, flow_states, refusal
 from launch.entry_schedules import SCHEDULED_TRIGGERS, remove_entry_schedule, sync_entry_schedule
@@ -30,6 +32,26 @@ class Published:
     version: int
     # With ``move_journeys``: how many journeys of older versions took the move (None: not asked).
     journeys_asked_to_move: int | None = None
+
+
+async def reference_faults(
+    conn: AsyncConnection, workspace_id: str, document: FlowDocument
+) -> list[FlowFault]:
+    """What a flow names that the workspace lacks or that does not fit (segments, destinations,
+    custom elements), each with its path: what publish refuses, and `validate` with references
+    checks before (``flowline validate --remote``)."""
+    faults = await segments.segment_faults(conn, workspace_id, document)
+    faults += await destinations.destination_faults(conn, workspace_id, document)
+    faults += await element_faults(conn, workspace_id, document)
+    return faults
+
+
+async def check_references(store: Store, workspace_id: str, document: FlowDocument) -> None:
+    """Raise FlowInvalid with every reference fault of ``document`` (see reference_faults)."""
+    async with store.connect() as conn:
+        faults = await reference_faults(conn, workspace_id, document)
+    if faults:
+        raise FlowInvalid(faults)
 
 
 async def publish_flow(
@@ -50,9 +72,7 @@ async def publish_flow(
             raise NotFound(f"no flow {flow_id!r}")
         # The draft was valid when saved; validate again in case the rules grew stricter since.
         document = parse_flow(row["draft"], max_steps=max_steps)
-        missing = await segments.segment_faults(conn, workspace_id, document)
-        missing += await destinations.destination_faults(conn, workspace_id, document)
-        missing += await element_faults(conn, workspace_id, document)
+        missing = await reference_faults(conn, workspace_id, document)
         if missing:
             raise FlowInvalid(missing)
         scheduled_before = await _scheduled(conn, workspace_id, flow_id)

@@ -115,26 +115,19 @@ def test_postgres_keeps_its_data_in_a_named_volume() -> None:
 
 
 def _cli_command_names() -> set[str]:
-    """Commands registered on cli.py's Typer app, read from its source (importing it is slow)."""
-    tree = ast.parse((ROOT / "cli.py").read_text())
-    names: set[str] = set()
+    """The stack's commands (``python cli.py <name>``), read from the COMMANDS mapping of
+    commands/stack.py (importing it is slow)."""
+    tree = ast.parse((ROOT / "commands" / "stack.py").read_text())
     for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for decorator in node.decorator_list:
-            if (
-                isinstance(decorator, ast.Call)
-                and isinstance(decorator.func, ast.Attribute)
-                and decorator.func.attr == "command"
-                and isinstance(decorator.func.value, ast.Name)
-                and decorator.func.value.id == "app"
-            ):
-                first = decorator.args[0] if decorator.args else None
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    names.add(first.value)
-                else:
-                    names.add(node.name.replace("_", "-"))
-    return names
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "COMMANDS" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            return {
+                k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            }
+    raise AssertionError("commands/stack.py has no COMMANDS mapping")
 
 
 def _check_factory(module_name: str, attribute: str) -> None:

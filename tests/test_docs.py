@@ -22,7 +22,7 @@ YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # A path into the repository's source, as docs and comments cite them.
 SOURCE_PATH = re.compile(
-    r"(?<![\w./-])((?:api|activities|bench|flowline|launch|services|tests|workflows)/[\w/.-]*\w\.(?:py|json|md))"
+    r"(?<![\w./-])((?:api|activities|bench|commands|flowline|launch|services|tests|workflows)/[\w/.-]*\w\.(?:py|json|md))"
 )
 
 
@@ -122,7 +122,17 @@ def test_no_page_or_comment_cites_a_file_that_does_not_exist() -> None:
         *PAGES,
         *(
             p
-            for d in ("api", "activities", "bench", "flowline", "launch", "services", "tests", "workflows")
+            for d in (
+                "api",
+                "activities",
+                "bench",
+                "commands",
+                "flowline",
+                "launch",
+                "services",
+                "tests",
+                "workflows",
+            )
             for p in (ROOT / d).rglob("*.py")
         ),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from api.body import CheckedRoute, read_as_json
 from api.deps import Svc, Workspace
@@ -19,6 +19,7 @@ from flowline.settings import Settings
 from flowline.store import flows
 from flowline.store.lifecycle import FlowState, flow_states
 from services import elements as element_use_cases
+from services import flow_lifecycle
 from services import journeys as journey_use_cases
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
@@ -95,9 +96,26 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
     responses=errors(413, 422),
     summary="Validate a document without saving it",
 )
-async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
+async def validate_flow(
+    flow_id: str,
+    request: Request,
+    workspace: Workspace,
+    svc: Svc,
+    references: bool = Query(
+        False,
+        description="also check what the flow names in this workspace (segments, destinations, "
+        "custom elements), as publishing does",
+    ),
+) -> dict[str, Any]:
+    """The document's faults, each with its path; custom steps are checked against their
+    elements. With ``references=true`` also every reference publishing checks (a missing
+    segment or destination), so that CI refuses a flow before it is published
+    (``flowline validate --remote``)."""
     flow = await _document(request, flow_id, svc.settings)
-    await element_use_cases.check_flow(svc.store, workspace, flow)
+    if references:
+        await flow_lifecycle.check_references(svc.store, workspace, flow)
+    else:
+        await element_use_cases.check_flow(svc.store, workspace, flow)
     return {"valid": True, "flow": flow.dump()}
 
 

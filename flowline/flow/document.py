@@ -45,3 +45,14 @@ class FlowDocument(Strict):
     def dump(self) -> dict[str, Any]:
         """The canonical JSON form (aliases such as ``for``, durations as ``7d``)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=False)
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def flow_json_schema() -> dict[str, Any]:
+    """The flow document's JSON Schema for editors (docs/flow.schema.json, ``flowline schema``):
+    the OpenAPI's ``FlowDocument`` component with its definitions under ``$defs``."""
+    schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT}
+    schema.update(FlowDocument.model_json_schema(by_alias=True))
+    return schema
