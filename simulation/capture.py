@@ -32,7 +32,9 @@ from simulation.scenario import Answer
 
 SMS_BASE_URL = "http://sms.simulation.invalid"
 PUSH_BASE_URL = "http://push.simulation.invalid"
-CURRENT_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("simulated_activity_request", default=None)
+CURRENT_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "simulated_activity_request", default=None
+)
 
 
 def traced(implementations: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
@@ -199,8 +201,8 @@ class SmtpCapture:
                 to=str(message.get("To", "")),
                 sender=str(message.get("From", "")),
                 subject=str(message.get("Subject", "")),
-                text=None if text is None else str(text.get_content()),  # type: ignore[attr-defined]
-                html=None if html is None else str(html.get_content()),  # type: ignore[attr-defined]
+                text=None if text is None else str(text.get_content()),
+                html=None if html is None else str(html.get_content()),
             )
         )
 

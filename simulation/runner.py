@@ -55,8 +55,12 @@ from simulation.scenario import Entry, Person, Scenario
 from worker import WORKFLOWS, activity_implementations
 
 WORKSPACE = "simulation"
+MESSAGE_CHANNELS = ("email", "sms", "push", "in_app")
 FROM_ADDRESS = "flows@simulation.invalid"
-_INDEX_TYPES = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT}
+_INDEX_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
 # How long (wall time) a journey may take to reach its end once no more events are scripted.
 FINISH_TIMEOUT_SECONDS = 60.0
 
@@ -177,7 +181,12 @@ class Simulator:
 
 class _Run:
     def __init__(
-        self, env: WorkflowEnvironment, store: Store, smtp: SmtpCapture, flow: FlowDocument, scenario: Scenario
+        self,
+        env: WorkflowEnvironment,
+        store: Store,
+        smtp: SmtpCapture,
+        flow: FlowDocument,
+        scenario: Scenario,
     ) -> None:
         self.env, self.store, self.smtp, self.flow, self.scenario = env, store, smtp, flow, scenario
         self.task_queue = f"simulation-{uuid.uuid4().hex[:12]}"
@@ -209,14 +218,18 @@ class _Run:
             await workspaces.create_workspace(conn, WORKSPACE, WORKSPACE)
             await workspaces.set_channel_settings(conn, WORKSPACE, _capture_channels(self.smtp.port))
             for person in people:
-                await changes.change_attributes(self.store, conn, WORKSPACE, person.id, person.attributes, origin)
+                await changes.change_attributes(
+                    self.store, conn, WORKSPACE, person.id, person.attributes, origin
+                )
                 if person.tags:
                     await changes.change_tags(self.store, conn, WORKSPACE, person.id, origin, add=person.tags)
                 if person.push_tokens:
                     tokens = [t.model_dump() for t in person.push_tokens]
                     await push_tokens.set_push_tokens(self.store, conn, WORKSPACE, person.id, tokens)
             if profile.referrer is not None:
-                await changes.set_referrer(self.store, conn, WORKSPACE, profile.id, profile.referrer.id, origin)
+                await changes.set_referrer(
+                    self.store, conn, WORKSPACE, profile.id, profile.referrer.id, origin
+                )
             if profile.friends:
                 friends = [f.id for f in profile.friends]
                 await changes.change_friends(self.store, conn, WORKSPACE, profile.id, origin, add=friends)
@@ -255,15 +268,15 @@ class _Run:
         entry = scenario.entry
         if entry is None and self.flow.trigger.type != "event":
             entry = Entry()  # scheduled and profile triggers: the journey starts for the person
-        pending = sorted(
-            [("event", e.at, i) for i, e in enumerate(scenario.events)]
-            + ([("entry", entry.at, -1)] if entry is not None else []),
-            key=lambda item: (item[1], item[0] != "entry"),
+        # (offset, the entry first at equal offsets, the event's index or -1 for the entry)
+        pending: list[tuple[timedelta, int, int]] = sorted(
+            [(e.at, 1, i) for i, e in enumerate(scenario.events)]
+            + ([(entry.at, 0, -1)] if entry is not None else [])
         )
         journey_id: str | None = None
-        for kind, offset, index in pending:
+        for offset, _, index in pending:
             await self._sleep_to(offset)
-            if kind == "entry":
+            if index < 0:
                 assert entry is not None
                 started = await start_journey(
                     launcher, WORKSPACE, self.flow.id, scenario.profile.id, variables=entry.variables
@@ -292,7 +305,8 @@ class _Run:
             await self._sleep_to(self.scenario.until)
             description = await handle.describe()
             if description.status is not None and description.status.name == "RUNNING":
-                return await handle.query("state", result_type=JourneyState)
+                state: JourneyState = await handle.query("state", result_type=JourneyState)
+                return state
             return await handle.result()
         # The server skips from timer to timer until the journey ends (waits end by max_duration).
         try:
@@ -331,6 +345,8 @@ class _Run:
             }
         http = self.transport.effects
         for row in rows:
+            if row["channel"] not in MESSAGE_CHANNELS:
+                continue  # webhooks keep a ledger row too: they are shown as requests
             message = Message(
                 offset=row["created_at"] - start,
                 step=row["step_id"],
@@ -358,21 +374,21 @@ class _Run:
         ]
 
 
-def _content(
-    row: Any, emails: list[EmailEffect], http: list[HttpEffect], in_app: Any
-) -> dict[str, Any]:
+def _content(row: Any, emails: list[EmailEffect], http: list[HttpEffect], in_app: Any) -> dict[str, Any]:
     """The rendered message of one delivery, from what its provider received."""
     match row["channel"]:
         case "email":
             wanted = message_id(row["id"], FROM_ADDRESS)
             for email in emails:
                 if email.message_id == wanted:
-                    return {"subject": email.subject, "body": email.text or email.html}
+                    return {"subject": email.subject, "body": (email.text or email.html or "").strip()}
         case "sms":
             for effect in http:
-                if effect.kind == "sms" and isinstance(effect.body, dict) and effect.headers.get(
-                    "i-twilio-idempotency-token"
-                ) == row["id"]:
+                if (
+                    effect.kind == "sms"
+                    and isinstance(effect.body, dict)
+                    and effect.headers.get("i-twilio-idempotency-token") == row["id"]
+                ):
                     return {"body": effect.body.get("Body")}
         case "push":
             tokens = set((row["address"] or "").split(","))
@@ -395,12 +411,10 @@ def _capture_channels(smtp_port: int) -> ChannelSettings:
     return ChannelSettings(
         email=SmtpSettings(host="127.0.0.1", port=smtp_port, security="none", from_address=FROM_ADDRESS),
         sms=TwilioSmsSettings(
-            base_url=SMS_BASE_URL,  # type: ignore[arg-type]
+            base_url=SMS_BASE_URL,
             account_sid="ACsimulation",
             auth_token="simulation",
             from_number="+15550000000",
         ),
-        push=FcmPushSettings(base_url=PUSH_BASE_URL, project_id="simulation", access_token="simulation"),  # type: ignore[arg-type]
+        push=FcmPushSettings(base_url=PUSH_BASE_URL, project_id="simulation", access_token="simulation"),
     )
-
-
