@@ -40,9 +40,11 @@ def load_flow(path: Path) -> FlowDocument:
 
 def read_scenario(path: Path) -> Scenario:
     try:
-        return load_scenario(path)
+        scenario = load_scenario(path)
     except ScenarioInvalid as error:
         raise Unusable([f"{path}: {f.path}: {f.message}" for f in error.faults]) from None
+    scenario.name = scenario.name or path.name
+    return scenario
 
 
 @dataclass
@@ -100,7 +102,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a flow for one scenario on Temporal's time-skipping test server, offline: the path
         with the virtual time of each step and every captured message and request."""
-        console = Console()
+        console = Console(soft_wrap=True)  # whole lines: greppable in CI logs
         try:
             simulation, checks = asyncio.run(simulate(flow, scenario))
         except Unusable as error:
@@ -123,7 +125,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="print each simulation's path"),
     ) -> None:
         """Run every scenario (*.test.yaml) under a directory and check its expectations."""
-        console = Console()
+        console = Console(soft_wrap=True)  # whole lines: greppable in CI logs
         paths = find_tests(directory)
         if not paths:
             console.print(f"[red]no {TEST_PATTERN} scenarios under {escape(str(directory))}[/]")

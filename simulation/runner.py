@@ -28,6 +28,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -54,7 +55,6 @@ from simulation.capture import (
 from simulation.scenario import Entry, Person, Scenario
 from worker import WORKFLOWS, activity_implementations
 
-WORKSPACE = "simulation"
 MESSAGE_CHANNELS = ("email", "sms", "push", "in_app")
 FROM_ADDRESS = "flows@simulation.invalid"
 _INDEX_TYPES = {
@@ -149,7 +149,9 @@ class Simulator:
         self._template = directory / "template.db"
         upgrade(f"sqlite+aiosqlite:///{self._template}")
         self.env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(_test_server_path()), data_converter=pydantic_data_converter
+            test_server_existing_path=str(_test_server_path()),
+            data_converter=pydantic_data_converter,
+            runtime=_quiet_runtime(),
         )
         self._stack.push_async_callback(self.env.shutdown)
         await self.env.client.operator_service.add_search_attributes(
@@ -189,7 +191,10 @@ class _Run:
         scenario: Scenario,
     ) -> None:
         self.env, self.store, self.smtp, self.flow, self.scenario = env, store, smtp, flow, scenario
-        self.task_queue = f"simulation-{uuid.uuid4().hex[:12]}"
+        # Journey ids hash the workspace: a workspace per run keeps the journeys of two scenarios
+        # of one flow and one person apart on the shared test server.
+        self.workspace = f"simulation-{uuid.uuid4().hex[:12]}"
+        self.task_queue = self.workspace
         self.transport = CaptureTransport(answers=list(scenario.answers))
         self.result = Simulation(flow.id, scenario)
         self.start: datetime | None = None
@@ -215,28 +220,32 @@ class _Run:
             people.append(profile.referrer)
         origin = changes.Origin(source="simulation")
         async with self.store.begin() as conn:
-            await workspaces.create_workspace(conn, WORKSPACE, WORKSPACE)
-            await workspaces.set_channel_settings(conn, WORKSPACE, _capture_channels(self.smtp.port))
+            await workspaces.create_workspace(conn, self.workspace, self.workspace)
+            await workspaces.set_channel_settings(conn, self.workspace, _capture_channels(self.smtp.port))
             for person in people:
                 await changes.change_attributes(
-                    self.store, conn, WORKSPACE, person.id, person.attributes, origin
+                    self.store, conn, self.workspace, person.id, person.attributes, origin
                 )
                 if person.tags:
-                    await changes.change_tags(self.store, conn, WORKSPACE, person.id, origin, add=person.tags)
+                    await changes.change_tags(
+                        self.store, conn, self.workspace, person.id, origin, add=person.tags
+                    )
                 if person.push_tokens:
                     tokens = [t.model_dump() for t in person.push_tokens]
-                    await push_tokens.set_push_tokens(self.store, conn, WORKSPACE, person.id, tokens)
+                    await push_tokens.set_push_tokens(self.store, conn, self.workspace, person.id, tokens)
             if profile.referrer is not None:
                 await changes.set_referrer(
-                    self.store, conn, WORKSPACE, profile.id, profile.referrer.id, origin
+                    self.store, conn, self.workspace, profile.id, profile.referrer.id, origin
                 )
             if profile.friends:
                 friends = [f.id for f in profile.friends]
-                await changes.change_friends(self.store, conn, WORKSPACE, profile.id, origin, add=friends)
-            await flows.save_draft(self.store, conn, WORKSPACE, self.flow)
+                await changes.change_friends(
+                    self.store, conn, self.workspace, profile.id, origin, add=friends
+                )
+            await flows.save_draft(self.store, conn, self.workspace, self.flow)
             # Published in the store only: a scheduled trigger's Temporal Schedule is not made (the
             # test server has none); the journey is started directly instead.
-            await flows.publish(conn, WORKSPACE, self.flow.id, self.flow)
+            await flows.publish(conn, self.workspace, self.flow.id, self.flow)
 
     @contextlib.asynccontextmanager
     async def _worker(self) -> AsyncIterator[JourneyLauncher]:
@@ -279,7 +288,7 @@ class _Run:
             if index < 0:
                 assert entry is not None
                 started = await start_journey(
-                    launcher, WORKSPACE, self.flow.id, scenario.profile.id, variables=entry.variables
+                    launcher, self.workspace, self.flow.id, scenario.profile.id, variables=entry.variables
                 )
                 journey_id = journey_id or started.journey_id
                 continue
@@ -292,7 +301,7 @@ class _Run:
                 "timestamp": await self.env.get_current_time(),
                 "properties": event.properties,
             }
-            ingested = await launcher.ingest(WORKSPACE, [row])
+            ingested = await launcher.ingest(self.workspace, [row])
             if journey_id is None and ingested.journeys:
                 journey_id = ingested.journeys[0]
         if journey_id is None:
@@ -405,6 +414,19 @@ def _content(row: Any, emails: list[EmailEffect], http: list[HttpEffect], in_app
         case "in_app" if in_app is not None:
             return {"title": in_app["title"], "body": in_app["body"], "data": in_app["data"]}
     return {}
+
+
+def _quiet_runtime() -> Runtime:
+    """A runtime whose core logs errors only: the test server does not advertise capabilities a
+    real server has, and core warns about that on every worker (noise in the command's output)."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+        _RUNTIME = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)))
+    return _RUNTIME
+
+
+_RUNTIME: Runtime | None = None
 
 
 def _capture_channels(smtp_port: int) -> ChannelSettings:
