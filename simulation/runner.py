@@ -204,6 +204,10 @@ class _Run:
         await self._prepare()
         async with self._worker() as launcher:
             self.start = await self.env.get_current_time()
+            if self.scenario.start is not None:
+                first = self.scenario.start.first_instant(self.start)
+                await self.env.sleep(first - self.start)
+                self.start = await self.env.get_current_time()
             handle = await self._drive(launcher)
             if handle is not None:
                 state = await self._finish(handle)

@@ -4,14 +4,17 @@ services a flow calls answer, and what should happen (docs/simulate.md)."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from flowline.clock import next_time_of_day, next_weekday_time
 from flowline.document_paths import error_path
 from flowline.durations import format_duration, parse_duration
+from flowline.flow.base import WEEKDAYS, TimeOfDay, Weekday
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document
 
 _OFFSET = re.compile(r"^(\d+[smhdw])+$")
@@ -84,6 +87,31 @@ class Entry(_Strict):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class Start(_Strict):
+    """When the simulation starts: the next such moment after the current time (the test server's
+    clock only moves forward), so that quiet hours, windows and times of day give the same path
+    and the same offsets on every run."""
+
+    at: TimeOfDay = "09:00"
+    weekday: Weekday | None = None
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Start:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+    def first_instant(self, now: datetime) -> datetime:
+        wall = time.fromisoformat(self.at)
+        zone = ZoneInfo(self.timezone)
+        if self.weekday is None:
+            return next_time_of_day(now, wall, zone)
+        return next_weekday_time(now, WEEKDAYS.index(self.weekday), wall, zone)
+
+
 class Answer(_Strict):
     """What an HTTP service answers the flow: for a call_api, webhook or custom step by its id,
     or for any request whose URL starts with ``url``."""
@@ -125,6 +153,8 @@ class Scenario(_Strict):
     name: str | None = Field(default=None, max_length=200)
     # The flow file, relative to the scenario's file (required in *.test.yaml files).
     flow: str | None = Field(default=None, min_length=1, max_length=1000)
+    # Default: now (whatever the time of day).
+    start: Start | None = None
     profile: ScenarioProfile = Field(default_factory=ScenarioProfile)
     entry: Entry | None = None
     events: list[ScenarioEvent] = Field(default_factory=list, max_length=10_000)

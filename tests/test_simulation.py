@@ -265,3 +265,64 @@ async def test_skipped_messages_show_their_reason() -> None:
         simulation = await simulator.run(flow, scenario)
     assert [(m.step, m.status) for m in simulation.messages] == [("remind", "skipped"), ("sms", "skipped")]
     assert all(m.detail for m in simulation.messages)
+
+
+@pytest.mark.temporal
+def test_a_fixed_start_makes_quiet_hours_the_same_on_every_run(tmp_path: Path) -> None:
+    flow = write(
+        tmp_path,
+        "quiet.yaml",
+        """\
+        id: quiet
+        name: Quiet
+        trigger: {type: event, event: signed_up}
+        settings: {quiet_hours: {from: "21:00", to: "08:00"}}
+        steps:
+          - {id: wait, type: pause, for: 1h}
+          - {id: hello, type: send, channel: sms, content: {body: "Hello"}}
+        """,
+    )
+    scenario = write(
+        tmp_path,
+        "quiet.test.yaml",
+        """\
+        flow: quiet.yaml
+        start: {at: "20:30", weekday: friday, timezone: Europe/Paris}
+        profile: {id: q, attributes: {phone: "+33612345678", timezone: Europe/Paris}}
+        events: [{name: signed_up}]
+        expect: {sent: [hello]}
+        """,
+    )
+    result = invoke("simulate", str(flow), "--scenario", str(scenario))
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    # 21:30 Paris is inside the quiet hours: the sms waits for 08:00, 10h30m later.
+    assert "+1h  step hello (send) → sent" in lines
+    assert "+11h30m    sent sms to q <+33612345678>: Hello" in lines
+
+
+def test_a_start_names_a_known_zone() -> None:
+    assert (
+        "unknown time zone 'Mars/Base'"
+        in faults({"start": {"at": "09:00", "timezone": "Mars/Base"}})["$.start"]
+    )
+    assert "$.start.at" in faults({"start": {"at": "25:00"}})
+
+
+@pytest.mark.temporal
+def test_a_test_file_without_flow_or_expectations_fails(tmp_path: Path) -> None:
+    write(tmp_path, "no_flow.test.yaml", "events: [{name: x}]\nexpect: {path: []}\n")
+    write(tmp_path, "no_expect.test.yaml", f"flow: {EXAMPLES / 'birthday.yaml'}\n")
+    write(tmp_path, "bad_yaml.test.yaml", "flow: [unclosed\n")
+    result = invoke("test", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no_flow.test.yaml: $.flow: a test scenario names its flow file" in result.output
+    assert "no_expect.test.yaml: $.expect: a test scenario states expectations" in result.output
+    assert "bad_yaml.test.yaml: $: not valid YAML or JSON" in result.output
+    assert "0 passed, 3 failed" in result.output
+
+
+def test_test_without_scenarios_says_so(tmp_path: Path) -> None:
+    result = invoke("test", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no *.test.yaml scenarios under" in result.output
