@@ -29,6 +29,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -40,7 +41,7 @@ from flowline.store import flows, push_tokens, workspaces
 from flowline.store import profile_changes as changes
 from flowline.store.database import Store
 from flowline.store.migrate import upgrade
-from flowline.store.tables import deliveries, inbox_messages
+from flowline.store.tables import deliveries, inbox_messages, journeys
 from launch.routing import JourneyLauncher
 from services.journeys import start_journey
 from simulation.capture import (
@@ -212,6 +213,7 @@ class _Run:
             if handle is not None:
                 state = await self._finish(handle)
                 self._read_state(state)
+            await self._end_leftovers()
         await self._collect()
         return self.result
 
@@ -344,6 +346,18 @@ class _Run:
         ]
         if state.status != "running" and state.path and state.path[-1].left_at is not None:
             self.result.ended = state.path[-1].left_at - start
+
+    async def _end_leftovers(self) -> None:
+        """Terminate journeys still running (``until``): once this run's worker is gone their
+        timers would fire into a task queue nobody polls, and the test server stops skipping
+        time while tasks are outstanding, which would stall the next scenario."""
+        async with self.store.connect() as conn:
+            running = (
+                await conn.execute(select(journeys.c.id).where(journeys.c.status == "running"))
+            ).scalars()
+            for journey_id in list(running):
+                with contextlib.suppress(RPCError):
+                    await self.env.client.get_workflow_handle(journey_id).terminate("simulation ended")
 
     # ------------------------------------------------------------ effects
 

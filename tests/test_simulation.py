@@ -255,6 +255,12 @@ async def test_until_stops_looking_while_the_journey_waits_and_unmatched_events_
         simulation = await simulator.run(cart, nothing)
         assert simulation.journey_id is None and simulation.path == []
 
+        # The journey left waiting was ended: the next scenario's timers still fire.
+        week = parse_scenario({"profile": {"id": "finn", "attributes": {"email": "f@example.com"}}})
+        simulation = await simulator.run(flow, week)
+        assert [p.step for p in simulation.path] == ["greet", "wait_week", "reminder"]
+        assert simulation.status == "completed"
+
 
 @pytest.mark.temporal
 async def test_skipped_messages_show_their_reason() -> None:
