@@ -43,6 +43,7 @@ from flowline.store.database import Store
 from flowline.store.migrate import upgrade
 from flowline.store.tables import deliveries, inbox_messages, journeys
 from launch.routing import JourneyLauncher
+from services.errors import Invalid, ServiceError
 from services.journeys import start_journey
 from simulation.capture import (
     PUSH_BASE_URL,
@@ -208,7 +209,7 @@ class _Run:
             if self.scenario.start is not None:
                 first = self.scenario.start.first_instant(self.start)
                 await self.env.sleep(first - self.start)
-                self.start = await self.env.get_current_time()
+                self.start = first  # exactly: a message held until 08:00 shows at +11h30m
             handle = await self._drive(launcher)
             if handle is not None:
                 state = await self._finish(handle)
@@ -293,9 +294,17 @@ class _Run:
             await self._sleep_to(offset)
             if index < 0:
                 assert entry is not None
-                started = await start_journey(
-                    launcher, self.workspace, self.flow.id, scenario.profile.id, variables=entry.variables
-                )
+                try:
+                    started = await start_journey(
+                        launcher, self.workspace, self.flow.id, scenario.profile.id, variables=entry.variables
+                    )
+                except Invalid as error:  # variables that do not fit the flow's declarations
+                    where = "; ".join(
+                        f"$.entry.variables{p.removeprefix('$.variables')}: {m}" for p, m in error.faults
+                    )
+                    raise SimulationError(f"the journey could not start: {where or error}") from None
+                except ServiceError as error:
+                    raise SimulationError(f"the journey could not start: {error}") from None
                 journey_id = journey_id or started.journey_id
                 continue
             event = scenario.events[index]

@@ -33,8 +33,12 @@ def parse_offset(value: object) -> timedelta:
 
 
 def format_offset(value: timedelta) -> str:
-    """``+2d3h``: the offset as the path prints it, in whole units from days down to seconds."""
-    seconds = int(value.total_seconds())
+    """``+2d3h``: the offset as the path prints it, to the nearest minute from an hour on, else to
+    the nearest second. The test server's clock runs on while activities work (a second or so on
+    a busy machine), and a step an hour in should read ``+1h``, not ``+1h1s``."""
+    seconds = round(value.total_seconds())
+    if seconds >= 3600:
+        seconds = round(seconds / 60) * 60
     if seconds <= 0:
         return "+0s"
     out = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from commands.simulation import load_flow, register
 from simulation.runner import Simulator
-from simulation.scenario import ScenarioInvalid, parse_offset, parse_scenario
+from simulation.scenario import ScenarioInvalid, format_offset, parse_offset, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "flows"
@@ -332,3 +333,31 @@ def test_test_without_scenarios_says_so(tmp_path: Path) -> None:
     result = invoke("test", str(tmp_path))
     assert result.exit_code == 1
     assert "no *.test.yaml scenarios under" in result.output
+
+
+@pytest.mark.temporal
+def test_entry_variables_that_do_not_fit_are_one_line(tmp_path: Path) -> None:
+    flow = write(
+        tmp_path,
+        "vars.yaml",
+        """\
+        id: vars
+        name: Vars
+        trigger: {type: flow}
+        settings: {variables: {score: {type: number}}}
+        steps: [{id: done, type: exit}]
+        """,
+    )
+    scenario = write(tmp_path, "s.yaml", "entry: {variables: {score: high}}\n")
+    result = invoke("simulate", str(flow), "--scenario", str(scenario))
+    assert result.exit_code == 1
+    assert result.output.startswith("the journey could not start: $.entry.variables.score: must be a number")
+    assert "Traceback" not in result.output
+
+
+def test_offsets_print_to_the_minute_from_an_hour_on() -> None:
+    assert format_offset(parse_offset("1h") + timedelta(seconds=1.2)) == "+1h"
+    assert format_offset(parse_offset("11h29m59s") + timedelta(milliseconds=900)) == "+11h30m"
+    assert format_offset(parse_offset("2d3h")) == "+2d3h"
+    assert format_offset(timedelta(seconds=90.4)) == "+1m30s"
+    assert format_offset(timedelta(milliseconds=30)) == "+0s"
