@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench: $(STAMP)
 bench-exports: $(STAMP)
 	$(BIN)/python bench/exports.py --database sqlite
 	$(BIN)/python bench/exports.py --database postgres
+
+# `flowline simulate` of a flow with a 30-day pause and a 7-day wait (target: under 5 s).
+bench-simulate: $(STAMP)
+	$(BIN)/python bench/simulate.py --runs 5
 
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite

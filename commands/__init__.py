@@ -1,5 +1,6 @@
 """The ``flowline`` command (docs/cli.md): the stack on this machine (run, migrate, create-key,
-...), flows as code against a Flowline API (validate offline, schema, apply, pull, publish, ...).
+...), flows as code against a Flowline API (validate offline, schema, apply, pull, publish, ...),
+and flows simulated and tested offline (simulate, test).
 
 Each command module provides ``register(app)``; main() registers those of REGISTERS. The global
 ``--url`` / ``--key`` reach the API commands through commands/client.py.
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 import typer
 
-from commands import flows, stack
+from commands import flows, simulation, stack
 from commands.client import Connection, default_url
 
 app = typer.Typer(
@@ -20,7 +21,7 @@ app = typer.Typer(
     help="Flowline: automated customer journeys. Flows as code, and the stack on this machine.",
 )
 
-REGISTERS: list[Callable[[typer.Typer], None]] = [stack.register, flows.register]
+REGISTERS: list[Callable[[typer.Typer], None]] = [stack.register, flows.register, simulation.register]
 
 
 @app.callback()
