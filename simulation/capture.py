@@ -5,7 +5,7 @@ The worker's activities are the production ones; only what they are handed diffe
   custom elements, and the SMS and push providers, whose base URLs point at names that never
   resolve) and answers it: by the scenario's scripted answers, else as the real service would;
 - the email provider is an SMTP server on 127.0.0.1 (``SmtpCapture``) that keeps each message;
-- each activity runs with its request in ``CURRENT_REQUEST`` (``traced``), so a captured request
+- each activity runs with its request in ``CURRENT_REQUEST`` (``RequestTracing``), so a captured request
   knows the step that made it.
 In-app messages need no capture: they are written to the throwaway store's inbox.
 """
@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -27,6 +26,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from simulation.scenario import Answer
 
@@ -37,27 +37,21 @@ CURRENT_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 
-def traced(implementations: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
-    """The same activities (same names, same argument types), each running with its request in
-    ``CURRENT_REQUEST``."""
-    out = []
-    for implementation in implementations:
-        definition = activity._Definition.must_from_callable(implementation)
+class RequestTracing(Interceptor):
+    """A worker interceptor (Temporal's public API) that runs each activity with its request in
+    ``CURRENT_REQUEST``: the activities themselves stay the production ones, untouched."""
 
-        def bind(inner: Callable[..., Any]) -> Callable[..., Any]:
-            async def run(*args: Any) -> Any:
-                token = CURRENT_REQUEST.set(args[0] if args else None)
-                try:
-                    return await inner(*args)
-                finally:
-                    CURRENT_REQUEST.reset(token)
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _TracedActivity(next)
 
-            return run
 
-        wrapper = bind(definition.fn)
-        setattr(wrapper, "__temporal_activity_definition", dataclasses.replace(definition, fn=wrapper))
-        out.append(wrapper)
-    return out
+class _TracedActivity(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        token = CURRENT_REQUEST.set(input.args[0] if input.args else None)
+        try:
+            return await self.next.execute_activity(input)
+        finally:
+            CURRENT_REQUEST.reset(token)
 
 
 @dataclass

@@ -51,8 +51,8 @@ from simulation.capture import (
     CaptureTransport,
     EmailEffect,
     HttpEffect,
+    RequestTracing,
     SmtpCapture,
-    traced,
 )
 from simulation.scenario import Entry, Person, Scenario
 from worker import WORKFLOWS, activity_implementations
@@ -259,12 +259,13 @@ class _Run:
         client = self.env.client
         async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as http:
             launcher = JourneyLauncher(self.store, client, self.task_queue)
-            activities = traced(activity_implementations(self.store, http, launcher, None))
+            activities = activity_implementations(self.store, http, launcher, None)
             worker = Worker(
                 client,
                 task_queue=self.task_queue,
                 workflows=WORKFLOWS,
                 activities=activities,
+                interceptors=[RequestTracing()],
                 max_concurrent_activities=20,
             )
             async with worker:
