@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import docs_pages, errors, links, responses
+from api import console, docs_pages, errors, links, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
@@ -142,6 +142,7 @@ def create_app(
     )
     app.state.settings = settings
     docs_pages.install(app)
+    console.install(app, settings)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (

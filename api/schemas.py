@@ -209,8 +209,36 @@ class FlowOut(_Answer):
     updated_at: datetime
 
 
+class FlowListed(FlowOut):
+    last_published_at: datetime | None = Field(description="when its latest version was published")
+    entered_last_day: int = Field(description="journeys that entered it in the last 24 hours (all versions)")
+    entered_last_week: int = Field(description="journeys that entered it in the last 7 days (all versions)")
+    entered: int = Field(description="journeys that ever entered it (all versions)")
+    conversion_rate: float | None = Field(
+        description="journeys that reached the goal over those that entered; null without a goal or entries"
+    )
+
+
 class FlowList(_Answer):
-    flows: list[FlowOut]
+    flows: list[FlowListed]
+
+
+class GraphEdge(_Answer):
+    source: str = Field(description="the step the branches leave")
+    target: str | None = Field(description="the step they lead to; null: they end the journey")
+    branches: list[str] = Field(description="the branches that take this edge")
+    implicit: bool = Field(
+        description="no branch names the target: the journey goes on to the step listed next"
+    )
+
+
+class FlowGraphOut(_Answer):
+    flow_id: str
+    version: int | None = Field(description="the version drawn; null: the draft (never published)")
+    document: dict[str, Any] = Field(
+        description="that version's document (FlowDocument): trigger, settings, steps"
+    )
+    edges: list[GraphEdge]
 
 
 class FlowValid(_Answer):

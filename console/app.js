@@ -1,0 +1,299 @@
+// The console: hash routes (#/flows, #/flows/{id}, #/people/{id}, #/journeys/{id}) over the /v1 API.
+import { api, ApiError, pathPart, session } from "./api.js";
+import { h, percent, when } from "./dom.js";
+import { drawGraph } from "./graph.js";
+
+const REFRESH_MS = 3000;
+const main = document.getElementById("main");
+const status = document.getElementById("status");
+let stopRefreshing = () => {};
+let config = { temporal_ui_port: 8233, temporal_namespace: "default" };
+
+const say = (text) => (status.textContent = text);
+
+function page(title, ...content) {
+  document.title = `${title} · Flowline console`;
+  main.replaceChildren(h("h1", {}, title), ...content);
+}
+
+function failure(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    session.signOut();
+    return signIn("The API key was not accepted: sign in again.");
+  }
+  page("Something went wrong", h("p", { role: "alert", class: "error" }, error.message));
+}
+
+// ---- sign-in ------------------------------------------------------------------------------
+
+function signIn(message = "") {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("sign-out").hidden = true;
+  const input = h("input", { id: "api-key", name: "api-key", type: "password", autocomplete: "off", required: true });
+  const problem = h("p", { id: "sign-in-error", role: "alert", class: "error" }, message);
+  const form = h(
+    "form",
+    { class: "sign-in", "aria-describedby": "sign-in-help" },
+    h("label", { for: "api-key" }, "API key"),
+    input,
+    h("p", { id: "sign-in-help", class: "hint" }, "A workspace's key (python cli.py create-key). It is kept in this tab only."),
+    h("button", { type: "submit" }, "Sign in"),
+    problem,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    try {
+      await api("/v1/flows", { key });
+    } catch (error) {
+      problem.textContent =
+        error instanceof ApiError && error.status === 401
+          ? "This API key was not accepted. Check it and try again."
+          : `Could not sign in: ${error.message}`;
+      input.focus();
+      return;
+    }
+    session.signIn(key);
+    if (location.hash === "" || location.hash === "#/sign-in") location.hash = "#/flows";
+    else route();
+  });
+  page("Sign in", form);
+  input.focus();
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  session.signOut();
+  location.hash = "#/sign-in";
+  signIn("Signed out.");
+});
+
+// ---- flows --------------------------------------------------------------------------------
+
+async function flowsPage() {
+  const { flows } = await api("/v1/flows");
+  const search = h("input", { id: "flow-search", type: "search", placeholder: "id or name" });
+  const body = h("tbody");
+  const draw = () => {
+    const words = search.value.trim().toLowerCase();
+    const shown = flows.filter((f) => !words || `${f.id} ${f.name}`.toLowerCase().includes(words));
+    body.replaceChildren(
+      ...shown.map((f) =>
+        h(
+          "tr",
+          { "data-flow": f.id },
+          h("td", {}, h("a", { href: `#/flows/${pathPart(f.id)}` }, f.id)),
+          h("td", {}, f.name),
+          h("td", {}, h("span", { class: `state ${f.status}` }, f.status)),
+          h("td", { class: "num" }, f.current_version ?? "—"),
+          h("td", { class: "num" }, f.in_flight),
+          h("td", { class: "num" }, f.entered_last_day),
+          h("td", { class: "num" }, f.entered_last_week),
+          h("td", { class: "num" }, percent(f.conversion_rate)),
+          h("td", {}, when(f.last_published_at)),
+        ),
+      ),
+    );
+    if (!shown.length) body.append(h("tr", {}, h("td", { colspan: 9 }, flows.length ? "No flow matches." : "No flows in this workspace yet.")));
+  };
+  search.addEventListener("input", draw);
+  const head = ["Id", "Name", "State", "Version", "In flight", "Entered (day)", "Entered (week)", "Conversion", "Last published"];
+  page(
+    "Flows",
+    h("p", { class: "search" }, h("label", { for: "flow-search" }, "Search flows "), search),
+    h("table", { class: "list", id: "flows" }, h("caption", { class: "sr-only" }, "Flows of this workspace"),
+      h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))), body),
+  );
+  draw();
+}
+
+function describe(object) {
+  // A trigger's or the settings' fields as a definition list, values as compact JSON.
+  const entries = Object.entries(object ?? {}).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length));
+  return h("dl", { class: "facts" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]));
+}
+
+function stepDetails(target, step, stats) {
+  const numbers = stats?.find((s) => s.id === step.id);
+  target.replaceChildren(
+    h("h2", {}, `Step ${step.id}`),
+    h("pre", { class: "json" }, JSON.stringify(step, null, 2)),
+    numbers ? h("pre", { class: "json" }, JSON.stringify(numbers, null, 2)) : h("p", {}, "No numbers yet."),
+  );
+}
+
+async function loadStats(flowId, version) {
+  const stats = await api(`/v1/flows/${pathPart(flowId)}/stats`);
+  return stats.versions.find((v) => v.version === version) ?? null;
+}
+
+async function flowPage(flowId, version) {
+  const query = version ? `?version=${version}` : "";
+  const [flow, graph, versions] = await Promise.all([
+    api(`/v1/flows/${pathPart(flowId)}`),
+    api(`/v1/flows/${pathPart(flowId)}/graph${query}`),
+    api(`/v1/flows/${pathPart(flowId)}/versions`),
+  ]);
+  const switcher = h("select", { id: "version" },
+    versions.versions.map((v) => h("option", { value: v.version, selected: v.version === graph.version }, `version ${v.version}${v.current ? " (current)" : ""}`)),
+    graph.version === null ? h("option", { value: "", selected: true }, "draft (not published)") : null);
+  switcher.addEventListener("change", () => (location.hash = `#/flows/${pathPart(flowId)}${switcher.value ? `?version=${switcher.value}` : ""}`));
+  const details = h("aside", { class: "details", "aria-live": "polite" }, h("p", {}, "Choose a step to see its settings and numbers."));
+  let latest = null;
+  const drawn = drawGraph(graph, {
+    title: `Steps of flow ${flowId}, ${graph.version === null ? "draft" : `version ${graph.version}`}`,
+    onSelect: (step) => stepDetails(details, step, latest?.steps),
+  });
+  const totals = h("p", { class: "totals", id: "totals" });
+  page(
+    flow.name,
+    h("p", { class: "meta" }, h("span", { class: `state ${flow.status}` }, flow.status), ` · ${flowId} · in flight ${flow.in_flight} · `,
+      h("label", { for: "version" }, "Version "), switcher),
+    h("section", { class: "header", "aria-label": "Trigger and settings" },
+      h("div", {}, h("h2", {}, "Trigger"), describe(graph.document.trigger)),
+      h("div", {}, h("h2", {}, "Settings"), describe(graph.document.settings))),
+    totals,
+    h("div", { class: "split-view" }, h("div", { class: "canvas-wrap" }, drawn.element), details),
+  );
+  if (graph.version === null) return;
+  const refresh = async () => {
+    latest = await loadStats(flowId, graph.version);
+    drawn.showNumbers(latest?.steps);
+    totals.textContent = latest
+      ? `Version ${latest.version}: entered ${latest.entered} · running ${latest.running} · converted ${latest.conversions} (${percent(latest.conversion_rate)})`
+      : "";
+  };
+  await refresh();
+  stopRefreshing = every(refresh);
+}
+
+function every(refresh) {
+  // Live numbers without a reload; one refresh at a time, stopped when the page changes.
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy || document.hidden) return;
+    busy = true;
+    try {
+      await refresh();
+      say("");
+    } catch (error) {
+      say(`Could not refresh: ${error.message}`);
+    } finally {
+      busy = false;
+    }
+  }, REFRESH_MS);
+  return () => clearInterval(timer);
+}
+
+// ---- people and journeys ------------------------------------------------------------------
+
+function personForm(value = "") {
+  const input = h("input", { id: "person-id", type: "search", value, required: true });
+  const form = h("form", { class: "find", role: "search" }, h("label", { for: "person-id" }, "Person id "), input, h("button", { type: "submit" }, "Find"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/people/${pathPart(input.value.trim())}`;
+  });
+  return form;
+}
+
+async function personPage(profileId) {
+  let person;
+  try {
+    person = await api(`/v1/profiles/${pathPart(profileId)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      return page("People", personForm(profileId), h("p", { role: "alert", class: "error" }, `No person with the id ${profileId} in this workspace.`));
+    }
+    throw error;
+  }
+  const journeys = h("table", { class: "list", id: "journeys" },
+    h("thead", {}, h("tr", {}, ["Journey", "Flow", "Version", "Status", "Now at", "Started", "Ended"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, person.journeys.map((j) => h("tr", {},
+      h("td", {}, h("a", { href: `#/journeys/${pathPart(j.id)}` }, j.id)),
+      h("td", {}, h("a", { href: `#/flows/${pathPart(j.flow_id)}` }, j.flow_id)),
+      h("td", { class: "num" }, j.version), h("td", {}, j.status), h("td", {}, j.current_step ?? "—"),
+      h("td", {}, when(j.started_at)), h("td", {}, when(j.ended_at))))));
+  page(
+    `Person ${person.id}`,
+    personForm(profileId),
+    h("h2", {}, "Attributes"), describe(person.attributes),
+    person.referrer_id ? h("p", {}, `Referred by ${person.referrer_id}`) : null,
+    person.friends.length ? h("p", {}, `Friends: ${person.friends.join(", ")}`) : null,
+    h("h2", {}, "Journeys"), person.journeys.length ? journeys : h("p", {}, "No journeys."),
+  );
+}
+
+function temporalLink(journeyId) {
+  const url = `${location.protocol}//${location.hostname}:${config.temporal_ui_port}/namespaces/${pathPart(config.temporal_namespace)}/workflows/${pathPart(journeyId)}`;
+  return h("a", { href: url, target: "_blank", rel: "noopener" }, "Open the workflow in the Temporal UI");
+}
+
+async function journeyPage(journeyId) {
+  const journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
+  const graph = await api(`/v1/flows/${pathPart(journey.flow_id)}/graph?version=${journey.version}`);
+  const drawn = drawGraph(graph, { title: `Path of journey ${journeyId} on flow ${journey.flow_id}, version ${journey.version}` });
+  const running = journey.status === "running";
+  drawn.showPath(journey.path, running ? journey.current_step : null);
+  drawn.showNumbers([]);
+  const stop = h("button", { type: "button", class: "danger", id: "stop-journey" }, "Stop this journey");
+  stop.addEventListener("click", async () => {
+    if (!confirm(`Stop journey ${journeyId}? It leaves the flow at once and ends as stopped.`)) return;
+    try {
+      await api(`/v1/journeys/${pathPart(journeyId)}/stop`, { method: "POST", body: { reason: "stopped in the console" } });
+      say("The journey is stopping.");
+      stop.disabled = true;
+    } catch (error) {
+      say(`Could not stop it: ${error.message}`);
+    }
+  });
+  const rows = journey.path.map((p) => h("tr", { class: p.error ? "failed" : "" },
+    h("td", { class: "num" }, p.seq), h("td", {}, p.step), h("td", {}, p.type), h("td", {}, when(p.entered_at)),
+    h("td", {}, when(p.left_at)), h("td", {}, p.branch ?? (p.left_at ? "—" : "here now")), h("td", {}, p.error ?? "")));
+  page(
+    `Journey ${journeyId}`,
+    h("p", { class: "meta" },
+      h("span", { class: `state ${journey.status}` }, journey.status), " · ",
+      h("a", { href: `#/people/${pathPart(journey.profile_id)}` }, `person ${journey.profile_id}`), " · ",
+      h("a", { href: `#/flows/${pathPart(journey.flow_id)}?version=${journey.version}` }, `flow ${journey.flow_id} v${journey.version}`),
+      ` · started ${when(journey.started_at)}`, journey.ended_at ? ` · ended ${when(journey.ended_at)} (${journey.exit_reason ?? ""})` : ""),
+    running ? h("p", { id: "waiting" }, `Now at ${journey.current_step ?? "—"}${journey.waiting_for ? `, waiting for ${journey.waiting_for}` : ""}`) : null,
+    h("p", { class: "actions" }, temporalLink(journeyId), running ? stop : null),
+    h("div", { class: "canvas-wrap" }, drawn.element),
+    h("h2", {}, "Path"),
+    h("table", { class: "list", id: "path" },
+      h("thead", {}, h("tr", {}, ["#", "Step", "Type", "Entered", "Left", "Branch", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows)),
+    h("h2", {}, "Variables"), h("pre", { class: "json" }, JSON.stringify(journey.variables, null, 2)),
+  );
+}
+
+// ---- routing ------------------------------------------------------------------------------
+
+async function route() {
+  stopRefreshing();
+  stopRefreshing = () => {};
+  say("");
+  if (!session.key()) return signIn();
+  document.getElementById("nav").hidden = false;
+  document.getElementById("sign-out").hidden = false;
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const params = new URLSearchParams(query ?? "");
+  try {
+    if (parts[0] === "flows" && parts[1]) await flowPage(parts[1], params.get("version"));
+    else if (parts[0] === "people" && parts[1]) await personPage(parts[1]);
+    else if (parts[0] === "people") page("People", personForm());
+    else if (parts[0] === "journeys" && parts[1]) await journeyPage(parts[1]);
+    else await flowsPage();
+    main.focus({ preventScroll: true });
+  } catch (error) {
+    failure(error);
+  }
+}
+
+window.addEventListener("hashchange", route);
+fetch(new URL("config.json", document.baseURI))
+  .then((r) => (r.ok ? r.json() : config))
+  .then((c) => (config = c))
+  .catch(() => {})
+  .finally(route);
