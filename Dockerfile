@@ -19,6 +19,7 @@ COPY launch/ ./launch/
 COPY services/ ./services/
 COPY activities/ ./activities/
 COPY api/ ./api/
+COPY console/ ./console/
 # Compile while still root: the running user cannot write __pycache__ under /app.
 RUN python -m compileall -q /app
 

@@ -12,14 +12,22 @@ from flowline.flow.graph import drawn_edges
 from flowline.stats.significance import rate
 from flowline.store import flows, journeys
 from flowline.store.database import Store, utcnow
-from flowline.store.lifecycle import flow_states
+from flowline.store.lifecycle import FlowState, flow_states
 from services.errors import NotFound
 
 
-async def list_flows(store: Store, workspace_id: str, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Every flow of the workspace: its record, shown status, journeys in flight, when it last
-    published, entries in the last day and week, and its goal's conversion rate (null without a
-    goal or without entries)."""
+@dataclass(frozen=True)
+class ListedFlow:
+    row: dict[str, Any]  # the flow's record (flowline/store/flows.py)
+    state: FlowState | None
+    last_published_at: datetime | None
+    entries: journeys.FlowEntries
+    conversion_rate: float | None  # None without a goal or without entries
+
+
+async def list_flows(store: Store, workspace_id: str, now: datetime | None = None) -> list[ListedFlow]:
+    """Every flow of the workspace: its record, shown state, when it last published, its entries
+    in the last day and week, and its goal's conversion rate."""
     now = now or utcnow()
     async with store.connect() as conn:
         rows = await flows.list_flows(conn, workspace_id)
@@ -28,20 +36,16 @@ async def list_flows(store: Store, workspace_id: str, now: datetime | None = Non
         entries = await journeys.entries_by_flow(conn, workspace_id, now)
     listed = []
     for row in rows:
-        state = states.get(row["id"])
         counted = entries.get(row["id"], journeys.FlowEntries())
         has_goal = bool((row["draft"].get("settings") or {}).get("goal"))
         listed.append(
-            row
-            | {
-                "status": state.status if state else row["status"],
-                "in_flight": state.in_flight if state else 0,
-                "last_published_at": published.get(row["id"]),
-                "entered_last_day": counted.last_day,
-                "entered_last_week": counted.last_week,
-                "entered": counted.entered,
-                "conversion_rate": rate(counted.converted, counted.entered) if has_goal else None,
-            }
+            ListedFlow(
+                row,
+                states.get(row["id"]),
+                published.get(row["id"]),
+                counted,
+                rate(counted.converted, counted.entered) if has_goal else None,
+            )
         )
     return listed
 

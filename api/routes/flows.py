@@ -104,7 +104,19 @@ async def validate_flow(flow_id: str, request: Request, workspace: Workspace, sv
 
 @router.get("", response_model=FlowList, summary="List flows with their recent entries and conversion")
 async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    return {"flows": await flow_views.list_flows(svc.store, workspace)}
+    return {
+        "flows": [
+            _flow_out(f.row, f.state)
+            | {
+                "last_published_at": f.last_published_at,
+                "entered_last_day": f.entries.last_day,
+                "entered_last_week": f.entries.last_week,
+                "entered": f.entries.entered,
+                "conversion_rate": f.conversion_rate,
+            }
+            for f in await flow_views.list_flows(svc.store, workspace)
+        ]
+    }
 
 
 @router.get(

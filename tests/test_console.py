@@ -1,0 +1,170 @@
+"""The console (/console): its files, the /v1 endpoints it reads (GET /v1/flows' activity figures,
+GET /v1/flows/{id}/graph), and the pages themselves in real Chromium driven by Playwright, on a
+real API (uvicorn on 127.0.0.1) with a real worker on the time-skipping server."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.console import FILES
+from flowline.settings import Settings
+from flowline.store import journeys
+from flowline.store.database import Store, utcnow
+from tests.conftest import Tenant
+from tests.test_journeys import publish
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+# A welcome message, a wait for a click (two days at most: the journey shows at the wait), then
+# a nudge or a thanks; the nudge goes on to the step listed next (an implicit edge).
+WELCOME: dict[str, Any] = {
+    "id": "welcome",
+    "name": "Welcome",
+    "trigger": {"type": "event", "event": "signed_up"},
+    "settings": {"goal": {"event": "purchase", "within": "7d"}},
+    "steps": [
+        {"id": "hello", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
+        {
+            "id": "wait_click",
+            "type": "wait_for_event",
+            "conditions": [{"event": "clicked"}],
+            "timeout": "2d",
+            "next": {"happened": "thanks", "timeout": "nudge"},
+        },
+        {"id": "nudge", "type": "send", "channel": "in_app", "content": {"body": "still there?"}},
+        {"id": "thanks", "type": "exit"},
+    ],
+}
+
+
+# ---- the files ------------------------------------------------------------------------------
+
+
+async def test_console_serves_its_files_and_loads_nothing_from_elsewhere() -> None:
+    app = create_app(Settings(sweep_seconds=0, temporal_ui_port=8299))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        moved = await client.get("/console")
+        assert moved.status_code in (307, 308) and moved.headers["location"] == "/console/"
+        index = await client.get("/console/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        config = await client.get("/console/config.json")
+        assert config.json() == {"temporal_ui_port": 8299, "temporal_namespace": "default"}
+        # Every file the page loads: the HTML's src/href and the modules' imports.
+        pending = re.findall(r"""(?:src|href)="([^"#]+)\"""", index.text)
+        seen: set[str] = set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            assert not re.match(r"[a-z]+:|//", name), f"{name} is not on this server"
+            served = await client.get(f"/console/{name}")
+            assert served.status_code == 200, name
+            pending += re.findall(r"""from\s+"\./([^"]+)\"""", served.text)
+    assert seen == {"style.css", "app.js", "api.js", "dom.js", "graph.js"}
+    # No file names an address elsewhere (the SVG namespace is a name, never fetched).
+    for path in FILES.rglob("*"):
+        if path.is_file():
+            text = path.read_text().replace("http://www.w3.org/2000/svg", "")
+            assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text), path
+
+
+def test_console_is_not_in_the_openapi_document() -> None:
+    paths = create_app(Settings(sweep_seconds=0)).openapi()["paths"]
+    assert not any(p.startswith("/console") for p in paths)
+    assert "/v1/flows/{flow_id}/graph" in paths
+
+
+# ---- the /v1 endpoints it reads ---------------------------------------------------------------
+
+
+async def test_flow_list_counts_recent_entries_and_conversion(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    await publish(api, WELCOME)
+    no_goal = {**WELCOME, "id": "plain", "name": "Plain", "settings": {}}
+    await publish(api, no_goal)
+    assert (
+        await api.put("/v1/flows/sketch", json={**WELCOME, "id": "sketch", "name": "Sketch"})
+    ).status_code == 200
+    workspace = tenant.id
+    now = utcnow()
+    # Journeys entered 1 hour, 3 days and 10 days ago; the 3-day one reached the goal.
+    async with store.begin() as conn:
+        for age, flow_id in [(1, "welcome"), (72, "welcome"), (240, "welcome"), (1, "plain")]:
+            journey_id = f"{workspace}-{flow_id}-{age}"
+            await journeys.claim_entry(
+                store,
+                conn,
+                journey_id=journey_id,
+                workspace_id=workspace,
+                flow_id=flow_id,
+                version=1,
+                profile_id=f"p{age}",
+                lock=f"entry:{age}",
+                trigger_event_id=None,
+                started_at=now - timedelta(hours=age),
+            )
+            if age == 72:
+                await journeys.record_conversion(conn, journey_id, now, "evt-purchase")
+    listed = {f["id"]: f for f in (await api.get("/v1/flows")).json()["flows"]}
+    welcome, plain, sketch = listed["welcome"], listed["plain"], listed["sketch"]
+    assert (welcome["entered_last_day"], welcome["entered_last_week"], welcome["entered"]) == (1, 2, 3)
+    assert welcome["conversion_rate"] == pytest.approx(1 / 3)
+    assert welcome["in_flight"] == 3 and welcome["current_version"] == 1 and welcome["status"] == "running"
+    assert welcome["last_published_at"] is not None
+    assert (plain["entered_last_day"], plain["conversion_rate"]) == (1, None)  # no goal: no rate
+    assert sketch["status"] == "draft" and sketch["last_published_at"] is None
+    assert (sketch["entered_last_week"], sketch["conversion_rate"]) == (0, None)
+
+
+async def test_flow_graph_names_each_branch_and_the_implicit_edges(api: httpx.AsyncClient) -> None:
+    flow = {
+        "id": "graph",
+        "name": "Graph",
+        "trigger": {"type": "event", "event": "signed_up"},
+        "steps": [
+            {
+                "id": "ab",
+                "type": "split",
+                "variants": [{"name": "a", "weight": 1, "next": "plan"}, {"name": "b", "weight": 1}],
+                "control": {"weight": 1},
+            },
+            {
+                "id": "plan",
+                "type": "branch",
+                "branches": [{"name": "pro", "when": {"tag": "pro", "op": "has"}, "next": "done"}],
+            },
+            {"id": "hello", "type": "send", "channel": "in_app", "content": {"body": "hi"}},
+            {"id": "again", "type": "pause", "for": "1d", "next": "ab"},
+            {"id": "done", "type": "exit"},
+        ],
+    }
+    # Never published: the draft is drawn.
+    assert (await api.put("/v1/flows/graph", json=flow)).status_code == 200
+    draft = (await api.get("/v1/flows/graph/graph")).json()
+    assert draft["version"] is None and draft["document"]["steps"][0]["id"] == "ab"
+    edges = {(e["source"], e["target"]): (e["branches"], e["implicit"]) for e in draft["edges"]}
+    assert edges == {
+        ("ab", "plan"): (["a", "b"], False),  # b names nothing: the step listed next is plan too
+        ("ab", None): (["control"], False),  # a control group without next ends the journey
+        ("plan", "done"): (["pro"], False),
+        ("plan", "hello"): (["else"], True),
+        ("hello", "again"): (["sent", "skipped", "failed"], True),
+        ("again", "ab"): (["next"], False),
+    }
+    # Published: the current version by default, any version by number; others are 404.
+    await api.post("/v1/flows/graph/publish")
+    assert (await api.get("/v1/flows/graph/graph")).json()["version"] == 1
+    assert (await api.get("/v1/flows/graph/graph?version=1")).json()["edges"] == draft["edges"]
+    missing = await api.get("/v1/flows/graph/graph?version=2")
+    assert missing.status_code == 404 and "no version 2" in missing.json()["message"]
+    assert (await api.get("/v1/flows/nothing/graph")).status_code == 404
+    assert (await api.get("/v1/flows/graph/graph?version=0")).status_code == 422
