@@ -4,23 +4,32 @@ real API (uvicorn on 127.0.0.1) with a real worker on the time-skipping server."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.console import FILES
 from flowline.settings import Settings
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
-from tests.conftest import Tenant
+from tests.conftest import Tenant, new_tenant
+from tests.servers import free_port
 from tests.test_journeys import publish
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 
 # A welcome message, a wait for a click (two days at most: the journey shows at the wait), then
 # a nudge or a thanks; the nudge goes on to the step listed next (an implicit edge).
@@ -168,3 +177,170 @@ async def test_flow_graph_names_each_branch_and_the_implicit_edges(api: httpx.As
     assert missing.status_code == 404 and "no version 2" in missing.json()["message"]
     assert (await api.get("/v1/flows/nothing/graph")).status_code == 404
     assert (await api.get("/v1/flows/graph/graph?version=0")).status_code == 422
+
+
+# ---- the pages in Chromium --------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """One Chromium for the session: Debian's, never a downloaded one."""
+    if not HAVE_CHROMIUM:
+        pytest.skip("no Chromium at /usr/bin/chromium: browser tests skipped")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        yield launched
+        await launched.close()
+
+
+@contextlib.asynccontextmanager
+async def served(
+    store: Store, temporal: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The app on a real HTTP server (uvicorn) on 127.0.0.1, starting journeys on ``task_queue``."""
+    settings = Settings(
+        database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path, sweep_seconds=0
+    )
+    app = create_app(settings, store=store, temporal=temporal.client)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+def sqlite_only(store: Store) -> None:
+    # The pages read the same /v1 answers on both stores (the HTTP tests above run on both).
+    if store.url.get_backend_name() != "sqlite":
+        pytest.skip("browser tests run on SQLite; the /v1 answers they read are tested on both stores")
+
+
+async def sign_in(page: Any, url: str, key: str) -> None:
+    await page.goto(f"{url}/console/")
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_console_shows_a_flow_live_and_a_journey_on_it(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    task_queue: str,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    async with (
+        served(store, temporal, task_queue, tmp_path) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}) as client,
+    ):
+        await publish(client, WELCOME)
+        page = await browser.new_page()
+        try:
+            # A wrong key is refused with a clear message, and nothing is shown.
+            await sign_in(page, url, "not-a-key")
+            await expect(page.get_by_role("alert")).to_have_text(re.compile("API key was not accepted"))
+            await expect(page.locator("#flows")).to_have_count(0)
+
+            await sign_in(page, url, tenant.key)
+            row = page.locator("#flows tbody tr", has_text="welcome")
+            await expect(row).to_contain_text("running")
+            await page.get_by_label("Search flows").fill("nothing like it")
+            await expect(row).to_have_count(0)
+            await page.get_by_label("Search flows").fill("welc")
+            await row.get_by_role("link", name="welcome").click()
+
+            # The canvas: a node per step, the trigger in the header, live numbers.
+            nodes = page.locator("svg.canvas g.node.step")
+            await expect(nodes).to_have_count(len(WELCOME["steps"]))
+            await expect(page.get_by_role("region", name="Trigger and settings")).to_contain_text("signed_up")
+            wait_node = page.get_by_role("img", name=re.compile("^Step wait_click"))
+            await expect(wait_node).to_contain_text("at step 0")
+            await expect(page.locator("g.edge.implicit")).to_have_count(2)  # hello→wait, nudge→thanks
+
+            sent = await client.post(
+                "/v1/events", json={"id": "evt-1", "profile_id": "ada", "name": "signed_up"}
+            )
+            assert sent.status_code == 202, sent.text
+            (journey_id,) = sent.json()["journeys"]
+            # No reload: the page refreshes its numbers by itself.
+            await expect(wait_node).to_contain_text("at step 1 · entered 1", timeout=20_000)
+            await expect(page.get_by_role("img", name=re.compile("^Step hello"))).to_contain_text("sent 1")
+
+            # The person, their journey, its path drawn on the canvas.
+            await page.get_by_role("link", name="People").click()
+            await page.get_by_label("Person id").fill("ada")
+            await page.get_by_role("button", name="Find").click()
+            await page.get_by_role("link", name=journey_id).click()
+            await expect(page.locator("#path tbody tr")).to_have_count(2)
+            await expect(page.locator("#path")).to_contain_text("hello")
+            await expect(page.locator("g.node.step.visited")).to_have_count(2)
+            await expect(page.locator("g.node.step.current")).to_have_attribute("data-step", "wait_click")
+            await expect(page.locator("g.edge.taken")).to_have_count(1)
+            link = page.get_by_role("link", name="Open the workflow in the Temporal UI")
+            assert (await link.get_attribute("href") or "").endswith(
+                f"/namespaces/default/workflows/{journey_id}"
+            )
+
+            # Stop it, behind a confirmation.
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.get_by_role("button", name="Stop this journey").click()
+            await expect(page.get_by_role("status")).to_have_text("The journey is stopping.")
+        finally:
+            await page.close()
+    detail = await _journey_status(store, tenant, journey_id)
+    assert detail == "stopped"
+
+
+async def _journey_status(store: Store, tenant: Tenant, journey_id: str) -> str | None:
+    for _ in range(200):  # the stop is a signal: the journey records its end when it runs
+        async with store.connect() as conn:
+            row = await journeys.get_journey(conn, tenant.id, journey_id)
+        if row is not None and row["status"] != "running":
+            return str(row["status"])
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def test_console_shows_a_key_only_its_workspace(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    other = await new_tenant(store)
+    async with (
+        served(store, temporal, task_queue, tmp_path) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}) as client,
+    ):
+        await publish(client, WELCOME)
+        page = await browser.new_page()
+        try:
+            await sign_in(page, url, other.key)
+            await expect(page.locator("#flows")).to_contain_text("No flows in this workspace yet.")
+            await page.goto(f"{url}/console/#/flows/welcome")
+            await expect(page.get_by_role("alert")).to_contain_text("no flow 'welcome'")
+            # Signing out forgets the key.
+            await page.get_by_role("button", name="Sign out").click()
+            await expect(page.get_by_label("API key")).to_be_visible()
+            assert await page.evaluate("sessionStorage.length") == 0
+        finally:
+            await page.close()
