@@ -228,13 +228,26 @@ function temporalLink(journeyId) {
   return h("a", { href: url, target: "_blank", rel: "noopener" }, "Open the workflow in the Temporal UI");
 }
 
+function visitLines(journey, stepId) {
+  // What this journey did at a step: its visits, the branch it last left by, errors.
+  const visits = journey.path.filter((p) => p.step === stepId);
+  if (!visits.length) return ["not visited"];
+  const last = visits[visits.length - 1];
+  const lines = [`visited ${visits.length}× · last ${when(last.entered_at)}`];
+  if (last.branch) lines.push(`left by ${last.branch}`);
+  else if (journey.status === "running" && journey.current_step === stepId) lines.push("here now");
+  const failed = visits.filter((p) => p.error);
+  if (failed.length) lines.push(`error: ${failed[failed.length - 1].error}`.slice(0, 34));
+  return lines;
+}
+
 async function journeyPage(journeyId) {
   const journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
   const graph = await api(`/v1/flows/${pathPart(journey.flow_id)}/graph?version=${journey.version}`);
   const drawn = drawGraph(graph, { title: `Path of journey ${journeyId} on flow ${journey.flow_id}, version ${journey.version}` });
   const running = journey.status === "running";
   drawn.showPath(journey.path, running ? journey.current_step : null);
-  drawn.showNumbers([]);
+  drawn.showLines((id) => visitLines(journey, id));
   const stop = h("button", { type: "button", class: "danger", id: "stop-journey" }, "Stop this journey");
   stop.addEventListener("click", async () => {
     if (!confirm(`Stop journey ${journeyId}? It leaves the flow at once and ends as stopped.`)) return;
