@@ -144,10 +144,11 @@ async function flowPage(flowId, version) {
     onSelect: (step) => stepDetails(details, step, latest?.steps),
   });
   const totals = h("p", { class: "totals", id: "totals" });
+  const flowState = h("span", { class: `state ${flow.status}` }, flow.status);
+  const inFlight = h("span", { id: "in-flight" }, `in flight ${flow.in_flight}`);
   page(
     flow.name,
-    h("p", { class: "meta" }, h("span", { class: `state ${flow.status}` }, flow.status), ` · ${flowId} · in flight ${flow.in_flight} · `,
-      h("label", { for: "version" }, "Version "), switcher),
+    h("p", { class: "meta" }, flowState, ` · ${flowId} · `, inFlight, " · ", h("label", { for: "version" }, "Version "), switcher),
     h("section", { class: "header", "aria-label": "Trigger and settings" },
       h("div", {}, h("h2", {}, "Trigger"), describe(graph.document.trigger)),
       h("div", {}, h("h2", {}, "Settings"), describe(graph.document.settings))),
@@ -156,6 +157,10 @@ async function flowPage(flowId, version) {
   );
   if (graph.version === null) return;
   const refresh = async () => {
+    const now = await api(`/v1/flows/${pathPart(flowId)}`);
+    flowState.className = `state ${now.status}`;
+    flowState.textContent = now.status;
+    inFlight.textContent = `in flight ${now.in_flight}`;
     latest = await loadStats(flowId, graph.version);
     drawn.showNumbers(latest?.steps);
     totals.textContent = latest

@@ -278,7 +278,12 @@ async def test_console_shows_a_flow_live_and_a_journey_on_it(
             (journey_id,) = sent.json()["journeys"]
             # No reload: the page refreshes its numbers by itself.
             await expect(wait_node).to_contain_text("at step 1 · entered 1", timeout=20_000)
+            await expect(page.locator("#in-flight")).to_have_text("in flight 1")
             await expect(page.get_by_role("img", name=re.compile("^Step hello"))).to_contain_text("sent 1")
+            if screenshot := os.environ.get("FLOWLINE_CONSOLE_SCREENSHOT"):
+                # docs/console.png: FLOWLINE_CONSOLE_SCREENSHOT=docs/console.png pytest -k flow_live
+                await page.set_viewport_size({"width": 1280, "height": 800})
+                await page.screenshot(path=screenshot, full_page=True)
 
             # The person, their journey, its path drawn on the canvas.
             await page.get_by_role("link", name="People").click()
@@ -290,6 +295,7 @@ async def test_console_shows_a_flow_live_and_a_journey_on_it(
             await expect(page.locator("g.node.step.visited")).to_have_count(2)
             await expect(page.locator("g.node.step.current")).to_have_attribute("data-step", "wait_click")
             await expect(page.locator("g.edge.taken")).to_have_count(1)
+            await expect(wait_node).to_contain_text("here now")
             link = page.get_by_role("link", name="Open the workflow in the Temporal UI")
             assert (await link.get_attribute("href") or "").endswith(
                 f"/namespaces/default/workflows/{journey_id}"
