@@ -232,6 +232,12 @@ class GraphEdge(_Answer):
     )
 
 
+class FlowValid(_Answer):
+    valid: Literal[True]
+    flow: dict[str, Any] = Field(description="the document in its canonical form (FlowDocument)")
+    edges: list[GraphEdge] = Field(description="its step graph, as GET /v1/flows/{id}/graph draws it")
+
+
 class FlowGraphOut(_Answer):
     flow_id: str
     version: int | None = Field(description="the version drawn; null: the draft (never published)")
@@ -239,11 +245,6 @@ class FlowGraphOut(_Answer):
         description="that version's document (FlowDocument): trigger, settings, steps"
     )
     edges: list[GraphEdge]
-
-
-class FlowValid(_Answer):
-    valid: Literal[True]
-    flow: dict[str, Any] = Field(description="the document in its canonical form (FlowDocument)")
 
 
 class JourneyStarted(_Answer):

@@ -19,13 +19,15 @@ export class ApiError extends Error {
 // Relative to the page (/console/), so a proxy prefix in front of the API is kept.
 const base = new URL("../", document.baseURI);
 
-export async function api(path, { method = "GET", body, key = session.key() } = {}) {
+// ``body`` is sent as JSON, ``yaml`` (a flow document's text) as YAML.
+export async function api(path, { method = "GET", body, yaml, key = session.key() } = {}) {
   const headers = { Authorization: `Bearer ${key}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (yaml !== undefined) headers["Content-Type"] = "application/yaml";
   const response = await fetch(new URL(path.replace(/^\//, ""), base), {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: yaml ?? (body === undefined ? undefined : JSON.stringify(body)),
   });
   const text = await response.text();
   let parsed = null;

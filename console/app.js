@@ -1,6 +1,7 @@
 // The console: hash routes (#/flows, #/flows/{id}, #/people/{id}, #/journeys/{id}) over the /v1 API.
 import { api, ApiError, pathPart, session } from "./api.js";
 import { h, percent, when } from "./dom.js";
+import { editor } from "./editor.js";
 import { drawGraph } from "./graph.js";
 
 const REFRESH_MS = 3000;
@@ -126,6 +127,31 @@ async function loadStats(flowId, version) {
   return stats.versions.find((v) => v.version === version) ?? null;
 }
 
+// A modal question before an action that changes journeys; resolves to the form's values, or
+// null when cancelled.
+function confirmAction({ title, text, action, option }) {
+  return new Promise((resolve) => {
+    const box = option ? h("input", { type: "checkbox", id: "confirm-option" }) : null;
+    const dialog = h(
+      "dialog",
+      { class: "confirm", "aria-labelledby": "confirm-title" },
+      h("form", { method: "dialog" },
+        h("h2", { id: "confirm-title" }, title),
+        h("p", {}, text),
+        option ? h("p", {}, box, " ", h("label", { for: "confirm-option" }, option)) : null,
+        h("p", { class: "actions" },
+          h("button", { value: "yes", class: "danger" }, action),
+          h("button", { value: "no", type: "submit", class: "secondary", formnovalidate: true }, "Cancel"))),
+    );
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "yes" ? { option: box?.checked ?? false } : null);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
 async function flowPage(flowId, version) {
   const query = version ? `?version=${version}` : "";
   const [flow, graph, versions] = await Promise.all([
@@ -139,21 +165,105 @@ async function flowPage(flowId, version) {
   switcher.addEventListener("change", () => (location.hash = `#/flows/${pathPart(flowId)}${switcher.value ? `?version=${switcher.value}` : ""}`));
   const details = h("aside", { class: "details", "aria-live": "polite" }, h("p", {}, "Choose a step to see its settings and numbers."));
   let latest = null;
-  const drawn = drawGraph(graph, {
-    title: `Steps of flow ${flowId}, ${graph.version === null ? "draft" : `version ${graph.version}`}`,
-    onSelect: (step) => stepDetails(details, step, latest?.steps),
-  });
+  let drawn = null;
+  const holder = h("div", { class: "canvas-wrap" });
+  const header = h("section", { class: "header", "aria-label": "Trigger and settings" });
+  const draw = (shown, title) => {
+    drawn = drawGraph(shown, { title, onSelect: (step) => stepDetails(details, step, latest?.steps) });
+    holder.replaceChildren(drawn.element);
+    header.replaceChildren(
+      h("div", {}, h("h2", {}, "Trigger"), describe(shown.document.trigger)),
+      h("div", {}, h("h2", {}, "Settings"), describe(shown.document.settings)));
+    drawn.showNumbers(latest?.steps);
+  };
+  draw(graph, `Steps of flow ${flowId}, ${graph.version === null ? "draft" : `version ${graph.version}`}`);
   const totals = h("p", { class: "totals", id: "totals" });
   const flowState = h("span", { class: `state ${flow.status}` }, flow.status);
   const inFlight = h("span", { id: "in-flight" }, `in flight ${flow.in_flight}`);
+  const view = h("div", { class: "split-view" }, holder, details);
+
+  // Editing: the draft as YAML beside a canvas drawn from what is typed.
+  const edit = h("button", { type: "button", "aria-pressed": "false", id: "edit" }, "Edit as YAML");
+  const save = h("button", { type: "button", hidden: true }, "Save draft");
+  const publish = h("button", { type: "button", hidden: true }, "Publish…");
+  const drain = h("button", { type: "button", class: "secondary", hidden: flow.status !== "running" }, "Drain…");
+  const stop = h("button", { type: "button", class: "danger", hidden: !["running", "draining"].includes(flow.status) }, "Stop…");
+  let code = null;
+  edit.addEventListener("click", () => {
+    if (code) return location.reload();
+    code = editor({
+      flowId,
+      draft: flow.draft,
+      onValid: (answer) => draw({ flow_id: flowId, version: null, document: answer.flow, edges: answer.edges }, `Steps of flow ${flowId} as edited`),
+      onFaults: (found) => {
+        for (const { node } of drawn.nodes.values()) node.classList.remove("faulty");
+        for (const f of found) {
+          const node = f.step && drawn.nodes.get(f.step)?.node;
+          if (!node) continue;
+          node.classList.add("faulty");
+          node.setAttribute("aria-label", `${node.getAttribute("aria-label")} — fault: ${f.message}`);
+        }
+      },
+    });
+    edit.setAttribute("aria-pressed", "true");
+    edit.textContent = "Close the editor";
+    save.hidden = publish.hidden = false;
+    view.classList.add("editing");
+    details.replaceWith(code.element);
+    code.validate();
+  });
+  const act = async (work, done) => {
+    try {
+      await work();
+      say(done);
+    } catch (error) {
+      say(`Could not: ${error.message}`);
+      if (error instanceof ApiError && error.status === 422 && code) await code.validate();
+      throw error;
+    }
+  };
+  save.addEventListener("click", () => act(() => code.save(), "Draft saved.").catch(() => {}));
+  publish.addEventListener("click", async () => {
+    if (!code.isValid()) return say("Fix the faults before publishing.");
+    const next = versions.versions.length + 1;
+    const answer = await confirmAction({
+      title: `Publish version ${next}?`,
+      text: `The editor's text is saved as the draft and becomes version ${next}: new entries use it. ` +
+        `The ${versions.in_flight} journeys in flight keep their version unless you move them.`,
+      option: "Move journeys that wait at a step version " + next + " also has to that step of it",
+      action: `Publish version ${next}`,
+    });
+    if (!answer) return;
+    const published = await act(async () => {
+      await code.save();
+      await api(`/v1/flows/${pathPart(flowId)}/publish`, { method: "POST", body: { move_journeys: answer.option } });
+    }, `Version ${next} published.`).then(() => true, () => false);
+    if (published) location.hash = `#/flows/${pathPart(flowId)}?version=${next}`;
+  });
+  drain.addEventListener("click", async () => {
+    const ok = await confirmAction({
+      title: `Drain ${flowId}?`,
+      text: `The flow takes no new entries; the ${versions.in_flight} journeys in flight go on to their end. Publishing runs it again.`,
+      action: "Drain",
+    });
+    if (ok) await act(() => api(`/v1/flows/${pathPart(flowId)}/drain`, { method: "POST" }), "The flow is draining.").then(route, () => {});
+  });
+  stop.addEventListener("click", async () => {
+    const ok = await confirmAction({
+      title: `Stop ${flowId}?`,
+      text: `The flow takes no new entries and its ${versions.in_flight} journeys in flight are stopped now (they end as stopped). Publishing runs it again.`,
+      action: "Stop the flow",
+    });
+    if (ok) await act(() => api(`/v1/flows/${pathPart(flowId)}/stop`, { method: "POST" }), "The flow is stopped.").then(route, () => {});
+  });
+
   page(
     flow.name,
     h("p", { class: "meta" }, flowState, ` · ${flowId} · `, inFlight, " · ", h("label", { for: "version" }, "Version "), switcher),
-    h("section", { class: "header", "aria-label": "Trigger and settings" },
-      h("div", {}, h("h2", {}, "Trigger"), describe(graph.document.trigger)),
-      h("div", {}, h("h2", {}, "Settings"), describe(graph.document.settings))),
+    h("p", { class: "actions" }, edit, save, publish, drain, stop),
+    header,
     totals,
-    h("div", { class: "split-view" }, h("div", { class: "canvas-wrap" }, drawn.element), details),
+    view,
   );
   if (graph.version === null) return;
   const refresh = async () => {

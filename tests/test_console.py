@@ -77,7 +77,7 @@ async def test_console_serves_its_files_and_loads_nothing_from_elsewhere() -> No
             served = await client.get(f"/console/{name}")
             assert served.status_code == 200, name
             pending += re.findall(r"""from\s+"\./([^"]+)\"""", served.text)
-    assert seen == {"style.css", "app.js", "api.js", "dom.js", "graph.js"}
+    assert seen == {"style.css", "app.js", "api.js", "dom.js", "graph.js", "editor.js", "yaml.js"}
     # No file names an address elsewhere (the SVG namespace is a name, never fetched).
     for path in FILES.rglob("*"):
         if path.is_file():
@@ -350,3 +350,66 @@ async def test_console_shows_a_key_only_its_workspace(
             assert await page.evaluate("sessionStorage.length") == 0
         finally:
             await page.close()
+
+
+async def test_console_edits_a_flow_as_yaml_and_publishes_it(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    async with (
+        served(store, temporal, task_queue, tmp_path) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}) as client,
+    ):
+        await publish(client, WELCOME)
+        page = await browser.new_page()
+        try:
+            await sign_in(page, url, tenant.key)
+            await page.get_by_role("link", name="welcome").click()
+            await page.get_by_role("button", name="Edit as YAML").click()
+            state = page.locator("#editor-state")
+            await expect(state).to_have_text("Valid: 4 steps.")
+            editor = page.get_by_label("Flow document (YAML)")
+            text = await editor.input_value()
+            assert "timeout: nudge" in text and 'within: "7d"' in text
+
+            # A branch to a step that does not exist: the fault, its line, its node.
+            await editor.fill(text.replace("timeout: nudge", "timeout: nowhere"))
+            await expect(state).to_have_text("1 fault.")
+            fault = page.locator("#faults li")
+            await expect(fault).to_contain_text("$.steps[1].next.timeout")
+            line = text.split("\n").index("      timeout: nudge") + 1
+            await expect(fault.get_by_role("button")).to_have_text(f"line {line}")
+            await expect(page.locator(".gutter .fault")).to_have_text(str(line))
+            await expect(page.locator("g.node.step.faulty")).to_have_attribute("data-step", "wait_click")
+
+            # Fixed, and changed: the canvas follows the text before anything is saved.
+            fixed = text.replace("happened: thanks", "happened: nudge")
+            await editor.fill(fixed)
+            await expect(state).to_have_text("Valid: 4 steps.")
+            await expect(page.locator("g.node.step.faulty")).to_have_count(0)
+            await expect(
+                page.locator('g.edge[data-source="wait_click"][data-target="thanks"]')
+            ).to_have_count(0)
+            merged = page.locator('g.edge[data-source="wait_click"][data-target="nudge"]')
+            await expect(merged).to_contain_text("happened, timeout")
+
+            await page.get_by_role("button", name="Publish…").click()
+            dialog = page.get_by_role("dialog")
+            await expect(dialog).to_contain_text("Publish version 2?")
+            await expect(dialog).to_contain_text("journeys in flight keep their version")
+            await dialog.get_by_role("button", name="Publish version 2").click()
+            await expect(dialog).to_have_count(0)
+            await expect(page.get_by_label("Version", exact=True)).to_have_value("2")
+            await expect(page.locator("#in-flight")).to_be_visible()
+        finally:
+            await page.close()
+        flow = (await client.get("/v1/flows/welcome")).json()
+        assert flow["current_version"] == 2
+        assert flow["draft"]["steps"][1]["next"] == {"happened": "nudge", "timeout": "nudge"}

@@ -13,6 +13,7 @@ from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.schemas import FlowGraphOut, FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
 from flowline.flow.document import FlowDocument
+from flowline.flow.graph import drawn_edges
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import value_faults
 from flowline.settings import Settings
@@ -99,7 +100,7 @@ async def put_flow(flow_id: str, request: Request, workspace: Workspace, svc: Sv
 async def validate_flow(flow_id: str, request: Request, workspace: Workspace, svc: Svc) -> dict[str, Any]:
     flow = await _document(request, flow_id, svc.settings)
     await element_use_cases.check_flow(svc.store, workspace, flow)
-    return {"valid": True, "flow": flow.dump()}
+    return {"valid": True, "flow": flow.dump(), "edges": _edges(drawn_edges(flow))}
 
 
 @router.get("", response_model=FlowList, summary="List flows with their recent entries and conversion")
@@ -140,11 +141,15 @@ async def get_flow_graph(
         "flow_id": graph.flow_id,
         "version": graph.version,
         "document": graph.document.dump(),
-        "edges": [
-            {"source": source, "target": target, "branches": branches, "implicit": implicit}
-            for source, target, branches, implicit in graph.edges
-        ],
+        "edges": _edges(graph.edges),
     }
+
+
+def _edges(edges: list[tuple[str, str | None, list[str], bool]]) -> list[dict[str, Any]]:
+    return [
+        {"source": source, "target": target, "branches": branches, "implicit": implicit}
+        for source, target, branches, implicit in edges
+    ]
 
 
 @router.get(
