@@ -36,6 +36,7 @@ from api.routes import (
     tracking,
     workspace,
 )
+from api.schemas import EventIn
 from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -183,6 +184,12 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
+            # Bodies a route reads itself (api/routes/events.py) name their schema by reference:
+            # without it ReDoc draws nothing ("Invalid reference token").
+            for model in (EventIn,):
+                body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body_schema.pop("$defs", {}))
+                components[model.__name__] = body_schema
             _own_validation_answers(schema)
             links.add_links(schema)
             app.openapi_schema = schema

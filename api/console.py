@@ -9,12 +9,22 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from flowline.settings import Settings
 
 FILES = Path(__file__).resolve().parent.parent / "console"
+# The console loads from this server only, and runs no inline script (an injected one too).
+POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+class _ConsoleFiles(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = POLICY
+        return response
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -30,4 +40,4 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     app.add_route("/console", to_index, include_in_schema=False)
     app.add_route("/console/config.json", config, include_in_schema=False)
-    app.mount("/console", StaticFiles(directory=FILES, html=True), name="console")
+    app.mount("/console", _ConsoleFiles(directory=FILES, html=True), name="console")

@@ -63,6 +63,7 @@ async def test_console_serves_its_files_and_loads_nothing_from_elsewhere() -> No
         assert moved.status_code in (307, 308) and moved.headers["location"] == "/console/"
         index = await client.get("/console/")
         assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert index.headers["content-security-policy"].startswith("default-src 'self';")
         config = await client.get("/console/config.json")
         assert config.json() == {"temporal_ui_port": 8299, "temporal_namespace": "default"}
         # Every file the page loads: the HTML's src/href and the modules' imports.
@@ -413,3 +414,43 @@ async def test_console_edits_a_flow_as_yaml_and_publishes_it(
         flow = (await client.get("/v1/flows/welcome")).json()
         assert flow["current_version"] == 2
         assert flow["draft"]["steps"][1]["next"] == {"happened": "nudge", "timeout": "nudge"}
+
+
+async def test_the_api_pages_render_offline_in_chromium(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    """/docs and /redoc draw the API with what the API serves (api/docs_pages.py); every request
+    to another host is refused, as on a machine without the internet."""
+    from playwright.async_api import expect
+
+    async with served(store, temporal, task_queue, tmp_path) as url:
+        context = await browser.new_context()
+        elsewhere: list[str] = []
+
+        async def offline(route: Any) -> None:
+            if route.request.url.startswith(url):
+                await route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", offline)
+        page = await context.new_page()
+        try:
+            await page.goto(f"{url}/docs")
+            await expect(
+                page.locator(".swagger-ui .opblock-summary-path", has_text="/v1/flows/{flow_id}/graph")
+            ).to_have_count(1)
+            await page.goto(f"{url}/redoc")
+            # ReDoc draws the whole document or, on a broken one, "Something went wrong".
+            await expect(page.get_by_role("heading", level=1, name=re.compile("^Flowline"))).to_be_visible()
+            await expect(page.get_by_role("menuitem", name="flows")).to_be_visible()
+            await expect(page.get_by_text("Something went wrong")).to_have_count(0)
+        finally:
+            await context.close()
+    assert elsewhere == []
