@@ -149,9 +149,22 @@ class ProfileOut(BaseModel):
     referrer_id: str | None = None
     friends: list[str] = Field(default_factory=list)
     push_tokens: list[PushToken] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    do_not_contact: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="each {channel, sender}: channel 'all' and sender null mean every channel / sender",
+    )
     created_at: datetime
     updated_at: datetime
     journeys: list[JourneySummary] = Field(default_factory=list)
+    segments: list[str] | None = Field(
+        default=None,
+        description="GET /v1/profiles/{id} only: the segments the person is in, as last evaluated",
+    )
+
+
+class ProfilesFound(BaseModel):
+    profiles: list[ProfileOut]
 
 
 class InboxMessage(BaseModel):

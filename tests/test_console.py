@@ -24,6 +24,7 @@ from api.console import FILES
 from flowline.settings import Settings
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
+from flowline.store.tables import profiles as profiles_table
 from tests.conftest import Tenant, new_tenant
 from tests.servers import free_port
 from tests.test_journeys import publish
@@ -178,6 +179,36 @@ async def test_flow_graph_names_each_branch_and_the_implicit_edges(api: httpx.As
     assert missing.status_code == 404 and "no version 2" in missing.json()["message"]
     assert (await api.get("/v1/flows/nothing/graph")).status_code == 404
     assert (await api.get("/v1/flows/graph/graph?version=0")).status_code == 422
+
+
+async def test_a_person_is_found_by_email_with_tags_consent_and_segments(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    attributes = {"email": "Ada@Example.com", "plan": "pro"}
+    assert (await api.put("/v1/profiles/ada", json={"attributes": attributes})).status_code == 200
+    assert (await api.put("/v1/profiles/bob", json={"attributes": {"plan": "free"}})).status_code == 200
+    pros = {"name": "Pros", "rule": {"attribute": "plan", "op": "is", "value": "pro"}}
+    assert (await api.put("/v1/segments/pros", json=pros)).status_code == 200
+    async with store.begin() as conn:  # what the tag and do_not_contact steps write
+        await conn.execute(
+            profiles_table.update()
+            .where(profiles_table.c.workspace_id == tenant.id, profiles_table.c.id == "ada")
+            .values(tags=["vip"], do_not_contact=[{"channel": "sms", "sender": None}])
+        )
+    ada = (await api.get("/v1/profiles/ada")).json()
+    assert (ada["tags"], ada["do_not_contact"], ada["segments"]) == (
+        ["vip"],
+        [{"channel": "sms", "sender": None}],
+        ["pros"],
+    )
+    assert (await api.get("/v1/profiles/bob")).json()["segments"] == []
+
+    found = (await api.get("/v1/profiles", params={"email": " ada@example.COM"})).json()["profiles"]
+    assert [p["id"] for p in found] == ["ada"] and found[0]["tags"] == ["vip"]
+    assert (await api.get("/v1/profiles", params={"email": "eve@example.com"})).json() == {"profiles": []}
+    for params in ({}, {"email": "a@b.c", "phone": "+1"}):
+        refused = await api.get("/v1/profiles", params=params)
+        assert refused.status_code == 422 and refused.json()["faults"][0]["path"] == "query.email"
 
 
 # ---- the pages in Chromium --------------------------------------------------------------------
