@@ -302,13 +302,24 @@ function every(refresh) {
 // ---- people and journeys ------------------------------------------------------------------
 
 function personForm(value = "") {
-  const input = h("input", { id: "person-id", type: "search", value, required: true });
-  const form = h("form", { class: "find", role: "search" }, h("label", { for: "person-id" }, "Person id "), input, h("button", { type: "submit" }, "Find"));
-  form.addEventListener("submit", (e) => {
+  const input = h("input", { id: "person-id", type: "search", value, required: true, "aria-describedby": "person-hint" });
+  const problem = h("p", { role: "alert", class: "error" });
+  const form = h("form", { class: "find", role: "search" },
+    h("label", { for: "person-id" }, "Person id or email "), input, h("button", { type: "submit" }, "Find"),
+    h("span", { id: "person-hint", class: "hint" }, "an email finds the person whose email attribute it is"));
+  form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    location.hash = `#/people/${pathPart(input.value.trim())}`;
+    const wanted = input.value.trim();
+    if (!wanted.includes("@")) return (location.hash = `#/people/${pathPart(wanted)}`);
+    try {
+      const { profiles } = await api(`/v1/profiles?email=${encodeURIComponent(wanted)}`);
+      if (profiles.length) location.hash = `#/people/${pathPart(profiles[0].id)}`;
+      else problem.textContent = `No person with the email ${wanted} in this workspace.`;
+    } catch (error) {
+      problem.textContent = error.message;
+    }
   });
-  return form;
+  return h("div", {}, form, problem);
 }
 
 async function personPage(profileId) {
@@ -328,13 +339,27 @@ async function personPage(profileId) {
       h("td", {}, h("a", { href: `#/flows/${pathPart(j.flow_id)}` }, j.flow_id)),
       h("td", { class: "num" }, j.version), h("td", {}, j.status), h("td", {}, j.current_step ?? "—"),
       h("td", {}, when(j.started_at)), h("td", {}, when(j.ended_at))))));
+  const { messages } = await api(`/v1/profiles/${pathPart(profileId)}/inbox?limit=20`);
+  const personLink = (id) => h("a", { href: `#/people/${pathPart(id)}` }, id);
+  const consent = person.do_not_contact.map((d) => `${d.channel === "all" ? "every channel" : d.channel}${d.sender ? ` from ${d.sender}` : ""}`);
   page(
     `Person ${person.id}`,
     personForm(profileId),
     h("h2", {}, "Attributes"), describe(person.attributes),
-    person.referrer_id ? h("p", {}, `Referred by ${person.referrer_id}`) : null,
-    person.friends.length ? h("p", {}, `Friends: ${person.friends.join(", ")}`) : null,
+    h("dl", { class: "facts" },
+      h("dt", {}, "tags"), h("dd", { id: "tags" }, person.tags.join(", ") || "—"),
+      h("dt", {}, "do not contact"), h("dd", { id: "do-not-contact" }, consent.join("; ") || "—"),
+      h("dt", {}, "segments"), h("dd", { id: "segments" }, person.segments?.length ? person.segments.map((id, i) => [i ? ", " : "", h("a", { href: `#/segments/${pathPart(id)}` }, id)]) : "—"),
+      h("dt", {}, "referred by"), h("dd", {}, person.referrer_id ? personLink(person.referrer_id) : "—"),
+      h("dt", {}, "friends"), h("dd", {}, person.friends.length ? person.friends.map((id, i) => [i ? ", " : "", personLink(id)]) : "—"),
+      h("dt", {}, "push tokens"), h("dd", {}, person.push_tokens.map((t) => t.platform).join(", ") || "—")),
     h("h2", {}, "Journeys"), person.journeys.length ? journeys : h("p", {}, "No journeys."),
+    h("h2", {}, "Inbox"),
+    messages.length
+      ? h("table", { class: "list", id: "inbox" },
+          h("thead", {}, h("tr", {}, ["Title", "Body", "Sent", "Read"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, messages.map((m) => h("tr", {}, h("td", {}, m.title || "—"), h("td", {}, m.body), h("td", {}, when(m.created_at)), h("td", {}, m.read ? when(m.read_at) : "no")))))
+      : h("p", {}, "No in-app messages."),
   );
 }
 
@@ -395,6 +420,62 @@ async function journeyPage(journeyId) {
   );
 }
 
+// ---- segments and settings -----------------------------------------------------------------
+
+const PAGE = 50;
+
+async function segmentsPage() {
+  const { segments, unreadable } = await api("/v1/segments");
+  // Each count is the segment's rule evaluated now (GET /v1/segments/{id}/members).
+  const counts = await Promise.all(
+    segments.map((seg) => api(`/v1/segments/${pathPart(seg.id)}/members?limit=1`).then((m) => m.count, () => null)),
+  );
+  page(
+    "Segments",
+    segments.length
+      ? h("table", { class: "list", id: "segments" },
+          h("thead", {}, h("tr", {}, ["Id", "Name", "Members", "Rule"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, segments.map((seg, i) => h("tr", {},
+            h("td", {}, h("a", { href: `#/segments/${pathPart(seg.id)}` }, seg.id)), h("td", {}, seg.name),
+            h("td", { class: "num" }, counts[i] ?? "—"), h("td", { class: "rule" }, JSON.stringify(seg.rule))))))
+      : h("p", {}, "No segments in this workspace."),
+    unreadable.length ? h("p", { class: "error" }, `Not evaluated until saved again: ${unreadable.map((u) => `${u.id} (${u.message})`).join("; ")}`) : null,
+  );
+}
+
+async function segmentPage(segmentId, offset) {
+  const members = await api(`/v1/segments/${pathPart(segmentId)}/members?limit=${PAGE}&offset=${offset}`);
+  const to = (at) => `#/segments/${pathPart(segmentId)}?offset=${at}`;
+  page(
+    `Segment ${segmentId}`,
+    h("p", { class: "meta", id: "member-count" }, `${members.count} members now; ${members.count ? `${offset + 1}–${offset + members.members.length}` : "none"} shown.`),
+    h("ul", { class: "members", id: "members" }, members.members.map((id) => h("li", {}, h("a", { href: `#/people/${pathPart(id)}` }, id)))),
+    h("nav", { class: "actions", "aria-label": "Pages of members" },
+      offset > 0 ? h("a", { href: to(Math.max(0, offset - PAGE)) }, "Previous page") : null,
+      offset + PAGE < members.count ? h("a", { href: to(offset + PAGE) }, "Next page") : null),
+  );
+}
+
+async function settingsPage() {
+  const [workspace, channels, { destinations }] = await Promise.all([
+    api("/v1/workspace"),
+    api("/v1/workspace/channels"),
+    api("/v1/destinations"),
+  ]);
+  // The API masks secrets in these answers; the console shows what it is given.
+  page(
+    "Settings",
+    h("h2", {}, "Workspace"), describe(workspace),
+    h("h2", {}, "Channels"),
+    h("div", { id: "channels" }, Object.entries(channels).map(([channel, settings]) =>
+      h("section", { "aria-label": `Channel ${channel}` }, h("h3", {}, channel), settings ? describe(settings) : h("p", {}, "not set up")))),
+    h("h2", {}, "Destinations"),
+    destinations.length
+      ? h("div", { id: "destinations" }, destinations.map((d) => h("section", { "aria-label": `Destination ${d.id}` }, h("h3", {}, d.id), describe(d))))
+      : h("p", {}, "No destinations."),
+  );
+}
+
 // ---- routing ------------------------------------------------------------------------------
 
 async function route() {
@@ -412,6 +493,9 @@ async function route() {
     else if (parts[0] === "people" && parts[1]) await personPage(parts[1]);
     else if (parts[0] === "people") page("People", personForm());
     else if (parts[0] === "journeys" && parts[1]) await journeyPage(parts[1]);
+    else if (parts[0] === "segments" && parts[1]) await segmentPage(parts[1], Math.max(0, Number(params.get("offset")) || 0));
+    else if (parts[0] === "segments") await segmentsPage();
+    else if (parts[0] === "settings") await settingsPage();
     else await flowsPage();
     main.focus({ preventScroll: true });
   } catch (error) {

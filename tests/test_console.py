@@ -485,3 +485,55 @@ async def test_the_api_pages_render_offline_in_chromium(
         finally:
             await context.close()
     assert elsewhere == []
+
+
+async def test_console_finds_a_person_by_email_and_shows_segments_and_settings(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    task_queue: str,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    async with (
+        served(store, temporal, task_queue, tmp_path) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}) as client,
+    ):
+        for person, plan in [("ada", "pro"), ("bob", "pro"), ("cy", "free")]:
+            body = {"attributes": {"email": f"{person}@example.com", "plan": plan}}
+            assert (await client.put(f"/v1/profiles/{person}", json=body)).status_code == 200
+        pros = {"name": "Pros", "rule": {"attribute": "plan", "op": "is", "value": "pro"}}
+        assert (await client.put("/v1/segments/pros", json=pros)).status_code == 200
+        smtp = {"provider": "smtp", "host": "mail.example.com", "from_address": "hi@example.com"}
+        channels = {"email": smtp | {"username": "u", "password": "hunter2-secret"}}
+        assert (await client.put("/v1/workspace/channels", json=channels)).status_code == 200
+        page = await browser.new_page()
+        try:
+            await sign_in(page, url, tenant.key)
+            # Straight on after signing in: the flows page still loading must not draw over this one.
+            await page.get_by_role("link", name="People").click()
+            await page.get_by_label("Person id or email").fill("ADA@example.com")
+            await page.get_by_role("button", name="Find").click()
+            await expect(page.get_by_role("heading", name="Person ada")).to_be_visible()
+            await expect(page.locator("#segments")).to_have_text("pros")
+
+            await page.get_by_label("Person id or email").fill("nobody@example.com")
+            await page.get_by_role("button", name="Find").click()
+            await expect(page.get_by_role("alert")).to_have_text(
+                "No person with the email nobody@example.com in this workspace."
+            )
+
+            await page.get_by_role("link", name="Segments").click()
+            await expect(page.locator("#segments tbody tr", has_text="pros")).to_contain_text("2")
+            await page.get_by_role("link", name="pros").click()
+            await expect(page.locator("#member-count")).to_contain_text("2 members now")
+            await expect(page.locator("#members li")).to_have_text(["ada", "bob"])
+
+            await page.get_by_role("link", name="Settings").click()
+            await expect(page.get_by_role("region", name="Channel email")).to_contain_text("mail.example.com")
+            assert "hunter2" not in await page.content()
+        finally:
+            await page.close()
