@@ -17,6 +17,11 @@ function page(title, ...content) {
   main.replaceChildren(h("h1", {}, title), ...content);
 }
 
+// Routes overlap (a click while a page still loads): each page draws through its route's ``show``,
+// which refuses once a newer route started, so a slow page never draws over the one asked after it.
+let generation = 0;
+class Stale extends Error {}
+
 function failure(error) {
   if (error instanceof ApiError && error.status === 401) {
     session.signOut();
@@ -70,7 +75,7 @@ document.getElementById("sign-out").addEventListener("click", () => {
 
 // ---- flows --------------------------------------------------------------------------------
 
-async function flowsPage() {
+async function flowsPage(show) {
   const { flows } = await api("/v1/flows");
   const search = h("input", { id: "flow-search", type: "search", placeholder: "id or name" });
   const body = h("tbody");
@@ -98,7 +103,7 @@ async function flowsPage() {
   };
   search.addEventListener("input", draw);
   const head = ["Id", "Name", "State", "Version", "In flight", "Entered (day)", "Entered (week)", "Conversion", "Last published"];
-  page(
+  show(
     "Flows",
     h("p", { class: "search" }, h("label", { for: "flow-search" }, "Search flows "), search),
     h("table", { class: "list", id: "flows" }, h("caption", { class: "sr-only" }, "Flows of this workspace"),
@@ -152,7 +157,7 @@ function confirmAction({ title, text, action, option }) {
   });
 }
 
-async function flowPage(flowId, version) {
+async function flowPage(show, flowId, version) {
   const query = version ? `?version=${version}` : "";
   const [flow, graph, versions] = await Promise.all([
     api(`/v1/flows/${pathPart(flowId)}`),
@@ -257,7 +262,7 @@ async function flowPage(flowId, version) {
     if (ok) await act(() => api(`/v1/flows/${pathPart(flowId)}/stop`, { method: "POST" }), "The flow is stopped.").then(route, () => {});
   });
 
-  page(
+  show(
     flow.name,
     h("p", { class: "meta" }, flowState, ` · ${flowId} · `, inFlight, " · ", h("label", { for: "version" }, "Version "), switcher),
     h("p", { class: "actions" }, edit, save, publish, drain, stop),
@@ -278,7 +283,7 @@ async function flowPage(flowId, version) {
       : "";
   };
   await refresh();
-  stopRefreshing = every(refresh);
+  if (!show.stale()) stopRefreshing = every(refresh);
 }
 
 function every(refresh) {
@@ -322,13 +327,13 @@ function personForm(value = "") {
   return h("div", {}, form, problem);
 }
 
-async function personPage(profileId) {
+async function personPage(show, profileId) {
   let person;
   try {
     person = await api(`/v1/profiles/${pathPart(profileId)}`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
-      return page("People", personForm(profileId), h("p", { role: "alert", class: "error" }, `No person with the id ${profileId} in this workspace.`));
+      return show("People", personForm(profileId), h("p", { role: "alert", class: "error" }, `No person with the id ${profileId} in this workspace.`));
     }
     throw error;
   }
@@ -342,7 +347,7 @@ async function personPage(profileId) {
   const { messages } = await api(`/v1/profiles/${pathPart(profileId)}/inbox?limit=20`);
   const personLink = (id) => h("a", { href: `#/people/${pathPart(id)}` }, id);
   const consent = person.do_not_contact.map((d) => `${d.channel === "all" ? "every channel" : d.channel}${d.sender ? ` from ${d.sender}` : ""}`);
-  page(
+  show(
     `Person ${person.id}`,
     personForm(profileId),
     h("h2", {}, "Attributes"), describe(person.attributes),
@@ -381,7 +386,7 @@ function visitLines(journey, stepId) {
   return lines;
 }
 
-async function journeyPage(journeyId) {
+async function journeyPage(show, journeyId) {
   const journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
   const graph = await api(`/v1/flows/${pathPart(journey.flow_id)}/graph?version=${journey.version}`);
   const drawn = drawGraph(graph, { title: `Path of journey ${journeyId} on flow ${journey.flow_id}, version ${journey.version}` });
@@ -402,7 +407,7 @@ async function journeyPage(journeyId) {
   const rows = journey.path.map((p) => h("tr", { class: p.error ? "failed" : "" },
     h("td", { class: "num" }, p.seq), h("td", {}, p.step), h("td", {}, p.type), h("td", {}, when(p.entered_at)),
     h("td", {}, when(p.left_at)), h("td", {}, p.branch ?? (p.left_at ? "—" : "here now")), h("td", {}, p.error ?? "")));
-  page(
+  show(
     `Journey ${journeyId}`,
     h("p", { class: "meta" },
       h("span", { class: `state ${journey.status}` }, journey.status), " · ",
@@ -424,13 +429,13 @@ async function journeyPage(journeyId) {
 
 const PAGE = 50;
 
-async function segmentsPage() {
+async function segmentsPage(show) {
   const { segments, unreadable } = await api("/v1/segments");
   // Each count is the segment's rule evaluated now (GET /v1/segments/{id}/members).
   const counts = await Promise.all(
     segments.map((seg) => api(`/v1/segments/${pathPart(seg.id)}/members?limit=1`).then((m) => m.count, () => null)),
   );
-  page(
+  show(
     "Segments",
     segments.length
       ? h("table", { class: "list", id: "segments" },
@@ -443,10 +448,10 @@ async function segmentsPage() {
   );
 }
 
-async function segmentPage(segmentId, offset) {
+async function segmentPage(show, segmentId, offset) {
   const members = await api(`/v1/segments/${pathPart(segmentId)}/members?limit=${PAGE}&offset=${offset}`);
   const to = (at) => `#/segments/${pathPart(segmentId)}?offset=${at}`;
-  page(
+  show(
     `Segment ${segmentId}`,
     h("p", { class: "meta", id: "member-count" }, `${members.count} members now; ${members.count ? `${offset + 1}–${offset + members.members.length}` : "none"} shown.`),
     h("ul", { class: "members", id: "members" }, members.members.map((id) => h("li", {}, h("a", { href: `#/people/${pathPart(id)}` }, id)))),
@@ -456,14 +461,14 @@ async function segmentPage(segmentId, offset) {
   );
 }
 
-async function settingsPage() {
+async function settingsPage(show) {
   const [workspace, channels, { destinations }] = await Promise.all([
     api("/v1/workspace"),
     api("/v1/workspace/channels"),
     api("/v1/destinations"),
   ]);
   // The API masks secrets in these answers; the console shows what it is given.
-  page(
+  show(
     "Settings",
     h("h2", {}, "Workspace"), describe(workspace),
     h("h2", {}, "Channels"),
@@ -482,6 +487,12 @@ async function route() {
   stopRefreshing();
   stopRefreshing = () => {};
   say("");
+  const mine = ++generation;
+  const show = (...args) => {
+    if (mine !== generation) throw new Stale();
+    page(...args);
+  };
+  show.stale = () => mine !== generation;
   if (!session.key()) return signIn();
   document.getElementById("nav").hidden = false;
   document.getElementById("sign-out").hidden = false;
@@ -489,16 +500,17 @@ async function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query ?? "");
   try {
-    if (parts[0] === "flows" && parts[1]) await flowPage(parts[1], params.get("version"));
-    else if (parts[0] === "people" && parts[1]) await personPage(parts[1]);
-    else if (parts[0] === "people") page("People", personForm());
-    else if (parts[0] === "journeys" && parts[1]) await journeyPage(parts[1]);
-    else if (parts[0] === "segments" && parts[1]) await segmentPage(parts[1], Math.max(0, Number(params.get("offset")) || 0));
-    else if (parts[0] === "segments") await segmentsPage();
-    else if (parts[0] === "settings") await settingsPage();
-    else await flowsPage();
+    if (parts[0] === "flows" && parts[1]) await flowPage(show, parts[1], params.get("version"));
+    else if (parts[0] === "people" && parts[1]) await personPage(show, parts[1]);
+    else if (parts[0] === "people") show("People", personForm());
+    else if (parts[0] === "journeys" && parts[1]) await journeyPage(show, parts[1]);
+    else if (parts[0] === "segments" && parts[1]) await segmentPage(show, parts[1], Math.max(0, Number(params.get("offset")) || 0));
+    else if (parts[0] === "segments") await segmentsPage(show);
+    else if (parts[0] === "settings") await settingsPage(show);
+    else await flowsPage(show);
     main.focus({ preventScroll: true });
   } catch (error) {
+    if (error instanceof Stale || mine !== generation) return;
     failure(error);
   }
 }
