@@ -79,7 +79,19 @@ async def test_console_serves_its_files_and_loads_nothing_from_elsewhere() -> No
             served = await client.get(f"/console/{name}")
             assert served.status_code == 200, name
             pending += re.findall(r"""from\s+"\./([^"]+)\"""", served.text)
-    assert seen == {"style.css", "app.js", "api.js", "dom.js", "graph.js", "editor.js", "yaml.js"}
+    assert seen == {
+        "style.css",
+        "app.js",
+        "api.js",
+        "dom.js",
+        "graph.js",
+        "editor.js",
+        "yaml.js",
+        "flows.js",
+        "people.js",
+        "workspace.js",
+        "shell.js",
+    }
     # No file names an address elsewhere (the SVG namespace is a name, never fetched).
     for path in FILES.rglob("*"):
         if path.is_file():
