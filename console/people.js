@@ -2,7 +2,7 @@
 import { api, ApiError, pathPart } from "./api.js";
 import { h, when } from "./dom.js";
 import { drawGraph } from "./graph.js";
-import { config, describe, say } from "./shell.js";
+import { config, describe, every, say } from "./shell.js";
 
 export function personForm(value = "") {
   const input = h("input", { id: "person-id", type: "search", value, required: true, "aria-describedby": "person-hint" });
@@ -85,12 +85,9 @@ function visitLines(journey, stepId) {
 }
 
 export async function journeyPage(show, journeyId) {
-  const journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
+  let journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
   const graph = await api(`/v1/flows/${pathPart(journey.flow_id)}/graph?version=${journey.version}`);
   const drawn = drawGraph(graph, { title: `Path of journey ${journeyId} on flow ${journey.flow_id}, version ${journey.version}` });
-  const running = journey.status === "running";
-  drawn.showPath(journey.path, running ? journey.current_step : null);
-  drawn.showLines((id) => visitLines(journey, id));
   const stop = h("button", { type: "button", class: "danger", id: "stop-journey" }, "Stop this journey");
   stop.addEventListener("click", async () => {
     if (!confirm(`Stop journey ${journeyId}? It leaves the flow at once and ends as stopped.`)) return;
@@ -102,23 +99,47 @@ export async function journeyPage(show, journeyId) {
       say(`Could not stop it: ${error.message}`);
     }
   });
-  const rows = journey.path.map((p) => h("tr", { class: p.error ? "failed" : "" },
-    h("td", { class: "num" }, p.seq), h("td", {}, p.step), h("td", {}, p.type), h("td", {}, when(p.entered_at)),
-    h("td", {}, when(p.left_at)), h("td", {}, p.branch ?? (p.left_at ? "—" : "here now")), h("td", {}, p.error ?? "")));
+  const state = h("span", {});
+  const ended = h("span", {});
+  const waiting = h("p", { id: "waiting" });
+  const rows = h("tbody");
+  const variables = h("pre", { class: "json", id: "variables" });
+  // Drawn again from each answer: a running journey moves on while one looks at it.
+  const fill = () => {
+    const running = journey.status === "running";
+    drawn.showPath(journey.path, running ? journey.current_step : null);
+    drawn.showLines((id) => visitLines(journey, id));
+    state.className = `state ${journey.status}`;
+    state.textContent = journey.status;
+    ended.textContent = journey.ended_at ? ` · ended ${when(journey.ended_at)} (${journey.exit_reason ?? ""})` : "";
+    waiting.hidden = !running;
+    waiting.textContent = `Now at ${journey.current_step ?? "—"}${journey.waiting_for ? `, waiting for ${journey.waiting_for}` : ""}`;
+    stop.hidden = !running;
+    rows.replaceChildren(...journey.path.map((p) => h("tr", { class: p.error ? "failed" : "" },
+      h("td", { class: "num" }, p.seq), h("td", {}, p.step), h("td", {}, p.type), h("td", {}, when(p.entered_at)),
+      h("td", {}, when(p.left_at)), h("td", {}, p.branch ?? (p.left_at ? "—" : "here now")), h("td", {}, p.error ?? ""))));
+    variables.textContent = JSON.stringify(journey.variables, null, 2);
+  };
+  fill();
   show(
     `Journey ${journeyId}`,
     h("p", { class: "meta" },
-      h("span", { class: `state ${journey.status}` }, journey.status), " · ",
+      state, " · ",
       h("a", { href: `#/people/${pathPart(journey.profile_id)}` }, `person ${journey.profile_id}`), " · ",
       h("a", { href: `#/flows/${pathPart(journey.flow_id)}?version=${journey.version}` }, `flow ${journey.flow_id} v${journey.version}`),
-      ` · started ${when(journey.started_at)}`, journey.ended_at ? ` · ended ${when(journey.ended_at)} (${journey.exit_reason ?? ""})` : ""),
-    running ? h("p", { id: "waiting" }, `Now at ${journey.current_step ?? "—"}${journey.waiting_for ? `, waiting for ${journey.waiting_for}` : ""}`) : null,
-    h("p", { class: "actions" }, temporalLink(journeyId), running ? stop : null),
+      ` · started ${when(journey.started_at)}`, ended),
+    waiting,
+    h("p", { class: "actions" }, temporalLink(journeyId), stop),
     h("div", { class: "canvas-wrap" }, drawn.element),
     h("h2", {}, "Path"),
     h("table", { class: "list", id: "path" },
       h("thead", {}, h("tr", {}, ["#", "Step", "Type", "Entered", "Left", "Branch", "Error"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows)),
-    h("h2", {}, "Variables"), h("pre", { class: "json" }, JSON.stringify(journey.variables, null, 2)),
+      rows),
+    h("h2", {}, "Variables"), variables,
   );
+  if (journey.status !== "running") return;
+  every(async () => {
+    journey = await api(`/v1/journeys/${pathPart(journeyId)}`);
+    fill();
+  });
 }

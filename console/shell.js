@@ -56,7 +56,8 @@ export function every(refresh) {
     busy = true;
     try {
       await refresh();
-      say("");
+      // A refresh that works again takes its own complaint away (and only that).
+      if (status.textContent.startsWith("Could not refresh")) say("");
     } catch (error) {
       say(`Could not refresh: ${error.message}`);
     } finally {

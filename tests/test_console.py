@@ -349,6 +349,9 @@ async def test_console_shows_a_flow_live_and_a_journey_on_it(
             page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             await page.get_by_role("button", name="Stop this journey").click()
             await expect(page.get_by_role("status")).to_have_text("The journey is stopping.")
+            # The page follows the journey: it ends as stopped, without a reload.
+            await expect(page.locator(".meta .state")).to_have_text("stopped", timeout=20_000)
+            await expect(page.get_by_role("button", name="Stop this journey")).to_be_hidden()
         finally:
             await page.close()
     detail = await _journey_status(store, tenant, journey_id)
