@@ -49,6 +49,7 @@ export async function personPage(show, profileId) {
     `Person ${person.id}`,
     personForm(profileId),
     h("h2", {}, "Attributes"), describe(person.attributes),
+    h("h2", {}, "Tags, consent and connections"),
     h("dl", { class: "facts" },
       h("dt", {}, "tags"), h("dd", { id: "tags" }, person.tags.join(", ") || "—"),
       h("dt", {}, "do not contact"), h("dd", { id: "do-not-contact" }, consent.join("; ") || "—"),

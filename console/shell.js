@@ -12,8 +12,9 @@ export const say = (text) => (status.textContent = text);
 
 export function describe(object) {
   // A trigger's or the settings' fields as a definition list, values as compact JSON.
-  const entries = Object.entries(object ?? {}).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length));
-  return h("dl", { class: "facts" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]));
+  const entries = Object.entries(object ?? {}).filter(([, v]) => !(Array.isArray(v) && !v.length));
+  if (!entries.length) return h("p", {}, "—");
+  return h("dl", { class: "facts" }, entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v === null ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v))]));
 }
 
 // A modal question before an action that changes journeys; resolves to the form's values, or
