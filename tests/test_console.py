@@ -552,3 +552,54 @@ async def test_console_finds_a_person_by_email_and_shows_segments_and_settings(
             assert "hunter2" not in await page.content()
         finally:
             await page.close()
+
+
+async def test_console_shows_a_splits_variants_on_its_node(
+    browser: Any,
+    sqlite_only: None,
+    store: Store,
+    temporal: WorkflowEnvironment,
+    worker: None,
+    task_queue: str,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    ab = {
+        "id": "ab",
+        "name": "A/B",
+        "trigger": {"type": "event", "event": "signed_up"},
+        "settings": {"goal": {"event": "purchase", "within": "30d"}},
+        "steps": [
+            {
+                "id": "ab",
+                "type": "split",
+                "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+                "control": {"weight": 1, "next": "wait"},
+            },
+            {"id": "wait", "type": "pause", "for": "7d"},
+        ],
+    }
+    async with (
+        served(store, temporal, task_queue, tmp_path) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tenant.key}"}) as client,
+    ):
+        await publish(client, ab)
+        people = [f"p{n}" for n in range(6)]
+        events = [{"id": f"e-{p}", "profile_id": p, "name": "signed_up"} for p in people]
+        assert (await client.post("/v1/events", json=events)).status_code == 202
+        page = await browser.new_page()
+        try:
+            await sign_in(page, url, tenant.key)
+            await page.get_by_role("link", name="ab").click()
+            split = page.get_by_role("img", name=re.compile("^Step ab, split"))
+            await expect(page.get_by_role("img", name=re.compile("^Step wait"))).to_contain_text(
+                "at step 6", timeout=20_000
+            )
+            stats = (await client.get("/v1/flows/ab/stats")).json()["versions"][0]["steps"][0]["split"]
+            for variant in stats["variants"]:  # each variant's line, as the API counts it
+                await expect(split).to_contain_text(f"{variant['name']}: {variant['people']} ppl · 0 conv")
+            assert sum(v["people"] for v in stats["variants"]) == len(people)
+        finally:
+            await page.close()
