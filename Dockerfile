@@ -20,6 +20,8 @@ COPY services/ ./services/
 COPY activities/ ./activities/
 COPY api/ ./api/
 COPY commands/ ./commands/
+COPY simulation/ ./simulation/
+COPY console/ ./console/
 # Compile while still root: the running user cannot write __pycache__ under /app.
 RUN python -m compileall -q /app
 

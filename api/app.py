@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import docs_pages, errors, links, responses
+from api import console, docs_pages, errors, links, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
@@ -36,6 +36,7 @@ from api.routes import (
     tracking,
     workspace,
 )
+from api.schemas import EventIn
 from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -142,6 +143,7 @@ def create_app(
     )
     app.state.settings = settings
     docs_pages.install(app)
+    console.install(app, settings)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (
@@ -182,6 +184,12 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
+            # Bodies a route reads itself (api/routes/events.py) name their schema by reference:
+            # without it ReDoc draws nothing ("Invalid reference token").
+            for model in (EventIn,):
+                body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body_schema.pop("$defs", {}))
+                components[model.__name__] = body_schema
             _own_validation_answers(schema)
             links.add_links(schema)
             app.openapi_schema = schema

@@ -149,9 +149,22 @@ class ProfileOut(BaseModel):
     referrer_id: str | None = None
     friends: list[str] = Field(default_factory=list)
     push_tokens: list[PushToken] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    do_not_contact: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="each {channel, sender}: channel 'all' and sender null mean every channel / sender",
+    )
     created_at: datetime
     updated_at: datetime
     journeys: list[JourneySummary] = Field(default_factory=list)
+    segments: list[str] | None = Field(
+        default=None,
+        description="GET /v1/profiles/{id} only: the segments the person is in, as last evaluated",
+    )
+
+
+class ProfilesFound(BaseModel):
+    profiles: list[ProfileOut]
 
 
 class InboxMessage(BaseModel):
@@ -209,13 +222,42 @@ class FlowOut(_Answer):
     updated_at: datetime
 
 
+class FlowListed(FlowOut):
+    last_published_at: datetime | None = Field(description="when its latest version was published")
+    entered_last_day: int = Field(description="journeys that entered it in the last 24 hours (all versions)")
+    entered_last_week: int = Field(description="journeys that entered it in the last 7 days (all versions)")
+    entered: int = Field(description="journeys that ever entered it (all versions)")
+    conversion_rate: float | None = Field(
+        description="journeys that reached the goal over those that entered; null without a goal or entries"
+    )
+
+
 class FlowList(_Answer):
-    flows: list[FlowOut]
+    flows: list[FlowListed]
+
+
+class GraphEdge(_Answer):
+    source: str = Field(description="the step the branches leave")
+    target: str | None = Field(description="the step they lead to; null: they end the journey")
+    branches: list[str] = Field(description="the branches that take this edge")
+    implicit: bool = Field(
+        description="no branch names the target: the journey goes on to the step listed next"
+    )
 
 
 class FlowValid(_Answer):
     valid: Literal[True]
     flow: dict[str, Any] = Field(description="the document in its canonical form (FlowDocument)")
+    edges: list[GraphEdge] = Field(description="its step graph, as GET /v1/flows/{id}/graph draws it")
+
+
+class FlowGraphOut(_Answer):
+    flow_id: str
+    version: int | None = Field(description="the version drawn; null: the draft (never published)")
+    document: dict[str, Any] = Field(
+        description="that version's document (FlowDocument): trigger, settings, steps"
+    )
+    edges: list[GraphEdge]
 
 
 class JourneyStarted(_Answer):

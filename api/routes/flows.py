@@ -11,15 +11,16 @@ from api.body import CheckedRoute, read_as_json
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.schemas import FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
+from api.schemas import FlowGraphOut, FlowList, FlowOut, FlowValid, JourneyStarted, StartJourneyIn
 from flowline.flow.document import FlowDocument
+from flowline.flow.graph import drawn_edges
 from flowline.flow.validation import FlowFault, FlowInvalid, load_document, parse_flow
 from flowline.json_values import value_faults
 from flowline.settings import Settings
 from flowline.store import flows
 from flowline.store.lifecycle import FlowState, flow_states
 from services import elements as element_use_cases
-from services import flow_lifecycle
+from services import flow_lifecycle, flow_views
 from services import journeys as journey_use_cases
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/flows", tags=["flows"], responses=AUTHENTICATED)
@@ -116,15 +117,56 @@ async def validate_flow(
         await flow_lifecycle.check_references(svc.store, workspace, flow)
     else:
         await element_use_cases.check_flow(svc.store, workspace, flow)
-    return {"valid": True, "flow": flow.dump()}
+    return {"valid": True, "flow": flow.dump(), "edges": _edges(drawn_edges(flow))}
 
 
-@router.get("", response_model=FlowList, summary="List flows")
+@router.get("", response_model=FlowList, summary="List flows with their recent entries and conversion")
 async def list_flows(workspace: Workspace, svc: Svc) -> dict[str, Any]:
-    async with svc.store.connect() as conn:
-        rows = await flows.list_flows(conn, workspace)
-        states = await flow_states(conn, workspace)
-    return {"flows": [_flow_out(r, states.get(r["id"])) for r in rows]}
+    return {
+        "flows": [
+            _flow_out(f.row, f.state)
+            | {
+                "last_published_at": f.last_published_at,
+                "entered_last_day": f.entries.last_day,
+                "entered_last_week": f.entries.last_week,
+                "entered": f.entries.entered,
+                "conversion_rate": f.conversion_rate,
+            }
+            for f in await flow_views.list_flows(svc.store, workspace)
+        ]
+    }
+
+
+@router.get(
+    "/{flow_id}/graph",
+    response_model=FlowGraphOut,
+    responses=errors(404, 422),
+    summary="A version's steps as a graph: each step's branches and where they lead",
+)
+async def get_flow_graph(
+    flow_id: str,
+    workspace: Workspace,
+    svc: Svc,
+    version: int | None = Query(
+        None, ge=1, le=2**31 - 1, description="default: the current version, or the draft if never published"
+    ),
+) -> dict[str, Any]:
+    """Edges join the branches that lead to the same step; ``implicit`` edges are the ones no branch
+    names (the journey goes on to the step listed next), and a null ``target`` ends the journey."""
+    graph = await flow_views.flow_graph(svc.store, workspace, flow_id, version)
+    return {
+        "flow_id": graph.flow_id,
+        "version": graph.version,
+        "document": graph.document.dump(),
+        "edges": _edges(graph.edges),
+    }
+
+
+def _edges(edges: list[tuple[str, str | None, list[str], bool]]) -> list[dict[str, Any]]:
+    return [
+        {"source": source, "target": target, "branches": branches, "implicit": implicit}
+        for source, target, branches, implicit in edges
+    ]
 
 
 @router.get(

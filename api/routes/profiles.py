@@ -13,7 +13,7 @@ from api.body import CheckedRoute
 from api.deps import ProfileId, Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, PushTokensIn
+from api.schemas import InboxMessage, JourneySummary, ProfileIn, ProfileOut, ProfilesFound, PushTokensIn
 from flowline.settings import Settings
 from flowline.store import (
     attribute_types,
@@ -22,8 +22,10 @@ from flowline.store import (
     journeys,
     profiles,
     push_tokens,
+    segment_members,
 )
 from flowline.store import profile_changes as changes
+from flowline.store.profiles import Contact
 from launch.journey_start import JourneyStartFailed
 from services import profiles as profile_use_cases
 
@@ -114,7 +116,33 @@ async def get_profile(profile_id: ProfileId, workspace: Workspace, svc: Svc) -> 
         rows = await journeys.list_journeys(conn, workspace, profile_id=profile_id)
         current = await journey_steps.current_steps(conn, rows)
         summaries = [JourneySummary.model_validate(j | {"current_step": current[j["id"]]}) for j in rows]
-        return await _profile_out(conn, workspace, profile_id, journeys=summaries)
+        member_of = await segment_members.segments_of(conn, workspace, profile_id)
+        return await _profile_out(conn, workspace, profile_id, journeys=summaries, segments=member_of)
+
+
+@router.get(
+    "",
+    response_model=ProfilesFound,
+    responses=errors(422),
+    summary="Find a person by email or phone",
+)
+async def find_profiles(
+    workspace: Workspace,
+    svc: Svc,
+    email: str | None = Query(None, min_length=1, max_length=320, description="compared without case"),
+    phone: str | None = Query(None, min_length=1, max_length=64),
+) -> ProfilesFound:
+    """The (oldest) profile whose ``email`` or ``phone`` attribute is the one given, or none; give
+    exactly one of them."""
+    if (email is None) == (phone is None):
+        fault = {"path": "query.email", "message": "give email or phone (one of them)"}
+        raise ApiError(422, "give email or phone", faults=[fault])
+    kind: Contact = "email" if email is not None else "phone"
+    async with svc.store.connect() as conn:
+        found = await profiles.find_by_contact(conn, workspace, kind, email or phone or "")
+        if found is None:
+            return ProfilesFound(profiles=[])
+        return ProfilesFound(profiles=[await _profile_out(conn, workspace, found)])
 
 
 @router.delete(

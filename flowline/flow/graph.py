@@ -166,3 +166,18 @@ def ending_after(flow: FlowDocument, step: Step) -> tuple[str, str] | None:
         else:
             return None
     return endings.pop() if len(endings) == 1 else None
+
+
+def drawn_edges(flow: FlowDocument) -> list[tuple[str, str | None, list[str], bool]]:
+    """The step graph as a picture shows it: one edge per (step, target) with the branches that
+    take it, target None where they end the journey, and ``implicit`` when no branch names its
+    target (the journey goes on to the step listed next)."""
+    drawn: dict[tuple[str, str | None], tuple[list[str], bool]] = {}
+    for step in flow.steps:
+        named = branch_targets(step)
+        for branch in named:
+            target = next_step(flow, step, branch)
+            branches, implicit = drawn.get((step.id, target), ([], True))
+            branches.append(branch)
+            drawn[step.id, target] = (branches, implicit and named[branch] is None and target is not None)
+    return [(source, target, branches, implicit) for (source, target), (branches, implicit) in drawn.items()]

@@ -179,6 +179,16 @@ async def set_status(conn: AsyncConnection, workspace_id: str, flow_id: str, sta
     return bool(result.rowcount)
 
 
+async def last_published(conn: AsyncConnection, workspace_id: str) -> dict[str, datetime]:
+    """When each published flow of the workspace last published a version."""
+    query = (
+        select(flow_versions.c.flow_id, func.max(flow_versions.c.published_at))
+        .where(flow_versions.c.workspace_id == workspace_id)
+        .group_by(flow_versions.c.flow_id)
+    )
+    return {str(flow_id): at for flow_id, at in await conn.execute(query)}
+
+
 async def list_versions(conn: AsyncConnection, workspace_id: str, flow_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(flow_versions.c.version, flow_versions.c.published_at, flow_versions.c.trigger_type)

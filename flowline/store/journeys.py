@@ -7,7 +7,8 @@ this table answers listing questions and enforces re-entry rules with a unique k
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import case, func, select
@@ -307,3 +308,38 @@ async def in_flight_by_flow(
         query = query.where(journeys.c.flow_id == flow_id)
     query = query.group_by(journeys.c.flow_id)
     return {str(f): int(n) for f, n in await conn.execute(query)}
+
+
+@dataclass(frozen=True)
+class FlowEntries:
+    """Journeys that entered a flow (all versions): since two moments, in all, and converted."""
+
+    last_day: int = 0
+    last_week: int = 0
+    entered: int = 0
+    converted: int = 0
+
+
+async def entries_by_flow(conn: AsyncConnection, workspace_id: str, now: datetime) -> dict[str, FlowEntries]:
+    """Per flow of the workspace that has journeys: entries in the 24 hours and 7 days before
+    ``now``, all entries, and those that reached the flow's goal."""
+
+    def since(start: datetime) -> Any:
+        return func.sum(case((journeys.c.started_at >= start, 1), else_=0))
+
+    converted = func.sum(case((journeys.c.converted_at.is_not(None), 1), else_=0))
+    query = (
+        select(
+            journeys.c.flow_id,
+            since(now - timedelta(days=1)),
+            since(now - timedelta(days=7)),
+            func.count(),
+            converted,
+        )
+        .where(journeys.c.workspace_id == workspace_id)
+        .group_by(journeys.c.flow_id)
+    )
+    return {
+        str(flow_id): FlowEntries(int(day or 0), int(week or 0), int(total), int(won or 0))
+        for flow_id, day, week, total, won in await conn.execute(query)
+    }

@@ -95,6 +95,16 @@ async def members_of(
     return {str(r.profile_id): r.entered_at for r in await conn.execute(query)}
 
 
+async def segments_of(conn: AsyncConnection, workspace_id: str, profile_id: str) -> list[str]:
+    """The segments a person is in, as last evaluated."""
+    query = (
+        select(segment_members.c.segment_id)
+        .where(segment_members.c.workspace_id == workspace_id, segment_members.c.profile_id == profile_id)
+        .order_by(segment_members.c.segment_id)
+    )
+    return [str(s) for s in (await conn.execute(query)).scalars()]
+
+
 async def baseline(store: Store, conn: AsyncConnection, segment: SavedSegment, now: datetime) -> None:
     """Compute the membership from scratch, writing no events (a new segment, or one saved before
     membership was kept)."""
