@@ -14,6 +14,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_ZONE = "UTC"
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def since(now: datetime, span: timedelta) -> datetime:
+    """The start of the look-back ``now - span`` ("within 30d"); the earliest time there is when
+    the span reaches before year 1 (``within: 428433922009s``): such a window holds all of time,
+    it does not fail."""
+    try:
+        return now - span
+    except OverflowError:
+        return EARLIEST
 
 
 def zone(*names: str | None) -> ZoneInfo:

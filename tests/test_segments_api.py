@@ -76,3 +76,24 @@ async def test_a_stored_rule_that_no_longer_validates_is_named_never_a_500(
     assert (await api.put("/v1/segments/old", json=fixed)).status_code == 200
     assert (await api.get("/v1/segments/old/members")).json()["count"] == 0
     assert (await api.get("/v1/segments")).json()["unreadable"] == []
+
+
+async def test_a_look_back_longer_than_the_calendar_holds_all_of_time(api: httpx.AsyncClient) -> None:
+    """``within`` 13,576 years reaches before year 1: the window is all of time, not a 500 (found
+    by the OpenAPI fuzzer: ``now - within`` overflowed)."""
+    ages = "428433922009s"
+    rule = {
+        "any": [
+            {"event": "purchase", "within": ages},
+            {"flow": "welcome", "state": "entered", "within": ages},
+        ]
+    }
+    put = await api.put("/v1/segments/ever", json={"name": "Ever", "rule": rule})
+    assert put.status_code == 200, put.text
+    event = {"id": "ever-1", "profile_id": "ann", "name": "purchase"}
+    assert (await api.post("/v1/events", json=event)).status_code == 202
+    members = await api.get("/v1/segments/ever/members")
+    assert members.status_code == 200 and members.json()["members"] == ["ann"], members.text
+    # The same rule evaluated for one person in memory (a profile's segments).
+    profile = await api.get("/v1/profiles/ann")
+    assert profile.status_code == 200 and "ever" in profile.json()["segments"], profile.text

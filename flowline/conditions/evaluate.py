@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeGuard, assert_never
 from zoneinfo import ZoneInfo
 
-from flowline.clock import local_instant, zone
+from flowline.clock import local_instant, since, zone
 from flowline.conditions.events import EventCondition
 from flowline.conditions.facts import FlowMembership, Needs, ProfileFacts
 from flowline.conditions.property_filter import matches_all
@@ -217,7 +217,7 @@ def _do_not_contact(condition: DoNotContactCondition, facts: ProfileFacts) -> bo
 
 def _in_window(moment: datetime, condition: EventCondition, now: datetime) -> bool:
     if condition.within is not None:
-        return now - condition.within <= moment <= now
+        return since(now, condition.within) <= moment <= now
     if condition.between is not None:
         return condition.between.from_ <= moment <= condition.between.to
     return True
@@ -238,7 +238,7 @@ def _flow(condition: FlowCondition, facts: ProfileFacts, now: datetime) -> bool:
     def recent(moment: datetime | None) -> bool:
         if moment is None:
             return False
-        return condition.within is None or now - condition.within <= moment <= now
+        return condition.within is None or since(now, condition.within) <= moment <= now
 
     def matches(journey: FlowMembership) -> bool:
         if condition.state == "in_flow":

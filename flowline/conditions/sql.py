@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Boolean, Numeric, String
 
+from flowline.clock import since
 from flowline.conditions.events import EventCondition
 from flowline.conditions.operators import DAY_OFFSET_OPS, WINDOW_OPS
 from flowline.conditions.property_filter import NUMERIC_TEXT, NUMERIC_TEXT_MAX, PropertyFilter, plain_number
@@ -260,7 +261,10 @@ class _Compiler:
             events.c.name == condition.event,
         ]
         if condition.within is not None:
-            clauses += [events.c.timestamp >= self.now - condition.within, events.c.timestamp <= self.now]
+            clauses += [
+                events.c.timestamp >= since(self.now, condition.within),
+                events.c.timestamp <= self.now,
+            ]
         if condition.between is not None:
             clauses += [
                 events.c.timestamp >= condition.between.from_,
@@ -382,7 +386,7 @@ class _Compiler:
             clauses.append(journeys.c.status == "running")
         clauses.append(moment.is_not(None))
         if condition.within is not None:
-            clauses += [moment >= self.now - condition.within, moment <= self.now]
+            clauses += [moment >= since(self.now, condition.within), moment <= self.now]
         return exists(select(literal(1)).select_from(journeys).where(*clauses))
 
 

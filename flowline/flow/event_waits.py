@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from flowline.clock import since
 from flowline.conditions.events import WaitCondition, WaitCount
 from flowline.flow.steps import WaitForEventStep
 from flowline.journey import HeardEvent, TriggerEvent
@@ -19,7 +20,7 @@ def _matching(condition: WaitCondition, heard: Sequence[HeardEvent], now: dateti
         h
         for h in heard
         if condition.matches(h.event.name, h.event.properties)
-        and (condition.within is None or h.heard_at >= now - condition.within)
+        and (condition.within is None or h.heard_at >= since(now, condition.within))
     ]
 
 
