@@ -3,12 +3,7 @@ it from the repository without installing it (`make run`, the Docker image)."""
 
 from __future__ import annotations
 
-from commands import get_app, main
-from commands.stack import RUNNING_JOURNEYS, patch_statuses
-
-app = get_app()
-
-__all__ = ["RUNNING_JOURNEYS", "app", "main", "patch_statuses"]
+from commands import main
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,8 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 from typer.testing import CliRunner
 
-from cli import RUNNING_JOURNEYS, app, patch_statuses
+from commands import get_app
+from commands.stack import RUNNING_JOURNEYS, patch_statuses
 from flowline.flow.validation import parse_flow
 from flowline.journey import JourneyInput
 from flowline.settings import get_settings
@@ -182,7 +183,7 @@ async def test_the_patches_command_prints_a_row_per_patch(
     try:
         # The command runs its own event loop: in a thread, away from the test's.
         command = ["patches", "--before", "version-move-v1=2999-01-01"]
-        lines = (await asyncio.to_thread(CliRunner().invoke, app, command)).output
+        lines = (await asyncio.to_thread(CliRunner().invoke, get_app(), command)).output
     finally:
         get_settings.cache_clear()
     table, _, conditions = lines.partition("\n\n")

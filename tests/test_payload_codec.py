@@ -302,7 +302,7 @@ async def test_codec_endpoint_is_absent_unless_enabled() -> None:
 
 
 def test_run_makes_the_payload_key_once_and_keeps_it(tmp_path: Path) -> None:
-    from cli import payload_keys
+    from commands.stack import payload_keys
 
     settings = Settings(data_dir=tmp_path)
     made = payload_keys(settings)
