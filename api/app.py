@@ -30,12 +30,14 @@ from api.routes import (
     health,
     inbox,
     journeys,
+    profile_batches,
     profiles,
     reports,
     segments,
     tracking,
     workspace,
 )
+from api.schemas import SELF_PARSED_BODIES
 from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -124,6 +126,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.services.launcher.behind.close()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +149,7 @@ def create_app(
         flow_lifecycle,
         flow_stats,
         events,
+        profile_batches,
         profiles,
         attributes,
         journeys,
@@ -179,6 +183,10 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
+            for model in SELF_PARSED_BODIES:
+                body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body_schema.pop("$defs", {}))
+                components[model.__name__] = body_schema
             _own_validation_answers(schema)
             links.add_links(schema)
             app.openapi_schema = schema

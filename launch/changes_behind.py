@@ -1,0 +1,66 @@
+"""Profile changes routed behind their writer: an import answers as soon as its batch is stored,
+and the changes start their profile_change flows (and reach waiting journeys) after it, in this
+process, one routing at a time.
+
+Nothing is lost when this process cannot route: the changes' profile_changed events stay
+unrouted in the store and the sweeper routes them (JourneyLauncher.sweep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[str, Sequence[str]], Awaitable[None]]
+# Profiles routed together (JourneyLauncher.route_profiles reads at most 1,000 unrouted events).
+CHUNK = 500
+
+
+class ChangesBehind:
+    def __init__(self, route: Route) -> None:
+        self._route = route
+        self._queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
+        """Route these profiles' changes (committed already) soon; returns at once."""
+        if not profile_ids:
+            return
+        self._queue.put_nowait((workspace_id, list(profile_ids)))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def idle(self) -> None:
+        """Wait until everything added so far has been routed (or given to the sweeper)."""
+        await self._queue.join()
+
+    async def close(self, wait_seconds: float = 10.0) -> None:
+        """Finish what was added (for at most ``wait_seconds``: the sweeper routes the rest);
+        a routing cut off mid-transaction would leave SQLite's write lock to a dying statement."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), wait_seconds)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            workspace_id, profile_ids = await self._queue.get()
+            try:
+                for start in range(0, len(profile_ids), CHUNK):
+                    await self._route(workspace_id, profile_ids[start : start + CHUNK])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the events stay unrouted: the sweeper routes them
+                log.exception(
+                    "profile changes of %d profiles not routed yet (the sweeper will)", len(profile_ids)
+                )
+            finally:
+                self._queue.task_done()
