@@ -53,6 +53,8 @@ async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
     """Route events left unrouted (see JourneyLauncher.sweep); errors are logged and retried."""
     while True:
         await asyncio.sleep(settings.sweep_seconds)
+        if launcher.behind.pending():
+            continue  # this process is routing an import's changes: the sweeper would race it
         try:
             # Batch after batch until the backlog is gone (flow_entered / flow_exited events of
             # every journey come this way).

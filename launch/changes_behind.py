@@ -2,6 +2,11 @@
 and the changes start their profile_change flows (and reach waiting journeys) after it, in this
 process, one routing at a time.
 
+While batches keep coming (an import in progress), routing takes at most ``BUSY_SHARE`` of the
+time, so the import runs at nearly full speed (routing and the journeys it starts cost the API,
+the worker and Temporal about as much as the import itself: bench/RESULTS.md, import); once
+they stop, the backlog is routed flat out.
+
 Nothing is lost when this process cannot route: the changes' profile_changed events stay
 unrouted in the store and the sweeper routes them (JourneyLauncher.sweep).
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 log = logging.getLogger(__name__)
@@ -18,11 +24,18 @@ log = logging.getLogger(__name__)
 Route = Callable[[str, Sequence[str]], Awaitable[None]]
 # Profiles routed together (JourneyLauncher.route_profiles reads at most 1,000 unrouted events).
 CHUNK = 500
+# The share of wall time routing takes while changes keep arriving, and how recent the last one
+# must be to count as "keep arriving".
+BUSY_SHARE = 0.05
+BUSY_SECONDS = 1.0
 
 
 class ChangesBehind:
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, *, busy_share: float = BUSY_SHARE) -> None:
         self._route = route
+        self._busy_share = busy_share
+        self._last_added = 0.0
+        self._waiting = 0  # added and not routed yet
         self._queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -31,8 +44,14 @@ class ChangesBehind:
         if not profile_ids:
             return
         self._queue.put_nowait((workspace_id, list(profile_ids)))
+        self._waiting += 1
+        self._last_added = time.monotonic()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def pending(self) -> bool:
+        """Whether changes wait here (the sweeper leaves them to this process meanwhile)."""
+        return self._waiting > 0
 
     async def idle(self) -> None:
         """Wait until everything added so far has been routed (or given to the sweeper)."""
@@ -55,7 +74,11 @@ class ChangesBehind:
             workspace_id, profile_ids = await self._queue.get()
             try:
                 for start in range(0, len(profile_ids), CHUNK):
+                    began = time.monotonic()
                     await self._route(workspace_id, profile_ids[start : start + CHUNK])
+                    if began - self._last_added < BUSY_SECONDS:
+                        took = time.monotonic() - began
+                        await asyncio.sleep(took * (1 - self._busy_share) / self._busy_share)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the events stay unrouted: the sweeper routes them
@@ -63,4 +86,5 @@ class ChangesBehind:
                     "profile changes of %d profiles not routed yet (the sweeper will)", len(profile_ids)
                 )
             finally:
+                self._waiting -= 1
                 self._queue.task_done()

@@ -133,19 +133,21 @@ async def post_profiles_batch(request: Request, workspace: Workspace, svc: Svc) 
         triggers=body.triggers,
         max_attributes=svc.settings.max_profile_attributes,
     )
-    results = rejected + [
-        ProfileResult(
-            index=o.index,
-            id=o.profile_id,
-            outcome=o.outcome,
-            faults=[Fault(path=p, message=m) for p, m in o.faults],
-        )
+    # Plain dicts in the shape of ProfilesBatchResult: a model per entry cost a tenth of a batch.
+    results: list[dict[str, Any]] = [r.model_dump(mode="json") for r in rejected]
+    results += [
+        {
+            "index": o.index,
+            "id": o.profile_id,
+            "outcome": o.outcome,
+            "faults": [{"path": p, "message": m} for p, m in o.faults],
+        }
         for o in outcomes
     ]
-    results.sort(key=lambda r: r.index)
-    counts = {
-        k: sum(1 for r in results if r.outcome == k) for k in ("created", "updated", "unchanged", "rejected")
-    }
-    answer = ProfilesBatchResult(**counts, dry_run=body.dry_run, results=results)
+    results.sort(key=lambda r: int(r["index"]))
+    counts = dict.fromkeys(("created", "updated", "unchanged", "rejected"), 0)
+    for result in results:
+        counts[result["outcome"]] += 1
+    answer = {**counts, "dry_run": body.dry_run, "results": results}
     status = 422 if results and counts["rejected"] == len(results) else 200
-    return JSONResponse(answer.model_dump(mode="json"), status_code=status)
+    return JSONResponse(answer, status_code=status)

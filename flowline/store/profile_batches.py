@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import DateTime, String, bindparam, func, select, text
@@ -132,30 +132,32 @@ async def _write(
             document = json_values.dumps([{"id": i, "attributes": a} for i, a in changed.items()])
             await conn.execute(_UPDATE_PG, base | {"rows": document})
         return inserted
+    # SQLite: the driver's own executemany over prepared rows (one JSON text per row; the time as
+    # SQLAlchemy's DateTime stores it on SQLite), without SQLAlchemy's per-row processing.
+    stamp = now.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     if new:
-        rows = [
-            {
-                "workspace_id": workspace_id,
-                "id": i,
-                "attributes": a,
-                "tags": [],
-                "do_not_contact": [],
-                "created_at": now,
-                "updated_at": now,
-            }
-            for i, a in new.items()
-        ]
-        # Compiled once, the rows as executemany (SQLAlchemy sends them as multi-row VALUES).
-        statement = store.insert(profiles).on_conflict_do_nothing().returning(profiles.c.id)
-        inserted = {str(r) for r in (await conn.execute(statement, rows)).scalars()}
+        rows = [(workspace_id, i, json_values.dumps(a), stamp, stamp) for i, a in new.items()]
+        found = await conn.exec_driver_sql(_INSERT_SQLITE, rows)
+        if found.rowcount == len(rows):
+            inserted = set(new)
+        else:  # created meanwhile by another writer (not with SQLite's one writer; stay exact)
+            query = select(profiles.c.id).where(
+                profiles.c.workspace_id == workspace_id,
+                profiles.c.id.in_(list(new)),
+                profiles.c.created_at == now,
+            )
+            inserted = {str(r) for r in (await conn.execute(query)).scalars()}
     if changed:
-        update = (
-            profiles.update()
-            .where(profiles.c.workspace_id == workspace_id, profiles.c.id == bindparam("profile_id"))
-            .values(attributes=bindparam("new_attributes"), updated_at=now)
-        )
-        await conn.execute(update, [{"profile_id": i, "new_attributes": a} for i, a in changed.items()])
+        updates = [(json_values.dumps(a), stamp, workspace_id, i) for i, a in changed.items()]
+        await conn.exec_driver_sql(_UPDATE_SQLITE, updates)
     return inserted
+
+
+_INSERT_SQLITE = (
+    "INSERT INTO profiles (workspace_id, id, attributes, tags, do_not_contact, created_at, updated_at)"
+    " VALUES (?, ?, ?, '[]', '[]', ?, ?) ON CONFLICT DO NOTHING"
+)
+_UPDATE_SQLITE = "UPDATE profiles SET attributes = ?, updated_at = ? WHERE workspace_id = ? AND id = ?"
 
 
 def plan(
