@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-import clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: $(STAMP)
 bench-exports: $(STAMP)
 	$(BIN)/python bench/exports.py --database sqlite
 	$(BIN)/python bench/exports.py --database postgres
+
+# `flowline import profiles` of a generated 1,000,000-row CSV into a fresh database on SQLite and
+# PostgreSQL: without triggers, then with one running profile_change flow that 10 % of the rows start.
+bench-import: $(STAMP)
+	$(BIN)/python bench/import.py --database sqlite postgres
 
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite

@@ -81,9 +81,10 @@ async def test_invalid_entries_are_rejected_by_index_the_valid_kept(
             {"id": "dee", "colour": "red"},
             {"id": "eve", "attributes": {"big": "HUGE"}},
             "not a profile",
+            {"id": "fay", "attributes": {"name": "a\u0000b"}},  # not storable
         ],
     )
-    assert (answer["created"], answer["rejected"]) == (1, 6)
+    assert (answer["created"], answer["rejected"]) == (1, 7)
     faults = {r["index"]: [f["path"] for f in r["faults"]] for r in answer["results"] if r["faults"]}
     assert faults == {
         1: ["$.profiles[1].attributes.age"],
@@ -92,6 +93,7 @@ async def test_invalid_entries_are_rejected_by_index_the_valid_kept(
         4: ["$.profiles[4].colour"],
         5: ["$.profiles[5].attributes.big"],
         6: ["$.profiles[6]"],
+        7: ["$.profiles[7].attributes.name"],
     }
     assert answer["results"][1]["id"] == "bob"
     # Nothing of a rejected row is written (not even bob's valid city).
