@@ -193,6 +193,14 @@ class JourneyLauncher:
         )
         return result
 
+    async def quiet(
+        self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        """Of these events about to be stored, the ids of those no flow and no journey in flight
+        concerns (``_quiet``): stored routed, they cost no routing (most of an import's changes)."""
+        flows = await self._open_flows(conn, workspace_id)
+        return (await self._quiet(conn, workspace_id, flows, rows))[0]
+
     async def _quiet(
         self,
         conn: AsyncConnection,

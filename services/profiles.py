@@ -12,6 +12,7 @@ from flowline.journey import StopRequest
 from flowline.store import attribute_types, erasure, profile_batches, profiles
 from flowline.store.attribute_types import attribute_faults, email_fault
 from flowline.store.database import Store
+from flowline.store.events import insert_fresh_events
 from flowline.store.profile_batches import BatchEntry, Match
 from launch.routing import JourneyLauncher
 from launch.signals import SignalNotTaken, signal_journey
@@ -122,14 +123,14 @@ async def merge_profiles(
             else:
                 valid.append((index, entry))
         results = await profile_batches.merge_batch(
-            store,
-            conn,
-            workspace_id,
-            [e for _, e in valid],
-            match=match,
-            events=triggers,
-            write=not dry_run,
+            store, conn, workspace_id, [e for _, e in valid], match=match, write=not dry_run
         )
+        if triggers and not dry_run:
+            # Changes no flow and no journey in flight concerns are stored routed (most of an
+            # import); the others are routed behind the answer.
+            rows = profile_batches.change_events(results)
+            quiet = await launcher.quiet(conn, workspace_id, rows)
+            await insert_fresh_events(store, conn, workspace_id, rows, routed=quiet)
     outcomes += [
         ProfileOutcome(index, result.profile_id, result.outcome)
         for (index, _), result in zip(valid, results, strict=True)

@@ -2,10 +2,9 @@
 caller's transaction.
 
 Each entry is merged as PUT /v1/profiles/{id} merges (flowline.store.profiles.merge_attributes)
-and gets an outcome: ``created``, ``updated`` or ``unchanged``. A ``profile_changed`` event is
-written for each created or updated profile when ``events`` is on, unrouted, exactly as a PUT
-writes it, so the change reaches flows through the one change-routing path (the caller routes
-them after the commit; the sweeper routes what it misses).
+and gets an outcome: ``created``, ``updated`` or ``unchanged``. ``change_events`` are the
+``profile_changed`` events of the changes, as a PUT writes them, for the caller to store (and
+route, through the one change-routing path).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from flowline import json_values
 from flowline.flow.steps.waiting import PROFILE_CHANGED
 from flowline.json_values import nulled
 from flowline.store.database import Store, one_of, utcnow
-from flowline.store.events import insert_fresh_events
 from flowline.store.profiles import changed_attributes, contact_profile_id, merge_attributes, normal_contact
 from flowline.store.tables import profiles
 
@@ -198,11 +196,10 @@ async def merge_batch(
     entries: Sequence[BatchEntry],
     *,
     match: Match = "id",
-    events: bool = True,
     write: bool = True,
 ) -> list[EntryResult]:
-    """Merge every entry (see the module's docstring); ``write`` False: the outcomes only (a dry
-    run), nothing written."""
+    """Merge every entry; ``write`` False: the outcomes only (a dry run), nothing written. The
+    caller records the changes (``change_events``)."""
     ids = await resolve_ids(store, conn, workspace_id, entries, match)
     stored = await _stored(store, conn, workspace_id, sorted(set(ids)))
     results, touched, new = plan(stored, ids, entries)
@@ -226,20 +223,22 @@ async def merge_batch(
         await _write(store, conn, workspace_id, {}, touched_again, now)
         for (n, _, _), result in zip(redo, redone, strict=True):
             results[n] = result
-    if events:
-        # Ids that sort by time: appended at the end of the events' primary key instead of
-        # scattered through it (a million random ids made every insert a cache miss).
-        prefix = f"{PROFILE_CHANGED}-i{time.time_ns():016x}{secrets.token_hex(4)}"
-        rows = [
-            {
-                "id": f"{prefix}{n:04x}",
-                "profile_id": r.profile_id,
-                "name": PROFILE_CHANGED,
-                "timestamp": now,
-                "properties": {"changed": r.changed, "source": "import"},
-            }
-            for n, r in enumerate(r for r in results if r.changed)
-        ]
-        # Unrouted: the caller routes them once the batch committed (the sweeper, if it cannot).
-        await insert_fresh_events(store, conn, workspace_id, rows)
     return results
+
+
+def change_events(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
+    """The profile_changed event of each created or changed profile, as a PUT writes it."""
+    now = utcnow()
+    # Ids that sort by time: appended at the end of the events' primary key instead of scattered
+    # through it (a million random ids made every insert a cache miss).
+    prefix = f"{PROFILE_CHANGED}-i{time.time_ns():016x}{secrets.token_hex(4)}"
+    return [
+        {
+            "id": f"{prefix}{n:04x}",
+            "profile_id": r.profile_id,
+            "name": PROFILE_CHANGED,
+            "timestamp": now,
+            "properties": {"changed": r.changed, "source": "import"},
+        }
+        for n, r in enumerate(r for r in results if r.changed)
+    ]
