@@ -248,7 +248,8 @@ class Mapper:
             target = self.target(column)
             if target == SKIP:
                 continue
-            if column == self.options.id_column and column not in self.options.mapping:
+            # The id column, or a column mapped onto the id (--map user_id=id).
+            if target == "id" or (column == self.options.id_column and column not in self.options.mapping):
                 profile_id = None if value in (None, "") else str(value)
                 continue
             if (

@@ -144,8 +144,8 @@ async def test_match_email_blank_policy_and_jsonl(
     assert (cleared.updated, cleared.unchanged) == (1, 1)
     assert (await stored(store, tenant))["ada"] == {"email": "ADA@example.com", "age": 37}
     lines = tmp_path / "c.jsonl"
-    lines.write_text(json.dumps({"id": "bob", "age": 5, "tags_note": "x"}) + "\n" + "not json\n")
-    report = await imported(api_url, tenant, lines, mapping={"tags_note": "note"})
+    lines.write_text(json.dumps({"uid": "bob", "age": 5, "tags_note": "x"}) + "\n" + "not json\n")
+    report = await imported(api_url, tenant, lines, mapping={"tags_note": "note", "uid": "id"})
     assert (report.created, report.rejected) == (1, 1)
     assert (await stored(store, tenant))["bob"] == {"age": 5, "note": "x"}
     assert rejected_rows(lines)[0]["row"] == "2"
