@@ -31,19 +31,22 @@ BUSY_SECONDS = 1.0
 
 
 class ChangesBehind:
-    def __init__(self, route: Route, *, busy_share: float = BUSY_SHARE) -> None:
+    def __init__(self, route: Route, reevaluate: Route, *, busy_share: float = BUSY_SHARE) -> None:
+        # route: their unrouted changes routed, then their segments; reevaluate: segments only.
         self._route = route
+        self._reevaluate = reevaluate
         self._busy_share = busy_share
         self._last_added = 0.0
         self._waiting = 0  # added and not routed yet
-        self._queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, list[str], bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, workspace_id: str, profile_ids: Sequence[str]) -> None:
-        """Route these profiles' changes (committed already) soon; returns at once."""
+    def add(self, workspace_id: str, profile_ids: Sequence[str], *, routed: bool = False) -> None:
+        """Route these profiles' changes (committed already) soon; returns at once. ``routed``:
+        their changes were stored routed (nothing listens): only their segments are re-evaluated."""
         if not profile_ids:
             return
-        self._queue.put_nowait((workspace_id, list(profile_ids)))
+        self._queue.put_nowait((workspace_id, list(profile_ids), routed))
         self._waiting += 1
         self._last_added = time.monotonic()
         if self._task is None or self._task.done():
@@ -71,11 +74,12 @@ class ChangesBehind:
 
     async def _run(self) -> None:
         while True:
-            workspace_id, profile_ids = await self._queue.get()
+            workspace_id, profile_ids, routed = await self._queue.get()
+            work = self._reevaluate if routed else self._route
             try:
                 for start in range(0, len(profile_ids), CHUNK):
                     began = time.monotonic()
-                    await self._route(workspace_id, profile_ids[start : start + CHUNK])
+                    await work(workspace_id, profile_ids[start : start + CHUNK])
                     if began - self._last_added < BUSY_SECONDS:
                         took = time.monotonic() - began
                         await asyncio.sleep(took * (1 - self._busy_share) / self._busy_share)

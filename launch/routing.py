@@ -71,7 +71,7 @@ class JourneyLauncher:
         self.router = EventRouter(client)
         self.segments = SegmentWatch(store, cache_seconds=flow_cache_seconds)
         # Changes an import stored, routed after its answer (route_profiles, one at a time).
-        self.behind = ChangesBehind(self.route_profiles)
+        self.behind = ChangesBehind(self.route_profiles, self.after_data_change)
 
     async def triggerable_flows(self, conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
         """The running flows an event can start, as of now, for the caller's transaction: one

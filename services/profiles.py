@@ -125,16 +125,21 @@ async def merge_profiles(
         results = await profile_batches.merge_batch(
             store, conn, workspace_id, [e for _, e in valid], match=match, write=not dry_run
         )
+        unquiet: set[str] = set()
         if triggers and not dry_run:
             # Changes no flow and no journey in flight concerns are stored routed (most of an
             # import); the others are routed behind the answer.
             rows = profile_batches.change_events(results)
             quiet = await launcher.quiet(conn, workspace_id, rows)
             await insert_fresh_events(store, conn, workspace_id, rows, routed=quiet)
+            unquiet = {r["profile_id"] for r in rows if r["id"] not in quiet}
     outcomes += [
         ProfileOutcome(index, result.profile_id, result.outcome)
         for (index, _), result in zip(valid, results, strict=True)
     ]
     if triggers and not dry_run:
-        launcher.behind.add(workspace_id, sorted({r.profile_id for r in results if r.changed}))
+        changed = {r.profile_id for r in results if r.changed}
+        launcher.behind.add(workspace_id, sorted(unquiet))
+        # The others' changes were stored routed: only their segments are re-evaluated.
+        launcher.behind.add(workspace_id, sorted(changed - unquiet), routed=True)
     return sorted(outcomes, key=lambda o: o.index)
