@@ -209,3 +209,30 @@ async def test_without_triggers_no_flow_starts_and_no_change_is_recorded(
     await api.put("/v1/profiles/bob", json={"attributes": {"plan": "pro"}})
     assert [p for p, _ in await _started_soon(store, tenant, "upgraded", 1)] == ["bob"]
     assert await changes(store, tenant) == 1
+
+
+async def test_a_journey_waiting_for_a_change_hears_an_imported_one(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, worker: None, store: Store, tenant: Tenant
+) -> None:
+    """Changes nothing hears are stored routed; one a journey in flight waits for is routed to it."""
+    from tests.conftest import finish
+    from tests.test_journeys import publish as publish_flow
+    from tests.test_wait_for_change import change_flow
+    from tests.test_wait_for_event import start
+
+    await api.put("/v1/profiles/ada", json={"attributes": {"plan": "free"}})
+    await publish_flow(api, change_flow())
+    journey_id, _ = await start(api, temporal)
+    await batch(
+        api, [{"id": "ada", "attributes": {"plan": "pro"}}, {"id": "bob", "attributes": {"plan": "x"}}]
+    )
+    state = await finish(temporal, journey_id)
+    assert [(p.step, p.branch) for p in state.path][:2] == [("wait", "changed"), ("thanks", "sent")]
+    async with store.connect() as conn:
+        query = select(events.c.profile_id, events.c.routed_at.is_not(None)).where(
+            events.c.workspace_id == tenant.id,
+            events.c.name == "profile_changed",
+            events.c.properties["source"].as_string() == "import",
+        )
+        # bob's change concerned nobody: stored routed at once.
+        assert {r[0]: r[1] for r in await conn.execute(query)}["bob"] is True
