@@ -30,18 +30,26 @@ out = Console()
 
 
 def connection(ctx: typer.Context, url: str | None, key: str | None) -> tuple[str, str]:
-    """--url / --key given here, else the global options of the `flowline` command (its context),
-    else FLOWLINE_URL / FLOWLINE_KEY, else the `make run` stack and its .data/dev-api-key."""
-    root: dict[str, Any] = dict(ctx.find_root().params or {})
-    if isinstance(ctx.obj, dict):
-        root |= {k: v for k, v in ctx.obj.items() if v is not None}
-    url = url or root.get("url") or os.environ.get("FLOWLINE_URL") or DEFAULT_URL
-    key = key or root.get("key") or os.environ.get("FLOWLINE_KEY")
+    """--url / --key given here, else the global options of the `flowline` command (its context's
+    object: url, key and a default_key() as commands/client.py's Connection has them, or a dict,
+    or the root command's own parameters), else FLOWLINE_URL / FLOWLINE_KEY, else the `make run`
+    stack and its .data/dev-api-key."""
+    root = ctx.find_root()
+    found: dict[str, Any] = dict(root.params or {})
+    for obj in (root.obj, ctx.obj):
+        if isinstance(obj, dict):
+            found |= {k: v for k, v in obj.items() if v is not None}
+        elif obj is not None and hasattr(obj, "url"):
+            found["url"] = found.get("url") or obj.url
+            own_key = getattr(obj, "key", None)
+            default_key = getattr(obj, "default_key", None)
+            found["key"] = found.get("key") or own_key or (default_key() if callable(default_key) else None)
+    url = url or found.get("url") or os.environ.get("FLOWLINE_URL") or DEFAULT_URL
+    key = key or found.get("key") or os.environ.get("FLOWLINE_KEY")
     if not key:
         if not DEFAULT_KEY_FILE.is_file():
-            raise ImportFailed(
-                f"no API key: give --key, set FLOWLINE_KEY, or run `make run` ({DEFAULT_KEY_FILE})"
-            )
+            hint = f"give --key, set FLOWLINE_KEY, or run `make run` ({DEFAULT_KEY_FILE})"
+            raise ImportFailed(f"no API key: {hint}")
         key = DEFAULT_KEY_FILE.read_text().strip()
     return str(url), str(key)
 

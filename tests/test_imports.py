@@ -261,3 +261,24 @@ async def test_an_import_killed_mid_way_resumes_and_writes_nothing_twice(
         )
         assert await conn.scalar(query) == rows
     assert not checkpoint.exists()
+
+
+def test_the_connection_comes_from_the_flowline_commands_global_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    import click
+    import typer
+
+    from commands.imports import connection
+
+    monkeypatch.delenv("FLOWLINE_URL", raising=False)
+    monkeypatch.delenv("FLOWLINE_KEY", raising=False)
+    # As commands/client.py's Connection holds them: the key read lazily.
+    given = SimpleNamespace(url="http://api.example:9000", key=None, default_key=lambda: "from-file")
+    ctx = typer.Context(click.Command("import"), obj=given)
+    assert connection(ctx, None, None) == ("http://api.example:9000", "from-file")
+    assert connection(ctx, "http://other", "k2") == ("http://other", "k2")
+    monkeypatch.setenv("FLOWLINE_KEY", "from-env")
+    assert connection(typer.Context(click.Command("import")), "http://x", None) == ("http://x", "from-env")
