@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench-exports: $(STAMP)
 # `flowline simulate` of a flow with a 30-day pause and a 7-day wait (target: under 5 s).
 bench-simulate: $(STAMP)
 	$(BIN)/python bench/simulate.py --runs 5
+
+# `flowline import profiles` of a generated 1,000,000-row CSV into a fresh database on SQLite and
+# PostgreSQL: without triggers, then with one running profile_change flow that 10 % of the rows start.
+bench-import: $(STAMP)
+	$(BIN)/python bench/import.py --database sqlite postgres
 
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py --database sqlite

@@ -30,13 +30,14 @@ from api.routes import (
     health,
     inbox,
     journeys,
+    profile_batches,
     profiles,
     reports,
     segments,
     tracking,
     workspace,
 )
-from api.schemas import EventIn
+from api.schemas import SELF_PARSED_BODIES
 from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -52,6 +53,8 @@ async def _sweep_forever(launcher: JourneyLauncher, settings: Settings) -> None:
     """Route events left unrouted (see JourneyLauncher.sweep); errors are logged and retried."""
     while True:
         await asyncio.sleep(settings.sweep_seconds)
+        if launcher.behind.pending():
+            continue  # this process is routing an import's changes: the sweeper would race it
         try:
             # Batch after batch until the backlog is gone (flow_entered / flow_exited events of
             # every journey come this way).
@@ -125,6 +128,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.services.launcher.behind.close()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -151,6 +155,7 @@ def create_app(
         flow_lifecycle,
         flow_stats,
         events,
+        profile_batches,
         profiles,
         attributes,
         journeys,
@@ -184,9 +189,9 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(flow_schema.pop("$defs", {}))
             components["FlowDocument"] = flow_schema
-            # Bodies a route reads itself (api/routes/events.py) name their schema by reference:
-            # without it ReDoc draws nothing ("Invalid reference token").
-            for model in (EventIn,):
+            # Bodies a route parses itself name their schema by reference: without the component
+            # ReDoc draws nothing ("Invalid reference token").
+            for model in SELF_PARSED_BODIES:
                 body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body_schema.pop("$defs", {}))
                 components[model.__name__] = body_schema

@@ -80,6 +80,70 @@ class ProfileIn(BaseModel):
     )
 
 
+MAX_PROFILES_PER_CALL = 1000
+
+
+class ProfileEntry(BaseModel):
+    """One profile of a batch: its id (or, matched by email, its ``attributes.email``) and the
+    attributes merged into it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the person's id; with `match: email` optional (the id of a profile created for "
+        "an email nobody has yet)",
+    )
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="merged as PUT /v1/profiles/{id} merges; null erases"
+    )
+
+
+class ProfilesBatchIn(BaseModel):
+    """Up to 1,000 profiles merged in one transaction; each invalid entry is rejected by its index
+    with nothing of it written, the valid ones kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: Literal["id", "email"] = Field(
+        default="id", description="find each profile by its `id`, or by its `attributes.email`"
+    )
+    blank: Literal["ignore", "clear"] = Field(
+        default="ignore",
+        description='a blank value (`""`, or only spaces: an empty CSV cell): `ignore` keeps what is '
+        "stored, `clear` erases it; null always erases",
+    )
+    dry_run: bool = Field(default=False, description="check every entry and answer, write nothing")
+    triggers: bool = Field(
+        default=True,
+        description="changes start profile_change flows and reach waiting journeys (after the answer); "
+        "false: no profile_changed event is recorded",
+    )
+    profiles: list[ProfileEntry] = Field(max_length=MAX_PROFILES_PER_CALL)
+
+
+class ProfileResult(BaseModel):
+    index: int = Field(description="the entry's position in `profiles`")
+    id: str | None = Field(description="the profile's id (null for a rejected entry without one)")
+    outcome: Literal["created", "updated", "unchanged", "rejected"]
+    faults: list[Fault] = Field(default_factory=list, description="why a rejected entry was rejected")
+
+
+class ProfilesBatchResult(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    dry_run: bool = Field(description="true: nothing was written")
+    results: list[ProfileResult] = Field(description="one per entry, in the order sent")
+
+
+# Request bodies routes parse themselves (BatchRoute), published as OpenAPI components.
+SELF_PARSED_BODIES: tuple[type[BaseModel], ...] = (EventIn, ProfilesBatchIn)
+
+
 class PushToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,6 +1,6 @@
 """The ``flowline`` command (docs/cli.md): the stack on this machine (run, migrate, create-key,
 ...), flows as code against a Flowline API (validate offline, schema, apply, pull, publish, ...),
-and flows simulated and tested offline (simulate, test).
+flows simulated and tested offline (simulate, test), and people and events imported (import).
 
 Each command module provides ``register(app)``; main() registers those of REGISTERS. The global
 ``--url`` / ``--key`` reach the API commands through commands/client.py.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import typer
 
-from commands import flows, simulation, stack
+from commands import flows, imports, simulation, stack
 from commands.client import Connection, default_url
 
 app = typer.Typer(
@@ -21,7 +21,12 @@ app = typer.Typer(
     help="Flowline: automated customer journeys. Flows as code, and the stack on this machine.",
 )
 
-REGISTERS: list[Callable[[typer.Typer], None]] = [stack.register, flows.register, simulation.register]
+REGISTERS: list[Callable[[typer.Typer], None]] = [
+    stack.register,
+    flows.register,
+    simulation.register,
+    imports.register,
+]
 
 
 @app.callback()

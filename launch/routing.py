@@ -34,6 +34,7 @@ from flowline.store.flows import (
 from flowline.store.profiles import ensure_profiles
 from flowline.store.trigger_gate import trigger_admits
 from flowline.ttl_cache import TtlCache
+from launch.changes_behind import ChangesBehind
 from launch.event_routing import EventRouter, ProfileEvent, Routed, RoutingFailed
 from launch.journey_start import (
     BatchEntry,
@@ -69,6 +70,8 @@ class JourneyLauncher:
         self._flows: TtlCache[str, tuple[int, list[PublishedFlow]]] = TtlCache(flow_cache_seconds)
         self.router = EventRouter(client)
         self.segments = SegmentWatch(store, cache_seconds=flow_cache_seconds)
+        # Changes an import stored, routed after its answer (route_profiles, one at a time).
+        self.behind = ChangesBehind(self.route_profiles, self.after_data_change)
 
     async def triggerable_flows(self, conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
         """The running flows an event can start, as of now, for the caller's transaction: one
@@ -189,6 +192,14 @@ class JourneyLauncher:
             workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}
         )
         return result
+
+    async def quiet(
+        self, conn: AsyncConnection, workspace_id: str, rows: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        """Of these events about to be stored, the ids of those no flow and no journey in flight
+        concerns (``_quiet``): stored routed, they cost no routing (most of an import's changes)."""
+        flows = await self._open_flows(conn, workspace_id)
+        return (await self._quiet(conn, workspace_id, flows, rows))[0]
 
     async def _quiet(
         self,

@@ -5,6 +5,7 @@ Undeclared attributes stay free-form; ``null`` (erase) is allowed for every type
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any, Literal, get_args
 
@@ -60,14 +61,29 @@ _EXPECTED = {
 CONTACT_ATTRIBUTES = {"email": "text", "phone": "text"}
 
 
-def attribute_faults(declared: dict[str, str], values: dict[str, Any]) -> list[tuple[str, str]]:
-    """(path, message) for every value that does not fit its declared type."""
+def attribute_faults(
+    declared: dict[str, str], values: dict[str, Any], path: str = "$.attributes"
+) -> list[tuple[str, str]]:
+    """(path, message) for every value that does not fit its declared type; ``path``: where the
+    attributes are in the request."""
     declared = CONTACT_ATTRIBUTES | declared
     return [
-        (member_path("$.attributes", name), f"{name!r} is declared {kind}: expected {_EXPECTED[kind]}")
+        (member_path(path, name), f"{name!r} is declared {kind}: expected {_EXPECTED[kind]}")
         for name, value in values.items()
         if value is not None and (kind := declared.get(name)) is not None and not fits(kind, value)
     ]
+
+
+# An address mail can be sent to: one @, no blanks, a dot in the domain. (Stricter checks refuse
+# addresses that work; a looser one lets typos like "ada@example" or "ada example.com" in.)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def email_fault(value: Any) -> str | None:
+    """Why ``value`` is not an email address (None: it is one)."""
+    if not isinstance(value, str) or _EMAIL.fullmatch(value.strip()) is None:
+        return f"{value!r} is not an email address"
+    return None
 
 
 async def declared_types(conn: AsyncConnection, workspace_id: str) -> dict[str, str]:
