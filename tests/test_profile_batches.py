@@ -226,13 +226,22 @@ async def test_a_journey_waiting_for_a_change_hears_an_imported_one(
     await batch(
         api, [{"id": "ada", "attributes": {"plan": "pro"}}, {"id": "bob", "attributes": {"plan": "x"}}]
     )
+    query = select(events.c.profile_id, events.c.routed_at.is_not(None)).where(
+        events.c.workspace_id == tenant.id,
+        events.c.name == "profile_changed",
+        events.c.properties["source"].as_string() == "import",
+    )
+    # The change is routed behind the answer. Waiting for the journey's result now would let the
+    # time-skipping server jump to the wait's timeout first: wait (in real time) for the routing.
+    for _ in range(600):
+        async with store.connect() as conn:
+            if {r[0]: r[1] for r in await conn.execute(query)}.get("ada"):
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("ada's imported change was never routed")
     state = await finish(temporal, journey_id)
     assert [(p.step, p.branch) for p in state.path][:2] == [("wait", "changed"), ("thanks", "sent")]
     async with store.connect() as conn:
-        query = select(events.c.profile_id, events.c.routed_at.is_not(None)).where(
-            events.c.workspace_id == tenant.id,
-            events.c.name == "profile_changed",
-            events.c.properties["source"].as_string() == "import",
-        )
         # bob's change concerned nobody: stored routed at once.
         assert {r[0]: r[1] for r in await conn.execute(query)}["bob"] is True
