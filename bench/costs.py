@@ -76,6 +76,67 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of one process by thread name (digits dropped: ``tokio-runtime-w``, ``python``,
+    ``asyncio_``): the Python event loop against Temporal's Rust core and the database threads."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError):
+            name = (task / "comm").read_text().strip().rstrip("0123456789-_ ") or "?"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return found
+
+
+# Where a py-spy sample's time goes: the first of these found walking from the leaf frame up.
+LIBRARIES = [
+    ("SQLAlchemy", ("/sqlalchemy/",)),
+    ("database driver", ("/aiosqlite/", "/sqlite3/", "/psycopg/", "/psycopg_pool/")),
+    ("encryption (payload codec)", ("/cryptography/", "payload_codec")),
+    ("Temporal SDK and protobuf", ("/temporalio/", "/google/protobuf/")),
+    ("pydantic", ("/pydantic/", "/pydantic_core/")),
+    ("HTTP server (uvicorn, Starlette, FastAPI)", ("/uvicorn/", "/starlette/", "/fastapi/", "/h11/")),
+    ("httpx", ("/httpx/", "/httpcore/")),
+    ("Liquid templates", ("/liquid/",)),
+    ("asyncio event loop", ("/asyncio/",)),
+    ("Flowline code", (str(ROOT) + "/",)),
+]
+
+
+def profile_summary(path: Path) -> Counter[str]:
+    """Samples of a py-spy raw file (``frame;frame;...;leaf count`` per line) by library."""
+    found: Counter[str] = Counter()
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        library = next(
+            (
+                name
+                for frame in reversed(frames)
+                for name, marks in LIBRARIES
+                if any(mark in frame for mark in marks)
+            ),
+            None,
+        )
+        if library is None:  # named by the leaf frame's module: "other: json/encoder.py"
+            leaf = frames[-1].rpartition("(")[2].split(":")[0]
+            library = "other: " + "/".join(leaf.split("/")[-2:])
+        found[library] += int(count)
+    return found
+
+
+def children() -> list[int]:
+    """Pids of this process's live children (the dev server, when only it has been started)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(stat.parent.name))
+    return found
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -106,11 +167,30 @@ class Proc:
         return {}
 
 
+def server_counters(url: str) -> Counter[str]:
+    """The dev server's Prometheus counters of gRPC requests (``service <operation>``) and of
+    persistence requests (``persistence <operation>``), summed over their other labels."""
+    import re
+    import urllib.request
+
+    found: Counter[str] = Counter()
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        match = re.match(r'(service|persistence)_requests\{.*operation="([^"]+)".*\} (\S+)$', line)
+        if match:
+            found[f"{match.group(1)} {match.group(2)}"] += int(float(match.group(3)))
+    return found
+
+
 @dataclass
 class Snapshot:
     cpu: dict[str, float]
+    threads: dict[str, float]
     statements: Counter[str]
     transactions: Counter[str]
+    shapes: Counter[str]
+    server: Counter[str]
 
 
 @dataclass
@@ -119,9 +199,13 @@ class Phase:
     n: int
     seconds: float
     cpu: dict[str, float]  # seconds per process over the phase
+    threads: dict[str, float]  # "process: thread name" -> seconds over the phase
     statements: Counter[str]  # "scope|verb|table" -> count over the phase
     transactions: Counter[str]  # "scope|commit" -> count over the phase
+    shapes: Counter[str]  # "scope|commit|INSERT events, ..." -> count over the phase
+    server: Counter[str]  # the dev server's request counters over the phase
     history: HistoryStats
+    profiles: dict[str, Counter[str]]  # process -> py-spy samples by library (--py-spy)
 
 
 @dataclass
@@ -133,6 +217,7 @@ class HistoryStats:
     commands: Counter[str] = field(default_factory=Counter)
     activities: Counter[str] = field(default_factory=Counter)
     markers: Counter[str] = field(default_factory=Counter)
+    upserts: Counter[str] = field(default_factory=Counter)  # search attribute -> times upserted
     search_attributes_at_start: int = 0
     upserted_attributes: int = 0
     input_bytes: int = 0
@@ -165,7 +250,7 @@ def summarize(histories: list[Any]) -> HistoryStats:
                 stats.activity_input_bytes += sum(p.ByteSize() for p in scheduled.input.payloads)
             elif kind == "MARKER_RECORDED":
                 marker = event.marker_recorded_event_attributes
-                details = marker.details.get("patch_data")
+                details = marker.details.get("patch-data")
                 name = marker.marker_name
                 if details is not None and details.payloads:
                     name += " " + json.loads(details.payloads[0].data).get("id", "?")
@@ -173,6 +258,7 @@ def summarize(histories: list[Any]) -> HistoryStats:
             elif kind == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
                 upsert = event.upsert_workflow_search_attributes_event_attributes
                 stats.upserted_attributes += len(upsert.search_attributes.indexed_fields)
+                stats.upserts.update(upsert.search_attributes.indexed_fields.keys())
     return stats
 
 
@@ -182,12 +268,16 @@ def summarize(histories: list[Any]) -> HistoryStats:
 @dataclass
 class Stack:
     client: Any
+    journey_client: Any  # with the payload key, to read the journeys' (encrypted) results
     api: str
     key: str
     procs: dict[str, Proc]
     temporal_pid: int
     postgres_app: str | None  # application_name of the bench's PostgreSQL connections
     database_url: str
+    metrics_url: str
+    tmp: Path
+    py_spy: str | None
 
     def postgres_pids(self) -> list[int]:
         if self.postgres_app is None:
@@ -208,13 +298,27 @@ class Stack:
         # Backends that exit during a phase lose their CPU; the pools keep theirs open.
         cpu["postgres"] = sum(cpu_of(pid) for pid in self.postgres_pids())
         cpu["driver"] = time.process_time()
+        threads = {
+            f"{role}: {name}": seconds
+            for role, proc in self.procs.items()
+            for name, seconds in thread_cpu(proc.process.pid).items()
+        }
         statements: Counter[str] = Counter()
         transactions: Counter[str] = Counter()
+        shapes: Counter[str] = Counter()
         for proc in self.procs.values():
             found = proc.counters()
             statements.update(found["statements"])
             transactions.update(found["transactions"])
-        return Snapshot(cpu, statements, transactions)
+            shapes.update(found["shapes"])
+        return Snapshot(cpu, threads, statements, transactions, shapes, server_counters(self.metrics_url))
+
+
+def spy_on(py_spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` without pausing it until SIGINT, then writing ``out`` (raw)."""
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    command += ["--nonblocking", "--full-filenames", "--rate", "200"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def spawn(role: str, env: dict[str, str], tmp: Path) -> Proc:
@@ -246,17 +350,19 @@ def database(kind: str, tmp: Path, app_name: str) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def stack(kind: str, temporal_cli: str, tmp: Path) -> Any:
+async def stack(kind: str, temporal_cli: str, tmp: Path, py_spy: str | None) -> Any:
     import httpx
+    from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from flowline.store.database import Store
     from flowline.store.workspaces import create_api_key, create_workspace
-    from launch.payload_codec import new_key_setting
+    from launch.payload_codec import data_converter, new_key_setting
     from tests.servers import free_port
     from workflows import search_attributes as sa
 
+    metrics_port = free_port()
     app_name = f"flowline-bench-costs-{uuid.uuid4().hex[:8]}"
     with database(kind, tmp, app_name) as url:
         store = Store(url)
@@ -270,13 +376,9 @@ async def stack(kind: str, temporal_cli: str, tmp: Path) -> Any:
             ui=False,
             data_converter=pydantic_data_converter,
             dev_server_log_level="error",
+            dev_server_extra_args=["--metrics-port", str(metrics_port)],
         )
-        temporal_pids = [
-            int(p.name)
-            for p in Path("/proc").glob("[0-9]*")
-            if (p / "stat").exists()
-            and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
-        ]
+        temporal_pids = children()
         api_port = free_port()
         proc_env = dict(os.environ)
         proc_env.update(
@@ -304,19 +406,28 @@ async def stack(kind: str, temporal_cli: str, tmp: Path) -> Any:
                         log = (tmp / f"{proc.role.split()[0]}.log").read_text()
                         raise RuntimeError(f"{proc.role} exited:\n{log}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
-                        break
+                    async with httpx.AsyncClient(timeout=2) as probe:
+                        if (await probe.get(f"{api}/readyz")).status_code == 200:
+                            break
                 if time.monotonic() > deadline:
                     raise RuntimeError("the API was not ready in 120 s")
                 await asyncio.sleep(0.3)
+            journey_client = await Client.connect(
+                proc_env["FLOWLINE_TEMPORAL_ADDRESS"],
+                data_converter=data_converter(proc_env["FLOWLINE_PAYLOAD_KEYS"]),
+            )
             yield Stack(
                 env.client,
+                journey_client,
                 api,
                 key,
                 procs,
                 temporal_pids[0],
                 app_name if kind == "postgres" else None,
                 url,
+                f"http://127.0.0.1:{metrics_port}/metrics",
+                tmp,
+                py_spy,
             )
         finally:
             for proc in procs.values():
@@ -331,12 +442,15 @@ async def stack(kind: str, temporal_cli: str, tmp: Path) -> Any:
 
 # ---------------------------------------------------------------- driving
 
+Submit = Callable[[int], Coroutine[Any, Any, str]]  # starts item i, returns its workflow id
+Wait = Callable[[str], Coroutine[Any, Any, Any]]  # until that workflow has ended
+
 
 async def drive(
     n: int,
     concurrency: int,
-    submit: Callable[[int], Coroutine[Any, Any, str]],
-    wait: Callable[[str], Coroutine[Any, Any, Any]],
+    submit: Submit,
+    wait: Wait,
 ) -> list[str]:
     """Start ``n`` workflows, at most ``concurrency`` starts in flight; wait for every result."""
     ids: list[str] = []
@@ -361,25 +475,42 @@ async def measure(
     warmup: int,
     concurrency: int,
     sample: int,
-    make: Callable[[str], tuple[Callable[[int], Coroutine[Any, Any, str]], Callable[[str], Coroutine[Any, Any, Any]]]],
+    make: Callable[
+        [str], tuple[Callable[[int], Coroutine[Any, Any, str]], Callable[[str], Coroutine[Any, Any, Any]]]
+    ],
 ) -> Phase:
     await drive(warmup, concurrency, *make(f"warm-{uuid.uuid4().hex[:6]}"))
     await asyncio.sleep(1)  # let the warm-up's last bookkeeping land outside the measured window
+    spies = []
+    if s.py_spy:
+        for role, proc in s.procs.items():
+            out = s.tmp / f"{mode}-{role.replace(' ', '-')}.spy"
+            spies.append(spy_on(s.py_spy, proc.process.pid, out))
+        await asyncio.sleep(1)  # py-spy attaches
     before = s.snapshot()
     began = time.perf_counter()
     ids = await drive(n, concurrency, *make(uuid.uuid4().hex[:6]))
     seconds = time.perf_counter() - began
     await asyncio.sleep(1)
     after = s.snapshot()
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(timeout=60)
+    profiles = {role: profile_summary(s.tmp / f"{mode}-{role.replace(' ', '-')}.spy") for role in s.procs}
     histories = [await s.client.get_workflow_handle(wid).fetch_history() for wid in ids[:sample]]
     return Phase(
         mode,
         n,
         seconds,
         {k: after.cpu[k] - before.cpu[k] for k in after.cpu},
+        {k: v - before.threads.get(k, 0.0) for k, v in after.threads.items()},
         after.statements - before.statements,
         after.transactions - before.transactions,
+        after.shapes - before.shapes,
+        after.server - before.server,
         summarize(histories),
+        profiles,
     )
 
 
@@ -389,11 +520,9 @@ async def run_database(kind: str, args: argparse.Namespace, console: Any) -> lis
     from bench.baseline_workflow import BaselineWorkflow
 
     with tempfile.TemporaryDirectory(prefix="flowline-costs-") as tmp:
-        async with stack(kind, args.temporal, Path(tmp)) as s:
+        async with stack(kind, args.temporal, Path(tmp), args.py_spy) as s:
             client = s.client
-            http = httpx.AsyncClient(
-                base_url=s.api, headers={"Authorization": f"Bearer {s.key}"}, timeout=60
-            )
+            http = httpx.AsyncClient(base_url=s.api, headers={"Authorization": f"Bearer {s.key}"}, timeout=60)
             async with http:
                 (await http.put(f"/v1/flows/{FLOW_ID}", json=FLOW)).raise_for_status()
                 (await http.post(f"/v1/flows/{FLOW_ID}/publish")).raise_for_status()
@@ -426,16 +555,9 @@ async def run_database(kind: str, args: argparse.Namespace, console: Any) -> lis
                         return jid
 
                     async def wait(jid: str) -> Any:
-                        # The result is encrypted (the driver has no key): a describe says how it ended.
-                        handle = client.get_workflow_handle(jid)
-                        while True:
-                            with contextlib.suppress(Exception):
-                                await handle.result()
-                            status = (await handle.describe()).status
-                            if status is not None and status.name != "RUNNING":
-                                if status.name != "COMPLETED":
-                                    raise RuntimeError(f"journey {jid} ended {status.name}")
-                                return
+                        state = await s.journey_client.get_workflow_handle(jid).result()
+                        if state.get("status") != "completed":
+                            raise RuntimeError(f"journey {jid} ended {state.get('status')!r}")
 
                     return submit, wait
 
@@ -443,7 +565,9 @@ async def run_database(kind: str, args: argparse.Namespace, console: Any) -> lis
                 for mode, make in (("baseline", baseline), ("journey", journeys)):
                     console.print(f"[bold]{kind}[/] {mode}: warm-up {args.warmup}, then N={args.journeys}")
                     phases.append(
-                        await measure(s, mode, args.journeys, args.warmup, args.concurrency, args.sample, make)
+                        await measure(
+                            s, mode, args.journeys, args.warmup, args.concurrency, args.sample, make
+                        )
                     )
     return phases
 
@@ -461,7 +585,7 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
     base, journey = phases
     processes = ["api", "worker", "baseline worker", "temporal", "postgres", "driver"]
     table = Table(title=f"{kind}: CPU ms per workflow (N={journey.n}), by process")
-    for column in ("process", "baseline", "journey", "journey − baseline"):
+    for column in ("process", "baseline", "journey", "journey - baseline"):
         table.add_column(column, justify="left" if column == "process" else "right")
     totals = [0.0, 0.0]
     for name in processes:
@@ -470,9 +594,30 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
             totals[0] += b
             totals[1] += j
         table.add_row(name, f"{b:.2f}", f"{j:.2f}", f"{j - b:+.2f}")
-    table.add_row("[bold]all but driver[/]", f"{totals[0]:.2f}", f"{totals[1]:.2f}", f"{totals[1] - totals[0]:+.2f}")
+    table.add_row(
+        "[bold]all but driver[/]", f"{totals[0]:.2f}", f"{totals[1]:.2f}", f"{totals[1] - totals[0]:+.2f}"
+    )
     table.add_row("wall s per phase", f"{base.seconds:.1f}", f"{journey.seconds:.1f}", "")
+    for name in sorted(set(base.threads) | set(journey.threads)):
+        b, j = (p.threads.get(name, 0.0) * 1000 / p.n for p in phases)
+        if max(b, j) >= 0.1:
+            table.add_row(f"  thread {name}", f"{b:.2f}", f"{j:.2f}", f"{j - b:+.2f}")
     console.print(table)
+
+    for phase in phases:
+        for role, samples in phase.profiles.items():
+            total = sum(samples.values())
+            if not total:
+                continue
+            table = Table(title=f"{kind} {phase.mode}: py-spy samples of {role} by library ({total})")
+            for column in ("library (leaf-most frame)", "share", "CPU ms per workflow"):
+                table.add_column(column, justify="left" if column.startswith("library") else "right")
+            cpu_ms = phase.cpu[role] * 1000 / phase.n
+            for name, count in samples.most_common():
+                if count / total < 0.01:
+                    continue
+                table.add_row(name, f"{count / total:.0%}", f"{cpu_ms * count / total:.2f}")
+            console.print(table)
 
     table = Table(title=f"{kind}: Temporal per workflow (histories of {journey.history.workflows})")
     for column in ("item", "baseline", "journey"):
@@ -496,6 +641,20 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
         row(f"  activity {name}", lambda h, k=name: h.activities[k])  # type: ignore[misc]
     for name in sorted(set(hb.markers) | set(hj.markers)):
         row(f"  marker {name}", lambda h, k=name: h.markers[k])  # type: ignore[misc]
+    for name in sorted(set(hb.upserts) | set(hj.upserts)):
+        row(f"  upsert of {name}", lambda h, k=name: h.upserts[k])  # type: ignore[misc]
+    console.print(table)
+
+    table = Table(title=f"{kind}: the Temporal server's request counters per workflow (its /metrics)")
+    for column in ("requests", "baseline", "journey"):
+        table.add_column(column, justify="left" if column == "requests" else "right")
+    for name in sorted(set(base.server) | set(journey.server)):
+        b, j = base.server[name] / base.n, journey.server[name] / journey.n
+        if max(b, j) >= 0.05:
+            table.add_row(name, f"{b:.2f}", f"{j:.2f}")
+    for prefix in ("service", "persistence"):
+        b, j = (sum(v for k, v in p.server.items() if k.startswith(prefix)) / p.n for p in phases)
+        table.add_row(f"[bold]{prefix}, all[/]", f"{b:.2f}", f"{j:.2f}")
     console.print(table)
 
     table = Table(title=f"{kind}: SQL per journey, by who runs it (statements / transactions)")
@@ -511,12 +670,27 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
         commits = journey.transactions.get(f"{scope}|commit", 0)
         rollbacks = journey.transactions.get(f"{scope}|rollback", 0)
         table.add_row(
-            f"[bold]{scope}[/]", "all", "", f"{per(count, journey.n)} ({per(commits, journey.n)} commits, "
-            f"{per(rollbacks, journey.n)} rollbacks)"
+            f"[bold]{scope}[/]",
+            "all",
+            "",
+            f"{per(count, journey.n)} ({per(commits, journey.n)} commits, "
+            f"{per(rollbacks, journey.n)} rollbacks)",
         )
     total_commits = sum(v for k, v in journey.transactions.items() if k.endswith("|commit"))
-    table.add_row("[bold]total[/]", "", "", f"{per(sum(journey.statements.values()), journey.n)} "
-                  f"({per(total_commits, journey.n)} commits)")
+    table.add_row(
+        "[bold]total[/]",
+        "",
+        "",
+        f"{per(sum(journey.statements.values()), journey.n)} ({per(total_commits, journey.n)} commits)",
+    )
+    console.print(table)
+
+    table = Table(title=f"{kind}: transactions per journey, by the statements they run (in order)")
+    for column in ("scope", "end", "statements", "per journey"):
+        table.add_column(column, justify="right" if column == "per journey" else "left")
+    for key, count in sorted(journey.shapes.items(), key=lambda item: -item[1]):
+        if count / journey.n >= 0.05:
+            table.add_row(*key.split("|"), per(count, journey.n))
     console.print(table)
     return totals[1], totals[0]
 
@@ -540,12 +714,25 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--journeys", type=int, default=500, help="workflows per measured phase (default 500)")
-    parser.add_argument("--warmup", type=int, default=50, help="uncounted workflows before each phase (default 50)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--journeys", type=int, default=500, help="workflows per measured phase (default 500)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=50, help="uncounted workflows before each phase (default 50)"
+    )
     parser.add_argument("--concurrency", type=int, default=20, help="starts in flight (default 20)")
     parser.add_argument("--sample", type=int, default=100, help="histories read per phase (default 100)")
-    parser.add_argument("--database", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--database", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+    )
+    parser.add_argument(
+        "--py-spy",
+        help="a py-spy executable (not in the lock: e.g. pip install py-spy into a throwaway venv); "
+        "given, the API's and the workers' samples during each phase are summed by library",
+    )
     parser.add_argument(
         "--temporal",
         default=str(ROOT / ".venv" / "bin" / "temporal"),

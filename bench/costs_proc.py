@@ -4,8 +4,9 @@ counters attached before it starts (no product change: SQLAlchemy's class-level 
     python bench/costs_proc.py api|worker|baseline   # settings from FLOWLINE_* variables
 
 On SIGUSR1 the process writes its counters to $COSTS_OUT (JSON, written whole then renamed):
-statements by (scope, verb, table) and transactions by scope, where scope is the Temporal
-activity type a statement ran in, or ``api`` / ``worker`` outside any activity.
+statements by (scope, verb, table), transactions by scope, and transactions by their shape (the
+verbs and tables of their statements in order), where scope is the Temporal activity type a
+statement ran in, or ``api`` / ``worker`` outside any activity.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 _TABLE = re.compile(r"\b(?:INTO|UPDATE|FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
 statements: Counter[str] = Counter()
 transactions: Counter[str] = Counter()
+shapes: Counter[str] = Counter()
 snapshots = 0
 
 
@@ -40,18 +42,25 @@ def attach(default: str) -> None:
     from sqlalchemy.engine import Engine
 
     @event.listens_for(Engine, "before_cursor_execute")
-    def _statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+    def _statement(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         verb = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
         found = _TABLE.search(sql)
-        statements[f"{scope(default)}|{verb}|{found.group(1) if found else '-'}"] += 1
+        table = found.group(1) if found else "-"
+        statements[f"{scope(default)}|{verb}|{table}"] += 1
+        conn.info.setdefault("costs_shape", []).append(f"{verb} {table}")
+
+    def ended(conn: Any, how: str) -> None:
+        transactions[f"{scope(default)}|{how}"] += 1
+        shape = conn.info.pop("costs_shape", [])
+        shapes[f"{scope(default)}|{how}|{', '.join(shape) or '(no statement)'}"] += 1
 
     @event.listens_for(Engine, "commit")
-    def _commit(_conn: Any) -> None:
-        transactions[f"{scope(default)}|commit"] += 1
+    def _commit(conn: Any) -> None:
+        ended(conn, "commit")
 
     @event.listens_for(Engine, "rollback")
-    def _rollback(_conn: Any) -> None:
-        transactions[f"{scope(default)}|rollback"] += 1
+    def _rollback(conn: Any) -> None:
+        ended(conn, "rollback")
 
 
 def dump(_signum: int, _frame: object) -> None:
@@ -59,7 +68,7 @@ def dump(_signum: int, _frame: object) -> None:
     snapshots += 1
     out = Path(os.environ["COSTS_OUT"])
     tmp = out.with_suffix(".tmp")
-    body = {"snapshots": snapshots, "statements": statements, "transactions": transactions}
+    body = {"snapshots": snapshots, "statements": statements, "transactions": transactions, "shapes": shapes}
     tmp.write_text(json.dumps(body))
     tmp.rename(out)
 
@@ -94,8 +103,14 @@ def main(role: str) -> None:
 
         attach("api")
         port = int(os.environ["FLOWLINE_API_PORT"])
-        uvicorn.run("api.app:create_app", factory=True, host="127.0.0.1", port=port, access_log=False,
-                    log_level="warning")
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host="127.0.0.1",
+            port=port,
+            access_log=False,
+            log_level="warning",
+        )
     elif role == "worker":
         import worker
         from flowline.settings import get_settings
