@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -44,6 +45,15 @@ if __name__ == "__main__":
 
 from bench.journeys import EVENT, FLOW, FLOW_ID  # noqa: E402
 
+# The bare workflow with one of the journey's items each (bench/baseline_workflow.py's CostVariant):
+# what that item alone costs Temporal, measured. pad: bytes more of workflow and activity input.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "bare + 5 search attributes at start": {"attributes": True},
+    "bare + 2 patch markers": {"patches": 2},
+    "bare + 1.1 KB input": {"pad": 1100},
+    "bare + activity heartbeat": {"heartbeat": True},
+    "bare + all four": {"attributes": True, "patches": 2, "pad": 1100, "heartbeat": True},
+}
 JOURNEY_QUEUE = "bench-costs-journeys"
 BASELINE_QUEUE = "bench-costs-baseline"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -514,10 +524,12 @@ async def measure(
     )
 
 
-async def run_database(kind: str, args: argparse.Namespace, console: Any) -> list[Phase]:
+async def run_database(kind: str, args: argparse.Namespace, console: Any, with_variants: bool) -> list[Phase]:
     import httpx
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-    from bench.baseline_workflow import BaselineWorkflow
+    from bench.baseline_workflow import BaselineWorkflow, CostVariant, CostVariantWorkflow
+    from workflows import search_attributes as sa
 
     with tempfile.TemporaryDirectory(prefix="flowline-costs-") as tmp:
         async with stack(kind, args.temporal, Path(tmp), args.py_spy) as s:
@@ -561,8 +573,48 @@ async def run_database(kind: str, args: argparse.Namespace, console: Any) -> lis
 
                     return submit, wait
 
+                def variant(options: dict[str, Any]) -> Callable[[str], tuple[Submit, Wait]]:
+                    def make(tag: str) -> tuple[Submit, Wait]:
+                        async def submit(i: int) -> str:
+                            wid = f"variant-{tag}-{i}"
+                            pairs: list[SearchAttributePair[Any]] = [
+                                SearchAttributePair(sa.WORKSPACE_ID, "bench"),
+                                SearchAttributePair(sa.FLOW_ID, FLOW_ID),
+                                SearchAttributePair(sa.FLOW_VERSION, 1),
+                                SearchAttributePair(sa.PROFILE_ID, f"p-{tag}-{i}"),
+                                SearchAttributePair(sa.STEP_ID, "hello"),
+                            ]
+                            await client.start_workflow(
+                                CostVariantWorkflow.run,
+                                CostVariant(
+                                    str(i),
+                                    pad=secrets.token_urlsafe(options.get("pad", 0) * 3 // 4),
+                                    patches=options.get("patches", 0),
+                                    heartbeat=options.get("heartbeat", False),
+                                ),
+                                id=wid,
+                                task_queue=BASELINE_QUEUE,
+                                search_attributes=TypedSearchAttributes(pairs)
+                                if options.get("attributes")
+                                else None,
+                            )
+                            return wid
+
+                        async def wait(wid: str) -> Any:
+                            return await client.get_workflow_handle(wid).result()
+
+                        return submit, wait
+
+                    return make
+
                 phases = []
-                for mode, make in (("baseline", baseline), ("journey", journeys)):
+                modes: list[tuple[str, Callable[[str], tuple[Submit, Wait]]]] = [
+                    ("baseline", baseline),
+                    ("journey", journeys),
+                ]
+                if with_variants:
+                    modes += [(name, variant(options)) for name, options in VARIANTS.items()]
+                for mode, make in modes:
                     console.print(f"[bold]{kind}[/] {mode}: warm-up {args.warmup}, then N={args.journeys}")
                     phases.append(
                         await measure(
@@ -582,7 +634,8 @@ def per(value: float, n: int) -> str:
 def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
     from rich.table import Table
 
-    base, journey = phases
+    base, journey = phases[:2]
+    variants, phases = phases[2:], phases[:2]
     processes = ["api", "worker", "baseline worker", "temporal", "postgres", "driver"]
     table = Table(title=f"{kind}: CPU ms per workflow (N={journey.n}), by process")
     for column in ("process", "baseline", "journey", "journey - baseline"):
@@ -692,6 +745,25 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
         if count / journey.n >= 0.05:
             table.add_row(*key.split("|"), per(count, journey.n))
     console.print(table)
+
+    if variants:
+        table = Table(title=f"{kind}: what each of the journey's Temporal items costs a bare workflow")
+        columns = ("workflow", "temporal CPU ms", "worker CPU ms", "history events", "history bytes")
+        for column in (*columns, "persistence requests", "service requests"):
+            table.add_column(column, justify="left" if column == "workflow" else "right")
+        for phase in (base, *variants, journey):
+            worker = phase.cpu["worker" if phase.mode == "journey" else "baseline worker"]
+            h = phase.history
+            table.add_row(
+                phase.mode,
+                f"{phase.cpu['temporal'] * 1000 / phase.n:.2f}",
+                f"{worker * 1000 / phase.n:.2f}",
+                per(sum(h.events.values()), h.workflows),
+                per(h.history_bytes, h.workflows),
+                per(sum(v for k, v in phase.server.items() if k.startswith("persistence")), phase.n),
+                per(sum(v for k, v in phase.server.items() if k.startswith("service")), phase.n),
+            )
+        console.print(table)
     return totals[1], totals[0]
 
 
@@ -701,8 +773,8 @@ async def main(args: argparse.Namespace) -> int:
     console = Console(width=160)
     console.print(f"load average {load_average()}, {os.cpu_count()} cores")
     figures = []
-    for kind in args.database:
-        phases = await run_database(kind, args, console)
+    for i, kind in enumerate(args.database):
+        phases = await run_database(kind, args, console, with_variants=i == 0 and args.variants)
         journey_ms, baseline_ms = report(kind, phases, console)
         figures.append(
             f"{kind}_journey_cpu_ms={journey_ms:.1f} {kind}_baseline_cpu_ms={baseline_ms:.1f} "
@@ -727,6 +799,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sample", type=int, default=100, help="histories read per phase (default 100)")
     parser.add_argument(
         "--database", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+    )
+    parser.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on the first database, also bare workflows with one journey item each (default on)",
     )
     parser.add_argument(
         "--py-spy",

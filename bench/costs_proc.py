@@ -78,7 +78,7 @@ async def baseline() -> None:
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
-    from bench.baseline_workflow import BaselineWorkflow, noop
+    from bench.baseline_workflow import BaselineWorkflow, CostVariantWorkflow, noop, noop_heartbeat
 
     client = await Client.connect(
         os.environ["FLOWLINE_TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
@@ -88,8 +88,8 @@ async def baseline() -> None:
     worker = Worker(
         client,
         task_queue=os.environ["FLOWLINE_TASK_QUEUE"],
-        workflows=[BaselineWorkflow],
-        activities=[noop],
+        workflows=[BaselineWorkflow, CostVariantWorkflow],
+        activities=[noop, noop_heartbeat],
         max_concurrent_activities=100,
     )
     async with worker:
