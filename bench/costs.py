@@ -113,14 +113,23 @@ LIBRARIES = [
 ]
 
 
+# Leaf frames where a thread waits rather than works (py-spy's --nonblocking cannot tell idle
+# threads apart): the event loop's epoll, a thread pool's and aiosqlite's queue.get, lock waits.
+IDLE_LEAVES = ("selectors.py:", "futures/thread.py:81)", "aiosqlite/core.py:59)", "threading.py:")
+
+
 def profile_summary(path: Path) -> Counter[str]:
-    """Samples of a py-spy raw file (``frame;frame;...;leaf count`` per line) by library."""
+    """Samples of a py-spy raw file (``frame;frame;...;leaf count`` per line) by library; waiting
+    samples (IDLE_LEAVES, or no Python frame) under ``idle``."""
     found: Counter[str] = Counter()
     if not path.exists():
         return found
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
+        if not frames[-1].strip() or any(mark in frames[-1] for mark in IDLE_LEAVES):
+            found["idle"] += int(count)
+            continue
         library = next(
             (
                 name
@@ -659,15 +668,19 @@ def report(kind: str, phases: list[Phase], console: Any) -> tuple[float, float]:
 
     for phase in phases:
         for role, samples in phase.profiles.items():
-            total = sum(samples.values())
-            if not total:
+            total = sum(v for k, v in samples.items() if k != "idle")
+            if total < 50:
                 continue
-            table = Table(title=f"{kind} {phase.mode}: py-spy samples of {role} by library ({total})")
+            table = Table(
+                title=f"{kind} {phase.mode}: py-spy samples of {role} by library "
+                f"({total} busy, {samples['idle']} idle left out)"
+            )
             for column in ("library (leaf-most frame)", "share", "CPU ms per workflow"):
                 table.add_column(column, justify="left" if column.startswith("library") else "right")
-            cpu_ms = phase.cpu[role] * 1000 / phase.n
+            # Shares of the Python threads' CPU (py-spy does not see the Rust core's threads).
+            cpu_ms = phase.threads.get(f"{role}: python", 0.0) * 1000 / phase.n
             for name, count in samples.most_common():
-                if count / total < 0.01:
+                if name == "idle" or count / total < 0.01:
                     continue
                 table.add_row(name, f"{count / total:.0%}", f"{cpu_ms * count / total:.2f}")
             console.print(table)
