@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import bench-costs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,6 +92,13 @@ bench-fanout: $(STAMP)
 # HTTP sink) against bare Temporal activities making the same SMTP / HTTP call, same dev server.
 bench-sends: $(STAMP)
 	$(BIN)/python bench/sends.py --messages 2000 --concurrency 50
+
+# What one journey costs against a bare workflow: CPU per process (API, worker, dev server,
+# PostgreSQL backends), SQL statements and transactions, history events, commands and bytes, on
+# SQLite and PostgreSQL (500 of each after a warm-up; a few minutes). With py-spy (not in the lock)
+# the API's and the worker's samples by library: PY_SPY=/path/to/py-spy make bench-costs.
+bench-costs: $(STAMP)
+	$(BIN)/python bench/costs.py --database sqlite postgres $(if $(PY_SPY),--py-spy $(PY_SPY))
 
 clean:
 	rm -rf $(VENV)

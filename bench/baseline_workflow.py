@@ -8,6 +8,7 @@ either side can choose not to pay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -39,3 +40,36 @@ class SendBaselineWorkflow:
             "bench_send", args=[kind, key], start_to_close_timeout=timedelta(seconds=60)
         )
         return result
+
+
+@dataclass
+class CostVariant:
+    """bench/costs.py's bare workflow with one of a journey's items added (each alone, then all):
+    ``pad`` bytes more in the workflow's and the activity's input, ``patches`` workflow.patched
+    markers, a heartbeat from the activity; search attributes are the start's (the caller's)."""
+
+    value: str
+    pad: str = ""
+    patches: int = 0
+    heartbeat: bool = False
+
+
+@activity.defn(name="bench_noop_heartbeat")
+async def noop_heartbeat(value: str) -> str:
+    activity.heartbeat()
+    return value[:16]
+
+
+@workflow.defn(name="BenchCostVariant", sandboxed=False)
+class CostVariantWorkflow:
+    @workflow.run
+    async def run(self, variant: CostVariant) -> str:
+        for i in range(variant.patches):
+            workflow.patched(f"bench-patch-{i}")
+        result: str = await workflow.execute_activity(
+            noop_heartbeat if variant.heartbeat else noop,
+            variant.value + variant.pad,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=30) if variant.heartbeat else None,
+        )
+        return result[:16]
