@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-herd bench-exports bench-simulate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-fanout: $(STAMP)
 # HTTP sink) against bare Temporal activities making the same SMTP / HTTP call, same dev server.
 bench-sends: $(STAMP)
 	$(BIN)/python bench/sends.py --messages 2000 --concurrency 50
+
+# 10,000 journeys whose pauses end at one instant, each then sending a webhook to a local sink,
+# against 10,000 bare timers followed by the same POST, one after the other (PostgreSQL store).
+bench-herd: $(STAMP)
+	$(BIN)/python bench/herd.py --journeys 10000 --database postgres
 
 clean:
 	rm -rf $(VENV)

@@ -80,7 +80,7 @@ class Wake:
     lateness: list[float]  # each arrival - the instant, sorted
     py_cpu: float  # this process (worker, API, driver) from the instant to the last arrival
     server_cpu: float  # the Temporal dev server, same window
-    db_cpu: float  # every postgres process on the machine (shared with others), same window
+    db_cpu: float  # the postgres processes alive throughout (others' sessions' too), same window
 
     @property
     def seconds(self) -> float:
@@ -94,13 +94,21 @@ class Wake:
         return self.lateness[min(len(self.lateness) - 1, math.ceil(q * len(self.lateness)) - 1)]
 
 
-def cpu_of(pids: list[int]) -> float:
-    total = 0
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live process among ``pids``."""
+    found = {}
     for pid in pids:
         with contextlib.suppress(OSError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds spent since ``before`` by the processes alive at both ends (postgres backends
+    come and go with other sessions' connections; ours stay in the pool)."""
+    after = cpu_by_pid(list(before))
+    return sum(after[pid] - before[pid] for pid in after)
 
 
 def pids_named(name: str) -> list[int]:
@@ -169,20 +177,20 @@ async def wake(
             raise RuntimeError(f"{mode}: only {count} of {n} parked by the instant; raise --margin")
         await asyncio.sleep(0.2)
     parked_before = instant - time.time()
-    print(f"{mode}: {n} started in {start_seconds:.1f} s, parked {parked_before:.1f} s before the instant", flush=True)
+    print(
+        f"{mode}: {n} started in {start_seconds:.1f} s, parked {parked_before:.1f} s before the instant",
+        flush=True,
+    )
     if parked_before < 0:
         raise RuntimeError(f"{mode}: parked after the instant; raise --margin")
     server, postgres = children(exclude=sinks.pid), pids_named("postgres")
     await asyncio.sleep(max(0.0, instant - time.time()))
-    cpu, server_cpu, db_cpu = time.process_time(), cpu_of(server), cpu_of(postgres)
+    cpu, server_cpu, db_cpu = time.process_time(), cpu_by_pid(server), cpu_by_pid(postgres)
     arrivals = await arrived(sinks, before + n, instant + max(300.0, n / 10), mode)
-    cpu, server_cpu, db_cpu = (
-        time.process_time() - cpu,
-        cpu_of(server) - server_cpu,
-        cpu_of(postgres) - db_cpu,
-    )
+    cpu = time.process_time() - cpu
+    server_seconds, db_seconds = cpu_since(server_cpu), cpu_since(db_cpu)
     lateness = sorted(t - instant for t in arrivals[before:])
-    return Wake(mode, n, start_seconds, parked_before, lateness, cpu, server_cpu, db_cpu)
+    return Wake(mode, n, start_seconds, parked_before, lateness, cpu, server_seconds, db_seconds)
 
 
 async def warm_rate(n: int, concurrency: int, sinks: Any, start: Any) -> float:
@@ -324,7 +332,9 @@ async def main(args: argparse.Namespace) -> int:
         else:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'flowline.db'}"
             upgrade(url)
-        print(f"database {args.database}, {args.journeys} journeys, concurrency {args.concurrency}", flush=True)
+        print(
+            f"database {args.database}, {args.journeys} journeys, concurrency {args.concurrency}", flush=True
+        )
         store = Store(url)
         async with store.begin() as conn:
             await create_workspace(conn, WORKSPACE, "Benchmark")
@@ -401,7 +411,7 @@ def report(
     table = Table(title=f"{args.journeys} pauses ending at one instant ({args.database})")
     columns = (
         "mode", "n", "seconds", "p50 late s", "p99 late s", "webhooks/s",
-        "starts/s", "parked before s", "py cpu s", "server cpu s", "postgres cpu s",
+        "starts/s", "parked before s", "py cpu ms/wh", "server cpu ms/wh", "postgres cpu ms/wh",
     )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
@@ -415,16 +425,17 @@ def report(
             f"{run.n / run.seconds:.1f}",
             f"{run.start_rate:.1f}",
             f"{run.parked_before:.1f}",
-            f"{run.py_cpu:.1f}",
-            f"{run.server_cpu:.1f}",
-            f"{run.db_cpu:.1f}",
+            f"{run.py_cpu / run.n * 1000:.1f}",
+            f"{run.server_cpu / run.n * 1000:.1f}",
+            f"{run.db_cpu / run.n * 1000:.1f}",
         )
     console.print(table)
     console.print(
         "seconds: from the instant until the last webhook arrived; late: each webhook's arrival - "
         "the instant; starts/s: the N starts (POST /v1/events or start_workflow) at concurrency "
-        f"{args.concurrency}; cpu: from the instant to the last arrival (py: API + worker + driver in "
-        "this process; postgres: every postgres process on the machine). Load average "
+        f"{args.concurrency}; cpu: from the instant to the last arrival, per webhook (py: API + worker + "
+        "driver in this process; server: the dev server; postgres: its processes alive throughout, "
+        "other sessions' too). Load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.",
         soft_wrap=True,
     )
