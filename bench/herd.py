@@ -18,8 +18,8 @@ has arrived, and each webhook's lateness (arrival - instant).
 One after the other (herd first) on the same dev server (on disk with WAL, as bench/sends.py)
 and store (PostgreSQL by default: a fresh schema in the local ``test`` database). Starting N
 takes a while, so each instant is chosen after a warm-up that measures the start rate: start
-time + N / rate x 1.25 + ``--margin`` seconds. The herd's instant only counts once every journey
-is parked (its journey_steps row at the pause written: waits of a minute or more write one), the
+time + N / rate x ``--safety`` + ``--margin`` seconds. The herd's instant only counts once every
+journey is parked (its journey_steps row at the pause written: waits of a minute or more write one), the
 baseline's once every start returned; a run whose starts overran its instant fails.
 
 The last line is machine-readable: ``herd_seconds=<n> baseline_seconds=<n> ratio=<r>``
@@ -159,6 +159,7 @@ async def wake(
     n: int,
     concurrency: int,
     rate: float,
+    safety: float,
     margin: float,
     start: Any,
     publish: Any,
@@ -167,7 +168,7 @@ async def wake(
     """Choose the instant, ``publish(instant)``, start N, wait until ``parked()`` says N, then
     measure from the instant to the N-th arrival."""
     began = time.time()
-    instant = math.ceil(began + n / rate * 1.25 + margin)
+    instant = math.ceil(began + n / rate * safety + margin)
     await publish(datetime.fromtimestamp(instant, UTC))
     before = sinks.counts("http")[0]
     print(f"{mode}: starting {n} (instant in {instant - began:.0f} s)", flush=True)
@@ -186,7 +187,7 @@ async def wake(
     server, postgres = children(exclude=sinks.pid), pids_named("postgres")
     await asyncio.sleep(max(0.0, instant - time.time()))
     cpu, server_cpu, db_cpu = time.process_time(), cpu_by_pid(server), cpu_by_pid(postgres)
-    arrivals = await arrived(sinks, before + n, instant + max(300.0, n / 10), mode)
+    arrivals = await arrived(sinks, before + n, instant + max(300.0, n / 4), mode)
     cpu = time.process_time() - cpu
     server_seconds, db_seconds = cpu_since(server_cpu), cpu_since(db_cpu)
     lateness = sorted(t - instant for t in arrivals[before:])
@@ -245,6 +246,7 @@ async def herd(args: argparse.Namespace, client: Any, store: Any, api: Any, sink
             args.journeys,
             args.concurrency,
             rate,
+            args.safety,
             args.margin,
             starter("herd", people),
             lambda at: publish("herd", {"until": at.isoformat()}),
@@ -294,6 +296,7 @@ async def baseline(args: argparse.Namespace, client: Any, sends: Any, sinks: Any
             args.journeys,
             args.concurrency,
             rate,
+            args.safety,
             args.margin,
             starter("run"),
             publish,
@@ -457,6 +460,13 @@ def parse_args() -> argparse.Namespace:
         default=75.0,
         help="seconds added to the estimated start time (default 75: waits of a minute or more "
         "write the journey's path, which is how parked journeys are counted)",
+    )
+    parser.add_argument(
+        "--safety",
+        type=float,
+        default=1.25,
+        help="the warm-up's start time per item is multiplied by this (default 1.25; more on a "
+        "machine whose load changes: starts slow down with it)",
     )
     parser.add_argument(
         "--database",
