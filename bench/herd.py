@@ -150,7 +150,8 @@ async def arrived(sinks: Any, expected: int, deadline: float, what: str) -> list
         if time.time() > deadline:
             raise RuntimeError(f"{what}: {received} of {expected} webhooks arrived in time")
         await asyncio.sleep(0.05)
-    return sinks.http_arrivals()
+    arrivals: list[float] = sinks.http_arrivals()
+    return arrivals
 
 
 async def wake(
