@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import bench-costs clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import bench-costs bench-herd clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,12 @@ bench-sends: $(STAMP)
 # the API's and the worker's samples by library: PY_SPY=/path/to/py-spy make bench-costs.
 bench-costs: $(STAMP)
 	$(BIN)/python bench/costs.py --database sqlite postgres $(if $(PY_SPY),--py-spy $(PY_SPY))
+
+# 10,000 journeys whose pauses end at one instant, each then sending a webhook to a local sink,
+# against 10,000 bare timers followed by the same POST, one after the other (PostgreSQL store;
+# --safety 3: the warm-up's start rate overstates that of the later thousands).
+bench-herd: $(STAMP)
+	$(BIN)/python bench/herd.py --journeys 10000 --safety 3 --database postgres
 
 clean:
 	rm -rf $(VENV)

@@ -9,7 +9,7 @@ either side can choose not to pay.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
 
@@ -73,3 +73,18 @@ class CostVariantWorkflow:
             heartbeat_timeout=timedelta(seconds=30) if variant.heartbeat else None,
         )
         return result[:16]
+
+
+@workflow.defn(name="BenchHerdBaseline", sandboxed=False)
+class HerdBaselineWorkflow:
+    """bench/herd.py's baseline: a timer to the shared instant ``at``, then bench/sends.py's http
+    send (the same signed POST to the same sink as the journeys' webhook step)."""
+
+    @workflow.run
+    async def run(self, at: datetime, key: str) -> str:
+        if (wait := at - workflow.now()) > timedelta(0):
+            await workflow.sleep(wait)
+        result: str = await workflow.execute_activity(
+            "bench_send", args=["http", key], start_to_close_timeout=timedelta(seconds=60)
+        )
+        return result

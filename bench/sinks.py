@@ -2,8 +2,8 @@
 
 They run in a process of their own, as a mail server or a webhook receiver would: their CPU is
 not taken from the worker's event loop (and is measured apart). Each counts what it received and
-the distinct keys among it (an email's Message-ID, a POST's Idempotency-Key), so duplicates show.
-The parent asks for the counts over a pipe.
+the distinct keys among it (an email's Message-ID, a POST's Idempotency-Key), so duplicates show,
+and when each message arrived (bench/herd.py's lateness). The parent asks over a pipe.
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 class Tally:
     received: int = 0
     keys: set[bytes] = field(default_factory=set)
+    # time.time() of each arrival, in order (the parent's clock: same machine).
+    arrivals: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, key: bytes) -> None:
+        now = time.time()
         with self.lock:
+            self.arrivals.append(now)
             self.received += 1
             self.keys.add(key)
 
@@ -82,6 +86,10 @@ def serve(conn: Connection, smtp_port: int) -> None:
     conn.send(http.server_address[1])
     try:
         while (request := conn.recv()) != "stop":
+            if request == "arrivals":
+                with posts.lock:
+                    conn.send(list(posts.arrivals))
+                continue
             assert request == "counts"
             conn.send({"email": mail.counts(), "http": posts.counts()})
     finally:
@@ -101,6 +109,11 @@ class Sinks:
         self._conn.send("counts")
         received, distinct = self._conn.recv()[kind]
         return int(received), int(distinct)
+
+    def http_arrivals(self) -> list[float]:
+        """time.time() of each POST's arrival at the HTTP sink, in order."""
+        self._conn.send("arrivals")
+        return [float(t) for t in self._conn.recv()]
 
 
 @contextmanager
