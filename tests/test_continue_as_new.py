@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.validation import parse_flow
@@ -19,6 +20,7 @@ from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish, new_tenant
 from tests.test_journeys import publish
 from worker import running_worker
+from workflows.journey import JourneyWorkflow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -173,14 +175,17 @@ async def _drive_past_the_signal_limit(
         for offset in range(0, total, 50):
             await asyncio.gather(
                 *(
-                    handle.signal(EVENT_SIGNAL, TriggerEvent(id=f"n-{i}", name="noise", timestamp=T0))
+                    _signal(handle, TriggerEvent(id=f"n-{i}", name="noise", timestamp=T0))
                     for i in range(offset, offset + 50)
                 )
             )
             if offset % 500 == 0:
                 await caught_up(handle)
+        # Caught up first: a signal that reaches a new run before its first workflow task is
+        # dropped today (test_a_signal_before_the_first_workflow_task_is_heard, a known bug).
+        await caught_up(handle)
         last = TriggerEvent(id="last", name="noise", timestamp=T0, properties={"stop": True})
-        await handle.signal(EVENT_SIGNAL, last)
+        await _signal(handle, last)
         state = await handle.result()
     # A run continues as new once it heard signals_per_run signals, but signals already delivered
     # when it decides are heard first (Temporal refuses to close a run over unheard signals); the
@@ -188,6 +193,24 @@ async def _drive_past_the_signal_limit(
     assert state.runs > total // (JourneyLimits().signals_per_run + 500), state
     assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
     assert state.variables == {"kept": "yes"} and [p.step for p in state.path] == ["wait"]
+
+
+async def _signal(handle: WorkflowHandle[Any, Any], event: TriggerEvent) -> None:
+    """One signal, sent again if its call does not return: once in a while (a few runs in many,
+    seen on a loaded machine) a call of a burst never returned although the dev server took
+    signals sent by other clients; the test is about the journey, not that call. A signal sent
+    twice is one more 'noise' event, which changes nothing the test checks."""
+    for attempt in range(5):
+        try:
+            await asyncio.wait_for(
+                handle.signal(EVENT_SIGNAL, event, rpc_timeout=timedelta(seconds=20)), timeout=30
+            )
+            return
+        except (TimeoutError, RPCError) as error:
+            if isinstance(error, RPCError) and error.status != RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
+            if attempt == 4:
+                raise
 
 
 def looping_flow(days: int) -> dict[str, Any]:
@@ -232,3 +255,33 @@ async def test_a_journey_that_loops_for_years_continues_as_new_on_its_history_le
     last = await handle.fetch_history()
     assert len(last.events) < 4_096
     assert (await handle.describe()).run_id != first_run
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: signals handled before the run's first workflow task (journey not set yet) "
+    "are dropped (workflows/interpreter/signals.py hear); a fix needs a patch and histories",
+)
+async def test_a_signal_before_the_first_workflow_task_is_heard(
+    temporal: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+) -> None:
+    """The stop event is signalled before any worker polls, so the run's first workflow task holds
+    both its start and the signal (as when an event arrives right after a start, or between two
+    runs of a continue-as-new): the journey must stop, not wait out its pause."""
+    document = parse_flow(ticking_flow({"id": "wait", "type": "pause", "for": "30d"}))
+    async with store.begin() as conn:
+        await flows.save_draft(store, conn, tenant.id, document)
+        await flows.publish(conn, tenant.id, document.id, document)
+        published = await flows.current_version(conn, tenant.id, "long")
+    assert published is not None
+    launcher = JourneyLauncher(store, temporal.client, task_queue)
+    journey_id = await launcher.start(tenant.id, published, "ada", entry="early", variables={})
+    assert journey_id is not None
+    handle = temporal.client.get_workflow_handle(journey_id, result_type=JourneyState)
+    stop = TriggerEvent(id="early-stop", name="noise", timestamp=T0, properties={"stop": True})
+    await handle.signal(EVENT_SIGNAL, stop)
+    async with running_worker(temporal.client, store, task_queue, allow_private_outbound=True):
+        await caught_up(handle)
+        state = await handle.query(JourneyWorkflow.state)
+    # Today: ("running", None), waiting out the 30-day pause.
+    assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
