@@ -328,6 +328,14 @@ SCENARIOS: dict[str, tuple[Callable[[str], dict[str, Any]], int]] = {
     ),
     "call_api_not_finite_save_then_send": (_call("/score", save={"total": "$.total", "id": "$.id"}), 200),
     "custom_element_outcome_saves_then_send": (_first(_CUSTOM), 200),
+    # Signals that reach the run before its first workflow task (EARLY below). Before the
+    # "early-signals-v1" patch they were dropped: the journey waited out its pause although the
+    # stop event had come, and its first wait never heard the event it waited for.
+    "stop_when_before_first_task_unpatched": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
+    "wait_for_event_before_first_task_unpatched": (_listening(_WAIT), 200),
+    # Since the patch: the stop ends the journey at once; the wait hears the event.
+    "stop_when_before_first_task": (_listening({"id": "wait", "type": "pause", "for": "7d"}), 200),
+    "wait_for_event_before_first_task": (_listening(_WAIT), 200),
 }
 
 
@@ -368,6 +376,18 @@ SIGNALS: dict[str, list[tuple[str, Any]]] = {
     "continue_as_new_in_wait_then_send": [_heard("checkout", n, total=n) for n in range(1, 6)],
     "version_move_mid_pause": [(MOVE_SIGNAL, _MOVED)],
     "steps_written_continue_as_new_in_wait": [_heard("checkout", n, total=n) for n in range(1, 6)],
+    "stop_when_before_first_task_unpatched": [_heard("order_completed", 1)],
+    "wait_for_event_before_first_task_unpatched": [_heard("checkout", 1, total=12)],
+    "stop_when_before_first_task": [_heard("order_completed", 1)],
+    "wait_for_event_before_first_task": [_heard("checkout", 1, total=12)],
+}
+# Scenarios whose signals are sent before any worker polls the journey's task queue, so that the
+# run's first workflow task holds its start and the signals together.
+EARLY = {
+    "stop_when_before_first_task_unpatched",
+    "wait_for_event_before_first_task_unpatched",
+    "stop_when_before_first_task",
+    "wait_for_event_before_first_task",
 }
 LIMITS = {
     "continue_as_new_in_wait_then_send": JourneyLimits(signals_per_run=3),

@@ -35,7 +35,7 @@ from launch.payload_codec import data_converter
 from launch.routing import JourneyLauncher
 from tests.databases import sqlite_database
 from tests.flows import target_flow
-from tests.history_scenarios import ELEMENTS, LIMITS, REPLIES, SCENARIOS, SIGNALS
+from tests.history_scenarios import EARLY, ELEMENTS, LIMITS, REPLIES, SCENARIOS, SIGNALS
 from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, http_sink, start_time_skipping
 from worker import running_worker
@@ -43,6 +43,8 @@ from workflows.segment_clock import SegmentClockWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 QUEUE = "record-histories"
+# A queue no worker polls until the scenario's signals are in (history_scenarios.EARLY).
+EARLY_QUEUE = "record-histories-early"
 
 
 async def record(
@@ -58,7 +60,9 @@ async def record(
         if await flows.flow_status(conn, "recording", document.id) is None:
             await flows.save_draft(launcher.store, conn, "recording", document)
         await flows.publish(conn, "recording", document.id, document)
-    journey_id = await launcher.start(
+    early = scenario in EARLY
+    starter = JourneyLauncher(launcher.store, launcher.client, EARLY_QUEUE) if early else launcher
+    journey_id = await starter.start(
         "recording",
         PublishedFlow(document.id, 1, document),
         "p-1",
@@ -68,13 +72,19 @@ async def record(
     assert journey_id is not None
     handle = launcher.client.get_workflow_handle(journey_id)
     first_run = (await handle.describe()).run_id
-    await handle.query("state")  # answered after the first workflow task: the journey waits
-    for name, payload in SIGNALS.get(scenario, []):
-        await handle.signal(name, payload)
-        # One signal per workflow task, as events come in life. (Queries right after a
-        # continue-as-new time out on the test server, so the recorder gives the worker time.)
-        await asyncio.sleep(0.3)
-    await finish(journey_id)
+    if early:
+        for name, payload in SIGNALS.get(scenario, []):
+            await handle.signal(name, payload)
+        async with running_worker(launcher.client, launcher.store, EARLY_QUEUE, allow_private_outbound=True):
+            await finish(journey_id)
+    else:
+        await handle.query("state")  # answered after the first workflow task: the journey waits
+        for name, payload in SIGNALS.get(scenario, []):
+            await handle.signal(name, payload)
+            # One signal per workflow task, as events come in life. (Queries right after a
+            # continue-as-new time out on the test server, so the recorder gives the worker time.)
+            await asyncio.sleep(0.3)
+        await finish(journey_id)
     histories = {scenario: (await handle.fetch_history()).to_json()}
     last_run = (await handle.describe()).run_id
     if last_run != first_run:

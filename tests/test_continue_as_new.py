@@ -13,9 +13,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from flowline.flow.validation import parse_flow
-from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, TriggerEvent
+from flowline.journey import EVENT_SIGNAL, JourneyLimits, JourneyState, Resume, TriggerEvent
 from flowline.store import flows
 from flowline.store.database import Store
+from launch.journey_start import claim_journey, start_journey
 from launch.routing import JourneyLauncher
 from tests.conftest import Tenant, finish, new_tenant
 from tests.test_journeys import publish
@@ -181,9 +182,6 @@ async def _drive_past_the_signal_limit(
             )
             if offset % 500 == 0:
                 await caught_up(handle)
-        # Caught up first: a signal that reaches a new run before its first workflow task is
-        # dropped today (test_a_signal_before_the_first_workflow_task_is_heard, a known bug).
-        await caught_up(handle)
         last = TriggerEvent(id="last", name="noise", timestamp=T0, properties={"stop": True})
         await _signal(handle, last)
         state = await handle.result()
@@ -257,11 +255,6 @@ async def test_a_journey_that_loops_for_years_continues_as_new_on_its_history_le
     assert (await handle.describe()).run_id != first_run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: signals handled before the run's first workflow task (journey not set yet) "
-    "are dropped (workflows/interpreter/signals.py hear); a fix needs a patch and histories",
-)
 async def test_a_signal_before_the_first_workflow_task_is_heard(
     temporal: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
 ) -> None:
@@ -283,5 +276,62 @@ async def test_a_signal_before_the_first_workflow_task_is_heard(
     async with running_worker(temporal.client, store, task_queue, allow_private_outbound=True):
         await caught_up(handle)
         state = await handle.query(JourneyWorkflow.state)
-    # Today: ("running", None), waiting out the 30-day pause.
+    # Before the "early-signals-v1" patch: ("running", None), waiting out the 30-day pause.
     assert (state.status, state.exit_reason) == ("stopped", "stop_when: noise")
+
+
+_CHECKOUT_WAIT = {
+    "id": "wait",
+    "type": "wait_for_event",
+    "conditions": [{"event": "checkout"}],
+    "timeout": "30d",
+}
+
+
+async def _early(
+    temporal: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str, resume: Resume | None
+) -> JourneyState:
+    """A journey of a flow that waits 30 days for a checkout, started (as its first run, or as a
+    later run resuming the wait) on a queue no worker polls yet; the checkout is signalled before
+    the worker comes, so the run's first workflow task holds its start and the event."""
+    document = parse_flow(ticking_flow(_CHECKOUT_WAIT))
+    async with store.begin() as conn:
+        await flows.save_draft(store, conn, tenant.id, document)
+        await flows.publish(conn, tenant.id, document.id, document)
+        published = await flows.current_version(conn, tenant.id, "long")
+        assert published is not None
+        journey, claimed = await claim_journey(store, conn, tenant.id, published, "ada", entry="early")
+    assert journey is not None and claimed
+    await start_journey(temporal.client, task_queue, journey.model_copy(update={"resume": resume}))
+    handle = temporal.client.get_workflow_handle(journey.journey_id, result_type=JourneyState)
+    await handle.signal(EVENT_SIGNAL, TriggerEvent(id="early-checkout", name="checkout", timestamp=T0))
+    async with running_worker(temporal.client, store, task_queue, allow_private_outbound=True):
+        # The wait's path entry is written first (a local activity): the event is heard after it.
+        for _ in range(200):
+            state = await handle.query(JourneyWorkflow.state)
+            if state.path and state.path[0].left_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        return state
+
+
+async def test_the_first_wait_hears_an_event_signalled_before_the_first_workflow_task(
+    temporal: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+) -> None:
+    """A checkout signalled right after the start: the flow's first step, a wait for it, hears
+    it (before the patch the wait waited its 30 days out)."""
+    state = await _early(temporal, store, tenant, task_queue, resume=None)
+    assert [(p.step, p.branch) for p in state.path][:1] == [("wait", "happened")], state.path
+    assert state.status == "completed", state
+
+
+async def test_a_wait_resumed_by_a_new_run_hears_an_event_signalled_before_its_first_task(
+    temporal: WorkflowEnvironment, store: Store, tenant: Tenant, task_queue: str
+) -> None:
+    """The gap of a continue-as-new: the second run, resuming the wait with 29 days left, gets a
+    checkout before its first workflow task. The wait hears it and the journey goes on."""
+    now = datetime.now(UTC)
+    resume = Resume(step_id="wait", entered_at=now, until=now + timedelta(days=29), runs=2)
+    state = await _early(temporal, store, tenant, task_queue, resume=resume)
+    assert [(p.step, p.branch) for p in state.path][:1] == [("wait", "happened")], state.path
+    assert (state.status, state.runs) == ("completed", 2), state

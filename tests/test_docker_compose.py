@@ -19,6 +19,7 @@ import yaml
 
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings
+from tests.python_source import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -117,7 +118,7 @@ def test_postgres_keeps_its_data_in_a_named_volume() -> None:
 def _cli_command_names() -> set[str]:
     """The stack's commands (``python cli.py <name>``), read from the COMMANDS mapping of
     commands/stack.py (importing it is slow)."""
-    tree = ast.parse((ROOT / "commands" / "stack.py").read_text())
+    tree = parse((ROOT / "commands" / "stack.py").read_text())
     for node in tree.body:
         if (
             isinstance(node, ast.Assign)
@@ -139,7 +140,7 @@ def _check_factory(module_name: str, attribute: str) -> None:
     spec = importlib.util.find_spec(module_name)
     assert spec is not None and spec.origin, f"{module_name} is not importable"
     assert Path(spec.origin).resolve().is_relative_to(ROOT), f"{module_name} is not the project's"
-    tree = ast.parse(Path(spec.origin).read_text())
+    tree = parse(Path(spec.origin).read_text())
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert attribute in functions, f"{module_name} defines no function {attribute}"
     args = functions[attribute].args
@@ -303,7 +304,7 @@ def test_workers_scale() -> None:
 
 def _local_imports(path: Path) -> set[str]:
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -29,6 +29,7 @@ from flowline.settings import get_settings
 from launch.payload_codec import data_converter
 from tests.flows import send_then_exit_flow
 from tests.payload_keys import TEST_PAYLOAD_KEYS
+from tests.python_source import parse
 from worker import WORKFLOWS
 from workflows.journey import JourneyWorkflow
 from workflows.patches import PATCHES, Stage
@@ -62,7 +63,7 @@ async def _replay(name: str) -> None:
 def test_each_patch_is_proven_by_its_histories() -> None:
     """The histories named for a patch exist and took the path they are named for: the new ones
     recorded its marker (flagged once recorded under deprecate_patch), the old ones did not."""
-    assert len({p.id for p in PATCHES}) == 6
+    assert len({p.id for p in PATCHES}) == 7
     for patch in PATCHES:
         assert patch.new_histories, patch.id
         for name in patch.new_histories:
@@ -85,7 +86,7 @@ def test_workflow_code_patches_only_through_the_registry() -> None:
     for path in sorted(WORKFLOW_CODE.rglob("*.py")):
         if path.name == "patches.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in {"patched", "deprecate_patch"}:
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
@@ -160,12 +161,13 @@ async def test_the_count_of_running_journeys_started_before_each_patch(client: C
         ids[3]: late + timedelta(days=1),
         ids[4]: early - timedelta(days=1),
         ids[5]: late + timedelta(seconds=1),
+        ids[6]: early + (late - early) / 2,
     }
-    expected = {ids[0]: 0, ids[1]: 1, ids[2]: 2, ids[3]: 2, ids[4]: 0, ids[5]: 2}
+    expected = {ids[0]: 0, ids[1]: 1, ids[2]: 2, ids[3]: 2, ids[4]: 0, ids[5]: 2, ids[6]: 1}
     counts = await _counted(client, before, expected)
     assert counts == expected
     statuses = await patch_statuses(client, before)
-    assert [s.retirable for s in statuses] == [True, False, False, False, True, False]
+    assert [s.retirable for s in statuses] == [True, False, False, False, True, False, False]
 
 
 async def test_the_patches_command_prints_a_row_per_patch(

@@ -21,6 +21,7 @@ from services import journeys as journey_use_cases
 from services import profiles as profile_use_cases
 from services.errors import Invalid, NotFound, Refused, ServiceError, TemporalUnavailable
 from tests.conftest import Tenant
+from tests.python_source import parse
 from tests.servers import unreachable_temporal
 from tests.test_journeys import publish
 from tests.test_profiles_api import erasable_flow, in_pause
@@ -136,7 +137,7 @@ def test_services_know_nothing_of_http() -> None:
 def _signal_names(path: Path) -> list[str]:
     """``.signal(...)`` calls whose first argument is not a handler of a workflow class."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse(path.read_text())):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "signal":
             first = node.args[0] if node.args else None
             typed = (

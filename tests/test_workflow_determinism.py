@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import workflows
+from tests.python_source import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,7 +119,7 @@ class Source:
 
 def read(name: str, path: Path) -> Source:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    return scan(name, ast.parse(path.read_text(), filename=str(path)), package)
+    return scan(name, parse(path.read_text(), filename=str(path)), package)
 
 
 def scan(name: str, tree: ast.Module, package: str) -> Source:
@@ -261,7 +262,7 @@ workflow.random()
 moment.time()
 datetime.fromisoformat("2026-01-01")
 """
-    assert forbidden_calls(scan("example", ast.parse(code), "")) == [
+    assert forbidden_calls(scan("example", parse(code), "")) == [
         "line 6: datetime.now",
         "line 7: dt.date.today",
         "line 8: asyncio.sleep",

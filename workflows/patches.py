@@ -81,6 +81,7 @@ class Patches:
     send_channels: Patch
     stop_mid_listen: Patch
     notify_next: Patch
+    early_signals: Patch
 
     def __iter__(self) -> Iterator[Patch]:
         return (getattr(self, f.name) for f in fields(self))
@@ -161,5 +162,16 @@ PATCHES = Patches(
         new_path_does="a notify_internal step always continues to its `next`, as validation assumes",
         old_histories=("notify_internal_next_unpatched",),
         new_histories=("notify_internal_next",),
+    ),
+    early_signals=Patch(
+        id="early-signals-v1",
+        introduced=_utc("2026-12-06T05:10:00"),
+        old_path="an event or move signal that reached a run before its first workflow task (right "
+        "after a start, or between two runs of a continue-as-new) was dropped: a stop_when event "
+        "did not stop the journey, the first wait did not hear its event",
+        new_path_does="the run takes those signals once its walk reached its first wait, as if they "
+        "came just after the task (the marker is recorded only by runs that had such signals)",
+        old_histories=("stop_when_before_first_task_unpatched", "wait_for_event_before_first_task_unpatched"),
+        new_histories=("stop_when_before_first_task", "wait_for_event_before_first_task"),
     ),
 )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, assert_never
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 from flowline.flow.document import FlowDocument
 from flowline.flow.experiments import assign
@@ -141,6 +141,7 @@ class JourneyInterpreter:
         )
         await moves.record_move(ref, resume)
         walk = asyncio.create_task(self._walk(first, ref, scope, flow))
+        await self._take_early()
         await workflow.wait_condition(lambda: walk.done() or run.stop is not None)
         status: JourneyStatus = "completed"
         if walk.done():
@@ -155,10 +156,13 @@ class JourneyInterpreter:
             walk.cancel()
             try:
                 await walk
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ContinueAsNew):
                 pass
-            except ContinueAsNew:
-                pass
+            except ActivityError as error:
+                # A local activity cancelled with the walk (the path written before a wait)
+                # ends it with this error rather than CancelledError; the stop is what counts.
+                if not isinstance(error.cause, CancelledError):
+                    raise
             run.end_recorded = False
             if state.path and state.path[-1].left_at is None:
                 state.path[-1].left_at = workflow.now()
@@ -184,6 +188,24 @@ class JourneyInterpreter:
             start_to_close_timeout=timedelta(seconds=30),
         )
         return state
+
+    async def _take_early(self) -> None:
+        """The event and move signals of the run's first workflow task, which the SDK handled
+        before ``run`` started (when a signal follows a start or a continue-as-new at once).
+        Before PATCHES.early_signals they were dropped. They take effect once the walk reached
+        its first wait, as a signal that came just after the task would: a wait listening then
+        hears the event, a move finds the journey waiting. The patch is asked only when such
+        signals came, so other runs record no marker."""
+        run = self.run_state
+        early, run.early = run.early, []
+        if not early or not PATCHES.early_signals.new_path():
+            return
+        await workflow.wait_condition(lambda: True)  # one turn: the walk runs to its first wait
+        for signal in early:
+            if isinstance(signal, MoveRequest):
+                moves.apply_move(run, signal)
+            else:
+                signals.take(run, signal)
 
     async def _walk(self, first: Step, ref: JourneyRef, scope: TemplateScope, flow: FlowDocument) -> str:
         """Runs steps until the journey ends; returns the exit reason."""

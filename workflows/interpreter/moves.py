@@ -39,6 +39,13 @@ def take_move(run: RunState, request: MoveRequest) -> None:
     """The move signal: taken if the journey waits now at a step the new version has; the wait
     then ends (see ``move_due``) and the run continues as new on the new version."""
     run.signals += 1
+    if run.journey is None:
+        run.early.append(request)  # before the run started: the run takes it (take_early)
+        return
+    apply_move(run, request)
+
+
+def apply_move(run: RunState, request: MoveRequest) -> None:
     journey, state = run.journey, run.state
     if journey is None or state.status != "running" or run.stop is not None:
         return  # ending anyway

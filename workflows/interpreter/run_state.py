@@ -15,6 +15,7 @@ from flowline.journey import (
     JourneyStatus,
     MoveRequest,
     Resume,
+    TriggerEvent,
 )
 
 
@@ -48,6 +49,9 @@ class RunState:
     inbox: list[HeardEvent] | None = None
     # Signals this run took (a run continues as new before Temporal's limit).
     signals: int = 0
+    # Event and move signals handled before ``run`` started: the SDK handles the signals of a
+    # run's first workflow task before its run method (PATCHES.early_signals).
+    early: list[TriggerEvent | MoveRequest] = field(default_factory=list)
     # Where the previous run stopped, until the step it stopped in takes it.
     resume: Resume | None = None
     # The flow's max_duration from the journey's entry: every wait ends there.

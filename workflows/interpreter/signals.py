@@ -11,6 +11,14 @@ from workflows.interpreter.run_state import RunState
 def hear(run: RunState, event: TriggerEvent) -> None:
     """An event of this journey's profile (the router sends only names the flow listens to)."""
     run.signals += 1
+    if run.journey is None:
+        run.early.append(event)  # before the run started: the run takes it (take_early)
+        return
+    take(run, event)
+
+
+def take(run: RunState, event: TriggerEvent) -> None:
+    """What an event does to the running journey: a stop, a conversion, an event a wait hears."""
     journey = run.journey
     if journey is None or run.state.status != "running":
         return
