@@ -25,6 +25,7 @@ from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent
 from flowline.store import events as events_store
+from flowline.store import leases
 from flowline.store.database import Store, utcnow
 from flowline.store.flows import (
     PublishedFlow,
@@ -48,6 +49,8 @@ from launch.journey_start import (
 from launch.segment_watch import SegmentWatch
 
 log = logging.getLogger(__name__)
+# The lease of the sweep (flowline/store/leases.py): one sweeping process at a time.
+SWEEP_LEASE = "sweep-unrouted-events"
 
 
 @dataclass
@@ -276,7 +279,20 @@ class JourneyLauncher:
         """Route events whose routing did not finish (Temporal refused, the process died between
         the steps of ``ingest``, an activity's system events): once they are ``older_than``, or
         ``engine_older_than`` for the events the engine writes (``ENGINE_EVENTS``: the sweeper is
-        the only router of those an activity writes). Returns how many events it routed."""
+        the only router of those an activity writes). Returns how many events it routed: 0 when
+        another process sweeps now (one sweep at a time across the processes of a database)."""
+        async with leases.exclusive(self.store, SWEEP_LEASE) as held:
+            if not held:
+                return 0  # another process sweeps now: its sweep routes these events
+            return await self._sweep(older_than, engine_older_than, limit, workspace_id)
+
+    async def _sweep(
+        self,
+        older_than: timedelta,
+        engine_older_than: timedelta | None,
+        limit: int,
+        workspace_id: str | None,
+    ) -> int:
         now = utcnow()
         engine_before = None if engine_older_than is None else now - engine_older_than
         async with self.store.connect() as conn:
