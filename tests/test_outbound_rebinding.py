@@ -133,7 +133,8 @@ async def test_a_check_then_an_ordinary_connection_reaches_the_rebound_address(d
 async def test_a_refused_first_answer_is_refused_with_its_reason(dns: Dns, pair: Pair) -> None:
     dns.answer(NAME, [REBOUND], [CHECKED])
     async with guarded() as client:
-        with pytest.raises(OutboundRefused, match=r"rebind\.test resolves to a non-public address \(127\.0\.0\.2\)"):
+        refusal = r"rebind\.test resolves to a non-public address \(127\.0\.0\.2\)"
+        with pytest.raises(OutboundRefused, match=refusal):
             await client.get(pair.url("/x"))
     assert pair.checked.received == pair.rebound.received == []
     assert dns.lookups[NAME] == 1
@@ -241,9 +242,8 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode()
-            server_state.hosts += [
-                line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("host:")
-            ]
+            lines = head.split("\r\n")
+            server_state.hosts += [line[5:].strip() for line in lines if line.startswith("Host:")]
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
@@ -275,7 +275,8 @@ async def test_tls_keeps_the_host_name_for_sni_and_the_certificate(dns: Dns, tls
 
 
 def _mail(to: str) -> OutgoingMessage:
-    return OutgoingMessage(channel="email", idempotency_key=f"k-{time.time_ns()}", to=to, subject="Hi", text="Hi")
+    key = f"k-{time.time_ns()}"
+    return OutgoingMessage(channel="email", idempotency_key=key, to=to, subject="Hi", text="Hi")
 
 
 async def test_smtp_connects_to_the_address_it_checked(dns: Dns, smtp: SmtpServer) -> None:
