@@ -78,6 +78,8 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Dns:
         seen = dns.lookups[name]
         dns.lookups[name] = seen + 1
         addresses = dns.answers[name][min(seen, len(dns.answers[name]) - 1)]
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         number = int(port) if port is not None else 0
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, number)) for a in addresses]
 
@@ -159,6 +161,15 @@ async def test_every_new_connection_resolves_and_checks_again(dns: Dns, pair: Pa
     assert [r.path for r in pair.checked.received] == ["/1"]
     assert pair.rebound.received == []
     assert dns.lookups[NAME] == 2
+
+
+async def test_a_name_that_does_not_resolve_is_a_connect_error_of_its_request(dns: Dns, pair: Pair) -> None:
+    dns.answer(NAME, [])
+    async with guarded() as client:
+        with pytest.raises(httpx.ConnectError, match=r"rebind\.test does not resolve") as failed:
+            await client.get(pair.url("/x"))
+    assert not isinstance(failed.value, OutboundRefused)  # retried: DNS may come back
+    assert failed.value.request.url == pair.url("/x")
 
 
 async def test_an_address_in_the_url_is_checked_and_used_as_is(pair: Pair) -> None:

@@ -142,6 +142,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 addresses = await self.guard.addresses(host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OutboundRefused:
+            raise
+        except httpx.ConnectError as error:  # does not resolve: httpx raises it with its request
+            raise httpcore.ConnectError(str(error)) from None
         last: httpcore.ConnectError | None = None
         for address in addresses:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
