@@ -108,7 +108,7 @@ class HttpSink:
 
 
 @contextmanager
-def http_sink() -> Iterator[HttpSink]:
+def http_sink(host: str = "127.0.0.1", port: int = 0) -> Iterator[HttpSink]:
     sink = HttpSink(url="")
     lock = threading.Lock()
 
@@ -149,8 +149,8 @@ def http_sink() -> Iterator[HttpSink]:
         def log_message(self, *_args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    sink.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = ThreadingHTTPServer((host, port), Handler)
+    sink.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -6,16 +6,17 @@ import httpx
 
 from flowline.channels.config import ChannelSettings
 from flowline.channels.fcm import FcmPush
-from flowline.channels.outbound import GuardedTransport
+from flowline.channels.outbound import GuardedTransport, OutboundGuard
 from flowline.channels.providers import MessageChannel, Provider
 from flowline.channels.smtp import SmtpProvider
 from flowline.channels.twilio import TwilioSms
 
 
-def _guarded(http: httpx.AsyncClient) -> bool:
-    """Whether ``http`` carries the SSRF guard (the worker's client, unless private addresses are
+def _guard(http: httpx.AsyncClient) -> OutboundGuard | None:
+    """The SSRF guard ``http`` carries (the worker's client, unless private addresses are
     allowed): SMTP connections, made outside httpx, follow the same rule."""
-    return isinstance(getattr(http, "_transport", None), GuardedTransport)
+    transport = getattr(http, "_transport", None)
+    return transport.guard if isinstance(transport, GuardedTransport) else None
 
 
 def provider_for(
@@ -26,7 +27,8 @@ def provider_for(
         case "email":
             if settings.email is None:
                 return None
-            return SmtpProvider(settings.email, allow_private=not _guarded(http))
+            guard = _guard(http)
+            return SmtpProvider(settings.email, allow_private=guard is None, guard=guard)
         case "sms":
             return None if settings.sms is None else TwilioSms(settings.sms, http)
         case "push":

@@ -9,6 +9,7 @@ permanent, 4xx and broken connections are retried.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import socket
@@ -19,7 +20,7 @@ import aiosmtplib
 import httpx
 
 from flowline.channels.config import SmtpSettings
-from flowline.channels.outbound import OutboundRefused, check_host
+from flowline.channels.outbound import OutboundGuard, OutboundRefused
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage, Receipt
 
 # The name this host gives in EHLO, looked up once per process.
@@ -68,11 +69,14 @@ def build_message(message: OutgoingMessage, from_address: str) -> EmailMessage:
 
 
 class SmtpProvider:
-    def __init__(self, settings: SmtpSettings, *, allow_private: bool = False) -> None:
+    def __init__(
+        self, settings: SmtpSettings, *, allow_private: bool = False, guard: OutboundGuard | None = None
+    ) -> None:
         self.settings = settings
         # The SMTP host is a workspace's setting: like HTTP providers it may only reach public
         # addresses (flowline/channels/outbound.py) unless the deployment allows private ones.
-        self.allow_private = allow_private
+        # The guard opens the connection itself, to the address it checked (no DNS rebinding).
+        self.guard = None if allow_private else (guard or OutboundGuard())
 
     def from_address(self, sender: str | None) -> str:
         if sender is None:
@@ -93,15 +97,25 @@ class SmtpProvider:
         recipient = parseaddr(message.to)[1]
         if "@" not in recipient:
             raise DeliveryFailed(f"not an email address: {message.to!r}", permanent=True)
+        sock: socket.socket | None = None
         try:
-            if not self.allow_private:
-                await check_host(settings.host, settings.port)
+            if self.guard is not None:
+                try:
+                    async with asyncio.timeout(settings.timeout_seconds):
+                        sock = await self.guard.connect(settings.host, settings.port)
+                except TimeoutError:
+                    raise DeliveryFailed(
+                        f"SMTP unavailable: connecting to {settings.host}:{settings.port} timed out",
+                        permanent=False,
+                    ) from None
             await aiosmtplib.send(
                 mime,
                 sender=parseaddr(from_address)[1] or from_address,
                 recipients=[recipient],
+                # With a socket, the host name is only what TLS verifies (and its SNI).
                 hostname=settings.host,
-                port=settings.port,
+                port=settings.port if sock is None else None,
+                sock=sock,
                 username=settings.username,
                 password=settings.password,
                 use_tls=settings.security == "tls",
@@ -132,4 +146,7 @@ class SmtpProvider:
         except (aiosmtplib.SMTPException, OSError) as error:
             # Connection refused, timeouts, a dropped connection: worth another attempt.
             raise DeliveryFailed(f"SMTP unavailable: {error}", permanent=False) from error
+        finally:
+            if sock is not None:
+                sock.close()  # aiosmtplib closed it already unless it failed before taking it
         return Receipt(provider_message_id=mime["Message-ID"])
