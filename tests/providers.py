@@ -1,7 +1,8 @@
-"""Fake SMS and push providers: real HTTP servers on 127.0.0.1 that speak Twilio's Messages API
-and the FCM HTTP v1 API closely enough to catch a wrong request: they check the credentials and
-the body's shape as the real ones do, record what they accepted, and can be told to answer an
-error (``fail_next``) or refuse given numbers / tokens as the real services do."""
+"""Fake SMS and push providers: real HTTP servers on 127.0.0.1 that speak Twilio's Messages API,
+the FCM HTTP v1 API and Google's OAuth 2 token endpoint closely enough to catch a wrong request:
+they check the credentials and the body's shape as the real ones do, record what they accepted,
+and can be told to answer an error (``fail_next``) or refuse given numbers / tokens as the real
+services do."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tests.servers import free_port
 
@@ -150,6 +152,35 @@ class FakeFcm(FakeProvider):
     def _failure(status: int) -> Answer:
         names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
         return fcm_error(status, names.get(status, "INTERNAL"), names.get(status, "INTERNAL"))
+
+
+@cache
+def key_pair(name: str = "main") -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def service_account_json(token_uri: str, key: rsa.RSAPrivateKey | None = None) -> dict[str, Any]:
+    """A service-account key file laid out exactly as Firebase's "Generate new private key" gives it."""
+    email = "flowline@flowline-test.iam.gserviceaccount.com"
+    return {
+        "type": "service_account",
+        "project_id": "flowline-test",
+        "private_key_id": "key-1",
+        "private_key": pem(key or key_pair()),
+        "client_email": email,
+        "client_id": "104050607080901020304",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
+        "universe_domain": "googleapis.com",
+    }
 
 
 def _b64decode(text: str) -> bytes:

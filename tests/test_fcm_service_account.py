@@ -8,54 +8,31 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from flowline.channels.config import FcmPushSettings
 from flowline.channels.fcm import FcmPush
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage
 from flowline.channels.service_account import AccessTokens
-from tests.providers import FakeFcm, FakeTokenEndpoint, fake_fcm, fake_token_endpoint
+from tests.providers import (
+    FakeFcm,
+    FakeTokenEndpoint,
+    fake_fcm,
+    fake_token_endpoint,
+    key_pair,
+    pem,
+    service_account_json,
+)
 from tests.servers import closed_port_url
 
 PUSH = OutgoingMessage(channel="push", idempotency_key="d-1", to="device-1", title="Hi", text="Reward")
-
-
-@cache
-def key_pair(name: str = "main") -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def service_account_json(token_uri: str, key: rsa.RSAPrivateKey | None = None) -> dict[str, Any]:
-    """A key file laid out exactly as Firebase's "Generate new private key" gives it."""
-    email = "flowline@flowline-test.iam.gserviceaccount.com"
-    return {
-        "type": "service_account",
-        "project_id": "flowline-test",
-        "private_key_id": "key-1",
-        "private_key": pem(key or key_pair()),
-        "client_email": email,
-        "client_id": "104050607080901020304",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
-        "universe_domain": "googleapis.com",
-    }
 
 
 @dataclass

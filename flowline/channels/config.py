@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, f
 from pydantic_core import PydanticCustomError
 
 from flowline.channels.service_account import rsa_private_key
+from flowline.secrets import MASK
 
 
 class _Strict(BaseModel):
@@ -67,7 +68,8 @@ class FcmServiceAccount(_Strict):
     @field_validator("private_key")
     @classmethod
     def _rsa_pem(cls, value: str) -> str:
-        rsa_private_key(value)  # the message names the fault, never the key
+        if value != MASK:  # the mask: the settings as shown (a PUT puts the stored key back)
+            rsa_private_key(value)  # the message names the fault, never the key
         return value
 
 

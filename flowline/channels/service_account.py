@@ -56,7 +56,7 @@ def rsa_private_key(pem: str) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ValueError("not an unencrypted private key in PEM (-----BEGIN PRIVATE KEY----- ...)") from None
+        raise ValueError("not an unencrypted PEM private key (the key file's private_key, as is)") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("not an RSA private key (service accounts sign with RS256)")
     return key
@@ -82,7 +82,10 @@ def assertion(account: FcmServiceAccount, scope: str, now: float) -> str:
     signing_input = ".".join(
         _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
     )
-    key = rsa_private_key(account.private_key)
+    try:
+        key = rsa_private_key(account.private_key)
+    except ValueError as error:  # only the mask can be stored unchecked
+        raise TokenRefused(f"the service account's private_key: {error}", permanent=True) from None
     signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{_b64(signature)}"
 
