@@ -16,11 +16,18 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
+from temporalio.testing import ActivityEnvironment
 
-from flowline.channels.config import FcmPushSettings
+from activities.sends import SendActivities
+from flowline.channels.config import ChannelSettings, FcmPushSettings
 from flowline.channels.fcm import FcmPush
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage
 from flowline.channels.service_account import AccessTokens
+from flowline.flow.steps import PushSendStep
+from flowline.journey import JourneyRef, SendRequest, TemplateScope
+from flowline.store import push_tokens, workspaces
+from flowline.store.database import Store, utcnow
+from tests.conftest import Tenant
 from tests.providers import (
     FakeFcm,
     FakeTokenEndpoint,
@@ -194,6 +201,43 @@ async def test_project_id_in_the_settings_wins_and_access_token_still_works(http
         await FcmPush(fixed, http, AccessTokens(clock)).send(PUSH)
         assert fcm.requests[-1][1]["authorization"] == f"Bearer {fcm.access_token}"
         assert len(tokens.requests) == 1 and len(fcm.accepted) == 2
+
+
+async def test_the_send_activity_mints_from_the_stored_service_account(store: Store, tenant: Tenant) -> None:
+    """The worker's path: settings stored through the store, the provider built per send by the
+    registry, the process-wide token cache on the wall clock."""
+    with (
+        fake_token_endpoint(public_key=key_pair().public_key(), expires_in=3600) as tokens,
+        fake_fcm(token_valid=tokens.valid) as fcm,
+    ):
+        account = service_account_json(f"{tokens.url}/token")
+        settings = FcmPushSettings.model_validate({"base_url": fcm.url, "service_account": account})
+        async with store.begin() as conn:
+            await workspaces.set_channel_settings(conn, tenant.id, ChannelSettings(push=settings))
+            devices = [{"token": "device-1", "platform": "android"}, {"token": "device-2", "platform": "ios"}]
+            await push_tokens.set_push_tokens(store, conn, tenant.id, "ada", devices)
+        async with httpx.AsyncClient(timeout=5) as http:
+            sends = SendActivities(store, http)
+            for n in range(2):
+                result = await ActivityEnvironment().run(sends.send_message, push_request(tenant, f"j-{n}"))
+                assert result.branch == "sent"
+        (token,) = tokens.issued
+        assert [m["token"] for m in fcm.accepted] == ["device-1", "device-2"] * 2
+        assert {h["authorization"] for _, h, _ in fcm.requests} == {f"Bearer {token}"}
+
+
+def push_request(tenant: Tenant, journey_id: str) -> SendRequest:
+    step = PushSendStep.model_validate(
+        {"id": "push", "type": "send", "channel": "push", "content": {"title": "Hi", "body": "Ships today"}}
+    )
+    ref = JourneyRef(
+        journey_id=f"{journey_id}-{tenant.id}",
+        workspace_id=tenant.id,
+        flow_id="f",
+        version=1,
+        profile_id="ada",
+    )
+    return SendRequest(journey=ref, step=step, visit=0, scope=TemplateScope(), now=utcnow())
 
 
 def test_the_private_key_is_checked_and_never_shown() -> None:
