@@ -11,9 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+# The fields that hold credentials, in any channel's settings: never shown by the API ("***"
+# instead), stored sealed (flowline/secret_box.py), left out of reprs and validation errors.
+SECRET_FIELDS: tuple[str, ...] = ("password", "auth_token", "access_token")
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SmtpSettings(_Strict):
@@ -21,7 +25,7 @@ class SmtpSettings(_Strict):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=587, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     # starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465).
     security: Literal["none", "starttls", "tls"] = "starttls"
     # The From address when a step names no sender, and the named senders steps may use.
@@ -37,7 +41,7 @@ class TwilioSmsSettings(_Strict):
     provider: Literal["twilio"] = "twilio"
     base_url: AnyHttpUrl = AnyHttpUrl("https://api.twilio.com")
     account_sid: str = Field(min_length=1, max_length=64)
-    auth_token: str = Field(min_length=1, max_length=200)
+    auth_token: str = Field(min_length=1, max_length=200, repr=False)
     from_number: str = Field(min_length=2, max_length=32)
     senders: dict[str, str] = Field(default_factory=dict, max_length=100)
     # Where Twilio posts delivery reports (StatusCallback); None: no reports.
@@ -51,7 +55,7 @@ class FcmPushSettings(_Strict):
     base_url: AnyHttpUrl = AnyHttpUrl("https://fcm.googleapis.com")
     project_id: str = Field(min_length=1, max_length=200)
     # An OAuth 2 access token for the service account (obtaining it is outside Flowline).
-    access_token: str = Field(min_length=1, max_length=4000)
+    access_token: str = Field(min_length=1, max_length=4000, repr=False)
 
 
 EmailSettings = Annotated[SmtpSettings, Field(discriminator="provider")]
