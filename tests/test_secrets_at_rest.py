@@ -25,16 +25,18 @@ from flowline.channels import webhook
 from flowline.secret_box import PLAIN, SecretBox, SecretKeyError, is_sealed
 from flowline.settings import get_settings
 from flowline.store import destinations as destination_store
+from flowline.store import elements as element_store
 from flowline.store import workspaces
 from flowline.store.database import Store, utcnow
 from flowline.store.stored_secrets import CLEAR, reseal_secrets
-from flowline.store.tables import destinations
+from flowline.store.tables import destinations, element_versions
 from flowline.store.tables import workspaces as workspaces_table
 from tests.conftest import Tenant, finish
 from tests.databases import sqlite_database
 from tests.payload_keys import NEW_KEY, OLD_KEY, TEST_PAYLOAD_KEYS
 from tests.providers import FakeTwilio, fake_twilio
 from tests.servers import HttpSink
+from tests.test_custom_elements import register_element
 from tests.test_destinations_api import private_outbound_client
 from tests.test_journeys import publish
 from tests.test_message_sent import sms_flow, start
@@ -47,7 +49,14 @@ SECRETS = {
     "fcm": "fcm-acce55-token-at-rest",
     "clevertap": "clevertap-pa55code-at-rest",
     "webhook": "webhook-5igning-secret-at-rest",
+    "element": "Bearer e1ement-token-at-rest",
 }
+
+
+def element_body() -> dict[str, Any]:
+    body = register_element("https://webinars.example.com/register")
+    body["request"]["headers"]["Authorization"] = SECRETS["element"]
+    return body
 
 
 def channel_body(twilio: FakeTwilio | None = None) -> dict[str, Any]:
@@ -91,6 +100,14 @@ async def raw_rows(store: Store, workspace_id: str) -> tuple[Any, dict[str, Any]
             )
         )
         return channels, {row.id: row.settings for row in rows}
+
+
+async def raw_elements(store: Store, workspace_id: str) -> dict[tuple[str, int], Any]:
+    """Each element version's ``definition``, as stored."""
+    columns = (element_versions.c.element_id, element_versions.c.version, element_versions.c.definition)
+    async with store.connect() as conn:
+        rows = await conn.execute(select(*columns).where(element_versions.c.workspace_id == workspace_id))
+        return {(row.element_id, row.version): row.definition for row in rows}
 
 
 def assert_no_secret_in(text: str) -> None:
@@ -156,7 +173,8 @@ async def test_the_database_holds_no_secret_in_clear_and_the_api_returns_none(
     answers = [await api.put("/v1/workspace/channels", json=channel_body())]
     answers.append(await api.put("/v1/destinations/ct", json=CLEVERTAP))
     answers.append(await api.put("/v1/destinations/hook", json=webhook_body()))
-    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    answers.append(await api.put("/v1/elements/register", json=element_body()))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200], [a.text for a in answers]
     # Sent back masked: the stored secrets are kept, and stay sealed.
     shown = (await api.get("/v1/workspace/channels")).json()
     shown["sms"]["from_number"] = "+15005550009"
@@ -167,6 +185,8 @@ async def test_the_database_holds_no_secret_in_clear_and_the_api_returns_none(
         await api.get("/v1/destinations"),
         await api.get("/v1/destinations/ct"),
         await api.get("/v1/destinations/hook"),
+        await api.get("/v1/elements/register"),
+        await api.get("/v1/elements"),
         # Refused bodies do not echo the secrets they carried.
         await api.put("/v1/workspace/channels", json={**channel_body(), "push": {"access_token": "x"}}),
         await api.put("/v1/destinations/ct", json={**CLEVERTAP, "region": "mars"}),
@@ -177,8 +197,11 @@ async def test_the_database_holds_no_secret_in_clear_and_the_api_returns_none(
         assert_no_secret_in(answer.text)
 
     channels, settings = await raw_rows(store, tenant.id)
-    assert_no_secret_in(json.dumps([channels, settings]))
+    element = (await raw_elements(store, tenant.id))[("register", 1)]
+    assert_no_secret_in(json.dumps([channels, settings, element]))
+    assert element["request"]["headers"]["X-Person"] == "{{ profile.id }}", "only credentials are sealed"
     stored_secrets = [
+        element["request"]["headers"]["Authorization"],
         channels["email"]["password"],
         channels["sms"]["auth_token"],
         channels["push"]["access_token"],
@@ -192,6 +215,8 @@ async def test_the_database_holds_no_secret_in_clear_and_the_api_returns_none(
     async with store.connect() as conn:
         opened = await workspaces.channel_settings(conn, tenant.id)
         ct = await destination_store.get_destination(conn, tenant.id, "ct")
+        register = await element_store.get_element(conn, tenant.id, "register")
+    assert register is not None and register.definition.request.headers["Authorization"] == SECRETS["element"]
     assert opened.email is not None and opened.email.password == SECRETS["smtp"]
     assert opened.sms is not None and opened.sms.auth_token == SECRETS["twilio"]
     assert ct is not None and getattr(ct.settings, "passcode", None) == SECRETS["clevertap"]
@@ -271,6 +296,7 @@ async def test_a_rotated_key_reads_old_rows_and_reencryption_moves_them_to_it(
 ) -> None:
     assert (await api.put("/v1/workspace/channels", json=channel_body())).status_code == 200
     assert (await api.put("/v1/destinations/hook", json=webhook_body())).status_code == 200
+    assert (await api.put("/v1/elements/register", json=element_body())).status_code == 200
     # A secret stored in clear before encryption existed (a row from an older version).
     legacy = {"type": "clevertap", "account_id": "W-9", "passcode": SECRETS["clevertap"], "region": "eu1"}
     async with store.begin() as conn:
@@ -296,18 +322,20 @@ async def test_a_rotated_key_reads_old_rows_and_reencryption_moves_them_to_it(
     assert hook is not None and getattr(hook.settings, "signing_secret", None) == SECRETS["webhook"]
 
     checked = await reseal_secrets(rotated, check=True)
-    assert checked.key_id == "k2" and checked.found["test-1"] >= 4 and checked.found[CLEAR] >= 1
-    assert checked.stale >= 5 and checked.resealed_secrets == 0
+    assert checked.key_id == "k2" and checked.found["test-1"] >= 5 and checked.found[CLEAR] >= 1
+    assert checked.stale >= 6 and checked.resealed_secrets == 0
 
     report = await reseal_secrets(rotated)
-    assert report.resealed_secrets == report.stale >= 5
+    assert report.resealed_secrets == report.stale >= 6
     channels, settings = await raw_rows(store, tenant.id)
+    element = (await raw_elements(store, tenant.id))[("register", 1)]
     sealed = [
         channels[c][f] for c, f in (("email", "password"), ("sms", "auth_token"), ("push", "access_token"))
     ]
     sealed += [settings["hook"]["signing_secret"], settings["legacy"]["passcode"]]
+    sealed.append(element["request"]["headers"]["Authorization"])
     assert all(is_sealed(s) and s["key"] == "k2" for s in sealed), sealed
-    assert_no_secret_in(json.dumps([channels, settings]))
+    assert_no_secret_in(json.dumps([channels, settings, element]))
     assert settings["legacy"]["account_id"] == "W-9", "the rest of the row is untouched"
 
     # Nothing is left under the old key: a store without it reads everything ...
@@ -316,6 +344,11 @@ async def test_a_rotated_key_reads_old_rows_and_reencryption_moves_them_to_it(
         async with new_only.connect() as conn:
             after = await workspaces.channel_settings(conn, tenant.id)
             legacy_now = await destination_store.get_destination(conn, tenant.id, "legacy")
+            register = await element_store.get_element(conn, tenant.id, "register")
+        assert (
+            register is not None
+            and register.definition.request.headers["Authorization"] == SECRETS["element"]
+        )
         assert after == before
         assert (
             legacy_now is not None and getattr(legacy_now.settings, "passcode", None) == SECRETS["clevertap"]

@@ -1,7 +1,8 @@
-"""Every stored secret, counted by the key it is sealed under and sealed again under the newest
-key (``flowline reencrypt-secrets``, docs/secrets.md): what a key rotation runs once the new key
-is first in ``FLOWLINE_PAYLOAD_KEYS`` everywhere, and what seals the secrets stored in clear
-before encryption (or while no key was configured)."""
+"""Every stored secret (channel settings, destinations, the credential headers of custom
+elements), counted by the key it is sealed under and sealed again under the newest key
+(``flowline reencrypt-secrets``, docs/secrets.md): what a key rotation runs once the new key is
+first in ``FLOWLINE_PAYLOAD_KEYS`` everywhere, and what seals the secrets stored in clear before
+encryption (or while no key was configured)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from flowline.destinations.settings import SECRET_FIELDS
 from flowline.secret_box import SecretBox, SecretKeyError, sealed_key
 from flowline.store.database import Store
 from flowline.store.destinations import seal_settings
-from flowline.store.tables import destinations, workspaces
+from flowline.store.elements import definition_secrets, seal_definition
+from flowline.store.tables import destinations, element_versions, workspaces
 from flowline.store.workspaces import channel_secrets, seal_channels
 
 CLEAR = "(in clear)"
@@ -68,12 +70,22 @@ async def reseal_secrets(store: Store, *, check: bool = False) -> SecretsReport:
             (await conn.execute(select(workspaces.c.id).where(workspaces.c.channels.is_not(None)))).scalars()
         )
         destination_ids = list(await conn.execute(select(destinations.c.workspace_id, destinations.c.id)))
+        element_keys = list(
+            await conn.execute(
+                select(
+                    element_versions.c.workspace_id, element_versions.c.element_id, element_versions.c.version
+                )
+            )
+        )
     for workspace_id in workspace_ids:
         async with store.begin() as conn:
             await _reseal_channels(store, conn, box, report, workspace_id, check=check)
     for workspace_id, destination_id in destination_ids:
         async with store.begin() as conn:
             await _reseal_destination(store, conn, box, report, workspace_id, destination_id, check=check)
+    for workspace_id, element_id, version in element_keys:
+        async with store.begin() as conn:
+            await _reseal_element(store, conn, box, report, (workspace_id, element_id, version), check=check)
     return report
 
 
@@ -127,5 +139,39 @@ async def _reseal_destination(
             f"workspace {workspace_id!r}, destination {destination_id!r}: {error}"
         ) from error
     await conn.execute(destinations.update().where(*where).values(settings=value))
+    report.resealed_secrets += len(stale)
+    report.resealed_rows += 1
+
+
+async def _reseal_element(
+    store: Store,
+    conn: AsyncConnection,
+    box: SecretBox,
+    report: SecretsReport,
+    key: tuple[str, str, int],
+    *,
+    check: bool,
+) -> None:
+    """One version of a custom element: the values of its credential headers (a version is
+    immutable; sealing it again changes how it is stored, not what it says)."""
+    workspace_id, element_id, version = key
+    where = (
+        element_versions.c.workspace_id == workspace_id,
+        element_versions.c.element_id == element_id,
+        element_versions.c.version == version,
+    )
+    stored = await conn.scalar(_locked(store, select(element_versions.c.definition).where(*where)))
+    if not isinstance(stored, Mapping):  # deleted meanwhile
+        return
+    stale = [v for v in _count(report, definition_secrets(stored)) if box.stale(v)]
+    if check or not stale:
+        return
+    try:
+        value = seal_definition(box, stored)
+    except SecretKeyError as error:
+        raise SecretKeyError(
+            f"workspace {workspace_id!r}, element {element_id!r} v{version}: {error}"
+        ) from error
+    await conn.execute(element_versions.update().where(*where).values(definition=value))
     report.resealed_secrets += len(stale)
     report.resealed_rows += 1
