@@ -5,6 +5,7 @@ with the public key of a key pair made here, and sends through the fake FCM serv
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
+from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
 from activities.sends import SendActivities
@@ -27,6 +29,7 @@ from flowline.flow.steps import PushSendStep
 from flowline.journey import JourneyRef, SendRequest, TemplateScope
 from flowline.store import push_tokens, workspaces
 from flowline.store.database import Store, utcnow
+from flowline.store.tables import workspaces as workspaces_table
 from tests.conftest import Tenant
 from tests.providers import (
     FakeFcm,
@@ -216,6 +219,13 @@ async def test_the_send_activity_mints_from_the_stored_service_account(store: St
             await workspaces.set_channel_settings(conn, tenant.id, ChannelSettings(push=settings))
             devices = [{"token": "device-1", "platform": "android"}, {"token": "device-2", "platform": "ios"}]
             await push_tokens.set_push_tokens(store, conn, tenant.id, "ada", devices)
+        # Stored sealed, whole (flowline/secret_box.py): neither the key nor the account in clear.
+        async with store.connect() as conn:
+            raw = await conn.scalar(
+                select(workspaces_table.c.channels).where(workspaces_table.c.id == tenant.id)
+            )
+        assert "PRIVATE KEY" not in json.dumps(raw) and account["client_email"] not in json.dumps(raw)
+        assert raw["push"]["service_account"]["$sealed"] == "aes-256-gcm"
         async with httpx.AsyncClient(timeout=5) as http:
             sends = SendActivities(store, http)
             for n in range(2):

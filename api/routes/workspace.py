@@ -13,7 +13,7 @@ from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from flowline.channels.config import ChannelSettings
+from flowline.channels.config import SECRET_FIELDS, ChannelSettings
 from flowline.document_paths import error_path
 from flowline.secrets import MASK, kept_secrets, mask
 from flowline.store import workspaces
@@ -55,7 +55,6 @@ async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc)
     return body
 
 
-SECRET_FIELDS = ("auth_token", "password", "access_token")
 CHANNELS = ("email", "sms", "push")
 # Secrets one level down: (channel, key, its secrets) -- the push service account's private key.
 NESTED_SECRETS = (("push", "service_account", ("private_key",)),)

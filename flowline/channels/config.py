@@ -15,9 +15,16 @@ from pydantic_core import PydanticCustomError
 from flowline.channels.service_account import rsa_private_key
 from flowline.secrets import MASK
 
+# The fields that hold credentials, in any channel's settings: never shown by the API ("***"
+# instead), stored sealed (flowline/secret_box.py), left out of reprs and validation errors.
+SECRET_FIELDS: tuple[str, ...] = ("password", "auth_token", "access_token")
+# Sealed at rest whole: the secret fields, and FCM's service-account JSON, which holds a private
+# key (the API masks only that key: api/routes/workspace.py, NESTED_SECRETS).
+SEALED_FIELDS: tuple[str, ...] = (*SECRET_FIELDS, "service_account")
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SmtpSettings(_Strict):
@@ -25,7 +32,7 @@ class SmtpSettings(_Strict):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=587, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     # starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465).
     security: Literal["none", "starttls", "tls"] = "starttls"
     # The From address when a step names no sender, and the named senders steps may use.
@@ -41,7 +48,7 @@ class TwilioSmsSettings(_Strict):
     provider: Literal["twilio"] = "twilio"
     base_url: AnyHttpUrl = AnyHttpUrl("https://api.twilio.com")
     account_sid: str = Field(min_length=1, max_length=64)
-    auth_token: str = Field(min_length=1, max_length=200)
+    auth_token: str = Field(min_length=1, max_length=200, repr=False)
     from_number: str = Field(min_length=2, max_length=32)
     senders: dict[str, str] = Field(default_factory=dict, max_length=100)
     # Where Twilio posts delivery reports (StatusCallback); None: no reports.
@@ -82,7 +89,7 @@ class FcmPushSettings(_Strict):
     # None: the service account's project.
     project_id: str | None = Field(default=None, min_length=1, max_length=200)
     # An OAuth 2 access token obtained outside Flowline (expires within the hour).
-    access_token: str | None = Field(default=None, min_length=1, max_length=4000)
+    access_token: str | None = Field(default=None, min_length=1, max_length=4000, repr=False)
     # Exactly one of access_token and service_account (checked here, so a fault names this key
     # even when it is missing: validate_default runs the check on the default too).
     service_account: FcmServiceAccount | None = Field(default=None, validate_default=True)
