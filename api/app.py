@@ -30,6 +30,7 @@ from api.routes import (
     health,
     inbox,
     journeys,
+    keys,
     profile_batches,
     profiles,
     reports,
@@ -42,9 +43,9 @@ from flowline.flow.document import FlowDocument
 from flowline.secret_box import NO_KEYS_WARNING
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
-from flowline.ttl_cache import TtlCache
 from launch.client import connect
 from launch.routing import JourneyLauncher
+from services.api_keys import KeyCheck
 
 log = logging.getLogger("flowline.sweeper")
 SWEEP_BATCH = 500  # JourneyLauncher.sweep's default limit
@@ -123,7 +124,7 @@ def create_app(
             launcher=JourneyLauncher(
                 active_store, client, settings.task_queue, flow_cache_seconds=settings.flow_cache_seconds
             ),
-            api_keys=TtlCache(settings.api_key_cache_seconds),
+            keys=KeyCheck(active_store),
         )
         sweeper = (
             asyncio.create_task(_sweep_forever(app.state.services.launcher, settings))
@@ -165,6 +166,7 @@ def create_app(
         attributes,
         journeys,
         workspace,
+        keys,
         segments,
         destinations,
         elements,

@@ -11,10 +11,10 @@ from temporalio.client import Client
 
 from api.errors import ApiError
 from flowline.settings import Settings
+from flowline.store.api_keys import KeyRecord
 from flowline.store.database import Store
-from flowline.store.workspaces import hash_key, workspace_for_key
-from flowline.ttl_cache import TtlCache
 from launch.routing import JourneyLauncher
+from services.api_keys import KeyCheck
 
 
 @dataclass
@@ -25,8 +25,8 @@ class Services:
     store: Store
     temporal: Client
     launcher: JourneyLauncher
-    # API key hash -> workspace id
-    api_keys: TtlCache[str, str]
+    # The key of each request (no cache: a revoked key is refused at once in every process).
+    keys: KeyCheck
 
 
 def services(request: Request) -> Services:
@@ -35,23 +35,46 @@ def services(request: Request) -> Services:
 
 
 _bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Authorization: Bearer fl_...`")
+# What a read key may do: read (docs/keys.md).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def workspace(
+async def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
+) -> KeyRecord:
+    """The request's API key (read afresh each time: a revoked key is refused at once). Kept in
+    ``request.state.api_key`` for whatever else wants to know the caller."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'")
-    svc = services(request)
-    digest = hash_key(credentials.credentials)
-    found = svc.api_keys.get(digest)
+    found = await services(request).keys.key(credentials.credentials)
     if found is None:
-        async with svc.store.connect() as conn:
-            found = await workspace_for_key(conn, credentials.credentials)
-        if found is None:
-            raise ApiError(401, "unknown or revoked API key")
-        svc.api_keys.put(digest, found)
+        raise ApiError(401, "unknown or revoked API key")
+    request.state.api_key = found
     return found
+
+
+Caller = Annotated[KeyRecord, Depends(caller)]
+
+
+async def workspace(request: Request, key: Caller) -> str:
+    """The caller's workspace, once its key's scope allows the request: a read key only reads."""
+    if key.scope == "read" and request.method not in READ_METHODS:
+        raise ApiError(
+            403,
+            f"this API key's scope is 'read': it may only read (GET); {request.method} "
+            "needs a key with scope 'write' or 'admin'",
+        )
+    return key.workspace_id
+
+
+async def admin_workspace(key: Caller) -> str:
+    """The caller's workspace, for key management: admin keys only."""
+    if key.scope != "admin":
+        raise ApiError(
+            403,
+            f"this API key's scope is {key.scope!r}: managing API keys needs a key with scope 'admin'",
+        )
+    return key.workspace_id
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -59,4 +82,5 @@ FORM = "application/x-www-form-urlencoded"
 # and a 500 on PostgreSQL (varchar(200)).
 ProfileId = Annotated[str, Path(min_length=1, max_length=200, description="the person's id (your own)")]
 Workspace = Annotated[str, Depends(workspace)]
+AdminWorkspace = Annotated[str, Depends(admin_workspace)]
 Svc = Annotated[Services, Depends(services)]

@@ -32,6 +32,9 @@ _LINKS: dict[tuple[str, str, str], list[tuple[str, str, dict[str, str]]]] = {
         ("get", "/v1/journeys/{journey_id}", {"journey_id": "$response.body#/journey_id"}),
         ("post", "/v1/journeys/{journey_id}/stop", {"journey_id": "$response.body#/journey_id"}),
     ],
+    ("post", "/v1/keys", "201"): [
+        ("delete", "/v1/keys/{key_id}", {"key_id": "$response.body#/id"}),
+    ],
     ("put", "/v1/segments/{segment_id}", "200"): [
         ("get", "/v1/segments/{segment_id}/members", {"segment_id": "$request.path.segment_id"}),
     ],

@@ -32,7 +32,8 @@ class Invalid(Problem):
 _WHY = {
     400: "the body cannot be read (not UTF-8, or not a form)",
     401: "no API key, or an unknown or revoked one",
-    403: "the request's signature does not match",
+    403: "the API key's scope does not allow the request (a read key may only GET; managing keys "
+    "needs an admin key), or a request's signature does not match",
     404: "no such resource in the workspace",
     409: "the resource's state refuses the request",
     413: "the request is too large (body size, or items in one call)",
@@ -56,8 +57,9 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return declared
 
 
-# What any route behind an API key can answer: no key, or the store or Temporal busy.
-AUTHENTICATED = errors(401, 503)
+# What any route behind an API key can answer: no key, a key whose scope does not allow the request
+# (docs/keys.md), or the store or Temporal busy.
+AUTHENTICATED = errors(401, 403, 503)
 # What a route that reads a body can answer besides: unreadable, too large, invalid.
 WITH_BODY = errors(400, 413, 422)
 # A route with query or path parameters that are checked.

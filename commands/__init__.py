@@ -1,6 +1,7 @@
 """The ``flowline`` command (docs/cli.md): the stack on this machine (run, migrate, create-key,
 ...), flows as code against a Flowline API (validate offline, schema, apply, pull, publish, ...),
-flows simulated and tested offline (simulate, test), and people and events imported (import).
+flows simulated and tested offline (simulate, test), people and events imported (import), and
+the workspace's API keys (keys create|list|revoke).
 
 Each command module provides ``register(app)``; main() registers those of REGISTERS. The global
 ``--url`` / ``--key`` reach the API commands through commands/client.py.
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 import typer
 
-from commands import flows, imports, simulation, stack
+from commands import flows, imports, keys, simulation, stack
 from commands.client import Connection, default_url
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ REGISTERS: list[Callable[[typer.Typer], None]] = [
     flows.register,
     simulation.register,
     imports.register,
+    keys.register,
 ]
 
 

@@ -3,7 +3,7 @@ database directly, not the API):
 
 flowline run            # everything on this machine (what `make run` does)
 flowline migrate        # bring the database to the newest schema
-flowline create-key     # a new API key for a workspace
+flowline create-key     # a new API key for a workspace (in the database: no API needed)
 flowline repair-json    # make NaN / Infinity stored before they were refused null
 flowline patches        # workflow patches, and the running journeys that keep each one
 flowline export-batcher # deliver the export outbox in a process of its own
@@ -13,6 +13,7 @@ flowline reencrypt-secrets  # seal stored channel and destination secrets under 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import secrets
@@ -33,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
+from commands.keys import KeyScope
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -42,6 +44,7 @@ from flowline.store.json_repair import repair_non_finite
 from flowline.store.migrate import upgrade
 from flowline.store.stored_secrets import CLEAR, SecretsReport, reseal_secrets
 from launch.payload_codec import PayloadKeyError, new_key_setting, parse_keys
+from services import api_keys
 from workflows.patches import PATCHES, Patch
 
 console = Console()
@@ -140,6 +143,16 @@ def payload_keys(settings: Settings, *, create: bool = True) -> str:
     return setting
 
 
+def _loopback(host: str) -> bool:
+    """Whether an API bound to ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     # API and worker first, the Temporal server last, so the others can finish their calls.
     for _name, process in reversed(processes):
@@ -170,8 +183,11 @@ def run(
     # The embedded stack runs on a developer's machine: flows may call local receivers.
     env.setdefault("FLOWLINE_ALLOW_PRIVATE_OUTBOUND", "true")
     env["FLOWLINE_PAYLOAD_KEYS"] = payload_keys(settings)
-    # The embedded UI decrypts through the API (the API listens on this machine only by default).
+    # The embedded UI decrypts through the API. Without a key only while the API listens on this
+    # machine alone (the default): elsewhere the codec asks for an admin key (docs/keys.md).
     env.setdefault("FLOWLINE_CODEC_ENDPOINT", "true")
+    if _loopback(settings.api_host):
+        env.setdefault("FLOWLINE_CODEC_OPEN", "true")
     try:
         if embedded_temporal:
             console.print("[bold]starting[/] Temporal dev server")
@@ -254,16 +270,19 @@ def repair_json() -> None:
 
 def create_key(
     workspace: str = typer.Option(DEFAULT_WORKSPACE, help="workspace id (created if missing)"),
+    name: str = typer.Option("", help="what the key is for, or who holds it"),
+    scope: KeyScope = typer.Option(
+        KeyScope.admin, help="read: GET only; write: all but keys; admin: keys too (docs/keys.md)"
+    ),
 ) -> None:
-    """Print a new API key for a workspace."""
+    """Print a new API key for a workspace, made in the database itself (no API needed: the
+    first admin key, or one to get back in); `flowline keys` manages keys through the API."""
 
     async def make() -> str:
         store = Store(get_settings().database_url)
         try:
-            async with store.begin() as conn:
-                if not await workspaces.workspace_exists(conn, workspace):
-                    await workspaces.create_workspace(conn, workspace, workspace)
-                return await workspaces.create_api_key(conn, workspace)
+            created = await api_keys.create_key(store, workspace, name, scope.value, create_workspace=True)
+            return created.secret
         finally:
             await store.dispose()
 

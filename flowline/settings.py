@@ -34,9 +34,9 @@ class Settings(BaseSettings):
     max_key_chars: int = 256
     max_profile_attributes: int = 500
     max_event_properties: int = 500
-    # How long a process trusts what it looked up: an API key, and the running flows an event can
-    # trigger (publishing through the same process refreshes the latter at once). 0 turns caching off.
-    api_key_cache_seconds: float = 30.0
+    # How long a process trusts the running flows an event can trigger it looked up (publishing
+    # through the same process refreshes them at once). 0 turns caching off. API keys are not
+    # cached: each request reads its key (docs/keys.md), so a revoked key is refused at once.
     flow_cache_seconds: float = 5.0
     # Every sweep_seconds the API routes events whose routing did not finish (Temporal refused,
     # a process died) once they are sweep_after_seconds old, and the events the engine writes
@@ -70,8 +70,11 @@ class Settings(BaseSettings):
     # encrypts, all decrypt (rotation: put the new key first). Empty: payloads stay plain JSON.
     payload_keys: SecretStr = SecretStr("")
     # Serve POST /codec/decode (Temporal's remote codec protocol) so a Temporal UI can show the
-    # decrypted payloads. Unauthenticated: off unless chosen; `cli.py run` turns it on for its UI.
+    # decrypted payloads: off unless chosen. It asks for an admin API key (`Authorization: Bearer`,
+    # docs/keys.md#the-codec-endpoint) unless codec_open: only `cli.py run` sets that, for its
+    # embedded UI, and only while the API listens on this machine alone.
     codec_endpoint: bool = False
+    codec_open: bool = False
 
     def json_limits(self) -> JsonLimits:
         return JsonLimits(

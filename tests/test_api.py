@@ -205,9 +205,7 @@ async def test_a_busy_store_answers_503_not_500(
 ) -> None:
     """Every connection taken (a pool timeout): the client is told to come back, with Retry-After."""
     tiny = Store(str(store.url), pool_size=1, max_overflow=0, pool_timeout=0.2)
-    settings = Settings(
-        database_url=str(store.url), data_dir=tmp_path, sweep_seconds=0, api_key_cache_seconds=0
-    )
+    settings = Settings(database_url=str(store.url), data_dir=tmp_path, sweep_seconds=0)
     app = create_app(settings, store=tiny, temporal=temporal.client)
     try:
         async with app.router.lifespan_context(app), tiny.connect():  # holds the only connection

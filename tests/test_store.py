@@ -11,6 +11,7 @@ from flowline.flow.validation import parse_flow
 from flowline.journey import JourneyEnd, JourneyRef
 from flowline.store import deliveries, events, flows, journeys, profiles, workspaces
 from flowline.store.database import Store
+from flowline.store import tables
 from flowline.store.tables import metadata
 from tests.conftest import Tenant, new_tenant
 
@@ -41,7 +42,7 @@ async def test_api_keys_are_stored_hashed_and_map_to_their_workspace(store: Stor
     async with store.connect() as conn:
         assert await workspaces.workspace_for_key(conn, tenant.key) == tenant.id
         assert await workspaces.workspace_for_key(conn, tenant.key + "x") is None
-        stored = (await conn.execute(select(workspaces.api_keys.c.key_hash))).scalars().all()
+        stored = (await conn.execute(select(tables.api_keys.c.key_hash))).scalars().all()
     assert tenant.key not in stored
     assert workspaces.hash_key(tenant.key) in stored
 

@@ -2,8 +2,11 @@
 
 The UI (a browser page on another origin) POSTs ``{"payloads": [...]}`` (proto-JSON payloads:
 base64 metadata values and data) to ``<endpoint>/decode`` and shows what comes back. The route
-exists only when ``FLOWLINE_CODEC_ENDPOINT`` is true (``cli.py run`` sets it for its embedded
-UI): it decrypts for anyone who can reach it, so production exposes it only by choice.
+exists only when ``FLOWLINE_CODEC_ENDPOINT`` is true, and asks for an admin API key
+(``Authorization: Bearer <key>``: the Temporal CLI sends one with ``--codec-auth``, a Temporal UI
+through a proxy of yours), since it decrypts the payloads of every workspace. Only
+``FLOWLINE_CODEC_OPEN`` drops the key: ``cli.py run`` sets it for its embedded UI while the API
+listens on this machine alone (docs/keys.md#the-codec-endpoint).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payload
 
 from api.body import CheckedRoute
+from api.deps import services
 from flowline.settings import Settings
 from launch.payload_codec import PayloadKeyError, codec_from_setting
 
@@ -50,9 +54,32 @@ def router_for(settings: Settings) -> APIRouter:
     async def preflight(request: Request) -> Response:
         return Response(status_code=200 if cors(request) else 403, headers=cors(request))
 
+    async def refusal(request: Request) -> JSONResponse | None:
+        """None when the caller may decode; else the answer (with CORS: the UI shows why)."""
+        if settings.codec_open:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            message = "the codec endpoint needs an admin API key: send 'Authorization: Bearer <key>'"
+            return JSONResponse({"message": message}, status_code=401, headers=cors(request))
+        key = await services(request).keys.key(token.strip())
+        if key is None:
+            return JSONResponse(
+                {"message": "unknown or revoked API key"}, status_code=401, headers=cors(request)
+            )
+        if key.scope != "admin":
+            message = (
+                f"this API key's scope is {key.scope!r}: the codec endpoint needs a key with scope 'admin'"
+            )
+            return JSONResponse({"message": message}, status_code=403, headers=cors(request))
+        return None
+
     @router.post("/codec/decode")
     async def decode(request: Request) -> Response:
         # Errors carry the CORS headers too, so the UI can show why it could not decode.
+        refused = await refusal(request)
+        if refused is not None:
+            return refused
         try:
             body: Any = await request.json()
             payloads = [ParseDict(p, Payload()) for p in body["payloads"]]

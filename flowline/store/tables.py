@@ -87,8 +87,13 @@ api_keys = Table(
     Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
     # SHA-256 of the key: keys are long random strings, so a fast hash is enough.
     Column("key_hash", String(64), nullable=False, unique=True),
-    Column("label", String(200), nullable=False, default=""),
+    Column("name", String(200), nullable=False, default=""),
+    # read (GET only), write (everything but key management), admin (everything): migration 0024
+    # made the keys before it admin, which they were in effect (flowline/store/api_keys.py).
+    Column("scope", String(16), nullable=False, server_default="admin"),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Written at most once a minute per key (services/api_keys.py), never on every request.
+    Column("last_used_at", UTCDateTime()),
     Column("revoked_at", UTCDateTime()),
 )
 

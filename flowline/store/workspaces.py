@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -12,14 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.channels.config import SEALED_FIELDS, ChannelSettings
 from flowline.secret_box import SecretBox
+from flowline.store import api_keys
+from flowline.store.api_keys import KEY_PREFIX as KEY_PREFIX  # re-exported for older callers
+from flowline.store.api_keys import hash_key as hash_key
 from flowline.store.database import secret_box, utcnow
-from flowline.store.tables import api_keys, workspaces
-
-KEY_PREFIX = "fl_"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+from flowline.store.tables import workspaces
 
 
 async def create_workspace(conn: AsyncConnection, workspace_id: str, name: str) -> None:
@@ -64,29 +60,16 @@ async def tracking_key(conn: AsyncConnection, workspace_id: str) -> bytes:
     return str(key).encode()
 
 
-async def create_api_key(conn: AsyncConnection, workspace_id: str, label: str = "") -> str:
+async def create_api_key(
+    conn: AsyncConnection, workspace_id: str, label: str = "", scope: api_keys.Scope = "admin"
+) -> str:
     """Create a key and return it in clear: this is the only time it is ever seen."""
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    await conn.execute(
-        api_keys.insert().values(
-            id=secrets.token_hex(8),
-            workspace_id=workspace_id,
-            key_hash=hash_key(key),
-            label=label,
-            created_at=utcnow(),
-        )
-    )
-    return key
+    return (await api_keys.create_key(conn, workspace_id, label, scope)).secret
 
 
 async def workspace_for_key(conn: AsyncConnection, key: str) -> str | None:
-    row = await conn.execute(
-        select(api_keys.c.workspace_id).where(
-            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
-        )
-    )
-    found = row.scalar_one_or_none()
-    return None if found is None else str(found)
+    found = await api_keys.active_key(conn, key)
+    return None if found is None else found.workspace_id
 
 
 async def workspace_timezone(conn: AsyncConnection, workspace_id: str) -> str | None:
