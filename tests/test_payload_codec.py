@@ -248,7 +248,8 @@ UI_ORIGIN = "http://127.0.0.1:8233"  # Settings' default temporal_ui_port
 
 
 def _codec_api(**settings: Any) -> httpx.AsyncClient:
-    """The app's routes only (no lifespan: the codec endpoint needs no database or Temporal)."""
+    """The app's routes only (no lifespan: the open codec endpoint, as `flowline run` serves it on a
+    loopback API, needs no database or Temporal; tests/test_api_keys.py checks its key)."""
     app = create_app(Settings(sweep_seconds=0, **settings))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://flowline")
 
@@ -257,7 +258,7 @@ async def test_codec_endpoint_decodes_what_the_codec_encoded_for_the_ui() -> Non
     encoded = await EncryptionCodec(parse_keys(KEYS)).encode([_payload({"email": EMAIL})])
     plain = _payload("not encrypted")
     body = {"payloads": [MessageToDict(p) for p in [*encoded, plain]]}
-    async with _codec_api(payload_keys=KEYS, codec_endpoint=True) as api:
+    async with _codec_api(payload_keys=KEYS, codec_endpoint=True, codec_open=True) as api:
         response = await api.post(
             "/codec/decode", json=body, headers={"Origin": UI_ORIGIN, "X-Namespace": "default"}
         )
@@ -289,7 +290,7 @@ async def test_codec_endpoint_decodes_what_the_codec_encoded_for_the_ui() -> Non
 
         bad = await api.post("/codec/decode", json={"payloads": "nope"}, headers={"Origin": UI_ORIGIN})
         assert bad.status_code == 400 and bad.headers["access-control-allow-origin"] == UI_ORIGIN
-    async with _codec_api(payload_keys=f"k9:{NEW_KEY}", codec_endpoint=True) as api:
+    async with _codec_api(payload_keys=f"k9:{NEW_KEY}", codec_endpoint=True, codec_open=True) as api:
         unknown = await api.post("/codec/decode", json=body, headers={"Origin": UI_ORIGIN})
         assert unknown.status_code == 400 and "does not hold" in unknown.json()["message"]
         assert unknown.headers["access-control-allow-origin"] == UI_ORIGIN, "the UI can show why"
