@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store.database import utcnow
@@ -95,13 +95,15 @@ async def create_key(conn: AsyncConnection, workspace_id: str, name: str, scope:
     return CreatedKey(record, secret)
 
 
+# Built once: every request runs it, and building a statement costs more than its cache lookup.
+_ACTIVE_KEY = select(*_COLUMNS).where(
+    api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
+
+
 async def active_key(conn: AsyncConnection, secret: str) -> KeyRecord | None:
     """The unrevoked key with this secret (one lookup on the unique index of its hash)."""
-    row = (
-        await conn.execute(
-            select(*_COLUMNS).where(api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None))
-        )
-    ).one_or_none()
+    row = (await conn.execute(_ACTIVE_KEY, {"key_hash": hash_key(secret)})).one_or_none()
     return None if row is None else _record(row)
 
 
