@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import bench-costs bench-herd clean
+.PHONY: run test quick lint typecheck unit fuzz histories bench bench-latency bench-ingest bench-segments bench-fanout bench-sends bench-exports bench-simulate bench-import bench-costs bench-herd bench-keys clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,6 +105,10 @@ bench-costs: $(STAMP)
 # --safety 3: the warm-up's start rate overstates that of the later thousands).
 bench-herd: $(STAMP)
 	$(BIN)/python bench/herd.py --journeys 10000 --safety 3 --database postgres
+
+# What reading the API key on every request costs (revocation at once), against the old 30 s cache.
+bench-keys: $(STAMP)
+	$(BIN)/python bench/keys.py --database sqlite postgres
 
 clean:
 	rm -rf $(VENV)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # embedded UI, and only while the API listens on this machine alone.
     codec_endpoint: bool = False
     codec_open: bool = False
+    # Origins of Temporal UIs (comma-separated, e.g. https://temporal.example.com) whose pages may
+    # call the codec endpoint from the browser, besides the embedded UI's.
+    codec_ui_origins: str = ""
 
     def json_limits(self) -> JsonLimits:
         return JsonLimits(

@@ -327,6 +327,25 @@ async def test_the_codec_endpoint_asks_for_an_admin_key(
         assert json.loads(base64.b64decode(payload["data"])) == {"email": "ada@example.com"}
 
 
+async def test_a_deployments_ui_origin_may_call_the_codec(
+    store: Store, temporal: WorkflowEnvironment, tenant: Tenant, tmp_path: Path
+) -> None:
+    ui = "https://temporal.example.com"
+    async with api_app(store, temporal, tmp_path, codec_endpoint=True, codec_ui_origins=f"{ui}/, x") as api:
+        decoded = await api.post(
+            "/codec/decode", json={"payloads": []}, headers={"Origin": ui, **bearer(tenant.key)}
+        )
+        assert decoded.status_code == 200 and decoded.headers["access-control-allow-origin"] == ui
+        refused = await api.post("/codec/decode", json={"payloads": []}, headers={"Origin": ui})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == ui
+        other = await api.post(
+            "/codec/decode",
+            json={"payloads": []},
+            headers={"Origin": "https://evil.example", **bearer(tenant.key)},
+        )
+        assert "access-control-allow-origin" not in other.headers
+
+
 async def test_the_codec_endpoint_is_open_only_when_chosen() -> None:
     """``codec_open`` (what `flowline run` sets on a loopback API) needs no key, and no database."""
     app = create_app(Settings(sweep_seconds=0, codec_endpoint=True, codec_open=True, payload_keys=KEYS))  # type: ignore[arg-type]

@@ -9,9 +9,8 @@ from sqlalchemy import inspect, select
 
 from flowline.flow.validation import parse_flow
 from flowline.journey import JourneyEnd, JourneyRef
-from flowline.store import deliveries, events, flows, journeys, profiles, workspaces
+from flowline.store import deliveries, events, flows, journeys, profiles, tables, workspaces
 from flowline.store.database import Store
-from flowline.store import tables
 from flowline.store.tables import metadata
 from tests.conftest import Tenant, new_tenant
 

@@ -29,8 +29,10 @@ _ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 
 
 def ui_origins(settings: Settings) -> set[str]:
-    """The embedded Temporal UI's origins (cli.py run serves it on 127.0.0.1:<ui port>)."""
-    return {f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")}
+    """The embedded Temporal UI's origins (cli.py run serves it on 127.0.0.1:<ui port>), and those
+    of FLOWLINE_CODEC_UI_ORIGINS (a Temporal UI of a deployment, e.g. https://temporal.example.com)."""
+    embedded = {f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")}
+    return embedded | {o.strip().rstrip("/") for o in settings.codec_ui_origins.split(",") if o.strip()}
 
 
 def router_for(settings: Settings) -> APIRouter:
