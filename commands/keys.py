@@ -52,8 +52,7 @@ def create(
 
 @keys_app.command("list")
 def list_keys(ctx: typer.Context) -> None:
-    """The workspace's keys, revoked ones too: id, name, scope, created, last used (recorded at
-    most once a minute), revoked."""
+    """The workspace's keys, revoked ones too, with their last use (written once a minute)."""
     with api_client(ctx) as api:
         found = api.json("GET", "/v1/keys")["keys"]
     table = Table("id", "name", "scope", "created", "last used", "revoked", box=None, pad_edge=False)
