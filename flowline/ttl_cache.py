@@ -1,7 +1,7 @@
-"""A small in-process cache whose entries expire, for lookups on every request (API keys, the
-flows an event can trigger). Each process keeps its own: a change made through another process
-is seen once the entry expires, so keep the time short, or store a version read with the value and
-compare it (the flows: JourneyLauncher.triggerable_flows)."""
+"""A small in-process cache whose entries expire, for lookups on every request (the flows an
+event can trigger; API keys are read afresh, docs/keys.md). Each process keeps its own: a change
+made through another process is seen once the entry expires, so keep the time short, or store a
+version read with the value and compare it (the flows: JourneyLauncher.triggerable_flows)."""
 
 from __future__ import annotations
 

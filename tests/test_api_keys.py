@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -360,3 +361,20 @@ def test_run_opens_the_codec_only_on_a_loopback_api() -> None:
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost") and _loopback("127.0.0.2")
     assert not _loopback("0.0.0.0") and not _loopback("::") and not _loopback("10.0.0.5")
     assert not _loopback("flowline.example.com")
+
+
+def test_the_keys_routes_are_documented() -> None:
+    document = create_app(Settings(sweep_seconds=0)).openapi()
+    paths: dict[str, Any] = document["paths"]
+    create, listing = paths["/v1/keys"]["post"], paths["/v1/keys"]["get"]
+    revoke = paths["/v1/keys/{key_id}"]["delete"]
+    assert {"201", "401", "403", "422", "503"} <= set(create["responses"])
+    assert {"200", "401", "403"} <= set(listing["responses"])
+    assert {"200", "401", "403", "404", "409", "422"} <= set(revoke["responses"])
+    created = create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
+    assert created.endswith("/KeyCreated") and create["tags"] == ["keys"]
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    assert set(schemas["KeyIn"]["properties"]["scope"]["enum"]) == {"read", "write", "admin"}
+    assert "key" not in schemas["KeyShown"]["properties"], "a listed key never shows its secret"
+    # Every authenticated route declares the 403 of a key whose scope does not allow it.
+    assert "403" in paths["/v1/events"]["post"]["responses"]
