@@ -1,6 +1,6 @@
 """API keys an operator manages (docs/keys.md): scopes enforced on every /v1 route, /v1/keys for
 admin keys only, the last use recorded at most once a minute, a revoked key refused at once by a
-second API app on the same database, migration 0024 (the keys before it become admin keys), and
+second API app on the same database, migration 0025 (the keys before it become admin keys), and
 the codec endpoint's key."""
 
 from __future__ import annotations
@@ -243,24 +243,24 @@ async def test_the_use_is_written_once_a_minute_per_key(store: Store, tenant: Te
     assert await check.key(tenant.key + "x") is None
 
 
-# ------------------------------------------------------------------ migration 0024
+# ------------------------------------------------------------------ migration 0025
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_at_0023(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_at_0024(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        with sqlite_database(tmp_path, "0023") as url:
+        with sqlite_database(tmp_path, "0024") as url:
             yield url
         return
     reason = postgres_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    with postgres_database("0023") as url:
+    with postgres_database("0024") as url:
         yield url
 
 
-def test_0024_makes_the_keys_before_it_admin_keys(database_at_0023: str) -> None:
-    url = database_at_0023
+def test_0025_makes_the_keys_before_it_admin_keys(database_at_0024: str) -> None:
+    url = database_at_0024
     engine = sa.create_engine(url.replace("sqlite+aiosqlite", "sqlite"))
     try:
         with engine.begin() as conn:
@@ -282,7 +282,7 @@ def test_0024_makes_the_keys_before_it_admin_keys(database_at_0023: str) -> None
             row = conn.execute(sa.text("SELECT name, scope, last_used_at, revoked_at FROM api_keys")).one()
             assert tuple(row) == ("dev", "admin", None, None)
         engine.dispose()  # SQLite: the downgrade copies the table this engine's pool may hold
-        command.downgrade(alembic_config(url), "0023")
+        command.downgrade(alembic_config(url), "0024")
         with engine.begin() as conn:
             assert conn.execute(sa.text("SELECT label FROM api_keys")).scalar_one() == "dev"
     finally:

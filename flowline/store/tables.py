@@ -88,7 +88,7 @@ api_keys = Table(
     # SHA-256 of the key: keys are long random strings, so a fast hash is enough.
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("name", String(200), nullable=False, default=""),
-    # read (GET only), write (everything but key management), admin (everything): migration 0024
+    # read (GET only), write (everything but key management), admin (everything): migration 0025
     # made the keys before it admin, which they were in effect (flowline/store/api_keys.py).
     Column("scope", String(16), nullable=False, server_default="admin"),
     Column("created_at", UTCDateTime(), nullable=False),

@@ -1,7 +1,7 @@
 """api keys: a name, a scope (read, write, admin) and when each was last used
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-12-06 05:20:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from flowline.store.tables import UTCDateTime
 
-revision = "0024"
-down_revision = "0023"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
