@@ -31,6 +31,7 @@ from activities import (
 )
 from flowline.channels.outbound import outbound_client
 from flowline.exports.batcher import deliver_until
+from flowline.secret_box import NO_KEYS_WARNING
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from launch.client import connect
@@ -115,7 +116,9 @@ async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> As
 
 async def serve(settings: Settings) -> None:
     client = await connect(settings)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
+    if not store.secrets.seals:
+        logging.getLogger("flowline.secrets").warning(NO_KEYS_WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -39,6 +39,7 @@ from api.routes import (
 )
 from api.schemas import SELF_PARSED_BODIES
 from flowline.flow.document import FlowDocument
+from flowline.secret_box import NO_KEYS_WARNING
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
 from flowline.ttl_cache import TtlCache
@@ -109,7 +110,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        active_store = store or Store(settings.database_url)
+        active_store = store or Store(
+            settings.database_url, secret_keys=settings.payload_keys.get_secret_value()
+        )
+        if not active_store.secrets.seals:
+            logging.getLogger("flowline.secrets").warning(NO_KEYS_WARNING)
         client = temporal or await connect(settings)
         app.state.services = Services(
             settings=settings,

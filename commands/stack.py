@@ -7,6 +7,7 @@ flowline create-key     # a new API key for a workspace
 flowline repair-json    # make NaN / Infinity stored before they were refused null
 flowline patches        # workflow patches, and the running journeys that keep each one
 flowline export-batcher # deliver the export outbox in a process of its own
+flowline reencrypt-secrets  # seal stored channel and destination secrets under the newest key
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store, sync_url
 from flowline.store.json_repair import repair_non_finite
 from flowline.store.migrate import upgrade
+from flowline.store.stored_secrets import CLEAR, SecretsReport, reseal_secrets
 from launch.payload_codec import PayloadKeyError, new_key_setting, parse_keys
 from workflows.patches import PATCHES, Patch
 
@@ -115,9 +117,10 @@ async def _dev_api_key(settings: Settings) -> str:
         await store.dispose()
 
 
-def payload_keys(settings: Settings) -> str:
+def payload_keys(settings: Settings, *, create: bool = True) -> str:
     """FLOWLINE_PAYLOAD_KEYS if set; otherwise the key in <data dir>/payload-key, made on first
-    use, so the embedded stack encrypts histories and a restart still reads its old journeys."""
+    use, so the embedded stack encrypts histories and secrets at rest and a restart still reads
+    its old journeys and secrets. ``create`` false: empty when there is neither."""
     configured = settings.payload_keys.get_secret_value().strip()
     if configured:
         return configured
@@ -127,6 +130,8 @@ def payload_keys(settings: Settings) -> str:
         if not parse_keys(setting):  # a bad key raises here too, before any process starts
             raise PayloadKeyError(f"{key_file} holds no key: restore it, or set FLOWLINE_PAYLOAD_KEYS")
         return setting
+    if not create:
+        return ""
     setting = new_key_setting(f"dev-{secrets.token_hex(4)}")
     # Created 0600 from the start: the key never sits readable by others, even briefly.
     descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -215,7 +220,7 @@ def export_batcher() -> None:
 
     async def serve() -> None:
         settings = get_settings()
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -263,6 +268,43 @@ def create_key(
             await store.dispose()
 
     print(asyncio.run(make()))
+
+
+def reencrypt_secrets(
+    check: bool = typer.Option(
+        False, "--check", help="count only; exit 1 while a secret is in clear or under an older key"
+    ),
+) -> None:
+    """Seal every stored channel and destination secret under the newest payload key (the first
+    of FLOWLINE_PAYLOAD_KEYS, else .data/payload-key): after a key rotation, and for secrets
+    stored in clear before encryption. Safe to run again, and while the stack runs."""
+    settings = get_settings()
+
+    async def reseal() -> SecretsReport:
+        store = Store(settings.database_url, secret_keys=payload_keys(settings, create=False))
+        try:
+            return await reseal_secrets(store, check=check)
+        finally:
+            await store.dispose()
+
+    try:
+        report = asyncio.run(reseal())
+    except PayloadKeyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    found = ", ".join(
+        f"{n} in clear" if key == CLEAR else f"{n} under key {key}" for key, n in sorted(report.found.items())
+    )
+    typer.echo(f"secrets stored: {report.found.total()}" + (f" ({found})" if found else ""))
+    if check:
+        typer.echo(f"not under the newest key ({report.key_id}): {report.stale}")
+        if report.stale:
+            raise typer.Exit(1)
+        return
+    typer.echo(
+        f"sealed again under key {report.key_id}: "
+        f"{report.resealed_secrets} secrets in {report.resealed_rows} rows"
+    )
 
 
 # ------------------------------------------------------------------ patches (docs/patches.md)
@@ -346,6 +388,7 @@ COMMANDS = {
     "repair-json": repair_json,
     "patches": patches,
     "export-batcher": export_batcher,
+    "reencrypt-secrets": reencrypt_secrets,
 }
 
 

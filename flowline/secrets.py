@@ -3,10 +3,21 @@ when a client sends the mask back in a PUT of the settings it read."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
+# Request headers (of custom elements) whose values are credentials: shown as the mask, kept when
+# a PUT sends the mask back, stored sealed (flowline/store/elements.py).
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|signature|cookie|session", re.IGNORECASE)
+
+
+def secret_headers(headers: Iterable[str]) -> list[str]:
+    """The names among ``headers`` that credentials travel under."""
+    return [name for name in headers if _SECRET_HEADER.search(name)]
+
+
 NOTHING_TO_KEEP = f"{MASK!r} keeps a stored secret; none is stored"
 
 

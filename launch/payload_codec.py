@@ -13,8 +13,6 @@ every key decrypts, so a new key goes first and the old ones stay until no histo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -29,40 +27,21 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+# The key ring is shared with the secrets at rest (flowline/secret_box.py); imported from here too.
+from flowline.key_ring import PayloadKeyError, new_key_setting, parse_keys
+
+__all__ = [
+    "EncryptionCodec",
+    "PayloadKeyError",
+    "codec_from_setting",
+    "data_converter",
+    "new_key_setting",
+    "parse_keys",
+]
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12  # AES-GCM's standard nonce; random per payload
-
-
-class PayloadKeyError(ValueError):
-    """A payload key setting that cannot be used, or a payload no configured key can decrypt."""
-
-
-def parse_keys(setting: str) -> dict[str, bytes]:
-    """``"<id>:<base64 key>,..."`` in setting order (the first encrypts). Empty: no keys."""
-    keys: dict[str, bytes] = {}
-    for item in (part.strip() for part in setting.split(",")):
-        if not item:
-            continue
-        key_id, sep, encoded = item.partition(":")
-        key_id = key_id.strip()
-        if not sep or not key_id:
-            raise PayloadKeyError(f"payload key {item[:20]!r}...: expected '<key id>:<base64 key>'")
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error as error:
-            raise PayloadKeyError(f"payload key {key_id!r}: not base64") from error
-        if len(key) != 32:
-            raise PayloadKeyError(f"payload key {key_id!r}: {len(key)} bytes, AES-256 needs 32")
-        if key_id in keys:
-            raise PayloadKeyError(f"payload key {key_id!r} is given twice")
-        keys[key_id] = key
-    return keys
-
-
-def new_key_setting(key_id: str) -> str:
-    """A fresh random key in the ``FLOWLINE_PAYLOAD_KEYS`` form."""
-    return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 
 
 class EncryptionCodec(PayloadCodec):

@@ -51,6 +51,10 @@ from launch.segment_watch import SegmentWatch
 log = logging.getLogger(__name__)
 # The lease of the sweep (flowline/store/leases.py): one sweeping process at a time.
 SWEEP_LEASE = "sweep-unrouted-events"
+# An event sent again while unrouted is routed by the resend only once the process that stored
+# it had this long to route it (or at once if its routing failed): the same event sent to two
+# APIs at once is routed by one of them, not both.
+RESEND_GRACE = timedelta(seconds=10)
 
 
 @dataclass
@@ -75,6 +79,7 @@ class JourneyLauncher:
         self.segments = SegmentWatch(store, cache_seconds=flow_cache_seconds)
         # Changes an import stored, routed after its answer (route_profiles, one at a time).
         self.behind = ChangesBehind(self.route_profiles, self.after_data_change)
+        self.resend_grace = RESEND_GRACE
 
     async def triggerable_flows(self, conn: AsyncConnection, workspace_id: str) -> list[PublishedFlow]:
         """The running flows an event can start, as of now, for the caller's transaction: one
@@ -160,7 +165,9 @@ class JourneyLauncher:
         3. one transaction signals the journeys in flight that listen, settles goals and marks the
            events routed.
         If Temporal refuses (JourneyStartFailed, the API's 503), the events stay stored but
-        unrouted: the same events sent again, or the sweeper (``sweep``), route them. An event
+        unrouted: the same events sent again, or the sweeper (``sweep``), route them. An unrouted
+        event sent again within ``resend_grace`` of its first storing is left to the process that
+        stored it (it may be routing it now), unless that routing failed. An event
         triggers flows until it is routed; a journey's id derives from its event, so a second
         attempt finds its claim and starts the same journey, never another one.
         """
@@ -182,14 +189,24 @@ class JourneyLauncher:
             result.stored = await events_store.insert_events(
                 self.store, conn, workspace_id, rows, routed=quiet
             )
-            # Events sent before whose routing did not finish are routed now (as stored then).
+            # Events sent before whose routing did not finish are routed now (as stored then),
+            # unless the process that stored them may be routing them right now.
             earlier = [r["id"] for r in rows if r["id"] not in result.stored]
             pending = [r for r in rows if r["id"] in result.stored and r["id"] not in quiet]
-            retried = await events_store.unrouted_by_id(conn, workspace_id, earlier)
+            retried = await events_store.unrouted_by_id(
+                conn, workspace_id, earlier, settled_before=utcnow() - self.resend_grace
+            )
             pending += retried
             listened |= {r["id"] for r in retried}
             claims = await self._claims(conn, workspace_id, flows, pending, result)
-        await self._route(workspace_id, pending, claims, listened=listened)
+        try:
+            await self._route(workspace_id, pending, claims, listened=listened)
+        except JourneyStartFailed:
+            # The events stay unrouted; sent again, they are routed at once (no grace).
+            async with self.store.begin() as conn:
+                ids = [r["id"] for r in pending]
+                await events_store.record_routing_failure(self.store, conn, workspace_id, ids)
+            raise
         result.journeys = [c.journey_id for c in claims]
         await self.after_data_change(
             workspace_id, {r["profile_id"] for r in rows}, event_names={r["name"] for r in rows}

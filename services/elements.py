@@ -4,7 +4,6 @@ check of a flow's custom steps against the catalogue (docs/elements.md)."""
 
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,27 +20,19 @@ from flowline.flow.document import FlowDocument
 from flowline.flow.steps import CustomStep
 from flowline.flow.validation import FlowFault, FlowInvalid
 from flowline.json_values import member_path
-from flowline.secrets import kept_secrets, mask
+from flowline.secrets import kept_secrets, mask, secret_headers
 from flowline.store import elements
 from flowline.store.database import Store
 from flowline.store.elements import StoredElement
 from flowline.store.lifecycle import flows_with_step
 from services.errors import Invalid, NotFound, Refused
 
-# Request headers whose values the API shows as the mask (a PUT sending the mask keeps the
-# stored value): the names credentials travel under.
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|signature|cookie|session", re.IGNORECASE)
-
-
-def _secret_headers(headers: dict[str, Any]) -> list[str]:
-    return [name for name in headers if _SECRET_HEADER.search(name)]
-
 
 def shown_declarative(stored: StoredElement) -> dict[str, Any]:
     """The element as the API shows it; the values of credential headers as the mask."""
     definition = stored.definition
     shown = definition.model_dump(mode="json", by_alias=True)
-    mask(shown["request"]["headers"], _secret_headers(shown["request"]["headers"]))
+    mask(shown["request"]["headers"], secret_headers(shown["request"]["headers"]))
     return {
         "id": stored.element_id,
         "kind": "declarative",
@@ -88,7 +79,7 @@ def _definition(raw: dict[str, Any], stored: StoredElement | None) -> Declarativ
     documents being saved (the route's parse has no context); Invalid with the faults' paths."""
     headers = raw["request"]["headers"]
     before = SimpleNamespace(**stored.definition.request.headers) if stored is not None else None
-    kept, faults = kept_secrets(headers, before, _secret_headers(headers), "$.request.headers")
+    kept, faults = kept_secrets(headers, before, secret_headers(headers), "$.request.headers")
     if faults:
         # Header names are no plain keys: their paths quoted where they need it.
         faults = [

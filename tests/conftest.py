@@ -24,6 +24,7 @@ from flowline.store import workspaces
 from flowline.store.database import Store
 from flowline.store.tables import journeys
 from tests.databases import postgres_database, postgres_unavailable, sqlite_database
+from tests.payload_keys import TEST_PAYLOAD_KEYS
 from tests.servers import HttpSink, http_sink, start_dev_server, start_time_skipping
 from tests.smtp import SmtpServer, smtp_server
 from worker import running_worker
@@ -73,7 +74,8 @@ async def store(request: pytest.FixtureRequest, database_urls: dict[str, str | N
     url = database_urls[request.param]
     if url is None:
         pytest.skip(str(database_urls["postgresql_reason"]))
-    active = Store(url)
+    # Channel and destination secrets are sealed in every test, as in production.
+    active = Store(url, secret_keys=TEST_PAYLOAD_KEYS)
     yield active
     await active.dispose()
 

@@ -12,9 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -155,3 +158,34 @@ class WorkerProcess:
 
     def stop(self) -> None:
         _stop(self.process, signal.SIGTERM)
+
+
+@contextmanager
+def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """``uvicorn --factory api.app:create_app`` on ``port``, as ``cli.py run`` starts it."""
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--no-access-log"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def ready(url: str, patience: float = 60.0) -> None:
+    began = time.monotonic()
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - began < patience, f"{url} did not become ready"
+            await asyncio.sleep(0.1)

@@ -1,7 +1,8 @@
-"""Fake SMS and push providers: real HTTP servers on 127.0.0.1 that speak Twilio's Messages API
-and the FCM HTTP v1 API closely enough to catch a wrong request: they check the credentials and
-the body's shape as the real ones do, record what they accepted, and can be told to answer an
-error (``fail_next``) or refuse given numbers / tokens as the real services do."""
+"""Fake SMS and push providers: real HTTP servers on 127.0.0.1 that speak Twilio's Messages API,
+the FCM HTTP v1 API and Google's OAuth 2 token endpoint closely enough to catch a wrong request:
+they check the credentials and the body's shape as the real ones do, record what they accepted,
+and can be told to answer an error (``fail_next``) or refuse given numbers / tokens as the real
+services do."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tests.servers import free_port
 
@@ -100,11 +106,14 @@ class FakeFcm(FakeProvider):
     # A message to a token in here waits until the event is set, then gets a 503 (the sender
     # died or gave up meanwhile: FCM took nothing).
     hold_tokens: dict[str, threading.Event] = field(default_factory=dict)
+    # Tokens taken besides ``access_token``: those a fake token endpoint issued and still honours.
+    token_valid: Callable[[str], bool] | None = None
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if path != f"/v1/projects/{self.project_id}/messages:send":
             return fcm_error(404, "NOT_FOUND")
-        if headers.get("authorization") != f"Bearer {self.access_token}":
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
+        if bearer != self.access_token and not (self.token_valid and self.token_valid(bearer)):
             return fcm_error(401, "UNAUTHENTICATED")
         if self.fail_next:
             return self._failure(self.fail_next.pop(0))
@@ -143,6 +152,107 @@ class FakeFcm(FakeProvider):
     def _failure(status: int) -> Answer:
         names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
         return fcm_error(status, names.get(status, "INTERNAL"), names.get(status, "INTERNAL"))
+
+
+@cache
+def key_pair(name: str = "main") -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def service_account_json(token_uri: str, key: rsa.RSAPrivateKey | None = None) -> dict[str, Any]:
+    """A service-account key file laid out exactly as Firebase's "Generate new private key" gives it."""
+    email = "flowline@flowline-test.iam.gserviceaccount.com"
+    return {
+        "type": "service_account",
+        "project_id": "flowline-test",
+        "private_key_id": "key-1",
+        "private_key": pem(key or key_pair()),
+        "client_email": email,
+        "client_id": "104050607080901020304",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
+        "universe_domain": "googleapis.com",
+    }
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class FakeTokenEndpoint(FakeProvider):
+    """Google's OAuth 2 token endpoint for service accounts (``/token``): takes a JWT bearer
+    assertion only if it is signed (RS256) by ``public_key`` and claims what Google requires,
+    and issues tokens that live ``expires_in`` seconds of ``now`` (the test's clock)."""
+
+    public_key: rsa.RSAPublicKey | None = None
+    client_email: str = "flowline@flowline-test.iam.gserviceaccount.com"
+    private_key_id: str = "key-1"
+    expires_in: int = 100
+    now: Callable[[], float] = time.time
+    # Every token issued -> when it expires; ``revoked`` ones are refused before that.
+    issued: dict[str, float] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    # The claims of every assertion taken.
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+    def valid(self, token: str) -> bool:
+        with self.lock:
+            return token in self.issued and token not in self.revoked and self.now() < self.issued[token]
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        if path != "/token":
+            return 404, {"error": "not_found"}
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return 400, {"error": "invalid_request", "error_description": "expected a form body"}
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return status, {"error": "internal_failure", "error_description": "failing"}
+        try:
+            encoded_header, encoded_claims, signature = form["assertion"].split(".")
+            header, claims = json.loads(_b64decode(encoded_header)), json.loads(_b64decode(encoded_claims))
+        except (KeyError, ValueError):
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT"}
+        assert self.public_key is not None
+        try:
+            self.public_key.verify(
+                _b64decode(signature),
+                f"{encoded_header}.{encoded_claims}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except InvalidSignature:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        expected_claims = {
+            "iss": self.client_email,
+            "scope": "https://www.googleapis.com/auth/firebase.messaging",
+            "aud": f"{self.url}/token",
+        }
+        now = self.now()
+        claims_ok = (
+            header == {"alg": "RS256", "typ": "JWT", "kid": self.private_key_id}
+            and {k: claims.get(k) for k in expected_claims} == expected_claims
+            and set(claims) == {"iss", "scope", "aud", "iat", "exp"}
+            and claims["exp"] - claims["iat"] == 3600
+            and abs(claims["iat"] - now) <= 60
+        )
+        if not claims_ok:
+            return 400, {"error": "invalid_grant", "error_description": f"Invalid JWT: {header} {claims}"}
+        self.claims.append(claims)
+        token = f"ya29.{uuid.uuid4().hex}"
+        self.issued[token] = now + self.expires_in
+        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
 
 
 @contextmanager
@@ -189,6 +299,13 @@ def serving(fake: FakeProvider) -> Iterator[FakeProvider]:
 def fake_twilio(**options: Any) -> Iterator[FakeTwilio]:
     with serving(FakeTwilio(**options)) as fake:
         assert isinstance(fake, FakeTwilio)
+        yield fake
+
+
+@contextmanager
+def fake_token_endpoint(**options: Any) -> Iterator[FakeTokenEndpoint]:
+    with serving(FakeTokenEndpoint(**options)) as fake:
+        assert isinstance(fake, FakeTokenEndpoint)
         yield fake
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from flowline.store import workspaces
 from flowline.store.database import Store
 from tests.conftest import Tenant
+from tests.providers import key_pair, pem, service_account_json
 
 SETTINGS: dict[str, Any] = {
     "email": {
@@ -95,7 +97,7 @@ async def test_invalid_settings_name_each_fault_and_change_nothing(
     paths = sorted(f["path"] for f in answer.json()["faults"])
     assert paths == ["$.email.port", "$.fax", "$.push", "$.sms.account_sid", "$.sms.base_url"]
     missing = await api.put("/v1/workspace/channels", json={"push": {"provider": "fcm"}})
-    assert sorted(f["path"] for f in missing.json()["faults"]) == ["$.push.access_token", "$.push.project_id"]
+    assert [f["path"] for f in missing.json()["faults"]] == ["$.push.service_account"]
     for body in (b"[1]", b"{nope"):
         raw = await api.put(
             "/v1/workspace/channels", content=body, headers={"Content-Type": "application/json"}
@@ -112,3 +114,77 @@ async def test_channels_are_per_workspace_and_documented(api: httpx.AsyncClient)
     assert "ChannelSettings" in schema["components"]["schemas"]
     body = schema["paths"]["/v1/workspace/channels"]["put"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ChannelSettings"}
+
+
+def with_service_account(**account: Any) -> dict[str, Any]:
+    push = {
+        "provider": "fcm",
+        "service_account": {**service_account_json("https://oauth2.googleapis.com/token"), **account},
+    }
+    return {**SETTINGS, "push": push}
+
+
+async def test_a_service_account_round_trips_with_its_private_key_masked(
+    api: httpx.AsyncClient, store: Store, tenant: Tenant
+) -> None:
+    document = with_service_account()
+    key = document["push"]["service_account"]["private_key"]
+    put = await api.put("/v1/workspace/channels", json=document)
+    assert put.status_code == 200, put.text
+    shown = (await api.get("/v1/workspace/channels")).json()
+    assert shown == put.json()
+    account = shown["push"]["service_account"]
+    assert account["private_key"] == "***" and "PRIVATE KEY" not in str(shown)
+    assert {k: v for k, v in account.items() if k != "private_key"} == {
+        k: v for k, v in document["push"]["service_account"].items() if k != "private_key"
+    }
+    assert shown["push"]["access_token"] is None and shown["push"]["project_id"] is None
+    async with store.connect() as conn:
+        stored = await workspaces.channel_settings(conn, tenant.id)
+    assert stored.push is not None and stored.push.service_account is not None
+    assert stored.push.service_account.private_key == key and stored.push.project == "flowline-test"
+
+    # Sent back as read (the mask included): the key is kept.
+    shown["push"]["project_id"] = "other-project"
+    assert (await api.put("/v1/workspace/channels", json=shown)).status_code == 200
+    async with store.connect() as conn:
+        stored = await workspaces.channel_settings(conn, tenant.id)
+    assert stored.push is not None and stored.push.service_account is not None
+    assert (stored.push.project_id, stored.push.service_account.private_key) == ("other-project", key)
+    # The mask keeps the key of the same account only: another account needs its own key.
+    other = {**shown, "push": {**shown["push"]}}
+    other["push"]["service_account"] = {**account, "client_email": "x@other.iam.gserviceaccount.com"}
+    refused = await api.put("/v1/workspace/channels", json=other)
+    assert refused.status_code == 422
+    assert [f["path"] for f in refused.json()["faults"]] == ["$.push.service_account.private_key"]
+    # Back to a fixed access token: the masked key goes with the account.
+    fixed = {**shown, "push": {"provider": "fcm", "project_id": "p", "access_token": "fcm-secret"}}
+    assert (await api.put("/v1/workspace/channels", json=fixed)).status_code == 200
+    async with store.connect() as conn:
+        stored = await workspaces.channel_settings(conn, tenant.id)
+    assert stored.push is not None and stored.push.service_account is None
+
+
+async def test_bad_service_account_settings_are_422_with_paths(api: httpx.AsyncClient) -> None:
+    async def faults(document: dict[str, Any]) -> list[str]:
+        answer = await api.put("/v1/workspace/channels", json=document)
+        assert answer.status_code == 422, answer.text
+        assert "PRIVATE KEY" not in answer.text  # the key is never echoed
+        return sorted(f["path"] for f in answer.json()["faults"])
+
+    ec_key = pem(ec.generate_private_key(ec.SECP256R1()))
+    assert await faults(with_service_account(private_key=ec_key)) == ["$.push.service_account.private_key"]
+    assert await faults(with_service_account(private_key=pem(key_pair())[:-80])) == [
+        "$.push.service_account.private_key"
+    ]
+    assert await faults(with_service_account(type="authorized_user", client_email=None)) == [
+        "$.push.service_account.client_email",
+        "$.push.service_account.type",
+    ]
+    both = with_service_account()
+    both["push"]["access_token"] = "t"
+    assert await faults(both) == ["$.push.service_account"]
+    no_project = {"push": {"provider": "fcm", "access_token": "t"}}
+    assert await faults(no_project) == ["$.push"]
+    not_an_object = {"push": {"provider": "fcm", "service_account": "{}"}}
+    assert await faults(not_an_object) == ["$.push.service_account"]

@@ -126,7 +126,30 @@ CASES: list[tuple[str, str, Any, list[str]]] = [
         "PUT",
         "/v1/workspace/channels",
         {**CHANNELS, "sms": {**CHANNELS["sms"], "account_sid": 5}, "push": {"provider": "fcm"}},
-        ["$.sms.account_sid", "$.push.project_id", "$.push.access_token"],
+        ["$.sms.account_sid", "$.push.service_account"],
+    ),
+    (
+        "PUT",
+        "/v1/workspace/channels",
+        {
+            "push": {
+                "provider": "fcm",
+                "service_account": {
+                    "type": "user",
+                    "project_id": "p",
+                    "private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+                    "token_uri": "not a url",
+                    "colour": 1,
+                },
+            }
+        },
+        [
+            "$.push.service_account.type",
+            "$.push.service_account.private_key",
+            "$.push.service_account.client_email",
+            "$.push.service_account.token_uri",
+            "$.push.service_account.colour",
+        ],
     ),
     (
         "POST",

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from tests.servers import free_port, http_sink
 # Starts its own Temporal server and processes (tests/conftest.py cannot see it): not in `make quick`.
 pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parent.parent
+SMTP_PASSWORD = "run-smtp-pa55word"
 
 
 @contextmanager
@@ -99,6 +101,14 @@ def test_run_brings_up_the_stack_runs_a_journey_and_keeps_data_across_restarts(t
                 assert time.monotonic() < deadline, "the journey did not complete"
                 time.sleep(0.3)
             assert [m["body"] for m in client.get("/v1/profiles/ada/inbox").json()["messages"]] == ["Hi Ada"]
+            # Channel credentials are sealed under the key `flowline run` made (docs/secrets.md).
+            smtp = {
+                "provider": "smtp",
+                "host": "127.0.0.1",
+                "password": SMTP_PASSWORD,
+                "from_address": "a@b.c",
+            }
+            assert client.put("/v1/workspace/channels", json={"email": smtp}).status_code == 200
         assert len(sink.on("/hook")) == 1
         ui = httpx.get(f"http://127.0.0.1:{ui_port}/", timeout=5)
         assert ui.status_code == 200, "the Temporal UI answers"
@@ -112,6 +122,10 @@ def test_run_brings_up_the_stack_runs_a_journey_and_keeps_data_across_restarts(t
         assert json.loads(base64.b64decode(plain["data"]))["profile_id"] == "ada"
     payload_key = (tmp_path / "payload-key").read_text()
     assert (tmp_path / "payload-key").stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(tmp_path / "flowline.db") as db:
+        [(stored,)] = db.execute("SELECT channels FROM workspaces WHERE channels IS NOT NULL").fetchall()
+    assert SMTP_PASSWORD not in stored
+    assert json.loads(stored)["email"]["password"]["key"] == payload_key.partition(":")[0]
     assert process.returncode == 0
     assert not _listening(api_port) and not _listening(temporal_port), "Ctrl-C stopped every process"
 
@@ -121,6 +135,16 @@ def test_run_brings_up_the_stack_runs_a_journey_and_keeps_data_across_restarts(t
         with httpx.Client(base_url=api, headers=headers, timeout=10) as client:
             assert client.get(f"/v1/journeys/{journey}").json()["status"] == "completed"
             assert client.get("/v1/flows/hello").json()["current_version"] == 1
+            assert client.get("/v1/workspace/channels").json()["email"]["password"] == "***"
+    # And the command finds it sealed under the newest key, with no setting either.
+    check = subprocess.run(
+        [sys.executable, "cli.py", "reencrypt-secrets", "--check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0 and "1 under key dev-" in check.stdout, check.stdout + check.stderr
 
 
 async def _journey_input(address: str, journey_id: str) -> dict[str, Any]:

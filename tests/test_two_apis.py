@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from temporalio.client import WorkflowExecutionStatus
 from flowline.store.database import Store
 from flowline.store.tables import events, journeys
 from tests.conftest import new_tenant
-from tests.processes import ROOT, DevServer
+from tests.processes import DevServer, api_process, ready
 from tests.servers import free_port
 from worker import running_worker
 
@@ -43,37 +40,6 @@ def flow(flow_id: str, event: str) -> dict[str, Any]:
         "settings": {"reentry": "concurrent"},
         "steps": [{"id": "done", "type": "exit"}],
     }
-
-
-@contextmanager
-def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """``uvicorn --factory api.app:create_app`` on ``port``, as ``cli.py run`` starts it."""
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--no-access-log"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def ready(url: str, patience: float = 60.0) -> None:
-    began = time.monotonic()
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - began < patience, f"{url} did not become ready"
-            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

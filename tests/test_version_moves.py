@@ -17,6 +17,7 @@ from tests.test_flow_settings import go
 from tests.test_journeys import publish
 from tests.test_stop_and_goal import record
 from tests.test_wait_for_event import inbox, send, start, wait_flow
+from worker import running_worker
 
 
 def hooked_flow(sink: HttpSink, hook: str, *, wait: str = "wait", pause: str = "2d") -> dict[str, Any]:
@@ -180,3 +181,21 @@ async def test_a_moved_wait_for_event_keeps_the_events_it_heard(
     assert [(p.step, p.branch) for p in state.path][:2] == [("wait", "happened"), ("yes", "sent")]
     assert await inbox(api) == ["moved"]
     assert [m.moved for m in state.moves] == [True]
+
+
+async def test_a_move_signalled_before_the_journeys_first_workflow_task_is_taken(
+    api: httpx.AsyncClient, temporal: WorkflowEnvironment, store: Store, sink: HttpSink, task_queue: str
+) -> None:
+    """Published with move_journeys right after a journey started, before any worker ran it: the
+    move signal reaches the run with its start, in its first workflow task. The run takes it once
+    its walk waits at "wait" (PATCHES.early_signals; before, the move was dropped unrecorded)."""
+    await publish(api, hooked_flow(sink, "/v1", pause="2d"))
+    [journey_id] = await go(api, "e-1", "ada")
+    published = await publish_moving(api, hooked_flow(sink, "/v2", pause="3d"))
+    assert published["journeys_asked_to_move"] == 1
+    async with running_worker(temporal.client, store, task_queue, allow_private_outbound=True):
+        await moved_in_store(store, journey_id)
+        state = await finish(temporal, journey_id)
+    [move] = state.moves
+    assert (move.moved, move.version, move.from_version, move.step) == (True, 2, 1, "wait")
+    assert [r.json() for r in sink.on("/v2")] and sink.on("/v1") == []

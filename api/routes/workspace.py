@@ -13,7 +13,7 @@ from api.body import CheckedRoute
 from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from flowline.channels.config import ChannelSettings
+from flowline.channels.config import SECRET_FIELDS, ChannelSettings
 from flowline.document_paths import error_path
 from flowline.secrets import MASK, kept_secrets, mask
 from flowline.store import workspaces
@@ -55,8 +55,9 @@ async def put_workspace(body: WorkspaceSettings, workspace: Workspace, svc: Svc)
     return body
 
 
-SECRET_FIELDS = ("auth_token", "password", "access_token")
 CHANNELS = ("email", "sms", "push")
+# Secrets one level down: (channel, key, its secrets) -- the push service account's private key.
+NESTED_SECRETS = (("push", "service_account", ("private_key",)),)
 
 
 def masked(settings: ChannelSettings) -> dict[str, Any]:
@@ -64,6 +65,9 @@ def masked(settings: ChannelSettings) -> dict[str, Any]:
     for channel in CHANNELS:
         if isinstance(shown[channel], dict):
             mask(shown[channel], SECRET_FIELDS)
+    for channel, key, names in NESTED_SECRETS:
+        if isinstance(shown[channel], dict) and isinstance(shown[channel].get(key), dict):
+            mask(shown[channel][key], names)
     return shown
 
 
@@ -77,6 +81,20 @@ def _unmask(document: dict[str, Any], stored: ChannelSettings) -> list[dict[str,
         same_provider = kept is not None and given.get("provider") == kept.provider
         secrets, missing = kept_secrets(given, kept if same_provider else None, SECRET_FIELDS, f"$.{channel}")
         given.update(secrets)
+        faults += [{"path": path, "message": message} for path, message in missing]
+    for channel, key, names in NESTED_SECRETS:
+        given = document.get(channel)
+        inner = given.get(key) if isinstance(given, dict) else None
+        if not isinstance(inner, dict):
+            continue
+        # The stored key is kept for the same service account only (same key id and email).
+        stored_inner = getattr(getattr(stored, channel), key, None)
+        same = stored_inner is not None and (
+            inner.get("private_key_id"),
+            inner.get("client_email"),
+        ) == (stored_inner.private_key_id, stored_inner.client_email)
+        secrets, missing = kept_secrets(inner, stored_inner if same else None, names, f"$.{channel}.{key}")
+        inner.update(secrets)
         faults += [{"path": path, "message": message} for path, message in missing]
     return faults
 

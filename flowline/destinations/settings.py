@@ -16,12 +16,13 @@ Region = Literal["eu1", "in1", "us1", "sg1", "aps3", "mec1"]
 Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
 
-# The fields that hold secrets, per type: never shown by the API ("***" instead).
+# The fields that hold secrets, per type: never shown by the API ("***" instead), stored sealed
+# (flowline/secret_box.py), left out of reprs and validation errors.
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {"clevertap": ("passcode",), "webhook": ("signing_secret",)}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class CleverTapDestination(_Strict):
@@ -29,7 +30,7 @@ class CleverTapDestination(_Strict):
 
     type: Literal["clevertap"] = "clevertap"
     account_id: str = Field(min_length=1, max_length=100)
-    passcode: str = Field(min_length=1, max_length=200)
+    passcode: str = Field(min_length=1, max_length=200, repr=False)
     region: Region = "eu1"
     # Which profile field is CleverTap's identity: id, email, phone or an attribute's name.
     identity: str = Field(default="id", min_length=1, max_length=200)
@@ -47,7 +48,7 @@ class WebhookDestination(_Strict):
 
     type: Literal["webhook"] = "webhook"
     url: Url
-    signing_secret: str = Field(min_length=1, max_length=500)
+    signing_secret: str = Field(min_length=1, max_length=500, repr=False)
     batch_size: int = Field(default=100, ge=1, le=1000)
     # Events exported as they are (flow_entered, flow_exited, any event's name).
     events: list[EventName] = Field(default_factory=list, max_length=100)

@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowline import json_values
 from flowline.conditions import sql_functions
+from flowline.secret_box import PLAIN, SecretBox
 from flowline.store.idle_ping import ping_when_idle
 
 
@@ -44,11 +45,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     sql_functions.register(dbapi_connection)
 
 
-class Store:
-    """The database handle every component shares: an async engine plus a few helpers."""
+# Each engine's secret box, for the code that reads and writes secrets with a connection only.
+_boxes: weakref.WeakKeyDictionary[Engine, SecretBox] = weakref.WeakKeyDictionary()
 
-    def __init__(self, url: str, *, ping_after_idle_s: float = 10.0, **engine_options: Any) -> None:
+
+def secret_box(conn: AsyncConnection) -> SecretBox:
+    """The box that seals and opens the secrets stored through ``conn`` (its store's keys)."""
+    return _boxes.get(conn.sync_engine, PLAIN)
+
+
+class Store:
+    """The database handle every component shares: an async engine plus a few helpers.
+
+    ``secret_keys`` (``FLOWLINE_PAYLOAD_KEYS``): the keys that seal the secrets of channel and
+    destination settings (flowline/secret_box.py); empty: they are stored in clear."""
+
+    def __init__(
+        self, url: str, *, secret_keys: str = "", ping_after_idle_s: float = 10.0, **engine_options: Any
+    ) -> None:
         self.url = make_url(url)
+        self.secrets = SecretBox.from_setting(secret_keys)
         self._writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -68,6 +84,7 @@ class Store:
         options["json_serializer"] = json_values.dumps
         options.update(engine_options)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        _boxes[self.engine.sync_engine] = self.secrets
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:

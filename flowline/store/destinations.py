@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.destinations.settings import CleverTapDestination, Destination, WebhookDestination
+from flowline.destinations.settings import (
+    SECRET_FIELDS,
+    CleverTapDestination,
+    Destination,
+    WebhookDestination,
+)
 from flowline.flow.document import FlowDocument
 from flowline.flow.steps import ExportStep
 from flowline.flow.validation import FlowFault
-from flowline.store.database import Store, utcnow
+from flowline.secret_box import SecretBox
+from flowline.store.database import Store, secret_box, utcnow
 from flowline.store.tables import destinations
 
 _SETTINGS: TypeAdapter[CleverTapDestination | WebhookDestination] = TypeAdapter(Destination)
@@ -27,10 +35,22 @@ class StoredDestination:
     updated_at: datetime
 
 
-def _row(row: object) -> StoredDestination:
+def _row(box: SecretBox, row: object) -> StoredDestination:
     values = row._mapping  # type: ignore[attr-defined]
-    settings = _SETTINGS.validate_python(values["settings"])
+    settings = _SETTINGS.validate_python(open_settings(box, values["type"], values["settings"]))
     return StoredDestination(values["id"], settings, values["created_at"], values["updated_at"])
+
+
+def open_settings(box: SecretBox, kind: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A destination's stored settings with its secrets opened (flowline/secret_box.py)."""
+    return box.open_fields(stored, SECRET_FIELDS.get(kind, ()))
+
+
+def seal_settings(box: SecretBox, kind: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A destination's settings with its secrets sealed under the newest key (opened first: a
+    value sealed under an older key is sealed again)."""
+    names = SECRET_FIELDS.get(kind, ())
+    return box.seal_fields(box.open_fields(stored, names), names)
 
 
 async def put_destination(
@@ -42,7 +62,7 @@ async def put_destination(
 ) -> StoredDestination:
     """Create or replace the destination; answers it as stored."""
     now = utcnow()
-    value = settings.model_dump(mode="json")
+    value = seal_settings(secret_box(conn), settings.type, settings.model_dump(mode="json"))
     statement = store.insert(destinations).values(
         workspace_id=workspace_id,
         id=destination_id,
@@ -71,14 +91,15 @@ async def get_destination(
             )
         )
     ).first()
-    return None if row is None else _row(row)
+    return None if row is None else _row(secret_box(conn), row)
 
 
 async def list_destinations(conn: AsyncConnection, workspace_id: str) -> list[StoredDestination]:
     rows = await conn.execute(
         select(destinations).where(destinations.c.workspace_id == workspace_id).order_by(destinations.c.id)
     )
-    return [_row(r) for r in rows]
+    box = secret_box(conn)
+    return [_row(box, r) for r in rows]
 
 
 async def delete_destination(conn: AsyncConnection, workspace_id: str, destination_id: str) -> bool:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.elements.definition import DeclarativeElement
-from flowline.store.database import utcnow
+from flowline.secret_box import SecretBox
+from flowline.secrets import secret_headers
+from flowline.store.database import secret_box, utcnow
 from flowline.store.tables import element_versions
 
 _T = element_versions
@@ -25,10 +29,42 @@ class StoredElement:
     first_created_at: datetime
 
 
-def _element(values: object, first: datetime) -> StoredElement:
+def _element(box: SecretBox, values: object, first: datetime) -> StoredElement:
     row = values._mapping  # type: ignore[attr-defined]
-    definition = DeclarativeElement.model_validate(row["definition"])
+    definition = DeclarativeElement.model_validate(open_definition(box, row["definition"]))
     return StoredElement(row["element_id"], row["version"], definition, row["created_at"], first)
+
+
+def _with_headers(
+    stored: Mapping[str, Any], change: Callable[[Mapping[str, Any], list[str]], dict[str, Any]]
+) -> dict[str, Any]:
+    request = stored.get("request")
+    headers = request.get("headers") if isinstance(request, Mapping) else None
+    if not isinstance(request, Mapping) or not isinstance(headers, Mapping):
+        return dict(stored)
+    return {**stored, "request": {**request, "headers": change(headers, secret_headers(headers))}}
+
+
+def open_definition(box: SecretBox, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored definition with the values of its credential headers opened (flowline/secret_box.py)."""
+    return _with_headers(stored, box.open_fields)
+
+
+def seal_definition(box: SecretBox, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition with the values of its credential headers sealed under the newest key
+    (opened first: a value sealed under an older key is sealed again)."""
+    return _with_headers(
+        stored, lambda headers, names: box.seal_fields(box.open_fields(headers, names), names)
+    )
+
+
+def definition_secrets(stored: Mapping[str, Any]) -> list[Any]:
+    """The credential header values of a stored definition, as stored (sealed or in clear)."""
+    request = stored.get("request")
+    headers = request.get("headers") if isinstance(request, Mapping) else None
+    if not isinstance(headers, Mapping):
+        return []
+    return [headers[name] for name in secret_headers(headers) if headers[name] is not None]
 
 
 async def _first_created(conn: AsyncConnection, workspace_id: str, element_id: str) -> datetime | None:
@@ -64,7 +100,7 @@ async def get_element(
         return None
     first = await _first_created(conn, workspace_id, element_id)
     assert first is not None
-    return _element(row, first)
+    return _element(secret_box(conn), row, first)
 
 
 async def put_element(
@@ -81,7 +117,7 @@ async def put_element(
             workspace_id=workspace_id,
             element_id=element_id,
             version=version,
-            definition=value,
+            definition=seal_definition(secret_box(conn), value),
             created_at=utcnow(),
         )
     )
@@ -108,7 +144,8 @@ async def list_elements(conn: AsyncConnection, workspace_id: str) -> list[Stored
         .where(_T.c.workspace_id == workspace_id)
         .order_by(_T.c.element_id)
     )
-    return [_element(row, row.first) for row in await conn.execute(query)]
+    box = secret_box(conn)
+    return [_element(box, row, row.first) for row in await conn.execute(query)]
 
 
 async def element_ids(conn: AsyncConnection, workspace_id: str, ids: set[str]) -> dict[str, StoredElement]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowline import json_values
 from flowline.store.database import Store, one_of, utcnow
 from flowline.store.event_exports import export_events
-from flowline.store.tables import events
+from flowline.store.tables import event_routing_failures, events
 
 
 async def insert_events(
@@ -266,9 +266,15 @@ async def mark_routed(conn: AsyncConnection, workspace_id: str, event_ids: Seque
 
 
 async def unrouted_by_id(
-    conn: AsyncConnection, workspace_id: str, event_ids: Sequence[str]
+    conn: AsyncConnection,
+    workspace_id: str,
+    event_ids: Sequence[str],
+    *,
+    settled_before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Those of these (stored) events that are not routed yet, as stored."""
+    """Those of these (stored) events that are not routed yet, as stored. With
+    ``settled_before``: only those received before it, or whose routing failed (the others may be
+    in the hands of the process that stored them, routing them now)."""
     if not event_ids:
         return []
     query = (
@@ -280,7 +286,27 @@ async def unrouted_by_id(
         )
         .order_by(events.c.received_at, events.c.id)
     )
+    if settled_before is not None:
+        failed = (
+            select(event_routing_failures.c.event_id)
+            .where(
+                event_routing_failures.c.workspace_id == workspace_id,
+                event_routing_failures.c.event_id == events.c.id,
+            )
+            .exists()
+        )
+        query = query.where(or_(events.c.received_at < settled_before, failed))
     return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def record_routing_failure(
+    store: Store, conn: AsyncConnection, workspace_id: str, event_ids: Sequence[str]
+) -> None:
+    """These events' routing failed: a resend routes them at once (``unrouted_by_id``)."""
+    if event_ids:
+        now = utcnow()
+        rows = [{"workspace_id": workspace_id, "event_id": e, "failed_at": now} for e in event_ids]
+        await conn.execute(store.insert(event_routing_failures).values(rows).on_conflict_do_nothing())
 
 
 async def stale_unrouted(

@@ -141,6 +141,17 @@ events = Table(
     ),
 )
 
+# Events whose routing by the process that stored them failed (Temporal refused): the same event
+# sent again is routed at once. Other unrouted events that come again are routed by the resend
+# only once their first routing had time to finish (launch/routing.py, resend_grace).
+event_routing_failures = Table(
+    "event_routing_failures",
+    metadata,
+    Column("workspace_id", String(64), ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", String(ID), primary_key=True),
+    Column("failed_at", UTCDateTime(), nullable=False),
+)
+
 flows = Table(
     "flows",
     metadata,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowline.channels.config import ChannelSettings
-from flowline.store.database import utcnow
+from flowline.channels.config import SEALED_FIELDS, ChannelSettings
+from flowline.secret_box import SecretBox
+from flowline.store.database import secret_box, utcnow
 from flowline.store.tables import api_keys, workspaces
 
 KEY_PREFIX = "fl_"
@@ -105,11 +108,42 @@ async def person_zone(conn: AsyncConnection, workspace_id: str, attributes: dict
 
 
 async def channel_settings(conn: AsyncConnection, workspace_id: str) -> ChannelSettings:
-    """Which provider sends each channel of the workspace (none configured: all None)."""
+    """Which provider sends each channel of the workspace (none configured: all None), with its
+    secrets opened (flowline/secret_box.py)."""
     raw = await conn.scalar(select(workspaces.c.channels).where(workspaces.c.id == workspace_id))
-    return ChannelSettings.model_validate(raw or {})
+    return ChannelSettings.model_validate(open_channels(secret_box(conn), raw or {}))
 
 
 async def set_channel_settings(conn: AsyncConnection, workspace_id: str, settings: ChannelSettings) -> None:
-    value = settings.model_dump(mode="json", exclude_none=True)
+    """Store the settings with their secrets sealed under the newest key."""
+    value = seal_channels(secret_box(conn), settings.model_dump(mode="json", exclude_none=True))
     await conn.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(channels=value))
+
+
+def seal_channels(box: SecretBox, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``workspaces.channels`` with each channel's secrets sealed (opened first: a value sealed
+    under an older key is sealed again under the newest)."""
+    return {
+        channel: box.seal_fields(box.open_fields(value, SEALED_FIELDS), SEALED_FIELDS)
+        if isinstance(value, Mapping)
+        else value
+        for channel, value in stored.items()
+    }
+
+
+def open_channels(box: SecretBox, stored: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        channel: box.open_fields(value, SEALED_FIELDS) if isinstance(value, Mapping) else value
+        for channel, value in stored.items()
+    }
+
+
+def channel_secrets(stored: Mapping[str, Any] | None) -> list[Any]:
+    """The secrets as stored in a ``workspaces.channels`` value (sealed or in clear)."""
+    return [
+        value[name]
+        for value in (stored or {}).values()
+        if isinstance(value, Mapping)
+        for name in SEALED_FIELDS
+        if value.get(name) is not None
+    ]
