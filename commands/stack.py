@@ -33,6 +33,7 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
+from flowline import tracing
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -220,6 +221,7 @@ def export_batcher() -> None:
 
     async def serve() -> None:
         settings = get_settings()
+        tracing.start(settings)  # a span per delivery's HTTP request when configured (docs/tracing.md)
         store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
