@@ -33,7 +33,6 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
-from flowline import tracing
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -220,6 +219,8 @@ def export_batcher() -> None:
     for destinations, beside workers started with FLOWLINE_EXPORT_BATCHER=false."""
 
     async def serve() -> None:
+        from flowline import tracing
+
         settings = get_settings()
         tracing.start(settings)  # a span per delivery's HTTP request when configured (docs/tracing.md)
         store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
