@@ -1,11 +1,13 @@
 """Traces (docs/tracing.md): one event through the API starts a journey that sends an email
 (aiosmtpd) and calls a webhook (a local receiver); a real OTLP/HTTP receiver on 127.0.0.1 gets
 one trace from the API request down to the SMTP send and the HTTP call, with Flowline's ids and
-no personal data. The traced journey's history replays with and without the interceptor. With no
-endpoint configured nothing is installed."""
+no personal data; a second event, which the journey waits for, is a signal traced from its own
+request into the journey's trace. The traced journey's history replays with and without the
+interceptor. With no endpoint configured nothing is installed."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 import uuid
@@ -35,6 +37,7 @@ from api.tracing import TraceRequests
 from flowline import tracing
 from flowline.channels.config import ChannelSettings
 from flowline.channels.outbound import outbound_client
+from flowline.journey import JourneyState
 from flowline.settings import Settings
 from flowline.store import workspaces
 from flowline.store.database import Store
@@ -154,6 +157,16 @@ def otlp() -> Iterator[OtlpReceiver]:
             tracing.stop()
 
 
+async def waiting(temporal: WorkflowEnvironment, journey_id: str) -> None:
+    """Until the journey waits for the event (one sent before would not count)."""
+    handle = temporal.client.get_workflow_handle(journey_id)
+    for _ in range(400):
+        if (await handle.query("state", result_type=JourneyState)).current_step == "wait":
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{journey_id} never reached the wait")
+
+
 def flush() -> None:
     active = tracing.active()
     assert active is not None
@@ -190,6 +203,13 @@ def _flow(hook_url: str) -> dict[str, Any]:
                     "phone": "{{ profile.phone }}",
                     "note": "{{ event.note }}",
                 },
+            },
+            {
+                "id": "wait",
+                "type": "wait_for_event",
+                "conditions": [{"event": "upgraded"}],
+                "timeout": "1d",
+                "next": {"happened": "done", "timeout": "done"},
             },
             {"id": "done", "type": "exit"},
         ],
@@ -253,24 +273,32 @@ async def test_one_trace_from_the_api_request_to_the_smtp_send_and_the_webhook(
     )
     assert answer.status_code == 202, answer.text
     (journey_id,) = answer.json()["journeys"]
-    assert (await finish(temporal, journey_id)).status == "completed"
+    await waiting(temporal, journey_id)
+    # The event the journey waits for: a signal from the API.
+    heard = await api.post(
+        "/v1/events",
+        json={"id": f"u-{person}", "profile_id": person, "name": "upgraded", "properties": {"note": note}},
+    )
+    assert heard.status_code == 202, heard.text
+    state = await finish(temporal, journey_id)
+    assert [(p.step, p.branch) for p in state.path if p.step == "wait"] == [("wait", "happened")]
     # The personal data went where the flow sends it: the traces must not carry it.
     (hook,) = sink.on("/hook")
     assert email in hook.body.decode() and phone in hook.body.decode()
     assert smtp.to(email)
     flush()
 
-    request = next(s for s in otlp.named("POST /v1/events"))
-    trace_id = request.trace_id
-    assert request.kind == SpanKind.SERVER.value + 1  # OTLP's enum counts from UNSPECIFIED
-    assert request.attributes == {
+    started_by, signalled_by = otlp.named("POST /v1/events")
+    trace_id = started_by.trace_id
+    assert started_by.kind == SpanKind.SERVER.value + 1  # OTLP's enum counts from UNSPECIFIED
+    assert started_by.attributes == {
         "http.request.method": "POST",
         "http.route": "/v1/events",
         "http.response.status_code": 202,
     }
-    assert request.service == "flowline-test"
+    assert started_by.service == "flowline-test"
     start = otlp.one("StartWorkflow:Journey", trace_id)
-    assert start.parent_id == request.span_id
+    assert start.parent_id == started_by.span_id
     ids = {
         tracing.JOURNEY_ID: journey_id,
         tracing.FLOW_ID: "traced",
@@ -304,6 +332,11 @@ async def test_one_trace_from_the_api_request_to_the_smtp_send_and_the_webhook(
         "server.port": int(sink.url.rsplit(":", 1)[1]),
         "http.response.status_code": 200,
     }
+    # The second event's request signalled the journey; the workflow handled it in the first trace.
+    signal = otlp.one("SignalWorkflow:event", signalled_by.trace_id)
+    assert signal.parent_id == signalled_by.span_id
+    assert signal.attributes == {"temporalWorkflowID": journey_id}
+    assert otlp.one("HandleSignal:event", trace_id).parent_id == start.span_id
     # The receiver could join the trace: W3C traceparent of the HTTP call's span.
     assert hook.headers["traceparent"].startswith(f"00-{trace_id}-{webhook.span_id}-")
     # No personal data anywhere: not the profile id (in the profile's path), the address, the
