@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -48,6 +51,8 @@ from tests.servers import HttpSink
 from tests.smtp import SmtpServer
 from tests.test_replay import CODEC_CONVERTER, HISTORIES
 from worker import WORKFLOWS, running_worker
+
+ROOT = Path(__file__).parent.parent
 
 
 @dataclass
@@ -429,3 +434,28 @@ async def test_every_recorded_history_replays_with_the_interceptor_and_makes_no_
     flush()
     assert otlp.spans == []
     assert len(HISTORIES) > 40
+
+
+def test_with_tracing_off_a_process_does_not_load_the_sdk() -> None:
+    """Off, the API and the worker import neither the OpenTelemetry SDK nor temporalio's
+    integration (which needs it): a process of their own, as deployed."""
+    probe = (
+        "import sys, worker\n"
+        "from api.app import create_app\n"
+        "from flowline.channels.outbound import outbound_client\n"
+        "from flowline.settings import Settings\n"
+        "create_app(Settings()); outbound_client(timeout=1, allow_private=False)\n"
+        "loaded = [m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'temporalio.contrib.o'))]\n"
+        "print(sorted(loaded))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWLINE_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
