@@ -208,4 +208,8 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # Last: the outermost middleware, so that a request's span covers every other (docs/tracing.md).
+    from api import tracing
+
+    tracing.install(app, settings)
     return app

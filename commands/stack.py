@@ -235,7 +235,10 @@ def export_batcher() -> None:
     for destinations, beside workers started with FLOWLINE_EXPORT_BATCHER=false."""
 
     async def serve() -> None:
+        from flowline import tracing
+
         settings = get_settings()
+        tracing.start(settings)  # a span per delivery's HTTP request when configured (docs/tracing.md)
         store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # Where people reach this API: the base of the links in messages (open pixel, click
     # redirects, unsubscribe).
     public_url: str = "http://127.0.0.1:8000"
+    # Traces (docs/tracing.md): spans go over OTLP/HTTP to the collector at this base URL (say
+    # http://otel-collector:4318; /v1/traces is appended). Empty: tracing off (no interceptor, no
+    # tracer provider). The service name tells the processes apart in the collector.
+    otlp_endpoint: str = ""
+    trace_service_name: str = "flowline"
     # Payloads in Temporal histories (flow documents, event properties, variables, profile data)
     # are AES-256-GCM encrypted under these keys: "<key id>:<base64 32-byte key>,...". The first
     # encrypts, all decrypt (rotation: put the new key first). Empty: payloads stay plain JSON.

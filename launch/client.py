@@ -6,12 +6,15 @@ from temporalio.client import Client
 
 from flowline.settings import Settings
 from launch.payload_codec import data_converter
+from launch.tracing import temporal_interceptors
 
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        # Traces through the client's calls and the workers built on it (launch/tracing.py).
+        interceptors=temporal_interceptors(settings),
         # Encrypts payloads when FLOWLINE_PAYLOAD_KEYS is set (launch/payload_codec.py).
         data_converter=data_converter(settings.payload_keys.get_secret_value()),
     )

@@ -37,6 +37,8 @@ import anyio
 import httpcore
 import httpx
 
+from flowline import tracing
+
 
 class OutboundRefused(httpx.TransportError):
     """The request would reach a non-public address: refused for good (never retried)."""
@@ -200,6 +202,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
 
 def outbound_client(*, timeout: float, allow_private: bool) -> httpx.AsyncClient:
-    """The HTTP client of activities: no redirects followed, the guard unless allowed."""
+    """The HTTP client of activities: no redirects followed, the guard unless allowed, a span per
+    request while tracing is on (flowline/tracing.py)."""
     transport = None if allow_private else GuardedTransport()
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+    return httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, transport=tracing.traced_transport(transport)
+    )

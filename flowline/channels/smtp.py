@@ -19,6 +19,7 @@ from email.utils import formatdate, parseaddr
 import aiosmtplib
 import httpx
 
+from flowline import tracing
 from flowline.channels.config import SmtpSettings
 from flowline.channels.outbound import OutboundGuard, OutboundRefused
 from flowline.channels.providers import DeliveryFailed, OutgoingMessage, Receipt
@@ -97,6 +98,14 @@ class SmtpProvider:
         recipient = parseaddr(message.to)[1]
         if "@" not in recipient:
             raise DeliveryFailed(f"not an email address: {message.to!r}", permanent=True)
+        # The host and port only: the recipient and the message stay out of traces.
+        with tracing.client_span(
+            "SMTP send", {"server.address": settings.host, "server.port": settings.port}
+        ):
+            return await self._send(mime, from_address, recipient)
+
+    async def _send(self, mime: EmailMessage, from_address: str, recipient: str) -> Receipt:
+        settings = self.settings
         sock: socket.socket | None = None
         try:
             if self.guard is not None:
