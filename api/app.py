@@ -18,6 +18,7 @@ from temporalio.client import Client
 from api import console, docs_pages, errors, links, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
+from api.rate_limits import RateLimit, RateLimits
 from api.routes import (
     attributes,
     codec,
@@ -156,6 +157,9 @@ def create_app(
     console.install(app, settings)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit_per_second > 0:  # outside BodyLimit: refused before anything is read
+        limits = RateLimits(settings.rate_limit_per_second, settings.rate_limit_burst)
+        app.add_middleware(RateLimit, limits=limits)
     for module in (
         flows,
         flow_lifecycle,

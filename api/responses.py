@@ -38,6 +38,7 @@ _WHY = {
     409: "the resource's state refuses the request",
     413: "the request is too large (body size, or items in one call)",
     422: "the request is invalid: each fault with its path",
+    429: "too many requests with this API key: send again after Retry-After seconds",
     503: "the store or Temporal is busy or unreachable: nothing was changed, send the request again "
     "(after Retry-After seconds)",
 }
@@ -51,7 +52,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     declared: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         answer: dict[str, Any] = {"description": _WHY[status], "model": Invalid if status == 422 else Problem}
-        if status == 503:
+        if status in (429, 503):
             answer["headers"] = _RETRY_AFTER
         declared[status] = answer
     return declared
@@ -59,7 +60,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # What any route behind an API key can answer: no key, a key whose scope does not allow the request
 # (docs/keys.md), or the store or Temporal busy.
-AUTHENTICATED = errors(401, 403, 503)
+AUTHENTICATED = errors(401, 403, 429, 503)
 # What a route that reads a body can answer besides: unreadable, too large, invalid.
 WITH_BODY = errors(400, 413, 422)
 # A route with query or path parameters that are checked.

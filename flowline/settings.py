@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowline.json_values import JsonLimits
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # What one request may carry (docs/api.md#limits): a larger body is refused with 413 before it
     # is read further (also when chunked); the rest are 422 with the path of each fault.
     max_body_bytes: int = 1024 * 1024
+    # Requests per second each API key may send to one API process on average, and at once
+    # (docs/api.md#rate-limits): past that, 429 with Retry-After. 0 turns the limit off.
+    rate_limit_per_second: float = Field(default=200.0, ge=0)
+    rate_limit_burst: int = Field(default=1000, ge=1)
     max_json_depth: int = 32
     max_string_chars: int = 100_000
     max_key_chars: int = 256
