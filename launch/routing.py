@@ -153,7 +153,9 @@ class JourneyLauncher:
             gate=gate,
         )
 
-    async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> IngestResult:
+    async def ingest(
+        self, workspace_id: str, rows: list[dict[str, Any]], *, stored_here: bool = False
+    ) -> IngestResult:
         """Store events, start the journeys they trigger, and signal the journeys that listen.
 
         Three short steps, so that no transaction waits on Temporal (SQLite has a single writer):
@@ -167,8 +169,9 @@ class JourneyLauncher:
         If Temporal refuses (JourneyStartFailed, the API's 503), the events stay stored but
         unrouted: the same events sent again, or the sweeper (``sweep``), route them. An unrouted
         event sent again within ``resend_grace`` of its first storing is left to the process that
-        stored it (it may be routing it now), unless that routing failed. An event
-        triggers flows until it is routed; a journey's id derives from its event, so a second
+        stored it (it may be routing it now), unless that routing failed. ``stored_here``: the
+        caller stored these events itself, in its own transaction, and routes them now (no grace).
+        An event triggers flows until it is routed; a journey's id derives from its event, so a second
         attempt finds its claim and starts the same journey, never another one.
         """
         result = IngestResult()
@@ -194,7 +197,10 @@ class JourneyLauncher:
             earlier = [r["id"] for r in rows if r["id"] not in result.stored]
             pending = [r for r in rows if r["id"] in result.stored and r["id"] not in quiet]
             retried = await events_store.unrouted_by_id(
-                conn, workspace_id, earlier, settled_before=utcnow() - self.resend_grace
+                conn,
+                workspace_id,
+                earlier,
+                settled_before=None if stored_here else utcnow() - self.resend_grace,
             )
             pending += retried
             listened |= {r["id"] for r in retried}

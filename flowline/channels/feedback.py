@@ -49,7 +49,9 @@ class EventIngest(Protocol):
     """What feedback needs of launch.routing.JourneyLauncher (the domain core does not import
     the Temporal side)."""
 
-    async def ingest(self, workspace_id: str, rows: list[dict[str, Any]]) -> Ingested: ...
+    async def ingest(
+        self, workspace_id: str, rows: list[dict[str, Any]], *, stored_here: bool = False
+    ) -> Ingested: ...
 
     async def route_profiles(self, workspace_id: str, profile_ids: Sequence[str]) -> None: ...
 

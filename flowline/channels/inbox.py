@@ -66,7 +66,7 @@ async def read_message(
             await deliveries.record_feedback(conn, message["delivery_id"], "opened", at)
         event = await _event(conn, message, "opened", at)
         await events.insert_events(store, conn, workspace_id, [event])
-    await launcher.ingest(workspace_id, [event])
+    await launcher.ingest(workspace_id, [event], stored_here=True)
     return message
 
 
@@ -90,5 +90,5 @@ async def consume_message(
         assert message is not None
         event = await _event(conn, message, "consumed", at, data=message["data"])
         await events.insert_events(store, conn, workspace_id, [event])
-    await launcher.ingest(workspace_id, [event])
+    await launcher.ingest(workspace_id, [event], stored_here=True)
     return message
