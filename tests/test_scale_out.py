@@ -228,7 +228,9 @@ async def _exercise(c: Cluster, store: Store, workspace_id: str, sink: HttpSink)
         await asyncio.wait_for(handle.result(), timeout=180)
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
-    # One in-app message per journey (the ledger), one webhook request per journey.
+    # One in-app message per journey (the ledger), one webhook per journey: a webhook the killed
+    # worker was sending is sent again under the same Idempotency-Key and body (on a loaded
+    # machine the first pauses can end before the kill), which a receiver takes as one.
     async with store.connect() as conn:
         messages = Counter(
             (
@@ -240,8 +242,11 @@ async def _exercise(c: Cluster, store: Store, workspace_id: str, sink: HttpSink)
             ).scalars()
         )
     assert messages == {r.id: 1 for r in rows}
-    keys = Counter(r.headers["Idempotency-Key"] for r in sink.received)
-    assert len(keys) == len(rows) and set(keys.values()) == {1}, keys
+    bodies: dict[str, set[bytes]] = {}
+    for request in sink.received:
+        bodies.setdefault(request.headers["Idempotency-Key"], set()).add(request.body)
+    assert len(bodies) == len(rows) and all(len(b) == 1 for b in bodies.values())
+    assert len(sink.received) - len(rows) <= len(rows) // 2  # retries of the killed worker's only
 
     # Every event (the clients' and the engine's flow_entered / flow_exited / message_sent) routed,
     # each exactly once, although the two sweepers ran every half second all along.
