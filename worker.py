@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import prometheus_client
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import (
@@ -29,6 +31,8 @@ from activities import (
     SegmentClockActivities,
     SendActivities,
 )
+from activities.log_context import LogContext
+from flowline import logs, metrics
 from flowline.channels.outbound import outbound_client
 from flowline.exports.batcher import deliver_until
 from flowline.settings import Settings, get_settings
@@ -93,6 +97,8 @@ async def running_worker(
             activities=activity_implementations(store, http, launcher, public_url),
             max_concurrent_activities=100,
             graceful_shutdown_timeout=shutdown_grace,
+            # Each activity's journey, flow and workspace ids on its log lines (flowline/logs.py).
+            interceptors=[LogContext()],
         )
         async with worker:
             yield worker
@@ -113,8 +119,35 @@ async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> As
         await task
 
 
+@contextlib.contextmanager
+def metrics_server(host: str, port: int) -> Iterator[None]:
+    """Flowline's metrics (flowline/metrics.py) on http://host:port/metrics while the block runs;
+    nothing when ``port`` is 0."""
+    if not port:
+        yield
+        return
+    server, thread = prometheus_client.start_http_server(port, host, registry=metrics.REGISTRY)
+    logging.info("metrics on http://%s:%d/metrics", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def temporal_runtime(settings: Settings) -> Runtime | None:
+    """The Temporal SDK's runtime with its metrics on a Prometheus endpoint, when asked for
+    (FLOWLINE_TEMPORAL_METRICS_PORT); None: the SDK's default runtime (no metrics endpoint).
+    One per process: only the worker's own process makes it (tests connect without it)."""
+    if not settings.temporal_metrics_port:
+        return None
+    address = f"{settings.worker_metrics_host}:{settings.temporal_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
 async def serve(settings: Settings) -> None:
-    client = await connect(settings)
+    client = await connect(settings, runtime=temporal_runtime(settings))
     store = Store(settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,24 +156,27 @@ async def serve(settings: Settings) -> None:
     try:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
-        async with running_worker(
-            client,
-            store,
-            settings.task_queue,
-            webhook_timeout=settings.webhook_timeout_seconds,
-            allow_private_outbound=settings.allow_private_outbound,
-            public_url=settings.public_url,
-            shutdown_grace=SHUTDOWN_GRACE,
-        ):
-            logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-            async with exporting(store, settings, stop):
-                await stop.wait()
+        with metrics_server(settings.worker_metrics_host, settings.worker_metrics_port):
+            async with running_worker(
+                client,
+                store,
+                settings.task_queue,
+                webhook_timeout=settings.webhook_timeout_seconds,
+                allow_private_outbound=settings.allow_private_outbound,
+                public_url=settings.public_url,
+                shutdown_grace=SHUTDOWN_GRACE,
+            ):
+                logging.info(
+                    "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
+                )
+                async with exporting(store, settings, stop):
+                    await stop.wait()
     finally:
         await store.dispose()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    # httpx logs every webhook request at INFO: noise, and CPU the worker needs for journeys.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(get_settings()))
+    settings = get_settings()
+    # JSON lines or plain (FLOWLINE_LOG_FORMAT); httpx's line per webhook request is left out.
+    logs.configure("worker", settings.log_format, settings.log_level)
+    asyncio.run(serve(settings))

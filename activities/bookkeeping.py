@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
-from flowline.journey import JourneyEnd, JourneyRef, TemplateScope
+from flowline import metrics
+from flowline.journey import JourneyEnd, JourneyRef, PathEntry, TemplateScope
 from flowline.json_values import nulled
 from flowline.store import journey_steps, journeys, profiles
 from flowline.store.database import utcnow
@@ -52,11 +53,32 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
 
 async def end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
     """``record_end`` that answers False, having written nothing, when the journey's record is
-    not there yet."""
+    not there yet. The end and the visits it closes are counted once the transaction commits."""
     if not await journeys.record_end(conn, end):
         return False
-    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
+    await record_path(conn, end.journey, end.path_start, end.path, end=end)
     return True
+
+
+async def record_path(
+    conn: AsyncConnection,
+    ref: JourneyRef,
+    start: int,
+    path: list[PathEntry],
+    *,
+    end: JourneyEnd | None = None,
+) -> None:
+    """Path entries written (journey_steps), the visits they close counted (flowline/metrics.py)."""
+    if not path:
+        if end is not None:
+            metrics.count_journey_end(conn, end)
+        return
+    seen = await journey_steps.left_before(conn, ref.journey_id, start, len(path))
+    await journey_steps.record_steps(conn, ref, start, path)
+    if end is not None:
+        metrics.count_journey_end(conn, end, seen)
+    else:
+        metrics.count_steps(conn, start, path, seen)
 
 
 def not_recorded_yet(end: JourneyEnd) -> ApplicationError:

@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import console, docs_pages, errors, links, responses
+from api import console, docs_pages, errors, links, metrics, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.routes import (
@@ -38,6 +38,7 @@ from api.routes import (
     workspace,
 )
 from api.schemas import SELF_PARSED_BODIES
+from flowline import logs
 from flowline.flow.document import FlowDocument
 from flowline.settings import Settings, get_settings
 from flowline.store.database import Store
@@ -103,8 +104,12 @@ def _own_validation_answers(schema: dict[str, Any]) -> None:
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None, temporal: Client | None = None
 ) -> FastAPI:
-    """Tests pass their own store and Temporal client; otherwise both come from ``settings``."""
-    settings = settings or get_settings()
+    """Tests pass their own store and Temporal client; otherwise both come from ``settings``.
+    Called without settings (uvicorn's factory: a process of its own), it sets up the process's
+    logging (JSON lines or plain: FLOWLINE_LOG_FORMAT), so that the sweeper's lines show."""
+    if settings is None:
+        settings = get_settings()
+        logs.configure("api", settings.log_format, settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -150,6 +155,8 @@ def create_app(
     console.install(app, settings)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Last: the outermost middleware, so that the body limit's 413s are counted too.
+    metrics.install(app, endpoint=settings.metrics_endpoint)
     for module in (
         flows,
         flow_lifecycle,

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
+from flowline import logs
 from flowline.settings import Settings
 from flowline.store.database import Store
 from flowline.store.workspaces import hash_key, workspace_for_key
@@ -51,6 +52,7 @@ async def workspace(
         if found is None:
             raise ApiError(401, "unknown or revoked API key")
         svc.api_keys.put(digest, found)
+    logs.set_ids(workspace_id=found)
     return found
 
 
