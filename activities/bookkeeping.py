@@ -3,6 +3,7 @@ the step's own transaction when only the end follows the step (see EndingStepVis
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,6 +14,8 @@ from flowline.journey import JourneyEnd, JourneyRef, PathEntry, TemplateScope
 from flowline.json_values import nulled
 from flowline.store import journey_steps, journeys, profiles
 from flowline.store.database import utcnow
+
+log = logging.getLogger(__name__)
 
 
 async def template_context(
@@ -69,16 +72,17 @@ async def record_path(
     end: JourneyEnd | None = None,
 ) -> None:
     """Path entries written (journey_steps), the visits they close counted (flowline/metrics.py)."""
-    if not path:
-        if end is not None:
-            metrics.count_journey_end(conn, end)
-        return
-    seen = await journey_steps.left_before(conn, ref.journey_id, start, len(path))
-    await journey_steps.record_steps(conn, ref, start, path)
-    if end is not None:
-        metrics.count_journey_end(conn, end, seen)
-    else:
+    seen: set[int] = set()
+    if path:
+        seen = await journey_steps.left_before(conn, ref.journey_id, start, len(path))
+        await journey_steps.record_steps(conn, ref, start, path)
+    if end is None:
         metrics.count_steps(conn, start, path, seen)
+        return
+    metrics.count_journey_end(conn, end, seen)
+    # DEBUG: a line per journey is more than most operators want (the metrics count them). The
+    # reason as the metrics fold it: a stop's reason is the caller's free text.
+    log.debug("journey ended %s (%s)", end.status, metrics.reason_label(end.exit_reason))
 
 
 def not_recorded_yet(end: JourneyEnd) -> ApplicationError:

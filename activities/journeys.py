@@ -3,6 +3,7 @@ Temporal runs an activity at least once: a retry after a crash must not send twi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -44,6 +45,8 @@ from flowline.journey import (
 from flowline.store import deliveries, events, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes
+
+log = logging.getLogger(__name__)
 
 
 class JourneyActivities:
@@ -151,6 +154,12 @@ class JourneyActivities:
             raise ApplicationError(f"webhook to {request.url} failed: {error!r}") from error
         if response.status_code >= 400:
             message = f"webhook to {request.url} answered {response.status_code}"
+            log.warning(
+                "webhook of step %s answered %d: delivery %s",
+                request.step_id,
+                response.status_code,
+                row["id"],
+            )
             # 4xx other than 408/429 will not get better with retries.
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
             if not retryable:

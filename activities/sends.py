@@ -14,6 +14,7 @@ ledger row in one transaction, so they exist exactly once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ from flowline.store.profile_changes import friends_of, lock_profile
 from flowline.store.profiles import get_profile
 from flowline.templates import TemplateError, render_checked, render_value
 
+log = logging.getLogger(__name__)
 # Friends are many: this many sends at once.
 RECIPIENT_CONCURRENCY = 10
 
@@ -308,6 +310,14 @@ class SendActivities:
             if personal and status == "sent":
                 await record_sent(conn, row, at or utcnow())
             metrics.count_send(conn, row["channel"], status)
+        if status == "failed":
+            # The reason stays in the ledger: a provider's may quote the address.
+            log.warning(
+                "%s message of step %s failed for good: delivery %s",
+                row["channel"],
+                row["step_id"],
+                row["id"],
+            )
         return Outcome(status, row["id"], detail)
 
     # ------------------------------------------------------------ notify_internal

@@ -12,6 +12,7 @@ import time
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowline import logs, metrics
@@ -19,23 +20,42 @@ from flowline import logs, metrics
 UNMATCHED = "unmatched"
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route that took the request (routers set ``scope["route"]``)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        return UNMATCHED
-    if getattr(route, "routes", None) is not None:  # a Mount (the console's files): its prefix
-        return path.rstrip("/") + "/{path}"
-    return path
+def route_template(scope: Scope, templates: dict[int, str]) -> str:
+    """The template of the route that took the request: FastAPI's routes set ``scope["route"]``;
+    the others (the console's files, the docs pages, /metrics) only their ``endpoint``, looked up
+    in ``templates``."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    return templates.get(id(scope.get("endpoint")), UNMATCHED)
+
+
+def endpoint_templates(app: FastAPI) -> dict[int, str]:
+    """Each plain route's and mount's template, by the identity of the endpoint it puts in the
+    request's scope (a mount: the app it mounts)."""
+    found: dict[int, str] = {}
+    for route in app.routes:
+        if isinstance(route, Mount):
+            found[id(route.app)] = route.path.rstrip("/") + "/{path}"
+        elif isinstance(route, Route):
+            found[id(route.endpoint)] = route.path
+    return found
 
 
 class RequestMetrics:
     """Counts every HTTP request by method, route template and status, with its duration
     (until the answer's last byte). Outermost, so that answers of the other middleware count too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes_of: FastAPI) -> None:
         self.app = app
+        self.routes_of = routes_of
+        self._templates: dict[int, str] | None = None
+
+    def templates(self) -> dict[int, str]:
+        # Built at the first request: the routes are all in place by then.
+        if self._templates is None:
+            self._templates = endpoint_templates(self.routes_of)
+        return self._templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,7 +76,7 @@ class RequestMetrics:
             await self.app(scope, receive, sending)
         finally:
             logs.end_request(ids)
-            route, method = route_template(scope), scope["method"]
+            route, method = route_template(scope, self.templates()), scope["method"]
             metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
             metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - began)
 
@@ -71,4 +91,4 @@ def install(app: FastAPI, *, endpoint: bool) -> None:
     if endpoint:
         # A plain route: outside the OpenAPI document and the API's bearer authentication.
         app.add_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestMetrics, routes_of=app)

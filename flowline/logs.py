@@ -60,7 +60,7 @@ class _Ids(logging.Filter):
         temporal = getattr(record, "temporal_activity", None)
         if "journey_id" not in ids and isinstance(temporal, dict):
             workflow_id = temporal.get("workflow_id")
-            if isinstance(workflow_id, str) and temporal.get("workflow_type") == "JourneyWorkflow":
+            if isinstance(workflow_id, str) and temporal.get("workflow_type") == "Journey":
                 ids["journey_id"] = workflow_id
         record.ids = ids
         return True

@@ -1,0 +1,342 @@
+"""Prometheus metrics and JSON logs (docs/metrics.md): the API's /metrics after real requests and
+an ingested event, the worker's endpoint after a journey ran, the Temporal SDK's runtime metrics
+of a worker process, and log lines that carry ids and nothing personal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from flowline import logs, metrics
+from flowline.settings import Settings
+from flowline.store.database import Store
+from tests.conftest import Tenant, _terminate_leftovers, app_client, finish, new_tenant
+from tests.processes import DevServer, WorkerProcess
+from tests.servers import HttpSink, free_port
+from tests.test_journeys import publish
+from worker import metrics_server
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+EMAIL = "ada.lovelace@example.org"
+PHONE = "+44 20 7946 0958"
+
+
+def samples(text: str) -> Samples:
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def in_app_flow(flow_id: str, *, pause: str | None = None) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [
+        {"id": "hi", "type": "send", "channel": "in_app", "content": {"body": "hi {{ profile.id }}"}},
+        {"id": "done", "type": "exit"},
+    ]
+    if pause is not None:
+        steps.insert(0, {"id": "wait", "type": "pause", "for": pause})
+    return {
+        "id": flow_id,
+        "name": flow_id,
+        "trigger": {"type": "event", "event": "signed_up"},
+        "settings": {"reentry": "concurrent"},
+        "steps": steps,
+    }
+
+
+@pytest_asyncio.fixture
+async def app(
+    store: Store, temporal: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> AsyncIterator[FastAPI]:
+    settings = Settings(
+        database_url=str(store.url), task_queue=task_queue, data_dir=tmp_path, sweep_seconds=0
+    )
+    created = create_app(settings, store=store, temporal=temporal.client)
+    async with created.router.lifespan_context(created):
+        yield created
+    await _terminate_leftovers(temporal, store)
+
+
+def client_of(app: FastAPI, key: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://flowline", headers=headers)
+
+
+async def scrape(app: FastAPI) -> Samples:
+    """GET /metrics without an API key."""
+    async with client_of(app) as anonymous:
+        answer = await anonymous.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    return samples(answer.text)
+
+
+async def test_api_metrics_count_requests_by_route_template_and_ingest(
+    app: FastAPI, tenant: Tenant, worker: None, temporal: WorkflowEnvironment
+) -> None:
+    async with client_of(app, tenant.key) as api:
+        await publish(api, in_app_flow("metered"))
+        before = await scrape(app)
+        missing = [f"nope-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+        for flow_id in missing:
+            assert (await api.get(f"/v1/flows/{flow_id}")).status_code == 404
+        event = {"id": "e-1", "profile_id": "ada", "name": "signed_up", "properties": {"phone": PHONE}}
+        first = await api.post("/v1/events", json=[event, {"id": "bad", "profile_id": "ada"}])
+        assert first.status_code == 202, first.text
+        assert first.json()["accepted"] == 1 and len(first.json()["rejected"]) == 1
+        [journey_id] = first.json()["journeys"]
+        await finish(temporal, journey_id)  # a journey left running stalls the test server's clock
+        again = await api.post("/v1/events", json=event)
+        assert again.status_code == 202 and again.json()["duplicates"] == 1
+        async with client_of(app, "fl_wrong") as stranger:
+            assert (await stranger.get("/v1/flows")).status_code == 401
+        after = await scrape(app)
+        exposed = (await client_of(app).get("/metrics")).text
+
+    requests = "flowline_http_requests_total"
+    route = "/v1/flows/{flow_id}"
+    assert moved(before, after, requests, method="GET", route=route, status="404") == 3
+    assert moved(before, after, requests, method="POST", route="/v1/events", status="202") == 2
+    assert moved(before, after, requests, method="GET", route="/v1/flows", status="401") == 1
+    # The scrape before this one counted itself.
+    assert moved(before, after, requests, method="GET", route="/metrics", status="200") >= 1
+    duration = "flowline_http_request_duration_seconds_count"
+    assert moved(before, after, duration, method="POST", route="/v1/events") == 2
+    bucket = "flowline_http_request_duration_seconds_bucket"
+    assert moved(before, after, bucket, method="POST", route="/v1/events", le="+Inf") == 2
+    # Routes by template: no raw path, id or workspace is a label.
+    for flow_id in missing:
+        assert flow_id not in exposed
+    assert tenant.id not in exposed and "ada" not in exposed and PHONE not in exposed
+
+    assert moved(before, after, "flowline_events_ingested_total", outcome="stored") == 1
+    assert moved(before, after, "flowline_events_ingested_total", outcome="duplicate") == 1
+    assert moved(before, after, "flowline_events_rejected_total") == 1
+    assert moved(before, after, "flowline_journeys_started_total", trigger="event") == 1
+
+
+async def test_metrics_endpoint_can_be_turned_off_and_unmatched_paths_share_one_label(
+    store: Store, temporal: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=str(store.url),
+        task_queue=task_queue,
+        data_dir=tmp_path,
+        sweep_seconds=0,
+        metrics_endpoint=False,
+    )
+    off = create_app(settings, store=store, temporal=temporal.client)
+    async with off.router.lifespan_context(off), client_of(off) as anonymous:
+        assert (await anonymous.get("/metrics")).status_code == 404
+        assert (await anonymous.get(f"/no/such/{uuid.uuid4().hex}")).status_code == 404
+    assert "/metrics" not in off.openapi()["paths"]
+    text = metrics.exposition().decode()
+    assert 'route="unmatched",status="404"' in text
+    assert "/no/such/" not in text
+
+
+async def test_worker_metrics_are_served_on_their_port_after_a_journey(
+    api: httpx.AsyncClient, worker: None, temporal: WorkflowEnvironment
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with metrics_server("127.0.0.1", port):
+        async with httpx.AsyncClient() as http:
+            before = samples((await http.get(url)).text)
+            # A pause of 2 days writes the path before it waits (the pause open): its visit is
+            # counted once, when the end writes it left.
+            await publish(api, in_app_flow("worker-metrics", pause="2d"))
+            answer = await api.post(
+                "/v1/events", json={"id": "w-1", "profile_id": "grace", "name": "signed_up"}
+            )
+            [journey_id] = answer.json()["journeys"]
+            state = await finish(temporal, journey_id)
+            assert state.status == "completed"
+            after = samples((await http.get(url)).text)
+    assert moved(before, after, "flowline_sends_total", channel="in_app", outcome="sent") == 1
+    assert moved(before, after, "flowline_journeys_ended_total", status="completed", reason="exit_step") == 1
+    assert moved(before, after, "flowline_steps_total", type="pause", outcome="next") == 1
+    assert moved(before, after, "flowline_steps_total", type="send", outcome="sent") == 1
+    assert moved(before, after, "flowline_steps_total", type="exit", outcome="exit") == 1
+    # Closed with the block: the port is free again.
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as http:
+            await http.get(url, timeout=2)
+
+
+async def test_sends_that_fail_for_good_are_counted_and_logged_with_ids_and_nothing_personal(
+    api: httpx.AsyncClient,
+    worker: None,
+    temporal: WorkflowEnvironment,
+    tenant: Tenant,
+    sink: HttpSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sink.status = 400  # refused for good: the step fails, the journey goes on
+    profile = {"attributes": {"email": EMAIL, "phone": PHONE, "first_name": "Ada"}}
+    assert (await api.put("/v1/profiles/ada", json=profile)).status_code in (200, 201)
+    await publish(
+        api,
+        {
+            "id": "logged",
+            "name": "Logged",
+            "trigger": {"type": "event", "event": "ordered"},
+            "steps": [
+                {
+                    "id": "tell",
+                    "type": "webhook",
+                    "url": f"{sink.url}/hook",
+                    "data": {"who": "{{ profile.email }}", "phone": "{{ event.phone }}"},
+                },
+                {"id": "done", "type": "exit"},
+            ],
+        },
+    )
+    root = logging.getLogger()
+    ours = logs.handler("worker", "json")
+    root.addHandler(ours)
+    failed = {"channel": "webhook", "outcome": "failed"}
+    failed_before = metrics.REGISTRY.get_sample_value("flowline_sends_total", failed) or 0.0
+    try:
+        answer = await api.post(
+            "/v1/events",
+            json={"id": "o-1", "profile_id": "ada", "name": "ordered", "properties": {"phone": PHONE}},
+        )
+        [journey_id] = answer.json()["journeys"]
+        await finish(temporal, journey_id)
+    finally:
+        root.removeHandler(ours)
+    assert [r.json()["data"]["who"] for r in sink.on("/hook")] == [EMAIL]  # the receiver gets it; the log not
+    assert (metrics.REGISTRY.get_sample_value("flowline_sends_total", failed) or 0.0) - failed_before == 1
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    ours_lines = [line for line in lines if line.get("journey_id") == journey_id]
+    warned = [line for line in ours_lines if "answered 400" in line["message"]]
+    assert warned, lines
+    assert warned[0]["flow_id"] == "logged" and warned[0]["workspace_id"] == tenant.id
+    assert warned[0]["level"] == "WARNING" and warned[0]["process"] == "worker"
+    assert {"time", "logger", "message"} <= set(warned[0])
+    text = json.dumps(lines)
+    assert EMAIL not in text and PHONE not in text and "Ada" not in text
+
+
+def test_plain_lines_carry_the_ids_too(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("flowline.test_plain")
+    logger.propagate = False
+    logger.addHandler(logs.handler("api", "plain"))
+    logger.setLevel(logging.INFO)
+    with logs.log_ids(journey_id="j-1", workspace_id="ws-1"):
+        logger.info("swept %d unrouted events", 3)
+    logger.info("outside")
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.endswith(
+        "api INFO flowline.test_plain: swept 3 unrouted events journey_id=j-1 workspace_id=ws-1"
+    )
+    assert second.endswith("outside")
+
+
+def test_the_api_process_logs_the_sweeper_as_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """uvicorn's factory calls create_app() without settings: the process's logging is set up,
+    so that the sweeper's INFO lines show (they did not: no handler, and the root at WARNING)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    monkeypatch.setattr("api.app.get_settings", lambda: Settings(data_dir=tmp_path, log_format="json"))
+    try:
+        create_app()
+        logging.getLogger("flowline.sweeper").info("swept %d unrouted events", 7)
+        logging.getLogger("httpx").info("HTTP Request: POST https://example.org/?email=%s", EMAIL)
+    finally:
+        for added in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(added)
+        root.setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = False
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(line["process"], line["logger"], line["message"]) for line in lines] == [
+        ("api", "flowline.sweeper", "swept 7 unrouted events")
+    ]
+
+
+@pytest.mark.temporal
+async def test_a_worker_process_serves_flowline_and_temporal_sdk_metrics(
+    tmp_path: Path, database_urls: dict[str, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python worker.py`` as in production: both endpoints on their ports, its own Runtime."""
+    url = database_urls["sqlite"]
+    assert url is not None
+    flowline_port, temporal_port = free_port(), free_port()
+    monkeypatch.setenv("FLOWLINE_WORKER_METRICS_PORT", str(flowline_port))
+    monkeypatch.setenv("FLOWLINE_TEMPORAL_METRICS_PORT", str(temporal_port))
+    monkeypatch.setenv("FLOWLINE_LOG_FORMAT", "json")
+    server = DevServer(db_file=tmp_path / "temporal.db", log=tmp_path / "temporal.log")
+    await server.start()
+    task_queue = f"metrics-{uuid.uuid4().hex[:10]}"
+    worker = WorkerProcess(url, server.address, task_queue, log=tmp_path / "worker.log")
+    store = Store(url)
+    try:
+        client = await server.connect()
+        tenant = await new_tenant(store)
+        worker.start()
+        await worker.wait_until_polling()
+        env = WorkflowEnvironment.from_client(client)
+        async with app_client(store, env, task_queue, tenant, tmp_path) as api:
+            await publish(api, in_app_flow("process-metrics"))
+            answer = await api.post(
+                "/v1/events", json={"id": "p-1", "profile_id": "lin", "name": "signed_up"}
+            )
+            [journey_id] = answer.json()["journeys"]
+            await client.get_workflow_handle(journey_id).result()
+        async with httpx.AsyncClient(timeout=5) as http:
+            ours = samples((await http.get(f"http://127.0.0.1:{flowline_port}/metrics")).text)
+            temporal_text = await _scrape_until(http, f"http://127.0.0.1:{temporal_port}/metrics", task_queue)
+    finally:
+        worker.stop()
+        server.stop()
+        await store.dispose()
+    assert value(ours, "flowline_sends_total", channel="in_app", outcome="sent") == 1
+    assert value(ours, "flowline_journeys_ended_total", status="completed", reason="exit_step") == 1
+    temporal = samples(temporal_text)
+    names = {name for name, _ in temporal}
+    assert any(name.startswith("temporal_") for name in names), sorted(names)[:20]
+    assert any(("task_queue", task_queue) in labels for _, labels in temporal)
+
+    lines = (tmp_path / "worker.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any("worker polling" in r["message"] and r["process"] == "worker" for r in records)
+    assert any(f":{flowline_port}/metrics" in r["message"] for r in records)
+
+
+async def _scrape_until(http: httpx.AsyncClient, url: str, needle: str, patience: float = 20) -> str:
+    """The Temporal core's endpoint, once it shows ``needle`` (it exports on an interval)."""
+    began = time.monotonic()
+    while True:
+        text = (await http.get(url)).text
+        if needle in text or time.monotonic() - began > patience:
+            return text
+        await asyncio.sleep(0.5)
