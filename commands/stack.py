@@ -12,7 +12,6 @@ flowline export-batcher # deliver the export outbox in a process of its own
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import signal
@@ -32,6 +31,7 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
+from flowline import logs
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -167,6 +167,8 @@ def run(
     env["FLOWLINE_PAYLOAD_KEYS"] = payload_keys(settings)
     # The embedded UI decrypts through the API (the API listens on this machine only by default).
     env.setdefault("FLOWLINE_CODEC_ENDPOINT", "true")
+    # Its processes share this terminal: text lines read better there than JSON.
+    env.setdefault("FLOWLINE_LOG_FORMAT", "plain")
     try:
         if embedded_temporal:
             console.print("[bold]starting[/] Temporal dev server")
@@ -226,8 +228,8 @@ def export_batcher() -> None:
         finally:
             await store.dispose()
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s export-batcher %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = get_settings()
+    logs.configure("export-batcher", settings.log_format, settings.log_level)
     asyncio.run(serve())
 
 

@@ -314,7 +314,8 @@ async def test_a_worker_process_serves_flowline_and_temporal_sdk_metrics(
             await client.get_workflow_handle(journey_id).result()
         async with httpx.AsyncClient(timeout=5) as http:
             ours = samples((await http.get(f"http://127.0.0.1:{flowline_port}/metrics")).text)
-            temporal_text = await _scrape_until(http, f"http://127.0.0.1:{temporal_port}/metrics", task_queue)
+            sdk = f"http://127.0.0.1:{temporal_port}/metrics"
+            temporal_text = await _scrape_until(http, sdk, "temporal_workflow_completed{")
     finally:
         worker.stop()
         server.stop()
@@ -325,6 +326,10 @@ async def test_a_worker_process_serves_flowline_and_temporal_sdk_metrics(
     names = {name for name, _ in temporal}
     assert any(name.startswith("temporal_") for name in names), sorted(names)[:20]
     assert any(("task_queue", task_queue) in labels for _, labels in temporal)
+    # The journey's workflow, as the SDK counts it (exposed without _total; the parser adds it).
+    assert "temporal_workflow_completed{" in temporal_text
+    completed = [v for (name, _), v in temporal.items() if name == "temporal_workflow_completed_total"]
+    assert completed and sum(completed) >= 1
 
     lines = (tmp_path / "worker.log").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.startswith("{")]
