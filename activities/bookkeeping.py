@@ -57,9 +57,12 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
 async def end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
     """``record_end`` that answers False, having written nothing, when the journey's record is
     not there yet. The end and the visits it closes are counted once the transaction commits."""
+    # Read first, for the metrics: an end recorded again (a retry whose first attempt committed)
+    # is not counted again.
+    before = await journeys.status_of(conn, end.journey.journey_id)
     if not await journeys.record_end(conn, end):
         return False
-    await record_path(conn, end.journey, end.path_start, end.path, end=end)
+    await record_path(conn, end.journey, end.path_start, end.path, end=end, repeated=before != "running")
     return True
 
 
@@ -70,8 +73,13 @@ async def record_path(
     path: list[PathEntry],
     *,
     end: JourneyEnd | None = None,
+    repeated: bool = False,
 ) -> None:
-    """Path entries written (journey_steps), the visits they close counted (flowline/metrics.py)."""
+    """Path entries written (journey_steps), the visits they close counted (flowline/metrics.py)
+    unless the end was ``repeated``."""
+    if repeated:
+        await journey_steps.record_steps(conn, ref, start, path)
+        return
     seen: set[int] = set()
     if path:
         seen = await journey_steps.left_before(conn, ref.journey_id, start, len(path))

@@ -18,15 +18,20 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities import JourneyActivities
 from api.app import create_app
+from api.deps import Workspace
 from flowline import logs, metrics
+from flowline.journey import JourneyEnd, JourneySteps, PathEntry, SendInAppRequest, TemplateScope
 from flowline.settings import Settings
 from flowline.store.database import Store
 from tests.conftest import Tenant, _terminate_leftovers, app_client, finish, new_tenant
 from tests.processes import DevServer, WorkerProcess
 from tests.servers import HttpSink, free_port
+from tests.test_activities import T0, _claim, _ref
 from tests.test_journeys import publish
 from worker import metrics_server
 
@@ -248,11 +253,15 @@ async def test_sends_that_fail_for_good_are_counted_and_logged_with_ids_and_noth
 def test_plain_lines_carry_the_ids_too(capsys: pytest.CaptureFixture[str]) -> None:
     logger = logging.getLogger("flowline.test_plain")
     logger.propagate = False
-    logger.addHandler(logs.handler("api", "plain"))
+    ours = logs.handler("api", "plain")
+    logger.addHandler(ours)
     logger.setLevel(logging.INFO)
-    with logs.log_ids(journey_id="j-1", workspace_id="ws-1"):
-        logger.info("swept %d unrouted events", 3)
-    logger.info("outside")
+    try:
+        with logs.log_ids(journey_id="j-1", workspace_id="ws-1"):
+            logger.info("swept %d unrouted events", 3)
+        logger.info("outside")
+    finally:
+        logger.removeHandler(ours)
     first, second = capsys.readouterr().err.splitlines()
     assert first.endswith(
         "api INFO flowline.test_plain: swept 3 unrouted events journey_id=j-1 workspace_id=ws-1"
@@ -345,3 +354,90 @@ async def _scrape_until(http: httpx.AsyncClient, url: str, needle: str, patience
         if needle in text or time.monotonic() - began > patience:
             return text
         await asyncio.sleep(0.5)
+
+
+async def test_api_lines_carry_the_callers_workspace_for_that_request_only(
+    app: FastAPI, tenant: Tenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe = logging.getLogger("flowline.test_probe")
+    probe.propagate = False
+    probe.setLevel(logging.INFO)
+    ours = logs.handler("api", "json")
+    probe.addHandler(ours)
+
+    async def logged(workspace: Workspace) -> dict[str, str]:
+        probe.info("probe for %s", "a request")
+        return {}
+
+    app.add_api_route("/v1/probe", logged, methods=["GET"])
+    try:
+        async with client_of(app, tenant.key) as api:
+            assert (await api.get("/v1/probe")).status_code == 200
+        # httpx's ASGITransport runs the app in this task: the request's ids must not stay behind.
+        probe.info("after the request")
+    finally:
+        probe.removeHandler(ours)
+    inside, after = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert inside["workspace_id"] == tenant.id and inside["process"] == "api"
+    assert "workspace_id" not in after
+
+
+def _count(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_what_a_retry_records_again_or_rolls_back_is_counted_once(store: Store, tenant: Tenant) -> None:
+    """Activities run at least once: a path written again, an end recorded again, a send whose
+    transaction rolled back (its journey's record not visible yet) count once, when committed."""
+    ref = _ref(tenant, f"{tenant.id}-counted")
+    at = T0
+    entries = [
+        PathEntry(step="a", type="update_variable", entered_at=at, left_at=at, branch="next"),
+        PathEntry(step="w", type="wait_for_event", entered_at=at),
+    ]
+    left = entries[1].model_copy(update={"left_at": at, "branch": "happened"})
+    end = JourneyEnd(
+        journey=ref,
+        status="completed",
+        last_step="bye",
+        exit_reason="exit_step",
+        ended_at=at,
+        path=[left, PathEntry(step="bye", type="exit", entered_at=at, left_at=at, branch="exit")],
+        path_start=1,
+    )
+    request = SendInAppRequest(
+        journey=ref, step_id="hi", visit=1, title="", body="hi", scope=TemplateScope(), ends_journey=end
+    )
+    steps = "flowline_steps_total"
+    before = {
+        "variable": _count(steps, type="update_variable", outcome="next"),
+        "wait": _count(steps, type="wait_for_event", outcome="happened"),
+        "exit": _count(steps, type="exit", outcome="exit"),
+        "ended": _count("flowline_journeys_ended_total", status="completed", reason="exit_step"),
+        "sent": _count("flowline_sends_total", channel="in_app", outcome="sent"),
+    }
+    async with httpx.AsyncClient() as http:
+        activities = JourneyActivities(store, http)
+        with pytest.raises(ApplicationError):
+            await activities.send_in_app(request)  # rolled back: the record is not there yet
+        assert _count("flowline_sends_total", channel="in_app", outcome="sent") == before["sent"]
+        await _claim(store, ref)
+        for _ in range(2):
+            await activities.record_journey_steps(JourneySteps(journey=ref, start=0, path=entries))
+        for _ in range(2):
+            await activities.send_in_app(request)  # the second finds its delivery and its end
+        await activities.record_journey_end(end)  # a local activity retried after its commit
+    after = {
+        "variable": _count(steps, type="update_variable", outcome="next"),
+        "wait": _count(steps, type="wait_for_event", outcome="happened"),
+        "exit": _count(steps, type="exit", outcome="exit"),
+        "ended": _count("flowline_journeys_ended_total", status="completed", reason="exit_step"),
+        "sent": _count("flowline_sends_total", channel="in_app", outcome="sent"),
+    }
+    assert {key: after[key] - before[key] for key in after} == {
+        "variable": 1,
+        "wait": 1,
+        "exit": 1,
+        "ended": 1,
+        "sent": 1,
+    }
