@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -18,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowline import logs, metrics
 
 UNMATCHED = "unmatched"
+# A client may send any token as the method: others are "other", so that labels stay bounded.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope, templates: dict[int, str]) -> str:
@@ -50,6 +53,7 @@ class RequestMetrics:
         self.app = app
         self.routes_of = routes_of
         self._templates: dict[int, str] | None = None
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def templates(self) -> dict[int, str]:
         # Built at the first request: the routes are all in place by then.
@@ -76,9 +80,18 @@ class RequestMetrics:
             await self.app(scope, receive, sending)
         finally:
             logs.end_request(ids)
-            route, method = route_template(scope, self.templates()), scope["method"]
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - began)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            key = (method, route_template(scope, self.templates()), status)
+            counted = self._children.get(key)
+            if counted is None:  # labels() validates and locks: once per key, not per request
+                method, route, _ = key
+                counted = (
+                    metrics.HTTP_REQUESTS.labels(method, route, str(status)),
+                    metrics.HTTP_DURATION.labels(method, route),
+                )
+                self._children[key] = counted
+            counted[0].inc()
+            counted[1].observe(time.perf_counter() - began)
 
 
 async def _metrics(_request: Request) -> Response:

@@ -145,7 +145,7 @@ async def test_api_metrics_count_requests_by_route_template_and_ingest(
     assert moved(before, after, "flowline_journeys_started_total", trigger="event") == 1
 
 
-async def test_metrics_endpoint_can_be_turned_off_and_unmatched_paths_share_one_label(
+async def test_metrics_endpoint_can_be_turned_off_and_unknown_paths_and_methods_share_labels(
     store: Store, temporal: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
     settings = Settings(
@@ -159,10 +159,13 @@ async def test_metrics_endpoint_can_be_turned_off_and_unmatched_paths_share_one_
     async with off.router.lifespan_context(off), client_of(off) as anonymous:
         assert (await anonymous.get("/metrics")).status_code == 404
         assert (await anonymous.get(f"/no/such/{uuid.uuid4().hex}")).status_code == 404
+        # Any token is a method to HTTP: an unknown one is "other", never a label of its own.
+        assert (await anonymous.request("BREW", "/healthz")).status_code == 405
     assert "/metrics" not in off.openapi()["paths"]
     text = metrics.exposition().decode()
     assert 'route="unmatched",status="404"' in text
     assert "/no/such/" not in text
+    assert 'method="other",route="/healthz",status="405"' in text and "BREW" not in text
 
 
 async def test_worker_metrics_are_served_on_their_port_after_a_journey(
