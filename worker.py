@@ -45,6 +45,7 @@ from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.segment_clock import SegmentClockWorkflow
 
+log = logging.getLogger("flowline.worker")
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 # The interpreter is imported above, when the worker starts, rather than by the first journey's
 # first activation (JourneyWorkflow imports it only when it runs, so that the API need not).
@@ -127,7 +128,7 @@ def metrics_server(host: str, port: int) -> Iterator[None]:
         yield
         return
     server, thread = prometheus_client.start_http_server(port, host, registry=metrics.REGISTRY)
-    logging.info("metrics on http://%s:%d/metrics", host, port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
     try:
         yield
     finally:
@@ -166,9 +167,7 @@ async def serve(settings: Settings) -> None:
                 public_url=settings.public_url,
                 shutdown_grace=SHUTDOWN_GRACE,
             ):
-                logging.info(
-                    "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
-                )
+                log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
                 async with exporting(store, settings, stop):
                     await stop.wait()
     finally:
