@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -444,3 +445,20 @@ async def test_what_a_retry_records_again_or_rolls_back_is_counted_once(store: S
         "ended": 1,
         "sent": 1,
     }
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
+    """deploy/grafana/flowline.json: every flowline_* series a panel queries is one Flowline
+    exposes (a renamed metric would leave a panel empty without a word)."""
+    root = Path(__file__).resolve().parent.parent
+    dashboard = json.loads((root / "deploy" / "grafana" / "flowline.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert queries
+    exposed = set()
+    for family in metrics.REGISTRY.collect():
+        suffixes = ("_bucket", "_count", "_sum") if family.type == "histogram" else ("_total",)
+        exposed |= {family.name + suffix for suffix in suffixes}
+    asked = {name for query in queries for name in re.findall(r"\bflowline_\w+", query)}
+    assert asked and asked <= exposed, asked - exposed
+    for family in ("flowline_steps_total", "flowline_journeys_started_total", "flowline_sends_total"):
+        assert family in asked
