@@ -9,12 +9,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import prometheus_client
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -120,23 +119,6 @@ async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> As
         await task
 
 
-@contextlib.contextmanager
-def metrics_server(host: str, port: int) -> Iterator[None]:
-    """Flowline's metrics (flowline/metrics.py) on http://host:port/metrics while the block runs;
-    nothing when ``port`` is 0."""
-    if not port:
-        yield
-        return
-    server, thread = prometheus_client.start_http_server(port, host, registry=metrics.REGISTRY)
-    log.info("metrics on http://%s:%d/metrics", host, port)
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def temporal_runtime(settings: Settings) -> Runtime | None:
     """The Temporal SDK's runtime with its metrics on a Prometheus endpoint, when asked for
     (FLOWLINE_TEMPORAL_METRICS_PORT); None: the SDK's default runtime (no metrics endpoint).
@@ -157,7 +139,7 @@ async def serve(settings: Settings) -> None:
     try:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
-        with metrics_server(settings.worker_metrics_host, settings.worker_metrics_port):
+        with metrics.serving(settings.worker_metrics_host, settings.worker_metrics_port):
             async with running_worker(
                 client,
                 store,

@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
-from flowline import logs
+from flowline import logs, metrics
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -224,7 +224,9 @@ def export_batcher() -> None:
             loop.add_signal_handler(sig, stop.set)
         console.print("export batcher delivering the outbox")
         try:
-            await deliver_until(stop, store, settings)
+            # flowline_export_records_total, as a worker serves it (docs/metrics.md).
+            with metrics.serving(settings.worker_metrics_host, settings.worker_metrics_port):
+                await deliver_until(stop, store, settings)
         finally:
             await store.dispose()
 

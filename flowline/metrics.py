@@ -8,16 +8,19 @@ come from flows or callers (exit reasons, branch names) are folded into a fixed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.journey import JourneyEnd, PathEntry
 
+log = logging.getLogger(__name__)
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
@@ -184,6 +187,23 @@ def count_send(conn: AsyncConnection | None, channel: str, outcome: str) -> None
         count()
     else:
         after_commit(conn, count)
+
+
+@contextlib.contextmanager
+def serving(host: str, port: int) -> Iterator[None]:
+    """These metrics on http://host:port/metrics while the block runs (the worker, the export
+    batcher: processes without an HTTP server of their own); nothing when ``port`` is 0."""
+    if not port:
+        yield
+        return
+    server, thread = start_http_server(port, host, registry=REGISTRY)
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def exposition() -> bytes:

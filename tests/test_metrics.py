@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,17 @@ from activities import JourneyActivities
 from api.app import create_app
 from api.deps import Workspace
 from flowline import logs, metrics
+from flowline.destinations.settings import WebhookDestination
 from flowline.journey import JourneyEnd, JourneySteps, PathEntry, SendInAppRequest, TemplateScope
 from flowline.settings import Settings
+from flowline.store import destinations
 from flowline.store.database import Store
 from tests.conftest import Tenant, _terminate_leftovers, app_client, finish, new_tenant
 from tests.processes import DevServer, WorkerProcess
-from tests.servers import HttpSink, free_port
+from tests.servers import HttpSink, Reply, free_port
 from tests.test_activities import T0, _claim, _ref
+from tests.test_export_batcher import QUICK, add, drain, event, people
 from tests.test_journeys import publish
-from worker import metrics_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -174,7 +177,7 @@ async def test_worker_metrics_are_served_on_their_port_after_a_journey(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    with metrics_server("127.0.0.1", port):
+    with metrics.serving("127.0.0.1", port):
         async with httpx.AsyncClient() as http:
             before = samples((await http.get(url)).text)
             # A pause of 2 days writes the path before it waits (the pause open): its visit is
@@ -462,3 +465,26 @@ def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
     assert asked and asked <= exposed, asked - exposed
     for family in ("flowline_steps_total", "flowline_journeys_started_total", "flowline_sends_total"):
         assert family in asked
+
+
+async def test_export_records_are_counted_by_destination_type_and_outcome(
+    store: Store, tenant: Tenant, sink: HttpSink
+) -> None:
+    """The batcher's outcomes, labelled by the destination's type: never its (user-chosen) id."""
+    settings = WebhookDestination(url=f"{sink.url}/exports", signing_secret="s", batch_size=10)
+    async with store.begin() as conn:
+        await destinations.put_destination(store, conn, tenant.id, "crm-of-acme", settings)
+    await people(store, tenant, "p1")
+    sink.replies["/exports"] = Reply(200, {"rejected": [{"id": "k1", "code": 7, "message": "unknown sku"}]})
+    records = "flowline_export_records_total"
+    before = {
+        o: _count(records, destination="webhook", outcome=o) for o in ("delivered", "rejected", "retried")
+    }
+    await add(store, tenant, [event(f"k{i}", "p1", destination="crm-of-acme") for i in range(3)])
+    assert await drain(store, tenant) == {"delivered": 2, "rejected": 1}
+    sink.replies["/exports"] = Reply(503)
+    await add(store, tenant, [event("k9", "p1", destination="crm-of-acme")])
+    assert await drain(store, tenant, replace(QUICK, backoff_initial_seconds=60)) == {"retried": 1}
+    after = {o: _count(records, destination="webhook", outcome=o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {"delivered": 2, "rejected": 1, "retried": 1}
+    assert "crm-of-acme" not in metrics.exposition().decode()
