@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import (
@@ -29,6 +30,8 @@ from activities import (
     SegmentClockActivities,
     SendActivities,
 )
+from activities.log_context import LogContext
+from flowline import logs, metrics
 from flowline.channels.outbound import outbound_client
 from flowline.exports.batcher import deliver_until
 from flowline.secret_box import NO_KEYS_WARNING
@@ -42,6 +45,7 @@ from workflows.entry_run import EntryRunWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.segment_clock import SegmentClockWorkflow
 
+log = logging.getLogger("flowline.worker")
 WORKFLOWS = [JourneyWorkflow, SegmentClockWorkflow, EntryRunWorkflow]
 # The interpreter is imported above, when the worker starts, rather than by the first journey's
 # first activation (JourneyWorkflow imports it only when it runs, so that the API need not).
@@ -94,6 +98,8 @@ async def running_worker(
             activities=activity_implementations(store, http, launcher, public_url),
             max_concurrent_activities=100,
             graceful_shutdown_timeout=shutdown_grace,
+            # Each activity's journey, flow and workspace ids on its log lines (flowline/logs.py).
+            interceptors=[LogContext()],
         )
         async with worker:
             yield worker
@@ -114,8 +120,18 @@ async def exporting(store: Store, settings: Settings, stop: asyncio.Event) -> As
         await task
 
 
+def temporal_runtime(settings: Settings) -> Runtime | None:
+    """The Temporal SDK's runtime with its metrics on a Prometheus endpoint, when asked for
+    (FLOWLINE_TEMPORAL_METRICS_PORT); None: the SDK's default runtime (no metrics endpoint).
+    One per process: only the worker's own process makes it (tests connect without it)."""
+    if not settings.temporal_metrics_port:
+        return None
+    address = f"{settings.worker_metrics_host}:{settings.temporal_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
 async def serve(settings: Settings) -> None:
-    client = await connect(settings)
+    client = await connect(settings, runtime=temporal_runtime(settings))
     store = Store(settings.database_url, secret_keys=settings.payload_keys.get_secret_value())
     if not store.secrets.seals:
         logging.getLogger("flowline.secrets").warning(NO_KEYS_WARNING)
@@ -126,24 +142,25 @@ async def serve(settings: Settings) -> None:
     try:
         # Segments whose rules depend on the clock are re-evaluated on this Schedule.
         await ensure_segment_clock(client, settings.task_queue)
-        async with running_worker(
-            client,
-            store,
-            settings.task_queue,
-            webhook_timeout=settings.webhook_timeout_seconds,
-            allow_private_outbound=settings.allow_private_outbound,
-            public_url=settings.public_url,
-            shutdown_grace=SHUTDOWN_GRACE,
-        ):
-            logging.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-            async with exporting(store, settings, stop):
-                await stop.wait()
+        with metrics.serving(settings.worker_metrics_host, settings.worker_metrics_port):
+            async with running_worker(
+                client,
+                store,
+                settings.task_queue,
+                webhook_timeout=settings.webhook_timeout_seconds,
+                allow_private_outbound=settings.allow_private_outbound,
+                public_url=settings.public_url,
+                shutdown_grace=SHUTDOWN_GRACE,
+            ):
+                log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+                async with exporting(store, settings, stop):
+                    await stop.wait()
     finally:
         await store.dispose()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    # httpx logs every webhook request at INFO: noise, and CPU the worker needs for journeys.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(get_settings()))
+    settings = get_settings()
+    # JSON lines or plain (FLOWLINE_LOG_FORMAT); httpx's line per webhook request is left out.
+    logs.configure("worker", settings.log_format, settings.log_level)
+    asyncio.run(serve(settings))

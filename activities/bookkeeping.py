@@ -3,15 +3,19 @@ the step's own transaction when only the end follows the step (see EndingStepVis
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
-from flowline.journey import JourneyEnd, JourneyRef, TemplateScope
+from flowline import metrics
+from flowline.journey import JourneyEnd, JourneyRef, PathEntry, TemplateScope
 from flowline.json_values import nulled
 from flowline.store import journey_steps, journeys, profiles
 from flowline.store.database import utcnow
+
+log = logging.getLogger(__name__)
 
 
 async def template_context(
@@ -52,11 +56,41 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> None:
 
 async def end_recorded(conn: AsyncConnection, end: JourneyEnd) -> bool:
     """``record_end`` that answers False, having written nothing, when the journey's record is
-    not there yet."""
+    not there yet. The end and the visits it closes are counted once the transaction commits."""
+    # Read first, for the metrics: an end recorded again (a retry whose first attempt committed)
+    # is not counted again.
+    before = await journeys.status_of(conn, end.journey.journey_id)
     if not await journeys.record_end(conn, end):
         return False
-    await journey_steps.record_steps(conn, end.journey, end.path_start, end.path)
+    await record_path(conn, end.journey, end.path_start, end.path, end=end, repeated=before != "running")
     return True
+
+
+async def record_path(
+    conn: AsyncConnection,
+    ref: JourneyRef,
+    start: int,
+    path: list[PathEntry],
+    *,
+    end: JourneyEnd | None = None,
+    repeated: bool = False,
+) -> None:
+    """Path entries written (journey_steps), the visits they close counted (flowline/metrics.py)
+    unless the end was ``repeated``."""
+    if repeated:
+        await journey_steps.record_steps(conn, ref, start, path)
+        return
+    seen: set[int] = set()
+    if path:
+        seen = await journey_steps.left_before(conn, ref.journey_id, start, len(path))
+        await journey_steps.record_steps(conn, ref, start, path)
+    if end is None:
+        metrics.count_steps(conn, start, path, seen)
+        return
+    metrics.count_journey_end(conn, end, seen)
+    # DEBUG: a line per journey is more than most operators want (the metrics count them). The
+    # reason as the metrics fold it: a stop's reason is the caller's free text.
+    log.debug("journey ended %s (%s)", end.status, metrics.reason_label(end.exit_reason))
 
 
 def not_recorded_yet(end: JourneyEnd) -> ApplicationError:

@@ -3,6 +3,7 @@ Temporal runs an activity at least once: a retry after a crash must not send twi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -15,10 +16,11 @@ from activities.bookkeeping import (
     not_recorded_yet,
     record_end,
     record_end_if_asked,
+    record_path,
     template_context,
 )
 from activities.heartbeat import heartbeating
-from flowline import expressions
+from flowline import expressions, metrics
 from flowline.activity_contracts import implements
 from flowline.channels import webhook
 from flowline.channels.feedback import record_sent
@@ -40,9 +42,11 @@ from flowline.journey import (
     WebhookRequest,
     contracts,
 )
-from flowline.store import deliveries, events, journey_steps, journeys, profiles, workspaces
+from flowline.store import deliveries, events, journeys, profiles, workspaces
 from flowline.store.database import Store, utcnow
 from flowline.templates import TemplateError, render_checked, render_value, uses_profile_attributes
+
+log = logging.getLogger(__name__)
 
 
 class JourneyActivities:
@@ -88,6 +92,7 @@ class JourneyActivities:
             )
             if delivered:
                 await record_sent(conn, {**asdict(delivery), "id": delivery_id}, now)
+                metrics.count_send(conn, "in_app", "sent")
             ended = await record_end_if_asked(conn, request.ends_journey, "sent")
         return StepResult(branch="sent", delivery_id=delivery_id, journey_ended=ended)
 
@@ -117,6 +122,7 @@ class JourneyActivities:
             message = f"template: {error}"
             async with self.store.begin() as conn:
                 await deliveries.close_delivery(conn, row["id"], "failed", message)
+                metrics.count_send(conn, "webhook", "failed")
             raise ApplicationError(message, non_retryable=True) from None
         payload = {
             "flow": {"id": ref.flow_id, "version": ref.version, "name": request.scope.flow.get("name")},
@@ -139,18 +145,29 @@ class JourneyActivities:
         except OutboundRefused as error:
             async with self.store.begin() as conn:
                 await deliveries.close_delivery(conn, row["id"], "failed", str(error))
+                metrics.count_send(conn, "webhook", "failed")
             raise ApplicationError(
                 f"webhook to {request.url} refused: {error}", non_retryable=True
             ) from error
         except httpx.HTTPError as error:
+            metrics.count_send(None, "webhook", "retried")
             raise ApplicationError(f"webhook to {request.url} failed: {error!r}") from error
         if response.status_code >= 400:
             message = f"webhook to {request.url} answered {response.status_code}"
+            log.warning(
+                "webhook of step %s answered %d: delivery %s",
+                request.step_id,
+                response.status_code,
+                row["id"],
+            )
             # 4xx other than 408/429 will not get better with retries.
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
             if not retryable:
                 async with self.store.begin() as conn:
                     await deliveries.close_delivery(conn, row["id"], "failed", message)
+                    metrics.count_send(conn, "webhook", "failed")
+            else:
+                metrics.count_send(None, "webhook", "retried")
             raise ApplicationError(message, non_retryable=not retryable)
         ended = await self._close_sent_and_end(row["id"], request.ends_journey)
         return StepResult(branch="sent", delivery_id=row["id"], journey_ended=ended)
@@ -161,6 +178,7 @@ class JourneyActivities:
         retried: the retry finds the row sent, sends nothing again and records the end."""
         async with self.store.begin() as conn:
             await deliveries.close_delivery(conn, delivery_id, "sent")
+            metrics.count_send(conn, "webhook", "sent")
             recorded = end is None or await end_recorded(conn, end.after_step("sent", utcnow()))
         if end is not None and not recorded:
             raise not_recorded_yet(end)
@@ -182,7 +200,7 @@ class JourneyActivities:
         """The path so far, before the journey waits long (a local activity: upserts, so retries
         and replays leave the same rows)."""
         async with self.store.begin() as conn:
-            await journey_steps.record_steps(conn, steps.journey, steps.start, steps.path)
+            await record_path(conn, steps.journey, steps.start, steps.path)
 
     @implements(contracts.profile_time_zone)
     async def profile_time_zone(self, ref: JourneyRef) -> str:

@@ -14,6 +14,7 @@ ledger row in one transaction, so they exist exactly once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from activities.bookkeeping import record_end_if_asked, template_context
 from activities.heartbeat import heartbeating
 from activities.send_messages import render_messages
+from flowline import metrics
 from flowline.activity_contracts import implements
 from flowline.channels.config import ChannelSettings
 from flowline.channels.email_links import UNSUBSCRIBE_VARIABLE, EmailLinks
@@ -50,6 +52,7 @@ from flowline.store.profile_changes import friends_of, lock_profile
 from flowline.store.profiles import get_profile
 from flowline.templates import TemplateError, render_checked, render_value
 
+log = logging.getLogger(__name__)
 # Friends are many: this many sends at once.
 RECIPIENT_CONCURRENCY = 10
 
@@ -139,6 +142,7 @@ class SendActivities:
                 profile = await self._recipient_row(conn, request, recipient)
                 address, reason = await self._check(conn, request, recipient, profile)
                 if reason is not None:
+                    metrics.count_send(conn, delivery.channel, "skipped")
                     return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
                 context = await _context(conn, ref, request, profile)
                 if isinstance(step, InAppSendStep):
@@ -197,6 +201,7 @@ class SendActivities:
             body = render_checked(step.content.body, context)
             data = render_value(step.content.data, context)
         except TemplateError as error:
+            metrics.count_send(conn, delivery.channel, "skipped")
             return _outcome(
                 await deliveries.skip_delivery(self.store, conn, delivery, f"template: {error}", now)
             )
@@ -207,6 +212,7 @@ class SendActivities:
         )
         if delivered:
             await record_sent(conn, {**asdict(delivery), "id": delivery_id}, now)
+            metrics.count_send(conn, delivery.channel, "sent")
         return Outcome("sent", delivery_id)
 
     async def _deliver(
@@ -258,6 +264,7 @@ class SendActivities:
             if failure.permanent:
                 return await self._close(row, "failed", str(failure))
             # Retried by Temporal with the same key; the row stays pending.
+            metrics.count_send(None, channel, "retried")
             raise ApplicationError(f"{channel} provider: {failure}") from failure
         if not receipt_ids:
             return await self._close(row, "failed", "; ".join(gone))
@@ -302,6 +309,15 @@ class SendActivities:
             )
             if personal and status == "sent":
                 await record_sent(conn, row, at or utcnow())
+            metrics.count_send(conn, row["channel"], status)
+        if status == "failed":
+            # The reason stays in the ledger: a provider's may quote the address.
+            log.warning(
+                "%s message of step %s failed for good: delivery %s",
+                row["channel"],
+                row["step_id"],
+                row["id"],
+            )
         return Outcome(status, row["id"], detail)
 
     # ------------------------------------------------------------ notify_internal
@@ -363,6 +379,7 @@ class SendActivities:
             if failure.permanent:
                 await self._close(row, "failed", str(failure))
                 return
+            metrics.count_send(None, step.channel, "retried")
             raise ApplicationError(f"{step.channel} provider: {failure}") from failure
         await self._close(row, "sent", None, receipt.provider_message_id, request.now)
 

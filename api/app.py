@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api import console, docs_pages, errors, links, responses
+from api import console, docs_pages, errors, links, metrics, responses
 from api.body import BodyLimit, CheckedRoute
 from api.deps import Services
 from api.rate_limits import RateLimit, RateLimits
@@ -40,6 +40,7 @@ from api.routes import (
     workspace,
 )
 from api.schemas import SELF_PARSED_BODIES
+from flowline import logs
 from flowline.flow.document import FlowDocument
 from flowline.secret_box import NO_KEYS_WARNING
 from flowline.settings import Settings, get_settings
@@ -106,8 +107,12 @@ def _own_validation_answers(schema: dict[str, Any]) -> None:
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None, temporal: Client | None = None
 ) -> FastAPI:
-    """Tests pass their own store and Temporal client; otherwise both come from ``settings``."""
-    settings = settings or get_settings()
+    """Tests pass their own store and Temporal client; otherwise both come from ``settings``.
+    Called without settings (uvicorn's factory: a process of its own), it sets up the process's
+    logging (JSON lines or plain: FLOWLINE_LOG_FORMAT), so that the sweeper's lines show."""
+    if settings is None:
+        settings = get_settings()
+        logs.configure("api", settings.log_format, settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +165,8 @@ def create_app(
     if settings.rate_limit_per_second > 0:  # outside BodyLimit: refused before anything is read
         limits = RateLimits(settings.rate_limit_per_second, settings.rate_limit_burst)
         app.add_middleware(RateLimit, limits=limits)
+    # Outside the body and rate limits, so that their 413s and 429s are counted too.
+    metrics.install(app, endpoint=settings.metrics_endpoint)
     for module in (
         flows,
         flow_lifecycle,

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
+from flowline import logs
 from flowline.settings import Settings
 from flowline.store.api_keys import KeyRecord
 from flowline.store.database import Store
@@ -50,6 +51,7 @@ async def caller(
     if found is None:
         raise ApiError(401, "unknown or revoked API key")
     request.state.api_key = found
+    logs.set_ids(workspace_id=found.workspace_id)
     return found
 
 

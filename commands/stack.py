@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import os
 import secrets
 import signal
@@ -35,6 +34,7 @@ from temporalio.client import Client
 
 from commands.client import DEV_API_KEY
 from commands.keys import KeyScope
+from flowline import logs, metrics
 from flowline.exports.batcher import deliver_until
 from flowline.journey import SEARCH_ATTRIBUTES
 from flowline.settings import Settings, get_settings
@@ -188,6 +188,8 @@ def run(
     env.setdefault("FLOWLINE_CODEC_ENDPOINT", "true")
     if _loopback(settings.api_host):
         env.setdefault("FLOWLINE_CODEC_OPEN", "true")
+    # Its processes share this terminal: text lines read better there than JSON.
+    env.setdefault("FLOWLINE_LOG_FORMAT", "plain")
     try:
         if embedded_temporal:
             console.print("[bold]starting[/] Temporal dev server")
@@ -246,12 +248,14 @@ def export_batcher() -> None:
             loop.add_signal_handler(sig, stop.set)
         console.print("export batcher delivering the outbox")
         try:
-            await deliver_until(stop, store, settings)
+            # flowline_export_records_total, as a worker serves it (docs/metrics.md).
+            with metrics.serving(settings.worker_metrics_host, settings.worker_metrics_port):
+                await deliver_until(stop, store, settings)
         finally:
             await store.dispose()
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s export-batcher %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = get_settings()
+    logs.configure("export-batcher", settings.log_format, settings.log_level)
     asyncio.run(serve())
 
 

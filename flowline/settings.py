@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,20 @@ class Settings(BaseSettings):
     # Origins of Temporal UIs (comma-separated, e.g. https://temporal.example.com) whose pages may
     # call the codec endpoint from the browser, besides the embedded UI's.
     codec_ui_origins: str = ""
+    # Metrics and logs (docs/metrics.md). The API serves GET /metrics on its own port, without an
+    # API key (counts by route, status and outcome: no ids, nothing personal); false removes it.
+    metrics_endpoint: bool = True
+    # The worker's Prometheus endpoint (Flowline's counters) on worker_metrics_host:port, and the
+    # Temporal SDK's own metrics (its Rust core: polls, task latencies, slots) on
+    # temporal_metrics_port. 0: off, the default, so that two workers on one machine do not
+    # fight over a port; docker-compose.yml turns both on (9464, 9465).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # Log lines as JSON objects (one a line, for a log collector) or plain text; `cli.py run`
+    # chooses plain for its terminal unless this is set.
+    log_format: Literal["json", "plain"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def json_limits(self) -> JsonLimits:
         return JsonLimits(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from flowline.settings import Settings
 from launch.payload_codec import data_converter
 from launch.tracing import temporal_interceptors
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """``runtime``: the worker's, with its metrics endpoint (worker.py); None: the SDK's default."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -17,4 +19,5 @@ async def connect(settings: Settings) -> Client:
         interceptors=temporal_interceptors(settings),
         # Encrypts payloads when FLOWLINE_PAYLOAD_KEYS is set (launch/payload_codec.py).
         data_converter=data_converter(settings.payload_keys.get_secret_value()),
+        runtime=runtime,
     )

@@ -18,6 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from flowline import metrics
 from flowline.flow.variables import variable_faults
 from flowline.journey import JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
 from flowline.store import journeys
@@ -120,6 +121,7 @@ async def start_journey(
             ),
             start_delay=start_delay if start_delay and start_delay > timedelta(0) else None,
         )
+        metrics.JOURNEYS_STARTED.labels("event" if journey.event is not None else "entry").inc()
     except WorkflowAlreadyStartedError:
         # An earlier attempt started it and then lost its transaction: same journey.
         log.info("journey %s was already started", journey.journey_id)

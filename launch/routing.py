@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
+from flowline import metrics
 from flowline.flow.trigger_match import admits, trigger_event
 from flowline.flow.triggers import EventTrigger, ProfileChangeTrigger, SegmentEntryTrigger
 from flowline.journey import JourneyInput, JourneyLimits, TriggerEvent
@@ -205,6 +206,9 @@ class JourneyLauncher:
             pending += retried
             listened |= {r["id"] for r in retried}
             claims = await self._claims(conn, workspace_id, flows, pending, result)
+        # Stored from here on, whether or not their routing below succeeds.
+        metrics.EVENTS_INGESTED.labels("stored").inc(len(result.stored))
+        metrics.EVENTS_INGESTED.labels("duplicate").inc(len(rows) - len(result.stored))
         try:
             await self._route(workspace_id, pending, claims, listened=listened)
         except JourneyStartFailed:

@@ -35,6 +35,7 @@ EXPECTED_SERVICES = {
     "migrate",
     "api",
     "worker",
+    "prometheus",
 }
 ONE_OFF = {"temporal-admin-tools", "temporal-create-namespace", "migrate"}
 TEMPORAL_SCHEMA_DIRS = {
@@ -99,7 +100,12 @@ def test_published_ports_bind_to_localhost_only() -> None:
                 host_ip, target = parts[0], parts[2]
             assert host_ip == "127.0.0.1", f"{name}: {port!r} is reachable from other machines"
             published.setdefault(name, set()).add(target)
-    assert published == {"api": {"8000"}, "temporal-ui": {"8080"}, "temporal": {"7233"}}
+    assert published == {
+        "api": {"8000"},
+        "temporal-ui": {"8080"},
+        "temporal": {"7233"},
+        "prometheus": {"9090"},
+    }
     # What is published is what the API listens on (and what its health check asks).
     assert option(command("api"), "--port") == "8000"
     assert "127.0.0.1:8000/healthz" in " ".join(SERVICES["api"]["healthcheck"]["test"])
@@ -351,3 +357,52 @@ def test_dockerfile_copies_what_the_app_imports_and_installs_the_lock() -> None:
     users = [rest.strip() for keyword, rest in instructions if keyword.upper() == "USER"]
     assert users and users[-1] not in {"root", "0"}, "the image runs as root"
     assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_where_they_serve_metrics() -> None:
+    """deploy/prometheus.yml, mounted into the prometheus service, names services of this file at
+    the ports their processes serve metrics on (docs/metrics.md)."""
+    prometheus = SERVICES["prometheus"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in prometheus["volumes"]}
+    config_file = mounts["/etc/prometheus/prometheus.yml"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command("prometheus")
+    config = yaml.safe_load((ROOT / config_file).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets: dict[str, set[tuple[str, int]]] = {}
+    for name, job in jobs.items():
+        found = set()
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                found.add((host, int(port)))
+        for dns in job.get("dns_sd_configs", []):
+            found |= {(host, int(dns["port"])) for host in dns["names"]}
+        targets[name] = found
+        for host, _ in found:
+            assert host in SERVICES, f"{name}: {host} is no service of docker-compose.yml"
+            assert host in prometheus["depends_on"], f"prometheus does not wait for {host}"
+
+    worker = {k: interpolate(v) for k, v in environment("worker").items()}
+    api_port = int(option(command("api"), "--port"))
+    assert targets["flowline-api"] == {("api", api_port)}
+    assert jobs["flowline-api"].get("metrics_path", "/metrics") == "/metrics"
+    assert targets["flowline-worker"] == {("worker", int(worker["FLOWLINE_WORKER_METRICS_PORT"]))}
+    assert targets["temporal-sdk"] == {("worker", int(worker["FLOWLINE_TEMPORAL_METRICS_PORT"]))}
+    # Reachable from the prometheus container: not bound to the worker's loopback only.
+    assert worker["FLOWLINE_WORKER_METRICS_HOST"] == "0.0.0.0"
+    # Every replica, not one of them: a worker scaled out is found through Docker's DNS.
+    assert all(dns["type"] == "A" for job in jobs.values() for dns in job.get("dns_sd_configs", []))
+    assert "FLOWLINE_METRICS_ENDPOINT" not in environment("api") or interpolate(
+        environment("api")["FLOWLINE_METRICS_ENDPOINT"]
+    ) in ("true", "1")
+    # The Grafana dashboard asks for the metrics these processes expose.
+    dashboard = (ROOT / "deploy" / "grafana" / "flowline.json").read_text()
+    for metric in (
+        "flowline_http_requests_total",
+        "flowline_http_request_duration_seconds_bucket",
+        "flowline_events_ingested_total",
+        "flowline_journeys_ended_total",
+        "flowline_sends_total",
+        "flowline_export_records_total",
+    ):
+        assert metric in dashboard, metric

@@ -13,6 +13,7 @@ from api.deps import Svc, Workspace
 from api.errors import ApiError
 from api.responses import AUTHENTICATED, Invalid, errors
 from api.schemas import MAX_EVENTS_PER_CALL, EventIn, EventsAccepted, Fault, RejectedEvent
+from flowline import metrics
 from flowline.document_paths import error_path
 from flowline.json_values import JsonLimits, value_faults
 from flowline.settings import Settings
@@ -169,6 +170,7 @@ async def post_events(request: Request, workspace: Workspace, svc: Svc) -> Any:
     if checked is None:
         checked = _one_by_one(await json_body(request), svc.settings)
     valid, rejected = checked
+    metrics.EVENTS_REJECTED.inc(len(rejected))
     seen: set[str] = set()
     now = utcnow()
     rows = []

@@ -24,6 +24,7 @@ from datetime import timedelta
 
 import httpx
 
+from flowline import metrics
 from flowline.channels.outbound import outbound_client
 from flowline.destinations.clevertap import RetryPolicy, Sleep
 from flowline.exports.delivery import Batch, RetryLater, batch_size, deliver
@@ -181,7 +182,7 @@ class Batcher:
             people = await profiles.attributes_of(conn, workspace_id, {r.profile_id for r in claim.records})
         if stored is None:
             why = f"destination {destination_id!r} was deleted"
-            await self._settle(claim, [Outcome(r.id, "skipped", None, why) for r in claim.records])
+            await self._settle(claim, [Outcome(r.id, "skipped", None, why) for r in claim.records], "deleted")
             return len(claim.records)
         try:
             outcomes = await deliver(
@@ -193,18 +194,20 @@ class Batcher:
                 sleep=self.sleep,
             )
         except RetryLater as error:
-            await self._retry(claim, str(error))
+            await self._retry(claim, str(error), stored.settings.type)
             return len(claim.records)
-        await self._settle(claim, outcomes)
+        await self._settle(claim, outcomes, stored.settings.type)
         return len(claim.records)
 
-    async def _settle(self, claim: Claim, outcomes: list[Outcome]) -> None:
+    async def _settle(self, claim: Claim, outcomes: list[Outcome], destination: str) -> None:
+        """``destination``: its type (clevertap, webhook) or "deleted", for the metrics."""
         async with self.store.begin() as conn:
             await export_records.settle(conn, claim.token, outcomes)
         for outcome in outcomes:
             self.delivered.add(outcome.status)
+            metrics.EXPORT_RECORDS.labels(destination, outcome.status).inc()
 
-    async def _retry(self, claim: Claim, why: str) -> None:
+    async def _retry(self, claim: Claim, why: str, destination: str) -> None:
         """Back with backoff, or given up once a record has had its attempts."""
         now = utcnow()
         spent = [r for r in claim.records if r.attempts >= self.settings.max_attempts]
@@ -224,6 +227,8 @@ class Batcher:
                 )
         self.delivered.add("given_up", len(spent))
         self.delivered.add("retried", len(again))
+        metrics.EXPORT_RECORDS.labels(destination, "given_up").inc(len(spent))
+        metrics.EXPORT_RECORDS.labels(destination, "retried").inc(len(again))
         log.warning(
             "export batch of %d records not delivered (%s): %d retried", len(claim.records), why, len(again)
         )

@@ -49,6 +49,20 @@ async def record_steps(conn: AsyncConnection, ref: JourneyRef, start: int, path:
     await conn.execute(statement, rows)
 
 
+async def left_before(conn: AsyncConnection, journey_id: str, start: int, count: int) -> set[int]:
+    """The seqs among ``start`` .. ``start + count - 1`` already written as left (the metrics count
+    a visit once: a path write repeats the last visit the previous one wrote)."""
+    if count <= 0:
+        return set()
+    query = select(journey_steps.c.seq).where(
+        journey_steps.c.journey_id == journey_id,
+        journey_steps.c.seq >= start,
+        journey_steps.c.seq < start + count,
+        journey_steps.c.left_at.is_not(None),
+    )
+    return set((await conn.execute(query)).scalars())
+
+
 async def path_of(conn: AsyncConnection, workspace_id: str, journey_id: str) -> list[dict[str, Any]]:
     """The recorded visits of one journey, in order, shaped like the workflow's path entries."""
     query = (

@@ -123,6 +123,11 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
     return True
 
 
+async def status_of(conn: AsyncConnection, journey_id: str) -> str | None:
+    found = await conn.scalar(select(journeys.c.status).where(journeys.c.id == journey_id))
+    return None if found is None else str(found)
+
+
 async def get_journey(conn: AsyncConnection, workspace_id: str, journey_id: str) -> dict[str, Any] | None:
     row = (
         await conn.execute(
