@@ -32,6 +32,7 @@ EXPECTED_SERVICES = {
     "temporal",
     "temporal-create-namespace",
     "temporal-ui",
+    "proxy",
     "migrate",
     "api",
     "worker",
@@ -101,13 +102,33 @@ def test_published_ports_bind_to_localhost_only() -> None:
             assert host_ip == "127.0.0.1", f"{name}: {port!r} is reachable from other machines"
             published.setdefault(name, set()).add(target)
     assert published == {
-        "api": {"8000"},
+        "proxy": {"8000"},
         "temporal-ui": {"8080"},
         "temporal": {"7233"},
         "prometheus": {"9090"},
     }
     # What is published is what the API listens on (and what its health check asks).
     assert option(command("api"), "--port") == "8000"
+
+
+def test_api_replicas_are_reached_through_the_proxy() -> None:
+    """Several API processes (FLOWLINE_API_REPLICAS, at least 2 by default), none published
+    itself: deploy/nginx.conf, mounted into the proxy, spreads requests over them at the port
+    they listen on, and lets bodies up to the API's own limit through (the API answers its 413)."""
+    api, proxy = SERVICES["api"], SERVICES["proxy"]
+    assert "FLOWLINE_API_REPLICAS" in str(api["deploy"]["replicas"])
+    assert int(interpolate(api["deploy"]["replicas"])) >= 2
+    assert "ports" not in api
+    assert proxy["depends_on"]["api"]["condition"] == "service_healthy"
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in proxy["volumes"]}
+    conf = (ROOT / mounts["/etc/nginx/nginx.conf"]).read_text()
+    upstream = re.search(r"upstream (\w+) \{\s*server ([\w-]+):(\d+);", conf)
+    assert upstream is not None, conf
+    assert (upstream.group(2), upstream.group(3)) == ("api", option(command("api"), "--port"))
+    assert f"proxy_pass http://{upstream.group(1)};" in conf
+    assert re.search(r"listen 8000;", conf)
+    body = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert body is not None and int(body.group(1)) * 1024 * 1024 > Settings().max_body_bytes
     assert "127.0.0.1:8000/healthz" in " ".join(SERVICES["api"]["healthcheck"]["test"])
 
 
@@ -385,6 +406,7 @@ def test_prometheus_scrapes_the_api_and_every_worker_where_they_serve_metrics() 
     worker = {k: interpolate(v) for k, v in environment("worker").items()}
     api_port = int(option(command("api"), "--port"))
     assert targets["flowline-api"] == {("api", api_port)}
+    assert jobs["flowline-api"]["dns_sd_configs"], "every API replica, not one of them"
     assert jobs["flowline-api"].get("metrics_path", "/metrics") == "/metrics"
     assert targets["flowline-worker"] == {("worker", int(worker["FLOWLINE_WORKER_METRICS_PORT"]))}
     assert targets["temporal-sdk"] == {("worker", int(worker["FLOWLINE_TEMPORAL_METRICS_PORT"]))}
