@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
-from activities.bookkeeping import record_end_if_asked, template_context
+from activities.bookkeeping import not_recorded_yet, record_end_if_asked, template_context
 from activities.heartbeat import heartbeating
 from activities.send_messages import render_messages
 from flowline.activity_contracts import implements
@@ -44,8 +44,9 @@ from flowline.journey import (
     StepResult,
     contracts,
 )
-from flowline.store import deliveries, push_sends, push_tokens, workspaces
+from flowline.store import deliveries, journey_steps, journeys, push_sends, push_tokens, workspaces
 from flowline.store.database import Store, utcnow
+from flowline.store.events import SystemEvents
 from flowline.store.profile_changes import friends_of, lock_profile
 from flowline.store.profiles import get_profile
 from flowline.templates import TemplateError, render_checked, render_value
@@ -87,9 +88,16 @@ class SendActivities:
 
     async def _send_message(self, request: SendRequest) -> StepResult:
         ref, step = request.journey, request.step
+        if isinstance(step, InAppSendStep) and step.to == "self":
+            return await self._in_app_to_self(request, step)
         async with self.store.connect() as conn:
             recipients = await _recipients(conn, ref, step.to)
-            settings = await workspaces.channel_settings(conn, ref.workspace_id)
+            # In-app messages need no provider: no settings to read for them.
+            settings = (
+                None
+                if isinstance(step, InAppSendStep)
+                else await workspaces.channel_settings(conn, ref.workspace_id)
+            )
         if not recipients:
             return await self._result(request, [], f"no {step.to}: nobody to send to")
         gate = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
@@ -118,9 +126,88 @@ class SendActivities:
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
-    async def _send_to(self, request: SendRequest, recipient: str, settings: ChannelSettings) -> Outcome:
-        ref, step, now = request.journey, request.step, request.now
-        delivery = deliveries.Delivery(
+    async def _in_app_to_self(self, request: SendRequest, step: InAppSendStep) -> StepResult:
+        """An in-app message to the journey's own person (the usual in-app step): one transaction
+        writes the ledger row, the inbox message, ``message_sent`` and, when only the end follows
+        the step, the journey's end (its record, ``flow_exited`` with ``message_sent`` in one
+        INSERT, and the path). Nothing is read that the transaction does not use: no channel
+        settings (no provider), no ledger lookup first (the ledger's INSERT ... ON CONFLICT finds
+        an earlier attempt's row), the person once. If the journey's record is not committed yet,
+        nothing is kept and the retry does it all (as ``send_in_app``)."""
+        ref, end = request.journey, request.ends_journey
+        at = utcnow()
+        written = SystemEvents(ref.workspace_id)
+        async with self.store.begin() as conn:
+            # The record first when the step ends the journey: the first write takes SQLite's write
+            # lock, so the person read next cannot be erased before this commits (PostgreSQL: the
+            # read below locks the row), and their events need no second look.
+            if end is not None and not await journeys.close_record(conn, end.after_step("sent", at)):
+                raise not_recorded_yet(end)
+            if request.cap is not None:
+                profile, exists = await lock_profile(self.store, conn, ref.workspace_id, ref.profile_id), True
+            else:
+                found = await get_profile(conn, ref.workspace_id, ref.profile_id, lock=True)
+                exists = found is not None
+                profile = found or {"id": ref.profile_id, "attributes": {}, "do_not_contact": []}
+            # Whether ``exists`` holds until the commit: read under lock (PostgreSQL, a cap) or
+            # after this transaction's first write (SQLite); else message_sent looks again.
+            locked = end is not None or request.cap is not None or self.store.dialect == "postgresql"
+            outcome = await self._in_app_alone(
+                conn, request, step, profile, written, exists if locked else None
+            )
+            branch = {"sent": "sent", "skipped": "skipped"}.get(outcome.status, "failed")
+            error = outcome.detail if outcome.status != "sent" and outcome.detail else None
+            final = None if end is None else end.after_step(branch, at, error)
+            if final is not None and exists:
+                journeys.add_exited_event(written, final)
+            await written.write(conn)
+            if final is not None:
+                await journey_steps.record_steps(conn, final.journey, final.path_start, final.path)
+        return StepResult(
+            branch=branch, delivery_id=outcome.delivery_id, error=error, journey_ended=end is not None
+        )
+
+    async def _in_app_alone(
+        self,
+        conn: AsyncConnection,
+        request: SendRequest,
+        step: InAppSendStep,
+        profile: dict[str, Any],
+        written: SystemEvents,
+        person_exists: bool | None,
+    ) -> Outcome:
+        """The message of ``_in_app_to_self``: the rules, the templates, then the ledger row (an
+        earlier attempt's row, found by the INSERT, is reported as it is)."""
+        ref, now = request.journey, request.now
+        delivery = self._delivery(request, ref.profile_id)
+        _, reason = await self._check(conn, request, ref.profile_id, profile)
+        if reason is not None:
+            return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
+        context = await _context(conn, ref, request, profile)
+        try:
+            title = render_checked(step.content.title, context)
+            body = render_checked(step.content.body, context)
+            data = render_value(step.content.data, context)
+        except TemplateError as error:
+            reason = f"template: {error}"
+            return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
+        if step.consumable:
+            data = {**data, "consumable": True}
+        delivery_id, delivered = await deliveries.deliver_in_app(
+            self.store, conn, delivery, title=title, body=body, data=data, now=now
+        )
+        if not delivered:
+            row = await deliveries.find_delivery(conn, delivery.key)
+            assert row is not None
+            return _outcome(row)
+        row = {**asdict(delivery), "id": delivery_id}
+        await record_sent(conn, row, now, into=written, person_exists=person_exists)
+        return Outcome("sent", delivery_id)
+
+    @staticmethod
+    def _delivery(request: SendRequest, recipient: str) -> deliveries.Delivery:
+        ref, step = request.journey, request.step
+        return deliveries.Delivery(
             workspace_id=ref.workspace_id,
             journey_id=ref.journey_id,
             step_id=step.id,
@@ -131,6 +218,12 @@ class SendActivities:
             version=ref.version,
             sender=step.sender,
         )
+
+    async def _send_to(
+        self, request: SendRequest, recipient: str, settings: ChannelSettings | None
+    ) -> Outcome:
+        ref, step, now = request.journey, request.step, request.now
+        delivery = self._delivery(request, recipient)
         async with self.store.begin() as conn:
             row = await deliveries.find_delivery(conn, delivery.key)
             if row is not None and row["status"] != "pending":
@@ -214,10 +307,10 @@ class SendActivities:
         row: dict[str, Any],
         step: EmailSendStep | SmsSendStep | PushSendStep | InAppSendStep,
         context: dict[str, Any],
-        settings: ChannelSettings,
+        settings: ChannelSettings | None,
         now: datetime,
     ) -> Outcome:
-        assert not isinstance(step, InAppSendStep)
+        assert not isinstance(step, InAppSendStep) and settings is not None
         channel: MessageChannel = step.channel
         provider = provider_for(channel, settings, self.http)
         if provider is None:
