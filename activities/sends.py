@@ -38,6 +38,7 @@ from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
+    JourneyEnd,
     JourneyRef,
     NotifyRequest,
     SendRequest,
@@ -48,7 +49,7 @@ from flowline.store import deliveries, journey_steps, journeys, push_sends, push
 from flowline.store.database import Store, utcnow
 from flowline.store.events import SystemEvents
 from flowline.store.profile_changes import friends_of, lock_profile
-from flowline.store.profiles import get_profile
+from flowline.store.profiles import get_profile, profile_exists
 from flowline.templates import TemplateError, render_checked, render_value
 
 # Friends are many: this many sends at once.
@@ -60,6 +61,8 @@ class Outcome:
     status: str  # sent | skipped | failed
     delivery_id: str | None
     detail: str | None = None
+    # The journey's end was recorded with the ledger row's close (one recipient: ``_close``).
+    ended: bool = False
 
 
 def _outcome(row: dict[str, Any]) -> Outcome:
@@ -102,9 +105,13 @@ class SendActivities:
             return await self._result(request, [], f"no {step.to}: nobody to send to")
         gate = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 
+        # One recipient: the journey's end (when only the end follows) is recorded in the
+        # transaction that closes the ledger row, not in one of its own.
+        end = request.ends_journey if len(recipients) == 1 else None
+
         async def one(recipient: str) -> Outcome:
             async with gate:
-                return await self._send_to(request, recipient, settings)
+                return await self._send_to(request, recipient, settings, end)
 
         outcomes = await asyncio.gather(*(one(r) for r in recipients))
         return await self._result(request, list(outcomes), None)
@@ -119,8 +126,8 @@ class SendActivities:
             branch = "failed"
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
-        ended = False
-        if request.ends_journey is not None:
+        ended = any(o.ended for o in outcomes)
+        if request.ends_journey is not None and not ended:
             async with self.store.begin() as conn:
                 ended = await record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
@@ -220,7 +227,11 @@ class SendActivities:
         )
 
     async def _send_to(
-        self, request: SendRequest, recipient: str, settings: ChannelSettings | None
+        self,
+        request: SendRequest,
+        recipient: str,
+        settings: ChannelSettings | None,
+        end: JourneyEnd | None = None,
     ) -> Outcome:
         ref, step, now = request.journey, request.step, request.now
         delivery = self._delivery(request, recipient)
@@ -241,7 +252,7 @@ class SendActivities:
             else:
                 profile = await get_profile(conn, ref.workspace_id, recipient) or {"attributes": {}}
                 context = await _context(conn, ref, request, profile)
-        return await self._deliver(row, step, context, settings, now)
+        return await self._deliver(row, step, context, settings, now, end)
 
     async def _recipient_row(
         self, conn: AsyncConnection, request: SendRequest, recipient: str
@@ -309,12 +320,17 @@ class SendActivities:
         context: dict[str, Any],
         settings: ChannelSettings | None,
         now: datetime,
+        end: JourneyEnd | None = None,
     ) -> Outcome:
+        """Send through the provider and close the ledger row (with the journey's ``end``, if
+        given: ``_close``)."""
         assert not isinstance(step, InAppSendStep) and settings is not None
         channel: MessageChannel = step.channel
         provider = provider_for(channel, settings, self.http)
         if provider is None:
-            return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+            return await self._close(
+                row, "failed", f"no {channel} provider is configured for the workspace", end=end
+            )
         ws, delivery_id = row["workspace_id"], row["id"]
         links = await self._email_links(ws) if isinstance(step, EmailSendStep) else None
         if links is not None:
@@ -324,7 +340,7 @@ class SendActivities:
         try:
             messages = render_messages(step, row, context)
         except TemplateError as error:
-            return await self._close(row, "failed", f"template: {error}")
+            return await self._close(row, "failed", f"template: {error}", end=end)
         if links is not None:
             messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
         # Push: the devices an earlier attempt reached (FCM takes no key: never message them twice).
@@ -349,13 +365,13 @@ class SendActivities:
                 receipt_ids.append(receipt.provider_message_id)
         except DeliveryFailed as failure:
             if failure.permanent:
-                return await self._close(row, "failed", str(failure))
+                return await self._close(row, "failed", str(failure), end=end)
             # Retried by Temporal with the same key; the row stays pending.
             raise ApplicationError(f"{channel} provider: {failure}") from failure
         if not receipt_ids:
-            return await self._close(row, "failed", "; ".join(gone))
+            return await self._close(row, "failed", "; ".join(gone), end=end)
         provider_id = next((r for r in receipt_ids if r), None)
-        return await self._close(row, "sent", None, provider_id, now, personal=True)
+        return await self._close(row, "sent", None, provider_id, now, personal=True, end=end)
 
     async def _devices_sent(self, row: dict[str, Any]) -> dict[str, str | None]:
         async with self.store.connect() as conn:
@@ -386,16 +402,46 @@ class SendActivities:
         at: datetime | None = None,
         *,
         personal: bool = False,
+        end: JourneyEnd | None = None,
     ) -> Outcome:
         """Close the ledger row; ``personal``: a person's message, whose 'sent' writes
-        message_sent in the same transaction (notify_internal's messages are the team's)."""
+        message_sent in the same transaction (notify_internal's messages are the team's).
+
+        ``end``: the journey's end, recorded in the same transaction (its record, flow_exited
+        with message_sent in one INSERT, the path; the person looked up once when the message
+        was theirs). If the journey's record is not committed yet, the close commits all the
+        same and the activity fails to be retried: the retry finds the row closed, sends nothing
+        again and records the end (``_result``)."""
+        ws, written = row["workspace_id"], SystemEvents(row["workspace_id"])
+        branch = "sent" if status == "sent" else "failed"
+        final = (
+            None
+            if end is None
+            else end.after_step(branch, utcnow(), (detail or None) if status != "sent" else None)
+        )
+        recorded = False
         async with self.store.begin() as conn:
             await deliveries.close_delivery(
                 conn, row["id"], status, detail, provider_message_id=provider_message_id, at=at
             )
+            recipient_exists: bool | None = None
             if personal and status == "sent":
-                await record_sent(conn, row, at or utcnow())
-        return Outcome(status, row["id"], detail)
+                recipient_exists = await profile_exists(conn, ws, row["recipient_id"])
+                await record_sent(conn, row, at or utcnow(), into=written, person_exists=recipient_exists)
+            if final is not None and await journeys.close_record(conn, final):
+                recorded = True
+                ref = final.journey
+                exists = recipient_exists
+                if exists is None or row["recipient_id"] != ref.profile_id:
+                    exists = await profile_exists(conn, ref.workspace_id, ref.profile_id)
+                if exists:
+                    journeys.add_exited_event(written, final)
+            await written.write(conn)
+            if final is not None and recorded:
+                await journey_steps.record_steps(conn, final.journey, final.path_start, final.path)
+        if end is not None and not recorded:
+            raise not_recorded_yet(end)
+        return Outcome(status, row["id"], detail, ended=recorded)
 
     # ------------------------------------------------------------ notify_internal
 
