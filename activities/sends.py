@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
-from activities.bookkeeping import record_end_if_asked, template_context
+from activities.bookkeeping import not_recorded_yet, record_end_if_asked, template_context
 from activities.heartbeat import heartbeating
 from activities.send_messages import render_messages
 from flowline import metrics
@@ -40,16 +40,18 @@ from flowline.channels.tracking_keys import TrackingKeys
 from flowline.durations import format_duration
 from flowline.flow.steps import EmailSendStep, InAppSendStep, PushSendStep, SmsSendStep
 from flowline.journey import (
+    JourneyEnd,
     JourneyRef,
     NotifyRequest,
     SendRequest,
     StepResult,
     contracts,
 )
-from flowline.store import deliveries, push_sends, push_tokens, workspaces
+from flowline.store import deliveries, journey_steps, journeys, push_sends, push_tokens, workspaces
 from flowline.store.database import Store, utcnow
+from flowline.store.events import SystemEvents
 from flowline.store.profile_changes import friends_of, lock_profile
-from flowline.store.profiles import get_profile
+from flowline.store.profiles import get_profile, profile_exists
 from flowline.templates import TemplateError, render_checked, render_value
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class Outcome:
     status: str  # sent | skipped | failed
     delivery_id: str | None
     detail: str | None = None
+    # The journey's end was recorded with the ledger row's close (one recipient: ``_close``).
+    ended: bool = False
 
 
 def _outcome(row: dict[str, Any]) -> Outcome:
@@ -90,16 +94,27 @@ class SendActivities:
 
     async def _send_message(self, request: SendRequest) -> StepResult:
         ref, step = request.journey, request.step
+        if isinstance(step, InAppSendStep) and step.to == "self":
+            return await self._in_app_to_self(request, step)
         async with self.store.connect() as conn:
             recipients = await _recipients(conn, ref, step.to)
-            settings = await workspaces.channel_settings(conn, ref.workspace_id)
+            # In-app messages need no provider: no settings to read for them.
+            settings = (
+                None
+                if isinstance(step, InAppSendStep)
+                else await workspaces.channel_settings(conn, ref.workspace_id)
+            )
         if not recipients:
             return await self._result(request, [], f"no {step.to}: nobody to send to")
         gate = asyncio.Semaphore(RECIPIENT_CONCURRENCY)
 
+        # One recipient: the journey's end (when only the end follows) is recorded in the
+        # transaction that closes the ledger row, not in one of its own.
+        end = request.ends_journey if len(recipients) == 1 else None
+
         async def one(recipient: str) -> Outcome:
             async with gate:
-                return await self._send_to(request, recipient, settings)
+                return await self._send_to(request, recipient, settings, end)
 
         outcomes = await asyncio.gather(*(one(r) for r in recipients))
         return await self._result(request, list(outcomes), None)
@@ -114,16 +129,99 @@ class SendActivities:
             branch = "failed"
         details = sorted({o.detail for o in outcomes if o.status != "sent" and o.detail})
         error = nobody or ("; ".join(details) if details else None)
-        ended = False
-        if request.ends_journey is not None:
+        ended = any(o.ended for o in outcomes)
+        if request.ends_journey is not None and not ended:
             async with self.store.begin() as conn:
                 ended = await record_end_if_asked(conn, request.ends_journey, branch, error)
         first = sent[0].delivery_id if sent else (outcomes[0].delivery_id if outcomes else None)
         return StepResult(branch=branch, delivery_id=first, error=error, journey_ended=ended)
 
-    async def _send_to(self, request: SendRequest, recipient: str, settings: ChannelSettings) -> Outcome:
-        ref, step, now = request.journey, request.step, request.now
-        delivery = deliveries.Delivery(
+    async def _in_app_to_self(self, request: SendRequest, step: InAppSendStep) -> StepResult:
+        """An in-app message to the journey's own person (the usual in-app step): one transaction
+        writes the ledger row, the inbox message, ``message_sent`` and, when only the end follows
+        the step, the journey's end (its record, ``flow_exited`` with ``message_sent`` in one
+        INSERT, and the path). Nothing is read that the transaction does not use: no channel
+        settings (no provider), no ledger lookup first (the ledger's INSERT ... ON CONFLICT finds
+        an earlier attempt's row), the person once. If the journey's record is not committed yet,
+        nothing is kept and the retry does it all (as ``send_in_app``)."""
+        ref, end = request.journey, request.ends_journey
+        at = utcnow()
+        written = SystemEvents(ref.workspace_id)
+        async with self.store.begin() as conn:
+            # The record first when the step ends the journey: the first write takes SQLite's write
+            # lock, so the person read next cannot be erased before this commits (PostgreSQL: the
+            # read below locks the row), and their events need no second look.
+            if end is not None and not await journeys.close_record(conn, end.after_step("sent", at)):
+                raise not_recorded_yet(end)
+            if request.cap is not None:
+                profile, exists = await lock_profile(self.store, conn, ref.workspace_id, ref.profile_id), True
+            else:
+                found = await get_profile(conn, ref.workspace_id, ref.profile_id, lock=True)
+                exists = found is not None
+                profile = found or {"id": ref.profile_id, "attributes": {}, "do_not_contact": []}
+            # Whether ``exists`` holds until the commit: read under lock (PostgreSQL, a cap) or
+            # after this transaction's first write (SQLite); else message_sent looks again.
+            locked = end is not None or request.cap is not None or self.store.dialect == "postgresql"
+            outcome = await self._in_app_alone(
+                conn, request, step, profile, written, exists if locked else None
+            )
+            branch = {"sent": "sent", "skipped": "skipped"}.get(outcome.status, "failed")
+            error = outcome.detail if outcome.status != "sent" and outcome.detail else None
+            final = None if end is None else end.after_step(branch, at, error)
+            if final is not None and exists:
+                journeys.add_exited_event(written, final)
+            await written.write(conn)
+            if final is not None:
+                await journey_steps.record_steps(conn, final.journey, final.path_start, final.path)
+                # Counted when this commits; read nothing more for it (issue 17: statements per
+                # journey). Only a retry after this commit (a worker killed before the activity
+                # reported) would count the end twice.
+                metrics.count_journey_end(conn, final)
+        return StepResult(
+            branch=branch, delivery_id=outcome.delivery_id, error=error, journey_ended=end is not None
+        )
+
+    async def _in_app_alone(
+        self,
+        conn: AsyncConnection,
+        request: SendRequest,
+        step: InAppSendStep,
+        profile: dict[str, Any],
+        written: SystemEvents,
+        person_exists: bool | None,
+    ) -> Outcome:
+        """The message of ``_in_app_to_self``: the rules, the templates, then the ledger row (an
+        earlier attempt's row, found by the INSERT, is reported as it is)."""
+        ref, now = request.journey, request.now
+        delivery = self._delivery(request, ref.profile_id)
+        _, reason = await self._check(conn, request, ref.profile_id, profile)
+        if reason is not None:
+            return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
+        context = await _context(conn, ref, request, profile)
+        try:
+            title = render_checked(step.content.title, context)
+            body = render_checked(step.content.body, context)
+            data = render_value(step.content.data, context)
+        except TemplateError as error:
+            reason = f"template: {error}"
+            return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
+        if step.consumable:
+            data = {**data, "consumable": True}
+        delivery_id, delivered = await deliveries.deliver_in_app(
+            self.store, conn, delivery, title=title, body=body, data=data, now=now
+        )
+        if not delivered:
+            row = await deliveries.find_delivery(conn, delivery.key)
+            assert row is not None
+            return _outcome(row)
+        row = {**asdict(delivery), "id": delivery_id}
+        await record_sent(conn, row, now, into=written, person_exists=person_exists)
+        return Outcome("sent", delivery_id)
+
+    @staticmethod
+    def _delivery(request: SendRequest, recipient: str) -> deliveries.Delivery:
+        ref, step = request.journey, request.step
+        return deliveries.Delivery(
             workspace_id=ref.workspace_id,
             journey_id=ref.journey_id,
             step_id=step.id,
@@ -134,6 +232,16 @@ class SendActivities:
             version=ref.version,
             sender=step.sender,
         )
+
+    async def _send_to(
+        self,
+        request: SendRequest,
+        recipient: str,
+        settings: ChannelSettings | None,
+        end: JourneyEnd | None = None,
+    ) -> Outcome:
+        ref, step, now = request.journey, request.step, request.now
+        delivery = self._delivery(request, recipient)
         async with self.store.begin() as conn:
             row = await deliveries.find_delivery(conn, delivery.key)
             if row is not None and row["status"] != "pending":
@@ -152,7 +260,7 @@ class SendActivities:
             else:
                 profile = await get_profile(conn, ref.workspace_id, recipient) or {"attributes": {}}
                 context = await _context(conn, ref, request, profile)
-        return await self._deliver(row, step, context, settings, now)
+        return await self._deliver(row, step, context, settings, now, end)
 
     async def _recipient_row(
         self, conn: AsyncConnection, request: SendRequest, recipient: str
@@ -220,14 +328,19 @@ class SendActivities:
         row: dict[str, Any],
         step: EmailSendStep | SmsSendStep | PushSendStep | InAppSendStep,
         context: dict[str, Any],
-        settings: ChannelSettings,
+        settings: ChannelSettings | None,
         now: datetime,
+        end: JourneyEnd | None = None,
     ) -> Outcome:
-        assert not isinstance(step, InAppSendStep)
+        """Send through the provider and close the ledger row (with the journey's ``end``, if
+        given: ``_close``)."""
+        assert not isinstance(step, InAppSendStep) and settings is not None
         channel: MessageChannel = step.channel
         provider = provider_for(channel, settings, self.http)
         if provider is None:
-            return await self._close(row, "failed", f"no {channel} provider is configured for the workspace")
+            return await self._close(
+                row, "failed", f"no {channel} provider is configured for the workspace", end=end
+            )
         ws, delivery_id = row["workspace_id"], row["id"]
         links = await self._email_links(ws) if isinstance(step, EmailSendStep) else None
         if links is not None:
@@ -237,7 +350,7 @@ class SendActivities:
         try:
             messages = render_messages(step, row, context)
         except TemplateError as error:
-            return await self._close(row, "failed", f"template: {error}")
+            return await self._close(row, "failed", f"template: {error}", end=end)
         if links is not None:
             messages = [links.prepare(m, workspace_id=ws, delivery_id=delivery_id) for m in messages]
         # Push: the devices an earlier attempt reached (FCM takes no key: never message them twice).
@@ -262,14 +375,14 @@ class SendActivities:
                 receipt_ids.append(receipt.provider_message_id)
         except DeliveryFailed as failure:
             if failure.permanent:
-                return await self._close(row, "failed", str(failure))
+                return await self._close(row, "failed", str(failure), end=end)
             # Retried by Temporal with the same key; the row stays pending.
             metrics.count_send(None, channel, "retried")
             raise ApplicationError(f"{channel} provider: {failure}") from failure
         if not receipt_ids:
-            return await self._close(row, "failed", "; ".join(gone))
+            return await self._close(row, "failed", "; ".join(gone), end=end)
         provider_id = next((r for r in receipt_ids if r), None)
-        return await self._close(row, "sent", None, provider_id, now, personal=True)
+        return await self._close(row, "sent", None, provider_id, now, personal=True, end=end)
 
     async def _devices_sent(self, row: dict[str, Any]) -> dict[str, str | None]:
         async with self.store.connect() as conn:
@@ -300,16 +413,47 @@ class SendActivities:
         at: datetime | None = None,
         *,
         personal: bool = False,
+        end: JourneyEnd | None = None,
     ) -> Outcome:
         """Close the ledger row; ``personal``: a person's message, whose 'sent' writes
-        message_sent in the same transaction (notify_internal's messages are the team's)."""
+        message_sent in the same transaction (notify_internal's messages are the team's).
+
+        ``end``: the journey's end, recorded in the same transaction (its record, flow_exited
+        with message_sent in one INSERT, the path; the person looked up once when the message
+        was theirs). If the journey's record is not committed yet, the close commits all the
+        same and the activity fails to be retried: the retry finds the row closed, sends nothing
+        again and records the end (``_result``)."""
+        ws, written = row["workspace_id"], SystemEvents(row["workspace_id"])
+        branch = "sent" if status == "sent" else "failed"
+        final = (
+            None
+            if end is None
+            else end.after_step(branch, utcnow(), (detail or None) if status != "sent" else None)
+        )
+        recorded = False
         async with self.store.begin() as conn:
             await deliveries.close_delivery(
                 conn, row["id"], status, detail, provider_message_id=provider_message_id, at=at
             )
+            recipient_exists: bool | None = None
             if personal and status == "sent":
-                await record_sent(conn, row, at or utcnow())
+                recipient_exists = await profile_exists(conn, ws, row["recipient_id"])
+                await record_sent(conn, row, at or utcnow(), into=written, person_exists=recipient_exists)
             metrics.count_send(conn, row["channel"], status)
+            if final is not None and await journeys.close_record(conn, final):
+                recorded = True
+                # Counted once: this transaction is the end's first record (a retry after it
+                # commits records it through _result, which knows a repeated end).
+                metrics.count_journey_end(conn, final)
+                ref = final.journey
+                exists = recipient_exists
+                if exists is None or row["recipient_id"] != ref.profile_id:
+                    exists = await profile_exists(conn, ref.workspace_id, ref.profile_id)
+                if exists:
+                    journeys.add_exited_event(written, final)
+            await written.write(conn)
+            if final is not None and recorded:
+                await journey_steps.record_steps(conn, final.journey, final.path_start, final.path)
         if status == "failed":
             # The reason stays in the ledger: a provider's may quote the address.
             log.warning(
@@ -318,7 +462,9 @@ class SendActivities:
                 row["step_id"],
                 row["id"],
             )
-        return Outcome(status, row["id"], detail)
+        if end is not None and not recorded:
+            raise not_recorded_yet(end)
+        return Outcome(status, row["id"], detail, ended=recorded)
 
     # ------------------------------------------------------------ notify_internal
 

@@ -23,6 +23,7 @@ from flowline.flow.variables import variable_faults
 from flowline.journey import JourneyInput, JourneyLimits, StopRequest, TriggerEvent, journey_id
 from flowline.store import journeys
 from flowline.store.database import Store, utcnow
+from flowline.store.events import SystemEvents
 from flowline.store.flows import PublishedFlow, flow_status, flow_statuses, routing_generation
 from launch.signals import SignalNotTaken, signal_journeys
 from workflows import search_attributes as sa
@@ -64,9 +65,12 @@ async def claim_journey(
     entry: str,
     event: TriggerEvent | None = None,
     variables: dict[str, Any] | None = None,
+    entered: SystemEvents | None = None,
 ) -> tuple[JourneyInput | None, bool]:
     """Record the journey unless the re-entry rule refuses it: (its input, whether it was
-    claimed now); a claim an earlier attempt of the same entry made is returned too."""
+    claimed now); a claim an earlier attempt of the same entry made is returned too.
+    ``entered``: its ``flow_entered`` is gathered there, for the caller to write with the others
+    of its transaction (``SystemEvents.write``)."""
     document = flow.document
     settings = document.settings
     entry_key = entry
@@ -84,6 +88,7 @@ async def claim_journey(
         lock=journeys.entry_lock(settings.reentry, entry_key),
         trigger_event_id=event.id if event else None,
         started_at=utcnow(),
+        into=entered,
     )
     if not claimed and await journeys.get_journey(conn, workspace_id, jid) is None:
         return None, False  # the re-entry rule keeps the person out
@@ -252,16 +257,27 @@ async def start_batch(
 
 
 async def stop_if_stopped(
-    store: Store, client: Client, workspace_id: str, claims: Sequence[JourneyInput]
+    store: Store,
+    client: Client,
+    workspace_id: str,
+    claims: Sequence[JourneyInput],
+    *,
+    conn: AsyncConnection | None = None,
 ) -> None:
     """Stop the journeys just started whose flow was stopped since they were claimed. Their
     claims committed before the stop did (the routing generation's lock), so they are in
     flight for it; but the stop's signal may have come before they started (and missed
-    them). Read after the starts: either this sees the stop, or the stop signalled later."""
+    them). Read after the starts: either this sees the stop, or the stop signalled later.
+    ``conn``: read in the caller's transaction (before any write of it) instead of a
+    connection of its own."""
     if not claims:
         return
-    async with store.connect() as conn:
-        statuses = await flow_statuses(conn, workspace_id, {c.flow.id for c in claims})
+    flow_ids = {c.flow.id for c in claims}
+    if conn is not None:
+        statuses = await flow_statuses(conn, workspace_id, flow_ids)
+    else:
+        async with store.connect() as own:
+            statuses = await flow_statuses(own, workspace_id, flow_ids)
     late = [c.journey_id for c in claims if statuses.get(c.flow.id) == "stopped"]
     try:
         # One that ended already, or whose stop Temporal refused, is left as it is.

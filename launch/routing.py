@@ -179,15 +179,19 @@ class JourneyLauncher:
         if not rows:
             return result
         people = {r["profile_id"] for r in rows}
-        if self.store.dialect == "postgresql":
-            # The people first, in a transaction of their own: a new profile's row stays locked
-            # until its transaction ends, and another batch naming the same person waits for it.
-            # (SQLite locks the whole file for any write: one transaction fewer is better there.)
+        # PostgreSQL, a batch of several people: the people first, in a transaction of their own:
+        # a new profile's row stays locked until its transaction ends, and another batch naming
+        # the same person would wait for the whole store-and-claim transaction. With one person
+        # that wait is the same whichever transaction creates the profile (each later lock of
+        # the transaction concerns that person), so it joins the events' transaction: one commit
+        # fewer per event. (SQLite locks the whole file for any write: always one transaction.)
+        apart = self.store.dialect == "postgresql" and len(people) > 1
+        if apart:
             async with self.store.begin() as conn:
                 await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
         async with self.store.begin() as conn:
             flows = await self._open_flows(conn, workspace_id)
-            if self.store.dialect != "postgresql":
+            if not apart:
                 await ensure_profiles(self.store, conn, workspace_id, people, read_first=True)
             quiet, listened = await self._quiet(conn, workspace_id, flows, rows)
             result.stored = await events_store.insert_events(
@@ -356,6 +360,8 @@ class JourneyLauncher:
         result: IngestResult,
     ) -> list[JourneyInput]:
         claims = []
+        # The claims' flow_entered events: one INSERT for all of them, after the claims.
+        entered = events_store.SystemEvents(workspace_id)
         for row in rows:
             event = _event(row)
             for flow in self.targets(flows, event):
@@ -365,12 +371,20 @@ class JourneyLauncher:
                     continue
                 entry = f"event:{event.id}"
                 claim, _fresh = await claim_journey(
-                    self.store, conn, workspace_id, flow, row["profile_id"], entry=entry, event=event
+                    self.store,
+                    conn,
+                    workspace_id,
+                    flow,
+                    row["profile_id"],
+                    entry=entry,
+                    event=event,
+                    entered=entered,
                 )
                 if claim is None:
                     result.refused.append((event.id, flow.flow_id))
                 else:
                     claims.append(claim)
+        await entered.write(conn)
         return claims
 
     async def _route(
@@ -384,11 +398,14 @@ class JourneyLauncher:
         """Steps 2 and 3 of ``ingest``. ``listened``: the only ``rows`` a journey may hear, when
         the caller knows (``_quiet``); the others are marked routed without a look."""
         await asyncio.gather(*(start_journey(self.client, self.task_queue, c) for c in claims))
-        await stop_if_stopped(self.store, self.client, workspace_id, claims)
         if not rows:
+            await stop_if_stopped(self.store, self.client, workspace_id, claims)
             return
         heard = rows if listened is None else [r for r in rows if r["id"] in listened]
         async with self.store.begin() as conn:
+            # The stop check of the journeys just started reads in this transaction, before its
+            # writes (on SQLite the write lock is not held yet): one transaction fewer per event.
+            await stop_if_stopped(self.store, self.client, workspace_id, claims, conn=conn)
             # The journeys in flight that listen (the ones just started included).
             if heard:
                 await self.route_to_journeys(conn, workspace_id, heard)

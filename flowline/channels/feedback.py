@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowline.store import deliveries as ledger
 from flowline.store.database import Store
-from flowline.store.events import MESSAGE_SENT, insert_system_event
+from flowline.store.events import MESSAGE_SENT, SystemEvents
 from flowline.store.profile_changes import Origin, change_do_not_contact
 from flowline.store.profiles import get_profile, profile_exists
 
@@ -89,28 +89,41 @@ def sent_event_id(delivery_id: str) -> str:
     return f"{delivery_id}:sent"
 
 
-async def record_sent(conn: AsyncConnection, delivery: dict[str, Any], at: datetime) -> bool:
+async def record_sent(
+    conn: AsyncConnection,
+    delivery: dict[str, Any],
+    at: datetime,
+    *,
+    into: SystemEvents | None = None,
+    person_exists: bool | None = None,
+) -> bool:
     """Write ``message_sent`` for a ledger row just closed 'sent'; True when written now.
 
     Call it in the transaction that closes the row: a retried activity finds the row closed (and
     the event with it), or closes it again and writes the same event id, which is kept once.
     Stored unrouted, for the sweeper (as flow_exited). Nothing for a message that is not a
     person's (notify_internal's recipients are addresses) or for an erased person.
+
+    ``person_exists``: whether the recipient's profile exists, when the caller read it under lock
+    in this transaction (else it is read here). ``into``: the event is gathered into a batch the
+    caller writes later in the transaction (then True means it is to be written).
     """
     if delivery["channel"] not in PERSONAL_CHANNELS:
         return False
     ws, person = delivery["workspace_id"], delivery["recipient_id"]
-    if not await profile_exists(conn, ws, person):
+    if person_exists is None:
+        person_exists = await profile_exists(conn, ws, person)
+    if not person_exists:
         return False
-    return await insert_system_event(
-        conn,
-        ws,
+    sent = into or SystemEvents(ws)
+    sent.add(
         event_id=sent_event_id(delivery["id"]),
         profile_id=person,
         name=MESSAGE_SENT,
         timestamp=at,
         properties=feedback_properties(delivery, {}),
     )
+    return True if into is not None else bool(await sent.write(conn))
 
 
 async def record_feedback(

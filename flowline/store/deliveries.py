@@ -44,6 +44,18 @@ async def find_delivery(conn: AsyncConnection, key: str) -> dict[str, Any] | Non
     return None if row is None else dict(row._mapping)
 
 
+def _ledger_row(delivery: Delivery, status: str, now: datetime, detail: str | None) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "idempotency_key": delivery.key,
+        "status": status,
+        "detail": detail,
+        "created_at": now,
+        "sent_at": now if status == "sent" else None,
+        **asdict(delivery),
+    }
+
+
 async def _insert(
     store: Store,
     conn: AsyncConnection,
@@ -53,36 +65,47 @@ async def _insert(
     detail: str | None = None,
 ) -> str | None:
     """Insert the ledger row; its new id, or None when the key was there already."""
-    row = {
-        "id": uuid.uuid4().hex,
-        "idempotency_key": delivery.key,
-        "status": status,
-        "detail": detail,
-        "created_at": now,
-        "sent_at": now if status == "sent" else None,
-        **asdict(delivery),
-    }
     statement = store.insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id)
-    inserted = (await conn.execute(statement, row)).scalar_one_or_none()
+    inserted = (
+        await conn.execute(statement, _ledger_row(delivery, status, now, detail))
+    ).scalar_one_or_none()
     return None if inserted is None else str(inserted)
+
+
+async def _insert_row(
+    store: Store,
+    conn: AsyncConnection,
+    delivery: Delivery,
+    status: str,
+    now: datetime,
+    detail: str | None = None,
+) -> dict[str, Any] | None:
+    """``_insert`` returning the whole row as stored (no read after the INSERT), None when the
+    key was there already."""
+    statement = store.insert(deliveries).on_conflict_do_nothing().returning(*deliveries.c)
+    inserted = (await conn.execute(statement, _ledger_row(delivery, status, now, detail))).first()
+    return None if inserted is None else dict(inserted._mapping)
 
 
 async def open_delivery(
     store: Store, conn: AsyncConnection, delivery: Delivery, now: datetime | None = None
 ) -> tuple[dict[str, Any], bool]:
     """The ledger row of ``delivery``, created 'pending' if absent; returns (row, created)."""
-    created = await _insert(store, conn, delivery, "pending", now or utcnow()) is not None
+    row = await _insert_row(store, conn, delivery, "pending", now or utcnow())
+    if row is not None:
+        return row, True
     row = await find_delivery(conn, delivery.key)
     assert row is not None
-    return row, created
+    return row, False
 
 
 async def skip_delivery(
     store: Store, conn: AsyncConnection, delivery: Delivery, reason: str, now: datetime
 ) -> dict[str, Any]:
     """Record that a rule left the recipient out (once: a retry finds the row)."""
-    await _insert(store, conn, delivery, "skipped", now, detail=reason)
-    row = await find_delivery(conn, delivery.key)
+    row = await _insert_row(store, conn, delivery, "skipped", now, detail=reason)
+    if row is None:
+        row = await find_delivery(conn, delivery.key)
     assert row is not None
     return row
 

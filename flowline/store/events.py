@@ -166,32 +166,46 @@ JOURNEY_EVENTS = frozenset({FLOW_ENTERED, FLOW_EXITED, MESSAGE_SENT})
 ENGINE_EVENTS = JOURNEY_EVENTS | {"profile_changed", "segment_entered", "segment_exited"}
 
 
-async def insert_system_event(
-    conn: AsyncConnection,
-    workspace_id: str,
-    *,
-    event_id: str,
-    profile_id: str,
-    name: str,
-    timestamp: datetime,
-    properties: dict[str, Any],
-) -> bool:
-    """Store one event the engine writes, unrouted (the sweeper routes it), unless its
-    (deterministic) id is stored already: a retried transaction writes it once. True if stored."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    row = {
-        "workspace_id": workspace_id,
-        "id": event_id,
-        "profile_id": profile_id,
-        "name": name,
-        "timestamp": timestamp,
-        "properties": properties,
-        "received_at": utcnow(),
-        "routed_at": None,
-    }
-    result = await conn.execute(insert(events).values(row).on_conflict_do_nothing())
-    await export_events(conn, workspace_id, [row])
-    return bool(result.rowcount)
+class SystemEvents:
+    """Events the engine writes, gathered over a transaction and stored by one multi-row INSERT
+    (``write``) instead of one statement each: a journey's ``flow_entered`` for every claim of a
+    batch, a send's ``message_sent`` with the journey's ``flow_exited``. Each is stored unrouted
+    (the sweeper routes it) unless its deterministic id is stored already: a retried transaction
+    writes each once. The caller has made sure the people exist (a profile written or
+    read under lock in the same transaction): nothing here reads them again."""
+
+    def __init__(self, workspace_id: str) -> None:
+        self.workspace_id = workspace_id
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self, *, event_id: str, profile_id: str, name: str, timestamp: datetime, properties: dict[str, Any]
+    ) -> None:
+        self.rows.append(
+            {
+                "workspace_id": self.workspace_id,
+                "id": event_id,
+                "profile_id": profile_id,
+                "name": name,
+                "timestamp": timestamp,
+                "properties": properties,
+                "received_at": utcnow(),
+                "routed_at": None,
+            }
+        )
+
+    async def write(self, conn: AsyncConnection) -> set[str]:
+        """Store the events gathered (one statement; none when there are none); the ids stored now."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return set()
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(events).on_conflict_do_nothing().returning(events.c.id)
+        # Executemany with RETURNING: SQLAlchemy sends the rows as one multi-row INSERT whose
+        # compiled form is cached.
+        stored = {str(r) for r in (await conn.execute(statement, rows)).scalars()}
+        await export_events(conn, self.workspace_id, rows)
+        return stored
 
 
 async def named_events(

@@ -46,8 +46,11 @@ async def claim_entry(
     lock: str,
     trigger_event_id: str | None,
     started_at: datetime,
+    into: events_store.SystemEvents | None = None,
 ) -> bool:
-    """Record a new journey unless its id exists or the re-entry rule forbids it; True if recorded."""
+    """Record a new journey unless its id exists or the re-entry rule forbids it; True if recorded.
+    Its ``flow_entered`` is written at once, or gathered ``into`` a batch the caller writes (one
+    statement for all the claims of a transaction)."""
     statement = store.insert(journeys).on_conflict_do_nothing().returning(journeys.c.id)
     row = {
         "id": journey_id,
@@ -62,15 +65,16 @@ async def claim_entry(
     }
     claimed = (await conn.execute(statement, row)).first() is not None
     if claimed:
-        await events_store.insert_system_event(
-            conn,
-            workspace_id,
+        entered = into or events_store.SystemEvents(workspace_id)
+        entered.add(
             event_id=entered_event_id(journey_id),
             profile_id=profile_id,
             name=events_store.FLOW_ENTERED,
             timestamp=started_at,
             properties={"flow_id": flow_id, "version": version, "journey_id": journey_id},
         )
+        if into is None:
+            await entered.write(conn)
     return claimed
 
 
@@ -88,6 +92,22 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
     False when the record is not visible: the transaction that creates it also starts the
     workflow, so a quick journey can end before that transaction commits. Callers retry.
     """
+    if not await close_record(conn, end):
+        return False
+    # In the end's own transaction; routed by the sweeper (JourneyLauncher.sweep) like the other
+    # events an activity writes. Not for an erased person: nothing personal is written after that.
+    ref = end.journey
+    if await profile_exists(conn, ref.workspace_id, ref.profile_id):
+        exited = events_store.SystemEvents(ref.workspace_id)
+        add_exited_event(exited, end)
+        await exited.write(conn)
+    return True
+
+
+async def close_record(conn: AsyncConnection, end: JourneyEnd) -> bool:
+    """``record_end`` without its ``flow_exited``: the record's UPDATE alone (False: not visible
+    yet). A caller that knows the person exists in its transaction adds the event itself
+    (``add_exited_event``) to a batch it writes."""
     result = await conn.execute(
         journeys.update()
         .where(journeys.c.id == end.journey.journey_id)
@@ -99,16 +119,13 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
             entry_lock=case((journeys.c.entry_lock == ONCE, ONCE), else_=None),
         )
     )
-    if not result.rowcount:
-        return False
-    # In the end's own transaction; routed by the sweeper (JourneyLauncher.sweep) like the other
-    # events an activity writes. Not for an erased person: nothing personal is written after that.
+    return bool(result.rowcount)
+
+
+def add_exited_event(into: events_store.SystemEvents, end: JourneyEnd) -> None:
+    """The journey's ``flow_exited``, gathered into ``into``."""
     ref = end.journey
-    if not await profile_exists(conn, ref.workspace_id, ref.profile_id):
-        return True
-    await events_store.insert_system_event(
-        conn,
-        ref.workspace_id,
+    into.add(
         event_id=exited_event_id(ref.journey_id),
         profile_id=ref.profile_id,
         name=events_store.FLOW_EXITED,
@@ -120,7 +137,6 @@ async def record_end(conn: AsyncConnection, end: JourneyEnd) -> bool:
             "status": end.status,
         },
     )
-    return True
 
 
 async def status_of(conn: AsyncConnection, journey_id: str) -> str | None:
