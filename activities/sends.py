@@ -195,15 +195,16 @@ class SendActivities:
         ref, now = request.journey, request.now
         delivery = self._delivery(request, ref.profile_id)
         _, reason = await self._check(conn, request, ref.profile_id, profile)
+        if reason is None:
+            context = await _context(conn, ref, request, profile)
+            try:
+                title = render_checked(step.content.title, context)
+                body = render_checked(step.content.body, context)
+                data = render_value(step.content.data, context)
+            except TemplateError as error:
+                reason = f"template: {error}"
         if reason is not None:
-            return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
-        context = await _context(conn, ref, request, profile)
-        try:
-            title = render_checked(step.content.title, context)
-            body = render_checked(step.content.body, context)
-            data = render_value(step.content.data, context)
-        except TemplateError as error:
-            reason = f"template: {error}"
+            metrics.count_send(conn, delivery.channel, "skipped")
             return _outcome(await deliveries.skip_delivery(self.store, conn, delivery, reason, now))
         if step.consumable:
             data = {**data, "consumable": True}
@@ -216,6 +217,7 @@ class SendActivities:
             return _outcome(row)
         row = {**asdict(delivery), "id": delivery_id}
         await record_sent(conn, row, now, into=written, person_exists=person_exists)
+        metrics.count_send(conn, delivery.channel, "sent")
         return Outcome("sent", delivery_id)
 
     @staticmethod
