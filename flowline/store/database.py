@@ -54,6 +54,14 @@ def secret_box(conn: AsyncConnection) -> SecretBox:
     return _boxes.get(conn.sync_engine, PLAIN)
 
 
+async def _end(conn: AsyncConnection, *, rollback: bool) -> None:
+    try:
+        if rollback:
+            await conn.rollback()
+    finally:
+        await conn.close()
+
+
 class Store:
     """The database handle every component shares: an async engine plus a few helpers.
 
@@ -106,8 +114,21 @@ class Store:
         # the lock with sleeps of up to 100 ms and whoever polls at the right moment wins: under
         # load some waited seconds (bench/RESULTS.md, latency). Queued here first, in order, they
         # leave one contender per process.
-        async with self._sqlite_writer(), self.engine.begin() as conn:
-            yield conn
+        async with self._sqlite_writer():
+            conn = await self.engine.connect()
+            try:
+                await conn.begin()
+                yield conn
+                await conn.commit()
+            except BaseException:
+                # Shielded: a task cancelled mid-transaction (an activity when its worker stops)
+                # must still roll back and give the connection back. Interrupted, the rollback
+                # left the connection holding SQLite's write lock, and every other writer of the
+                # process failed with "database is locked" after busy_timeout.
+                await asyncio.shield(_end(conn, rollback=True))
+                raise
+            else:
+                await asyncio.shield(_end(conn, rollback=False))
 
     def _sqlite_writer(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
